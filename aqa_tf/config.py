@@ -1,0 +1,149 @@
+"""Frozen configuration objects. Entry modules build them from flags (`flag_defs.py`);
+library code receives them and never reads global flags."""
+
+import dataclasses
+import json
+from typing import Dict, Optional, Tuple
+
+from aqa_tf.data import features
+
+# Normalisation constants (mean, std) applied to frames scaled to [0, 1].
+NORMALIZATIONS = {
+    # The MTL-AQA authors' C3D pipeline: ImageNet statistics on [0, 1] RGB frames.
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # Kinetics statistics (3D-ResNets-PyTorch, on [0, 1] frames).
+    "kinetics": ((0.4345, 0.4051, 0.3775), (0.2768, 0.2713, 0.2737)),
+    # Map [0, 1] to [-1, 1] (S3D / Inception style).
+    "symmetric": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+TEMPORAL_SAMPLINGS = ("jitter", "random_end_last_k")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the records are and how videos become model inputs.
+
+    Clip geometry: `num_frames` frames ending at the annotated end frame (window end jittered
+    during training) are cut into `num_clips` clips of `clip_length` frames, clip `i` starting at
+    frame `i * clip_stride`.
+    """
+
+    data_dir: str = ""
+    train_split: str = "train"
+    test_split: str = "test"
+    val_fraction: float = 0.1
+    val_seed: int = 0
+    num_frames: int = 96
+    clip_length: int = 16
+    clip_stride: int = 16
+    temporal_sampling: str = "jitter"
+    temporal_jitter: int = 3
+    random_end_k: int = 10
+    resize_height: int = 0  # 0: keep the stored size.
+    resize_width: int = 0
+    crop_size: int = 112
+    random_flip: bool = True
+    normalization: str = "imagenet"
+    batch_size: int = 3
+    shuffle_buffer: int = 64
+    max_caption_words: int = 100
+    seed: int = 0
+
+    @property
+    def num_clips(self) -> int:
+        return (self.num_frames - self.clip_length) // self.clip_stride + 1
+
+    def validate(self):
+        if self.num_frames < self.clip_length:
+            raise ValueError(f"num_frames={self.num_frames} < clip_length={self.clip_length}")
+        if self.clip_stride <= 0 or self.clip_length <= 0:
+            raise ValueError(f"clip_length={self.clip_length} and clip_stride={self.clip_stride} "
+                             "must be positive")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction={self.val_fraction} must be in [0, 1)")
+        if self.temporal_sampling not in TEMPORAL_SAMPLINGS:
+            raise ValueError(f"temporal_sampling={self.temporal_sampling!r}; "
+                             f"expected one of {TEMPORAL_SAMPLINGS}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization={self.normalization!r}; "
+                             f"expected one of {sorted(NORMALIZATIONS)}")
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size={self.batch_size} must be positive")
+        if self.temporal_jitter < 0 or self.random_end_k < 1:
+            raise ValueError(f"temporal_jitter={self.temporal_jitter} must be >= 0 and "
+                             f"random_end_k={self.random_end_k} >= 1")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What model to build (`aqa_tf.models.aqa_model.build_aqa_model`)."""
+
+    backbone: str = "c3d"
+    width_multiplier: float = 1.0
+    aggregation: str = "average"
+    heads: Tuple[str, ...] = ("score", "dive")
+    fc_units: int = 4096
+    dropout: float = 0.5
+    num_classes: Tuple[Tuple[str, int], ...] = tuple(features.MTL_AQA_NUM_CLASSES.items())
+    score_std: float = 17.0  # MTL-AQA: scores are divided by 17 for training.
+
+    @property
+    def class_counts(self) -> Dict[str, int]:
+        return dict(self.num_classes)
+
+    def validate(self):
+        unknown = set(self.heads) - {"score", "dive", "caption"}
+        if unknown:
+            raise ValueError(f"heads={self.heads}: unknown head(s) {sorted(unknown)}; "
+                             "expected a subset of ('score', 'dive', 'caption')")
+        if "score" not in self.heads:
+            raise ValueError(f"heads={self.heads}: the score head is required")
+        if self.width_multiplier <= 0:
+            raise ValueError(f"width_multiplier={self.width_multiplier} must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+        if self.score_std <= 0:
+            raise ValueError(f"score_std={self.score_std} must be positive")
+        for name, count in self.num_classes:
+            if name not in features.CLASS_OUTPUTS or count < 2:
+                raise ValueError(f"num_classes entry {name}={count}: expected one of "
+                                 f"{features.CLASS_OUTPUTS} with at least 2 classes")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train."""
+
+    model_dir: str = ""
+    epochs: int = 100
+    learning_rate: float = 1e-4
+    backbone_learning_rate: Optional[float] = None  # None: same as learning_rate.
+    score_loss_weight: float = 1.0   # alpha
+    class_loss_weight: float = 1.0   # beta
+    caption_loss_weight: float = 0.01  # gamma
+    distribution: str = "default"
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    seed: int = 0
+    steps_per_epoch: int = 0  # 0: one pass over the training split.
+    backup_every_steps: int = 0  # 0: only at epoch ends.
+
+    def validate(self):
+        if self.epochs <= 0:
+            raise ValueError(f"epochs={self.epochs} must be positive")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+        if self.distribution not in ("default", "mirrored", "multi_worker"):
+            raise ValueError(f"distribution={self.distribution!r}; expected default, mirrored "
+                             "or multi_worker")
+        if self.mixed_precision not in ("none", "mixed_bfloat16", "mixed_float16"):
+            raise ValueError(f"mixed_precision={self.mixed_precision!r}; expected none, "
+                             "mixed_bfloat16 or mixed_float16")
+        return self
+
+
+def to_json(*configs) -> str:
+    return json.dumps({type(c).__name__: dataclasses.asdict(c) for c in configs}, indent=2)

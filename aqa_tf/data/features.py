@@ -1,0 +1,244 @@
+"""The TFRecord schema of aqa-tf: the one place record keys are defined.
+
+Every writer (`tfrecords_tools.synthesize`, `tfrecords_tools.mtl_aqa`) and every reader
+(`aqa_tf.data.pipeline`, `tfrecords_tools.inspect`) imports this module.
+
+Schema version 1. One `tf.train.SequenceExample` per sample:
+
+Context (per sample):
+  schema_version   int64    `SCHEMA_VERSION`.
+  sample_key       bytes    e.g. b"01_001" (`<event:02d>_<sample:03d>` for MTL-AQA).
+  action_id        int64    action class for multi-action datasets (AQA-7); 0 for MTL-AQA.
+  num_frames       int64    length of the `frames` feature list.
+  height, width    int64    size of every stored frame, pixels.
+  start_frame      int64    annotated first frame of the action in the source video (1-based), or -1.
+  end_frame        int64    annotated last frame of the action in the source video (1-based), or -1.
+  end_index        int64    index into `frames` (0-based) of the frame at `end_frame`; the stored
+                            frames may extend past it by the temporal-jitter margin.
+  final_score      float    judges' score; `MISSING_FLOAT` if unknown.
+  difficulty       float    degree of difficulty; `MISSING_FLOAT` if unknown.
+  position, armstand, rotation_type, ss_no, tw_no
+                   int64    dive sub-action classes; `MISSING_INT` if unknown.
+  caption          int64[]  caption token ids `<sos> w1 ... wn <eos>` (full length, uncut);
+                            empty if the sample has no caption.
+
+Feature lists (per frame, in temporal order):
+  frames           bytes    one JPEG-encoded RGB frame per entry.
+
+Missing labels are stored as `MISSING_INT` (-1) / `MISSING_FLOAT` (-1.0) so that score-only
+datasets share the schema; losses mask them out.
+"""
+
+import dataclasses
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+SCHEMA_VERSION = 1
+
+MISSING_INT = -1
+MISSING_FLOAT = -1.0
+
+# Context keys.
+SCHEMA_VERSION_KEY = "schema_version"
+SAMPLE_KEY = "sample_key"
+ACTION_ID = "action_id"
+NUM_FRAMES = "num_frames"
+HEIGHT = "height"
+WIDTH = "width"
+START_FRAME = "start_frame"
+END_FRAME = "end_frame"
+END_INDEX = "end_index"
+FINAL_SCORE = "final_score"
+DIFFICULTY = "difficulty"
+POSITION = "position"
+ARMSTAND = "armstand"
+ROTATION_TYPE = "rotation_type"
+SS_NO = "ss_no"
+TW_NO = "tw_no"
+CAPTION = "caption"
+# Feature-list key.
+FRAMES = "frames"
+
+FLOAT_LABELS = (FINAL_SCORE, DIFFICULTY)
+CLASS_LABELS = (POSITION, ARMSTAND, ROTATION_TYPE, SS_NO, TW_NO)
+INT_CONTEXT = (SCHEMA_VERSION_KEY, ACTION_ID, NUM_FRAMES, HEIGHT, WIDTH, START_FRAME,
+               END_FRAME, END_INDEX) + CLASS_LABELS
+
+# Record label keys (named as in the MTL-AQA annotation files) -> model output names
+# (the one vocabulary shared by heads, losses, metrics and serving outputs).
+CLASS_LABEL_TO_OUTPUT = {
+    POSITION: "position",
+    ARMSTAND: "armstand",
+    ROTATION_TYPE: "rotation_type",
+    SS_NO: "somersaults",
+    TW_NO: "twists",
+}
+OUTPUT_TO_CLASS_LABEL = {v: k for k, v in CLASS_LABEL_TO_OUTPUT.items()}
+SCORE_OUTPUT = "score"
+CAPTION_OUTPUT = "caption"
+CLASS_OUTPUTS = tuple(CLASS_LABEL_TO_OUTPUT.values())
+
+# MTL-AQA class counts (paper 001, Table 2; label ranges of the annotation release).
+MTL_AQA_NUM_CLASSES = {
+    "position": 3,       # free, tuck, pike
+    "armstand": 2,       # no, yes
+    "rotation_type": 4,  # inward, reverse, backward, forward
+    "somersaults": 10,   # ss_no class index
+    "twists": 8,         # tw_no class index
+}
+
+
+@dataclasses.dataclass
+class Sample:
+    """One sample as writers build it (frames already JPEG-encoded)."""
+
+    sample_key: str
+    frames: Sequence[bytes]
+    height: int
+    width: int
+    final_score: float = MISSING_FLOAT
+    difficulty: float = MISSING_FLOAT
+    position: int = MISSING_INT
+    armstand: int = MISSING_INT
+    rotation_type: int = MISSING_INT
+    ss_no: int = MISSING_INT
+    tw_no: int = MISSING_INT
+    caption: Sequence[int] = ()
+    action_id: int = 0
+    start_frame: int = MISSING_INT
+    end_frame: int = MISSING_INT
+    end_index: int = MISSING_INT
+
+    def validate(self):
+        """Raises ValueError naming the sample if a field is malformed."""
+        where = f"sample {self.sample_key!r}"
+        if not self.frames:
+            raise ValueError(f"{where}: no frames")
+        if self.height <= 0 or self.width <= 0:
+            raise ValueError(f"{where}: bad frame size {self.height}x{self.width}")
+        for name in FLOAT_LABELS:
+            value = float(getattr(self, name))
+            if not np.isfinite(value):
+                raise ValueError(f"{where}: {name} is {value} (not finite); "
+                                 f"use {MISSING_FLOAT} to mark a missing label")
+        if self.end_index != MISSING_INT and not 0 <= self.end_index < len(self.frames):
+            raise ValueError(f"{where}: end_index {self.end_index} outside "
+                             f"[0, {len(self.frames)})")
+
+
+def _int64(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def _float(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def make_sequence_example(sample: Sample) -> tf.train.SequenceExample:
+    """Builds the `tf.train.SequenceExample` of `sample` (validated first)."""
+    sample.validate()
+    context = {
+        SCHEMA_VERSION_KEY: _int64([SCHEMA_VERSION]),
+        SAMPLE_KEY: _bytes([sample.sample_key.encode("utf-8")]),
+        NUM_FRAMES: _int64([len(sample.frames)]),
+        CAPTION: _int64(sample.caption),
+    }
+    for name in (ACTION_ID, HEIGHT, WIDTH, START_FRAME, END_FRAME, END_INDEX) + CLASS_LABELS:
+        context[name] = _int64([getattr(sample, name)])
+    for name in FLOAT_LABELS:
+        context[name] = _float([getattr(sample, name)])
+    frames = tf.train.FeatureList(feature=[_bytes([f]) for f in sample.frames])
+    return tf.train.SequenceExample(
+        context=tf.train.Features(feature=context),
+        feature_lists=tf.train.FeatureLists(feature_list={FRAMES: frames}))
+
+
+def serialize_sample(sample: Sample) -> bytes:
+    return make_sequence_example(sample).SerializeToString()
+
+
+CONTEXT_SPEC = {
+    **{name: tf.io.FixedLenFeature([], tf.int64) for name in INT_CONTEXT},
+    **{name: tf.io.FixedLenFeature([], tf.float32) for name in FLOAT_LABELS},
+    SAMPLE_KEY: tf.io.FixedLenFeature([], tf.string),
+    CAPTION: tf.io.VarLenFeature(tf.int64),
+}
+SEQUENCE_SPEC = {FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)}
+
+
+def parse_sequence_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Parses one serialized record (graph-friendly, for `tf.data`).
+
+    Returns:
+      A dict with every context key (scalars; `caption` as a dense int64 `[length]`) and
+      `frames`: a string tensor `[num_frames]` of JPEG bytes.
+    """
+    context, sequence = tf.io.parse_single_sequence_example(
+        serialized, context_features=CONTEXT_SPEC, sequence_features=SEQUENCE_SPEC)
+    features = dict(context)
+    features[CAPTION] = tf.sparse.to_dense(context[CAPTION])
+    features[FRAMES] = sequence[FRAMES]
+    return features
+
+
+def parse_to_numpy(serialized: bytes) -> Dict[str, object]:
+    """Parses one record eagerly into Python/numpy values (for tools and tests)."""
+    example = tf.train.SequenceExample.FromString(serialized)
+    ctx = example.context.feature
+    out = {}
+    for name in INT_CONTEXT:
+        out[name] = int(ctx[name].int64_list.value[0])
+    for name in FLOAT_LABELS:
+        out[name] = float(ctx[name].float_list.value[0])
+    out[SAMPLE_KEY] = ctx[SAMPLE_KEY].bytes_list.value[0].decode("utf-8")
+    out[CAPTION] = [int(v) for v in ctx[CAPTION].int64_list.value]
+    out[FRAMES] = [f.bytes_list.value[0] for f in example.feature_lists.feature_list[FRAMES].feature]
+    if out[SCHEMA_VERSION_KEY] != SCHEMA_VERSION:
+        raise ValueError(f"record {out[SAMPLE_KEY]!r}: schema version {out[SCHEMA_VERSION_KEY]}, "
+                         f"this code reads version {SCHEMA_VERSION}")
+    return out
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    """File name of one shard: `<split>-00000-of-00004.tfrecord`."""
+    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def shard_pattern(data_dir: str, split: str) -> str:
+    """Glob of every shard of `split` under `data_dir`."""
+    return f"{data_dir.rstrip('/')}/{split}-*-of-*.tfrecord"
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG-encodes one RGB uint8 frame `[H, W, 3]`."""
+    import cv2  # Local import: only writers need OpenCV.
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
+        raise ValueError(f"expected a uint8 [H, W, 3] frame, got {frame.dtype} {frame.shape}")
+    ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """Decodes JPEG bytes to an RGB uint8 frame; raises ValueError on a corrupt image."""
+    import cv2
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("undecodable JPEG image")
+    return image[..., ::-1].copy()
+
+
+def sample_key_for(event: int, sample_no: int) -> str:
+    """MTL-AQA sample key, e.g. (1, 1) -> "01_001"."""
+    return f"{int(event):02d}_{int(sample_no):03d}"
+
+
+def optional_int(value: Optional[object]) -> int:
+    return MISSING_INT if value is None else int(value)
