@@ -24,9 +24,11 @@ TEMPORAL_SAMPLINGS = ("jitter", "random_end_last_k")
 class DataConfig:
     """Where the records are and how videos become model inputs.
 
-    Clip geometry: `num_frames` frames ending at the annotated end frame (window end jittered
-    during training) are cut into `num_clips` clips of `clip_length` frames, clip `i` starting at
-    frame `i * clip_stride`.
+    Clip geometry (as the MTL-AQA reference cuts a dive): a window of `sample_length` frames
+    ending at the annotated end frame (the window end jittered during training) is loaded, and its
+    first `num_frames` frames are cut into `num_clips` clips of `clip_length` frames, clip `i`
+    starting at frame `i * clip_stride`. The reference loads 103 frames and uses the first 96 as
+    6 clips of 16 (its loop `range(0, frames - 17, 16)`); `sample_length=0` means `num_frames`.
     """
 
     data_dir: str = ""
@@ -34,6 +36,7 @@ class DataConfig:
     test_split: str = "test"
     val_fraction: float = 0.1
     val_seed: int = 0
+    sample_length: int = 103
     num_frames: int = 96
     clip_length: int = 16
     clip_stride: int = 16
@@ -51,12 +54,18 @@ class DataConfig:
     seed: int = 0
 
     @property
+    def window_length(self) -> int:
+        return self.sample_length or self.num_frames
+
+    @property
     def num_clips(self) -> int:
         return (self.num_frames - self.clip_length) // self.clip_stride + 1
 
     def validate(self):
         if self.num_frames < self.clip_length:
             raise ValueError(f"num_frames={self.num_frames} < clip_length={self.clip_length}")
+        if self.window_length < self.num_frames:
+            raise ValueError(f"sample_length={self.sample_length} < num_frames={self.num_frames}")
         if self.clip_stride <= 0 or self.clip_length <= 0:
             raise ValueError(f"clip_length={self.clip_length} and clip_stride={self.clip_stride} "
                              "must be positive")
