@@ -1,0 +1,70 @@
+"""Losses of paper 001 (eq. 1-4), masked so that samples with a missing label add nothing."""
+
+import keras
+from keras import ops
+
+from aqa_tf.data import features
+
+
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class ScoreLoss(keras.losses.Loss):
+    """L2 + L1 distance on normalised scores (paper 001, eq. 1; authors' MSELoss + L1Loss).
+
+    Both scores are divided by `score_std` (17 for MTL-AQA) before the distance. Samples whose
+    true score is missing (negative, the schema's -1) or not finite get zero loss.
+
+    y_true: `[batch]` scores in points. y_pred: `[batch]` scores in points.
+    """
+
+    def __init__(self, score_std=17.0, l1_weight=1.0, l2_weight=1.0, name="score_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.score_std = float(score_std)
+        self.l1_weight = float(l1_weight)
+        self.l2_weight = float(l2_weight)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.reshape(ops.cast(y_true, "float32"), (-1,))
+        y_pred = ops.reshape(ops.cast(y_pred, "float32"), (-1,))
+        valid = ops.logical_and(y_true >= 0.0, ops.isfinite(y_true))
+        diff = ops.where(valid, (y_pred - y_true) / self.score_std, 0.0)
+        return self.l2_weight * ops.square(diff) + self.l1_weight * ops.abs(diff)
+
+    def get_config(self):
+        return {**super().get_config(), "score_std": self.score_std,
+                "l1_weight": self.l1_weight, "l2_weight": self.l2_weight}
+
+
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Cross-entropy from logits (paper 001, eq. 2) ignoring labels equal to `MISSING_INT` (-1).
+
+    y_true: `[batch]` int class ids. y_pred: `[batch, num_classes]` logits.
+    """
+
+    def __init__(self, name="masked_sparse_categorical_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        valid = y_true >= 0
+        safe = ops.where(valid, y_true, 0)
+        ce = keras.losses.sparse_categorical_crossentropy(
+            safe, ops.cast(y_pred, "float32"), from_logits=True)
+        return ops.where(valid, ce, 0.0)
+
+
+def build_losses(output_names, score_std: float, score_weight: float, class_weight: float):
+    """Loss and loss-weight dicts keyed by output name.
+
+    Total = alpha * L_score + beta * sum over sub-actions of L_cls (paper 001, eq. 4; the
+    caption term gamma * L_cap joins with the caption head).
+    """
+    losses, weights = {}, {}
+    for name in output_names:
+        if name == features.SCORE_OUTPUT:
+            losses[name], weights[name] = ScoreLoss(score_std), score_weight
+        elif name in features.CLASS_OUTPUTS:
+            losses[name], weights[name] = MaskedSparseCategoricalCrossentropy(), class_weight
+        else:
+            raise ValueError(f"no loss is defined for output {name!r}")
+    return losses, weights

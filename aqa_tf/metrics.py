@@ -1,0 +1,58 @@
+"""Evaluation metrics computed over a whole evaluation set (not averaged per batch)."""
+
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+from scipy import stats
+
+
+def spearman(true_scores, pred_scores) -> float:
+    """Spearman rank correlation (scipy), the AQA metric of every paper here."""
+    true_scores, pred_scores = np.asarray(true_scores), np.asarray(pred_scores)
+    if len(true_scores) < 2 or np.all(pred_scores == pred_scores[0]):
+        return 0.0  # Undefined for constant predictions; report no correlation.
+    return float(stats.spearmanr(true_scores, pred_scores)[0])
+
+
+def relative_l2(true_scores, pred_scores, score_range: Tuple[float, float]) -> float:
+    """R-l2 = mean(((s - s_hat) / (s_max - s_min))^2) x 100, range from the training split."""
+    low, high = score_range
+    if high <= low:
+        raise ValueError(f"score range {score_range} is empty")
+    diff = (np.asarray(true_scores) - np.asarray(pred_scores)) / (high - low)
+    return float(np.mean(diff ** 2) * 100.0)
+
+
+def compute_metrics(true_scores, pred_scores, true_classes: Optional[Dict[str, np.ndarray]] = None,
+                    pred_logits: Optional[Dict[str, np.ndarray]] = None,
+                    score_range: Optional[Tuple[float, float]] = None) -> Dict[str, float]:
+    """All evaluation metrics of one split.
+
+    Samples with a missing score (< 0 or not finite) are left out of the score metrics, and
+    samples with a missing class label (-1) out of that sub-action's accuracy.
+
+    Returns:
+      dict with `spearman`, `mae` (points), `r_l2` (if `score_range`), `num_samples`, and
+      `accuracy/<sub-action>` for every class output given.
+    """
+    true_scores = np.asarray(true_scores, np.float64)
+    pred_scores = np.asarray(pred_scores, np.float64)
+    valid = np.isfinite(true_scores) & (true_scores >= 0)
+    t, p = true_scores[valid], pred_scores[valid]
+    out = {"num_samples": int(len(true_scores)), "spearman": spearman(t, p),
+           "mae": float(np.mean(np.abs(t - p))) if len(t) else float("nan")}
+    if score_range is not None and len(t):
+        out["r_l2"] = relative_l2(t, p, score_range)
+    for name, logits in (pred_logits or {}).items():
+        labels = np.asarray(true_classes[name])
+        keep = labels >= 0
+        if keep.any():
+            out[f"accuracy/{name}"] = float(np.mean(np.argmax(logits[keep], -1) == labels[keep]))
+    return out
+
+
+def majority_rate(labels) -> float:
+    """Accuracy of always predicting the most frequent class (a baseline for accuracies)."""
+    labels = np.asarray(labels)
+    labels = labels[labels >= 0]
+    return float(np.bincount(labels).max() / len(labels)) if len(labels) else float("nan")

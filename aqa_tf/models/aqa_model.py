@@ -1,0 +1,46 @@
+"""`build_aqa_model(config)`: TimeDistributed(backbone) -> aggregation -> fc6 -> task heads."""
+
+import keras
+from keras import layers
+
+from aqa_tf.config import DataConfig, ModelConfig
+from aqa_tf.models import heads
+from aqa_tf.models.backbones import build_backbone
+from aqa_tf.models.layers.aggregation import build_aggregation
+
+BACKBONE_LAYER = "clip_encoder"
+
+
+def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras.Model:
+    """Builds C3D-AVG-STL / -MTL style models (paper 001, Fig. 2).
+
+    Inputs: `{"video": [batch, num_clips, clip_length, crop, crop, 3]}` (normalised float32).
+    Outputs: `{"score": [batch]}` in judges' points, plus with the `dive` head the logits
+    `{"position", "armstand", "rotation_type", "somersaults", "twists": [batch, classes]}`.
+    """
+    model_config.validate()
+    data_config.validate()
+    video = keras.Input((data_config.num_clips, data_config.clip_length, data_config.crop_size,
+                         data_config.crop_size, 3), name="video")
+    backbone = build_backbone(model_config.backbone, clip_length=data_config.clip_length,
+                              image_size=data_config.crop_size,
+                              width_multiplier=model_config.width_multiplier,
+                              name=model_config.backbone)
+    clip_features = layers.TimeDistributed(backbone, name=BACKBONE_LAYER)(video)
+    video_features = build_aggregation(model_config.aggregation)(clip_features)
+    # paper 001 / authors' `my_fc6`: Linear(8192 -> 4096) + ReLU + dropout 0.5.
+    x = layers.Dense(model_config.fc_units, activation="relu", name="fc6")(video_features)
+    x = layers.Dropout(model_config.dropout, name="fc6_dropout")(x)
+    outputs = {"score": heads.score_head(x, model_config.score_std)}
+    if "dive" in model_config.heads:
+        outputs.update(heads.dive_heads(x, model_config.class_counts))
+    if "caption" in model_config.heads:
+        raise NotImplementedError("the caption head arrives with the captioning issue")
+    name = f"{model_config.backbone}_{model_config.aggregation}_" + (
+        "mtl" if len(model_config.heads) > 1 else "stl")
+    return keras.Model(inputs={"video": video}, outputs=outputs, name=name)
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The per-clip backbone inside a model built by `build_aqa_model`."""
+    return model.get_layer(BACKBONE_LAYER).layer

@@ -1,0 +1,79 @@
+"""C3D (Tran et al., ICCV 2015) up to pool5, as used by C3D-AVG (Parmar & Morris, CVPR 2019)."""
+
+import keras
+from keras import layers
+
+from aqa_tf.models.backbones.registry import register_backbone
+
+# (name, filters) of the eight 3x3x3 convolutions and the pools that follow some of them.
+_C3D_CONVS = (("conv1", 64), ("conv2", 128), ("conv3a", 256), ("conv3b", 256),
+              ("conv4a", 512), ("conv4b", 512), ("conv5a", 512), ("conv5b", 512))
+_POOL_AFTER = {"conv1": ("pool1", (1, 2, 2)), "conv2": ("pool2", (2, 2, 2)),
+               "conv3b": ("pool3", (2, 2, 2)), "conv4b": ("pool4", (2, 2, 2)),
+               "conv5b": ("pool5", (2, 2, 2))}
+
+
+def scaled_filters(filters: int, width_multiplier: float) -> int:
+    return max(1, int(round(filters * width_multiplier)))
+
+
+@keras.saving.register_keras_serializable(package="aqa_tf")
+@register_backbone("c3d")
+class C3DBackbone(keras.Model):
+    """C3D convolutional body: conv1 .. pool5, flattened.
+
+    A 16x112x112 clip gives 512 x 1 x 4 x 4 = 8192 features (pool5 pads H and W by one, as the
+    Sports-1M model does). Features are flattened in channels-first order (C, T, H, W), the order
+    of the PyTorch checkpoints, so that an imported fc6 matrix applies unchanged.
+
+    Args:
+      clip_length: frames per clip (16 in the paper).
+      image_size: height and width of the (square) input frames (112 in the paper).
+      width_multiplier: scales every layer's filters; 1.0 is the paper's network, smaller values
+        give a network of the same topology for tests and CPU quick starts.
+
+    Input: `[batch, clip_length, image_size, image_size, 3]`. Output: `[batch, feature_dim]`.
+    """
+
+    def __init__(self, clip_length=16, image_size=112, width_multiplier=1.0, **kwargs):
+        # === Layers ===
+        conv_layers = {
+            name: layers.Conv3D(scaled_filters(filters, width_multiplier), 3, padding="same",
+                                activation="relu", name=name)
+            for name, filters in _C3D_CONVS
+        }
+
+        # === Functional Model ===
+        clips = keras.Input((clip_length, image_size, image_size, 3), name="clip")
+        x = clips
+        for name, _ in _C3D_CONVS:
+            x = conv_layers[name](x)
+            if name in _POOL_AFTER:
+                pool_name, pool_size = _POOL_AFTER[name]
+                if pool_name == "pool5":
+                    # PyTorch MaxPool3d(padding=(0, 1, 1)) pads with -inf; after ReLU every value
+                    # is >= 0 and every window keeps a real element, so zero padding is identical.
+                    x = layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name="pool5_pad")(x)
+                x = layers.MaxPooling3D(pool_size, strides=pool_size, name=pool_name)(x)
+        x = layers.Permute((4, 1, 2, 3), name="to_channels_first")(x)
+        features = layers.Flatten(name="flatten")(x)
+        super().__init__(inputs=clips, outputs=features, **kwargs)
+
+        # === Config ===
+        self.clip_length = clip_length
+        self.image_size = image_size
+        self.width_multiplier = width_multiplier
+        self.feature_dim = int(features.shape[-1])
+
+    def conv_parameter_count(self) -> int:
+        """Parameters of the eight convolutions (27,655,936 for the paper's C3D)."""
+        return sum(self.get_layer(name).count_params() for name, _ in _C3D_CONVS)
+
+    def get_config(self):
+        return {"clip_length": self.clip_length, "image_size": self.image_size,
+                "width_multiplier": self.width_multiplier, "name": self.name,
+                "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

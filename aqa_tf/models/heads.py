@@ -1,0 +1,43 @@
+"""Task heads of the AQA models (paper 001: score regressor and dive classifier)."""
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class ScoreOutput(layers.Layer):
+    """Turns the regressor's normalised output `[batch, 1]` into a score `[batch]`.
+
+    The regressor is trained on scores divided by `score_std` (17 for MTL-AQA), so the model's
+    `score` output is in judges' points: `score = score_std * regressor_output`.
+    """
+
+    def __init__(self, score_std=17.0, **kwargs):
+        super().__init__(**kwargs)
+        self.score_std = float(score_std)
+
+    def call(self, normalised):
+        return ops.squeeze(ops.cast(normalised, "float32"), axis=-1) * self.score_std
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:-1]
+
+    def get_config(self):
+        return {**super().get_config(), "score_std": self.score_std}
+
+
+def score_head(features, score_std: float):
+    """`features [batch, dim]` -> `score [batch]` (paper 001: one linear unit)."""
+    normalised = layers.Dense(1, dtype="float32", name="score_regressor")(features)
+    return ScoreOutput(score_std, name="score")(normalised)
+
+
+def dive_heads(features, class_counts):
+    """`features [batch, dim]` -> one logits tensor `[batch, num_classes]` per sub-action.
+
+    Returns:
+      dict output name (`position`, `armstand`, `rotation_type`, `somersaults`, `twists`) ->
+      logits (float32, so that mixed precision keeps the softmax in full precision).
+    """
+    return {name: layers.Dense(count, dtype="float32", name=name)(features)
+            for name, count in class_counts.items()}

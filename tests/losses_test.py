@@ -1,0 +1,27 @@
+import numpy as np
+
+from aqa_tf import losses
+
+
+def test_score_loss_is_l1_plus_l2_on_normalised_scores_and_masks_missing():
+    loss = losses.ScoreLoss(score_std=17.0)
+    y_true = np.array([85.0, 34.0, -1.0], "float32")  # last one missing
+    y_pred = np.array([68.0, 34.0, 50.0], "float32")
+    per_sample = np.asarray(loss.call(y_true, y_pred))
+    np.testing.assert_allclose(per_sample, [1.0 + 1.0, 0.0, 0.0], atol=1e-6)
+    d = np.array([-17.0, 0.0]) / 17.0
+    # Keras reduction: mean over the batch (the masked sample contributes zero).
+    np.testing.assert_allclose(float(loss(y_true, y_pred)), (d ** 2 + abs(d)).sum() / 3, rtol=1e-6)
+
+
+def test_masked_cross_entropy_ignores_missing_labels():
+    loss = losses.MaskedSparseCategoricalCrossentropy()
+    logits = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]], "float32"))
+    per_sample = np.asarray(loss.call(np.array([0, -1]), logits))
+    np.testing.assert_allclose(per_sample, [-np.log(0.5), 0.0], rtol=1e-5)
+
+
+def test_build_losses_weights():
+    l, w = losses.build_losses(["score", "position", "twists"], 17.0, 1.0, 0.5)
+    assert w == {"score": 1.0, "position": 0.5, "twists": 0.5}
+    assert isinstance(l["score"], losses.ScoreLoss)

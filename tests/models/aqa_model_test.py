@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+import keras
+
+from aqa_tf.config import DataConfig, ModelConfig
+from aqa_tf.models import aqa_model
+
+DATA = DataConfig(sample_length=32, num_frames=32, clip_length=16, clip_stride=16, crop_size=32)
+
+
+def _video(batch=2, seed=0):
+    return np.random.default_rng(seed).standard_normal(
+        (batch, DATA.num_clips, 16, 32, 32, 3)).astype("float32")
+
+
+def test_mtl_outputs_and_shapes():
+    model = aqa_model.build_aqa_model(
+        ModelConfig(width_multiplier=0.125, fc_units=32), DATA)
+    out = model({"video": _video()})
+    assert set(out) == {"score", "position", "armstand", "rotation_type", "somersaults", "twists"}
+    assert out["score"].shape == (2,)
+    assert out["position"].shape == (2, 3) and out["somersaults"].shape == (2, 10)
+    assert out["twists"].shape == (2, 8) and out["rotation_type"].shape == (2, 4)
+
+
+def test_stl_has_only_score_and_averages_clips():
+    model = aqa_model.build_aqa_model(
+        ModelConfig(width_multiplier=0.125, fc_units=32, heads=("score",)), DATA)
+    assert list(model.output) == ["score"]
+    # Averaging: the prediction does not depend on the order of the clips.
+    video = _video(1)
+    swapped = video[:, ::-1]
+    np.testing.assert_allclose(np.asarray(model({"video": video})["score"]),
+                               np.asarray(model({"video": swapped})["score"]), rtol=1e-5)
+
+
+def test_class_counts_come_from_the_config():
+    config = ModelConfig(width_multiplier=0.125, fc_units=16,
+                         num_classes=(("position", 4), ("armstand", 2), ("rotation_type", 4),
+                                      ("somersaults", 12), ("twists", 8)))
+    model = aqa_model.build_aqa_model(config, DATA)
+    assert model.output["position"].shape[-1] == 4
+    assert model.output["somersaults"].shape[-1] == 12
+
+
+def test_save_load_round_trip(tmp_path):
+    model = aqa_model.build_aqa_model(ModelConfig(width_multiplier=0.125, fc_units=16), DATA)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    video = _video(1, seed=3)
+    for name, value in model({"video": video}).items():
+        np.testing.assert_allclose(np.asarray(restored({"video": video})[name]),
+                                   np.asarray(value), atol=1e-5)
+
+
+def test_bad_config_fails_fast_with_the_value():
+    with pytest.raises(ValueError, match="heads=.*unknown"):
+        aqa_model.build_aqa_model(ModelConfig(heads=("score", "pose")), DATA)
+    with pytest.raises(ValueError, match="num_frames=8 < clip_length=16"):
+        aqa_model.build_aqa_model(ModelConfig(), DataConfig(sample_length=8, num_frames=8))

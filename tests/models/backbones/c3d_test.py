@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+import keras
+
+from aqa_tf.models.backbones import build_backbone, known_backbones
+from aqa_tf.models.backbones.c3d import C3DBackbone
+
+
+def test_paper_c3d_has_27655936_conv_parameters_and_8192_features():
+    backbone = build_backbone("c3d")  # 16 x 112 x 112, full width.
+    assert backbone.conv_parameter_count() == 27_655_936
+    assert backbone.feature_dim == 8192
+    assert backbone.output_shape == (None, 8192)
+    # pool5 sees 512 x 2 x 7 x 7 and pads H, W by one: 512 x 1 x 4 x 4.
+    assert backbone.get_layer("pool5").output.shape[1:] == (1, 4, 4, 512)
+
+
+def test_small_c3d_forward_shape_and_flatten_order():
+    backbone = build_backbone("c3d", clip_length=16, image_size=32, width_multiplier=0.125)
+    clips = np.random.default_rng(0).standard_normal((2, 16, 32, 32, 3)).astype("float32")
+    features = backbone(clips)
+    assert features.shape == (2, backbone.feature_dim)
+    # Channels-first flatten (the PyTorch order): reproduce it from pool5.
+    pool5 = keras.Model(backbone.input, backbone.get_layer("pool5").output)(clips)
+    expected = np.transpose(np.asarray(pool5), (0, 4, 1, 2, 3)).reshape(2, -1)
+    np.testing.assert_allclose(np.asarray(features), expected, rtol=1e-6)
+
+
+def test_config_round_trip_and_save_load(tmp_path):
+    backbone = C3DBackbone(clip_length=16, image_size=32, width_multiplier=0.125, name="c3d")
+    clone = C3DBackbone.from_config(backbone.get_config())
+    assert clone.get_config() == backbone.get_config()
+    path = str(tmp_path / "c3d.keras")
+    backbone.save(path)
+    restored = keras.models.load_model(path)
+    clips = np.random.default_rng(1).standard_normal((1, 16, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(restored(clips)), np.asarray(backbone(clips)), atol=1e-6)
+
+
+def test_unknown_backbone_lists_known_ones():
+    with pytest.raises(ValueError, match="known backbones: .*c3d"):
+        build_backbone("c4d")
+    assert "c3d" in known_backbones()
