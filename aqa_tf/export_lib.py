@@ -1,0 +1,70 @@
+"""SavedModel export (TF Serving layout `<export_dir>/<name>/<version>/`).
+
+The exported model contains its own preprocessing: `serving_default` takes the raw uint8 frames
+of a dive and returns the score and the class probabilities.
+"""
+
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from aqa_tf.config import DataConfig
+from aqa_tf.data import features
+from aqa_tf.data import pipeline
+
+EFFECTIVE_FLAGS = "flags.txt"
+
+
+def take_window(video: tf.Tensor, window_length: int) -> tf.Tensor:
+    """The last `window_length` frames of `[batch, T, H, W, 3]` (the first frame repeated in
+    front when T is shorter), i.e. the window ending at the clip's last frame."""
+    length = tf.shape(video)[1]
+    pad = tf.maximum(window_length - length, 0)
+    first = tf.repeat(video[:, :1], pad, axis=1)
+    video = tf.concat([first, video], axis=1)
+    return video[:, -window_length:]
+
+
+def serving_fn(model: keras.Model, data_config: DataConfig):
+    """The function behind `serving_default` (also used by tests for parity)."""
+    class_names = [n for n in features.CLASS_OUTPUTS if n in model.output]
+
+    def serve(video, difficulty):
+        window = take_window(video, data_config.window_length)
+        inputs = {"video": pipeline.preprocess_video_batch(window, data_config)}
+        if "difficulty" in model.input:
+            inputs["difficulty"] = difficulty
+        outputs = model(inputs, training=False)
+        result = {"score": tf.cast(outputs["score"], tf.float32)}
+        for name in class_names:
+            result[f"{name}_probabilities"] = tf.nn.softmax(tf.cast(outputs[name], tf.float32))
+        return result
+
+    return serve
+
+
+def export_saved_model(model: keras.Model, data_config: DataConfig, export_path: str,
+                       flags_file: str = "") -> str:
+    """Writes a SavedModel with a `serving_default` signature to `export_path`.
+
+    Signature inputs: `video` uint8 `[batch, frames, height, width, 3]` (the frames of the dive
+    ending at its last frame, at the stored resolution) and `difficulty` float32 `[batch]`
+    (used only by models that multiply by difficulty; pass anything otherwise).
+    Outputs: `score` `[batch]` and `<sub-action>_probabilities` `[batch, classes]`.
+    """
+    if os.path.exists(export_path):
+        shutil.rmtree(export_path)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serving_default", fn=serving_fn(model, data_config),
+        input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.uint8, name="video"),
+                         tf.TensorSpec([None], tf.float32, name="difficulty")])
+    archive.write_out(export_path, verbose=False)
+    if flags_file and os.path.exists(flags_file):
+        # assets.extra/ is where SavedModel consumers (TF Serving) expect non-graph files.
+        os.makedirs(os.path.join(export_path, "assets.extra"), exist_ok=True)
+        shutil.copy(flags_file, os.path.join(export_path, "assets.extra", EFFECTIVE_FLAGS))
+    return export_path

@@ -1,0 +1,315 @@
+"""Training library: strategy, optimizer, compilation, per-epoch evaluation and checkpoints.
+
+`aqa_tf.train` is the command-line entry; everything here takes config objects.
+"""
+
+import json
+import os
+from typing import Callable, Dict, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aqa_tf import losses as losses_lib
+from aqa_tf import metrics as metrics_lib
+from aqa_tf.config import DataConfig, ModelConfig, TrainConfig
+from aqa_tf.data import features
+from aqa_tf.data import pipeline
+
+BEST_WEIGHTS = "best.weights.h5"
+LAST_WEIGHTS = "last.weights.h5"
+BEST_INFO = "best.json"
+BACKUP_DIR = "backup"
+METRICS_DIR = "metrics"
+
+
+def setup_devices(cpu_replicas: int = 0):
+    """Splits the CPU into `cpu_replicas` logical devices (before TF initialises its devices)."""
+    if cpu_replicas > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+
+
+def make_strategy(distribution: str) -> tf.distribute.Strategy:
+    """`default` (one device), `mirrored` (all local GPUs, or the logical CPUs when there is no
+    GPU) or `multi_worker` (TF_CONFIG cluster)."""
+    if distribution == "default":
+        return tf.distribute.get_strategy()
+    if distribution == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if distribution == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown distribution {distribution!r}")
+
+
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class TwoRateAdam(keras.optimizers.Adam):
+    """Adam with a separate learning rate for the backbone's variables (paper 002 trains the
+    pretrained backbone and the new layers at different rates).
+
+    `learning_rate` drives the new layers; backbone variables (registered with
+    `set_backbone_variables`) step with `learning_rate * backbone_lr_multiplier`.
+    """
+
+    def __init__(self, backbone_lr_multiplier=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone_lr_multiplier = float(backbone_lr_multiplier)
+        self._backbone_ids = frozenset()
+
+    def set_backbone_variables(self, variables):
+        self._backbone_ids = frozenset(id(v) for v in variables)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if id(variable) in self._backbone_ids and self.backbone_lr_multiplier != 1.0:
+            learning_rate = learning_rate * self.backbone_lr_multiplier
+        return super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "backbone_lr_multiplier": self.backbone_lr_multiplier}
+
+
+def make_optimizer(train_config: TrainConfig, backbone: keras.Model) -> keras.optimizers.Optimizer:
+    if train_config.backbone_learning_rate is None:
+        return keras.optimizers.Adam(train_config.learning_rate)
+    optimizer = TwoRateAdam(
+        learning_rate=train_config.learning_rate,
+        backbone_lr_multiplier=train_config.backbone_learning_rate / train_config.learning_rate)
+    optimizer.set_backbone_variables(backbone.trainable_variables)
+    return optimizer
+
+
+def compile_model(model: keras.Model, model_config: ModelConfig, train_config: TrainConfig,
+                  optimizer: keras.optimizers.Optimizer):
+    output_names = list(model.output.keys())
+    losses, weights = losses_lib.build_losses(
+        output_names, model_config.score_std, train_config.score_loss_weight,
+        train_config.class_loss_weight)
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
+                  jit_compile=train_config.jit_compile)
+
+
+def select_model_io(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
+    """Keeps only the inputs and targets the model has (e.g. no class targets for STL)."""
+    input_names = list(model.input.keys())
+    output_names = list(model.output.keys())
+
+    def select(inputs, targets):
+        return ({k: inputs[k] for k in input_names}, {k: targets[k] for k in output_names})
+
+    return dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def read_scores(data_config: DataConfig, split: str) -> np.ndarray:
+    """Final scores of a split, read from the record contexts only (no frame decoding)."""
+    pattern = features.shard_pattern(data_config.data_dir, split)
+    files = tf.io.gfile.glob(pattern)
+    if not files:
+        raise FileNotFoundError(f"no TFRecord shards match {pattern}")
+    spec = {features.FINAL_SCORE: tf.io.FixedLenFeature([], tf.float32)}
+    ds = tf.data.TFRecordDataset(sorted(files)).map(
+        lambda s: tf.io.parse_single_sequence_example(s, context_features=spec)[0][
+            features.FINAL_SCORE])
+    scores = np.array([float(s) for s in ds.as_numpy_iterator()], np.float64)
+    return scores[np.isfinite(scores) & (scores >= 0)]
+
+
+class Predictor:
+    """Runs a model over an evaluation dataset and collects keys, targets and outputs."""
+
+    def __init__(self, model: keras.Model, jit_compile: bool = False):
+        self.model = model
+        self.input_names = list(model.input.keys())
+        self._infer = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile,
+                                  reduce_retracing=True)
+
+    def __call__(self, dataset: tf.data.Dataset):
+        keys, targets, outputs = [], {}, {}
+        for inputs, batch_targets in dataset:
+            keys += [k.decode("utf-8") for k in inputs["sample_key"].numpy()]
+            result = self._infer({k: inputs[k] for k in self.input_names})
+            for name, value in batch_targets.items():
+                targets.setdefault(name, []).append(value.numpy())
+            for name, value in result.items():
+                outputs.setdefault(name, []).append(np.asarray(value, np.float32))
+        targets = {k: np.concatenate(v) for k, v in targets.items()}
+        outputs = {k: np.concatenate(v) for k, v in outputs.items()}
+        return keys, targets, outputs
+
+
+def evaluate_predictions(targets, outputs, score_range) -> Dict[str, float]:
+    class_names = [n for n in features.CLASS_OUTPUTS if n in outputs]
+    return metrics_lib.compute_metrics(
+        targets["score"], outputs["score"], {n: targets[n] for n in class_names},
+        {n: outputs[n] for n in class_names}, score_range)
+
+
+def _write_json(path: str, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _save_weights_atomically(model: keras.Model, path: str):
+    tmp = path[: -len(".weights.h5")] + ".tmp.weights.h5"
+    model.save_weights(tmp, overwrite=True)
+    os.replace(tmp, path)
+
+
+class EpochEvaluation(keras.callbacks.Callback):
+    """After every epoch: evaluates the validation and test splits over the whole set, writes
+    `metrics/epoch_NNN.json`, saves `last.weights.h5`, and keeps `best.weights.h5` by
+    validation Spearman (by the last epoch when there is no validation split). The test split
+    is reported, never used for the choice. State survives restarts through `best.json`.
+    """
+
+    def __init__(self, model_dir: str, evaluate_split: Callable[[str], Optional[Dict]],
+                 has_val: bool):
+        super().__init__()
+        self.model_dir = model_dir
+        self.evaluate_split = evaluate_split
+        self.has_val = has_val
+        os.makedirs(os.path.join(model_dir, METRICS_DIR), exist_ok=True)
+
+    def best_info(self) -> Optional[Dict]:
+        path = os.path.join(self.model_dir, BEST_INFO)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        record = {"epoch": epoch + 1,
+                  "train": {k: float(v) for k, v in logs.items()}}
+        for split in (("val", "test") if self.has_val else ("test",)):
+            record[split] = self.evaluate_split(split)
+            for name, value in record[split].items():
+                logs[f"{split}_{name.replace('/', '_')}"] = value
+        _write_json(os.path.join(self.model_dir, METRICS_DIR, f"epoch_{epoch + 1:03d}.json"),
+                    record)
+        _save_weights_atomically(self.model, os.path.join(self.model_dir, LAST_WEIGHTS))
+        best = self.best_info()
+        criterion = record["val"]["spearman"] if self.has_val else None
+        if best is None or not self.has_val or criterion > best["val_spearman"]:
+            _save_weights_atomically(self.model, os.path.join(self.model_dir, BEST_WEIGHTS))
+            _write_json(os.path.join(self.model_dir, BEST_INFO), {
+                "epoch": epoch + 1,
+                "selected_on": "validation spearman" if self.has_val else "last epoch",
+                "val_spearman": criterion, "test": record["test"]})
+        msg = f"epoch {epoch + 1}: "
+        if self.has_val:
+            msg += f"val spearman {record['val']['spearman']:.4f}, "
+        print(msg + f"test spearman {record['test']['spearman']:.4f}", flush=True)
+
+
+class TrainingRun:
+    """One training run in `train_config.model_dir`: builds data and model, fits with resumable
+    checkpoints, and gives the final (honest) evaluation of the chosen checkpoint."""
+
+    def __init__(self, data_config: DataConfig, model_config: ModelConfig,
+                 train_config: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None):
+        from aqa_tf.models import aqa_model  # Built after the dtype policy is set.
+
+        self.data_config, self.model_config, self.train_config = (
+            data_config, model_config, train_config)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.model_dir = train_config.model_dir
+        os.makedirs(self.model_dir, exist_ok=True)
+        self.has_val = data_config.val_fraction > 0
+        train_scores = read_scores(data_config, data_config.train_split)
+        self.score_range = (float(train_scores.min()), float(train_scores.max()))
+        with self.strategy.scope():
+            self.model = aqa_model.build_aqa_model(model_config, data_config)
+            optimizer = make_optimizer(train_config, aqa_model.backbone_of(self.model))
+            compile_model(self.model, model_config, train_config, optimizer)
+        self.predictor = Predictor(self.model, jit_compile=train_config.jit_compile)
+        include_caption = "caption" in model_config.heads
+        self._eval_data = {
+            split: pipeline.build_dataset(data_config, split, training=False, with_keys=True,
+                                          include_caption=include_caption)
+            for split in (("val", "test") if self.has_val else ("test",))}
+        self.train_data = select_model_io(
+            pipeline.build_dataset(data_config, "train", training=True,
+                                   include_caption=include_caption), self.model)
+        if train_config.steps_per_epoch:
+            self.train_data = self.train_data.repeat()
+
+    def evaluate_split(self, split: str, return_predictions: bool = False):
+        keys, targets, outputs = self.predictor(self._eval_data[split])
+        result = evaluate_predictions(targets, outputs, self.score_range)
+        if return_predictions:
+            return result, (keys, targets, outputs)
+        return result
+
+    def callbacks(self):
+        backup = keras.callbacks.BackupAndRestore(
+            os.path.join(self.model_dir, BACKUP_DIR),
+            save_freq=self.train_config.backup_every_steps or "epoch", delete_checkpoint=False)
+        return [
+            backup,
+            EpochEvaluation(self.model_dir, self.evaluate_split, self.has_val),
+            keras.callbacks.TensorBoard(os.path.join(self.model_dir, "logs")),
+        ]
+
+    def completed_epochs(self) -> int:
+        path = os.path.join(self.model_dir, BACKUP_DIR, "training_metadata.json")
+        if not os.path.exists(path):
+            return 0
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
+
+    def evaluate_untrained(self):
+        """Test metrics of the freshly initialised model (`metrics/epoch_000.json`): the
+        baseline that training must beat. Skipped when resuming."""
+        path = os.path.join(self.model_dir, METRICS_DIR, "epoch_000.json")
+        if self.completed_epochs() or os.path.exists(path):
+            return None
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        record = {"epoch": 0, "test": self.evaluate_split("test")}
+        _write_json(path, record)
+        print(f"untrained model: test spearman {record['test']['spearman']:.4f}", flush=True)
+        return record
+
+    def fit(self, verbose: int = 1):
+        done = self.completed_epochs()
+        if done:
+            print(f"Resuming {self.model_dir} after epoch {done} of {self.train_config.epochs}",
+                  flush=True)
+        return self.model.fit(
+            self.train_data, epochs=self.train_config.epochs,
+            steps_per_epoch=self.train_config.steps_per_epoch or None,
+            callbacks=self.callbacks(), verbose=verbose)
+
+    def final_evaluation(self) -> Dict:
+        """Test metrics of the checkpoint chosen on the validation split (or the last epoch)."""
+        info_path = os.path.join(self.model_dir, BEST_INFO)
+        with open(info_path) as f:
+            info = json.load(f)
+        self.model.load_weights(os.path.join(self.model_dir, BEST_WEIGHTS))
+        metrics, (keys, targets, outputs) = self.evaluate_split("test", return_predictions=True)
+        from aqa_tf import reporting
+        reporting.write_predictions(os.path.join(self.model_dir, "test_predictions.csv"),
+                                    keys, targets, outputs)
+        plot = reporting.scatter_plot(os.path.join(self.model_dir, "test_scatter.png"),
+                                      targets["score"], outputs["score"], metrics["spearman"],
+                                      title=f"test split, epoch {info['epoch']} checkpoint")
+        class_names = [n for n in features.CLASS_OUTPUTS if n in targets]
+        result = {"split": "test", "checkpoint_epoch": info["epoch"],
+                  "selected_on": info["selected_on"], "metrics": metrics,
+                  "checkpoint_description": (
+                      f"checkpoint of epoch {info['epoch']}, chosen on {info['selected_on']} "
+                      "(the test split was not used to choose it)"),
+                  "majority_rates": {n: metrics_lib.majority_rate(targets[n])
+                                     for n in class_names},
+                  "scatter_plot": plot}
+        _write_json(os.path.join(self.model_dir, "final_metrics.json"), result)
+        return result
+
+    def export(self, export_path: str, flags_file: str = "") -> str:
+        from aqa_tf import export_lib
+        return export_lib.export_saved_model(self.model, self.data_config, export_path, flags_file)
