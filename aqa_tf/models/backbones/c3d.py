@@ -37,8 +37,13 @@ class C3DBackbone(keras.Model):
 
     def __init__(self, clip_length=16, image_size=112, width_multiplier=1.0, **kwargs):
         # === Layers ===
+        # Explicit zero padding + "valid" convolutions compute exactly the "same" convolutions
+        # of the paper. They are spelled out because TF 2.21's oneDNN bfloat16 Conv3D
+        # filter-gradient kernel returns NaN (about 1 call in 3 in our tests) for "same"
+        # padding when the temporal depth (2 at conv5 of a 16-frame clip) is smaller than the
+        # kernel; explicit padding avoids that kernel path (tests/models/backbones/c3d_test.py).
         conv_layers = {
-            name: layers.Conv3D(scaled_filters(filters, width_multiplier), 3, padding="same",
+            name: layers.Conv3D(scaled_filters(filters, width_multiplier), 3, padding="valid",
                                 activation="relu", name=name)
             for name, filters in _C3D_CONVS
         }
@@ -47,6 +52,7 @@ class C3DBackbone(keras.Model):
         clips = keras.Input((clip_length, image_size, image_size, 3), name="clip")
         x = clips
         for name, _ in _C3D_CONVS:
+            x = layers.ZeroPadding3D(1, name=f"{name}_pad")(x)
             x = conv_layers[name](x)
             if name in _POOL_AFTER:
                 pool_name, pool_size = _POOL_AFTER[name]

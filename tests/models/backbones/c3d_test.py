@@ -42,3 +42,30 @@ def test_unknown_backbone_lists_known_ones():
     with pytest.raises(ValueError, match="known backbones: .*c3d"):
         build_backbone("c4d")
     assert "c3d" in known_backbones()
+
+
+def test_bfloat16_filter_gradients_stay_finite_at_temporal_depth_two():
+    # Regression test. With padding="same", TF 2.21's oneDNN bf16 Conv3D filter gradient
+    # returned NaN for inputs of temporal depth 2 (conv5 of a 16-frame clip) in about a third
+    # of the calls (seen with [24, 2, 3, 3, 8] inputs), and training collapsed. C3DBackbone
+    # therefore pads explicitly and convolves with "valid"; that path must stay finite.
+    import tensorflow as tf
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        backbone = build_backbone("c3d", clip_length=16, image_size=56, width_multiplier=0.125)
+        assert all(backbone.get_layer(name).padding == "valid" and
+                   backbone.get_layer(name + "_pad").padding == ((1, 1), (1, 1), (1, 1))
+                   for name in ("conv1", "conv3a", "conv5a", "conv5b"))
+        # The same construction at the shape that triggered the bug.
+        pad = keras.layers.ZeroPadding3D(1)
+        conv = keras.layers.Conv3D(8, 3, padding="valid", activation="relu")
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            x = tf.nn.relu(tf.constant(rng.standard_normal((24, 2, 3, 3, 8)), tf.float32))
+            weights = tf.constant(rng.standard_normal((24, 2, 3, 3, 8)), tf.float32)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.cast(conv(pad(x)), tf.float32) * weights)
+            grad = tape.gradient(loss, conv.kernel)
+            assert np.all(np.isfinite(np.asarray(grad, np.float32)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
