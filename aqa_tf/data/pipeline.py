@@ -1,0 +1,260 @@
+"""The tf.data input pipeline: records -> (inputs, targets) batches.
+
+Three stages, as in the TF Model Garden video input path:
+  decode   (`features.parse_sequence_example`): record bytes -> JPEG strings + labels;
+  parse    (`parse_sample`): temporal window, clip cutting, JPEG decoding of the frames in use,
+           crop/resize, flip, normalisation -> model tensors;
+  batch    (`build_dataset`): sharded interleaved reading, shuffling, batching, prefetching.
+
+Everything runs inside the TensorFlow graph with AUTOTUNE parallelism (no Python per frame).
+"""
+
+from typing import Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from aqa_tf.config import NORMALIZATIONS, DataConfig
+from aqa_tf.data import captions
+from aqa_tf.data import features
+
+_HASH_BUCKETS = 1_000_000
+
+
+def clip_indices(config: DataConfig) -> tf.Tensor:
+    """Window-relative frame indices of every clip: int32 `[num_clips, clip_length]`."""
+    starts = tf.range(config.num_clips) * config.clip_stride
+    return starts[:, None] + tf.range(config.clip_length)[None, :]
+
+
+def window_end(end_index: tf.Tensor, num_stored: tf.Tensor, config: DataConfig, training: bool,
+               seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Index (into the stored frames) of the last frame of the sample's window.
+
+    Evaluation: the annotated end frame. Training, 'jitter': end + U{-J..J} (MTL-AQA reference,
+    J=3). Training, 'random_end_last_k': end - U{0..k-1} (paper 002). Clamped so the window
+    stays inside the stored frames when they are long enough.
+    """
+    end = tf.where(end_index >= 0, end_index, num_stored - 1)
+    if training:
+        if config.temporal_sampling == "jitter":
+            low, high = -config.temporal_jitter, config.temporal_jitter + 1
+        else:
+            low, high = -(config.random_end_k - 1), 1
+        end += tf.random.stateless_uniform([], seed, low, high, dtype=tf.int64)
+    return tf.clip_by_value(end, tf.minimum(tf.constant(config.window_length - 1, tf.int64),
+                                            num_stored - 1),
+                            num_stored - 1)
+
+
+def _crop_window(height, width, crop):
+    """Offsets and size of the centered square crop (or the whole frame if it is smaller)."""
+    crop_h, crop_w = tf.minimum(crop, height), tf.minimum(crop, width)
+    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
+
+
+def _to_model_frames(frames_uint8: tf.Tensor, config: DataConfig) -> tf.Tensor:
+    """Resize (optional), center crop, [0,1] scaling and normalisation of `[N, H, W, 3]` uint8.
+
+    Used by both the training/eval pipeline and the serving function, so they agree.
+    """
+    frames = frames_uint8
+    if config.resize_height > 0 and config.resize_width > 0:
+        frames = tf.image.resize(frames, [config.resize_height, config.resize_width],
+                                 method="bilinear")
+    shape = tf.shape(frames)
+    height, width = shape[1], shape[2]
+    short = tf.minimum(height, width)
+    crop = config.crop_size
+
+    def upscale():
+        scale = tf.cast(crop, tf.float32) / tf.cast(short, tf.float32)
+        size = tf.cast(tf.math.ceil(tf.cast([height, width], tf.float32) * scale), tf.int32)
+        return tf.image.resize(tf.cast(frames, tf.float32), size, method="bilinear")
+
+    frames = tf.cond(short < crop, upscale, lambda: tf.cast(frames, tf.float32))
+    shape = tf.shape(frames)
+    top = (shape[1] - crop) // 2
+    left = (shape[2] - crop) // 2
+    frames = frames[:, top:top + crop, left:left + crop, :]
+    mean, std = NORMALIZATIONS[config.normalization]
+    frames = (frames / 255.0 - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+    return frames
+
+
+def _decode_frames(jpegs: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
+                   config: DataConfig) -> tf.Tensor:
+    """Decodes `[N]` JPEG strings to uint8 `[N, h, w, 3]`.
+
+    When no resize is configured and the stored frames are at least as large as the crop, only
+    the center crop window is decoded (`tf.image.decode_and_crop_jpeg`), which is faster.
+    """
+    crop = config.crop_size
+    direct_crop = (config.resize_height <= 0 or config.resize_width <= 0)
+    if direct_crop:
+        def decode(jpeg):
+            top, left, ch, cw = _crop_window(tf.cast(height, tf.int32), tf.cast(width, tf.int32),
+                                             crop)
+            return tf.image.decode_and_crop_jpeg(jpeg, tf.stack([top, left, ch, cw]), channels=3)
+    else:
+        def decode(jpeg):
+            return tf.io.decode_jpeg(jpeg, channels=3)
+    return tf.map_fn(decode, jpegs, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+                     parallel_iterations=16)
+
+
+def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: bool,
+                 seed: Optional[tf.Tensor] = None, include_caption: bool = False,
+                 with_keys: bool = False) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
+    """One parsed record -> `(inputs, targets)` of one sample (see `build_dataset`)."""
+    jpegs = record[features.FRAMES]
+    num_stored = tf.cast(tf.shape(jpegs)[0], tf.int64)
+    if seed is None:
+        seed = tf.constant([config.seed, 0], tf.int64)
+    end = window_end(record[features.END_INDEX], num_stored, config, training,
+                     seed=seed)
+    # Window-relative clip frames -> stored-frame indices; a window longer than the stored
+    # video starts with copies of the first frame.
+    relative = tf.cast(clip_indices(config), tf.int64)
+    stored = tf.maximum(end - config.window_length + 1 + relative, 0)
+    flat = tf.reshape(stored, [-1])
+    unique, position = tf.unique(flat)
+    frames = _decode_frames(tf.gather(jpegs, unique), record[features.HEIGHT],
+                            record[features.WIDTH], config)
+    frames = _to_model_frames(frames, config)
+    if training and config.random_flip:
+        flip = tf.random.stateless_uniform([], seed + 1, 0, 2, dtype=tf.int32)
+        frames = tf.cond(flip > 0, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
+    video = tf.gather(frames, position)
+    video = tf.reshape(video, [config.num_clips, config.clip_length, config.crop_size,
+                               config.crop_size, 3])
+    inputs = {"video": video,
+              "difficulty": tf.cast(record[features.DIFFICULTY], tf.float32)}
+    if with_keys:
+        inputs["sample_key"] = record[features.SAMPLE_KEY]
+    targets = {features.SCORE_OUTPUT: tf.cast(record[features.FINAL_SCORE], tf.float32)}
+    for label, output in features.CLASS_LABEL_TO_OUTPUT.items():
+        targets[output] = tf.cast(record[label], tf.int32)
+    if include_caption:
+        targets[features.CAPTION_OUTPUT] = cut_and_pad_caption(record[features.CAPTION],
+                                                               config.max_caption_words)
+    return inputs, targets
+
+
+def cut_and_pad_caption(ids: tf.Tensor, max_words: int) -> tf.Tensor:
+    """`<sos> w1..wn <eos>` -> int32 `[max_words + 2]`: at most `max_words` words, still ending
+    with `<eos>` (as `captions.cut_caption`), padded with -1. An empty caption is all -1."""
+    ids = tf.cast(ids, tf.int32)
+    words = tf.boolean_mask(ids, tf.logical_and(ids != captions.EOS_ID, ids != captions.SOS_ID))
+    words = words[:max_words]
+    cut = tf.concat([[captions.SOS_ID], words, [captions.EOS_ID]], axis=0)
+    cut = tf.cond(tf.size(ids) > 0, lambda: cut, lambda: tf.zeros([0], tf.int32))
+    padded = tf.pad(cut, [[0, max_words + 2 - tf.size(cut)]], constant_values=-1)
+    return tf.ensure_shape(padded, [max_words + 2])
+
+
+def _split_files(config: DataConfig, split: str):
+    if split in ("train", "val"):
+        prefix = config.train_split
+    elif split == "test":
+        prefix = config.test_split
+    else:
+        raise ValueError(f"split={split!r}; expected 'train', 'val' or 'test'")
+    if split == "val" and config.val_fraction <= 0:
+        raise ValueError("split 'val' needs val_fraction > 0 (got "
+                         f"val_fraction={config.val_fraction})")
+    pattern = features.shard_pattern(config.data_dir, prefix)
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord shards match {pattern}")
+    return files
+
+
+def in_validation(sample_key: tf.Tensor, config: DataConfig) -> tf.Tensor:
+    """Whether a training-split sample belongs to the validation carve-out: a seeded hash of
+    its key, so the split is deterministic and independent of shard order."""
+    bucket = tf.strings.to_hash_bucket_fast(
+        tf.strings.join([str(config.val_seed), ":", sample_key]), _HASH_BUCKETS)
+    return bucket < int(round(config.val_fraction * _HASH_BUCKETS))
+
+
+def _records(config: DataConfig, split: str, training: bool) -> tf.data.Dataset:
+    files = _split_files(config, split)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if split in ("train", "val") and config.val_fraction > 0:
+        want_val = split == "val"
+        key_spec = {features.SAMPLE_KEY: tf.io.FixedLenFeature([], tf.string)}
+
+        def keep(serialized):
+            ctx, _ = tf.io.parse_single_sequence_example(serialized, context_features=key_spec)
+            return tf.equal(in_validation(ctx[features.SAMPLE_KEY], config), want_val)
+
+        ds = ds.filter(keep)
+    return ds
+
+
+def build_dataset(config: DataConfig, split: str, training: bool, with_keys: bool = False,
+                  include_caption: bool = False, repeat: bool = False,
+                  drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
+    """Batches of `(inputs, targets)` of one split.
+
+    Args:
+      config: the data configuration.
+      split: 'train' (training split minus the validation carve-out), 'val' (the carve-out)
+        or 'test'.
+      training: random temporal jitter, flips and shuffling when True; deterministic otherwise.
+      with_keys: add `inputs["sample_key"]` (string `[batch]`).
+      include_caption: add `targets["caption"]`.
+      repeat: repeat forever.
+      drop_remainder: default True when training (static batch shape), False otherwise.
+
+    Returns:
+      A dataset of `(inputs, targets)`: inputs `{"video": float32 [batch, num_clips,
+      clip_length, crop, crop, 3], "difficulty": float32 [batch]}`; targets `{"score": float32
+      [batch] (points, -1 if missing), "position", "armstand", "rotation_type", "somersaults",
+      "twists": int32 [batch] (-1 if missing)}` (+ `"caption"`: int32 `[batch,
+      max_caption_words + 2]` padded with -1).
+    """
+    config.validate()
+    ds = _records(config, split, training)
+    if training:
+        ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    # Per-sample augmentation seeds from a seeded random stream that is drawn anew each
+    # iteration (epoch): stateless ops then keep augmentation deterministic given --seed and
+    # independent of map parallelism, and different from one epoch to the next.
+    seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip(seeds, ds)
+
+    def parse(seed, serialized):
+        record = features.parse_sequence_example(serialized)
+        return parse_sample(record, config, training, seed, include_caption, with_keys)
+
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if drop_remainder is None:
+        drop_remainder = training
+    ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def num_examples(config: DataConfig, split: str) -> int:
+    """Records of a split (after the validation carve-out), reading keys only."""
+    return int(_records(config, split, training=False).reduce(0, lambda n, _: n + 1))
+
+
+def preprocess_video_batch(video_uint8: tf.Tensor, config: DataConfig) -> tf.Tensor:
+    """Serving-time preprocessing: uint8 `[batch, window_length, H, W, 3]` (the window, ending at
+    the dive's end) -> float32 `[batch, num_clips, clip_length, crop, crop, 3]`, exactly as the
+    evaluation pipeline does (center crop, normalisation, clip cutting)."""
+    shape = tf.shape(video_uint8)
+    batch, length = shape[0], shape[1]
+    frames = tf.reshape(video_uint8, tf.concat([[batch * length], shape[2:]], axis=0))
+    frames = _to_model_frames(frames, config)
+    frames = tf.reshape(frames, [batch, length, config.crop_size, config.crop_size, 3])
+    video = tf.gather(frames, clip_indices(config), axis=1)
+    return tf.ensure_shape(video, [None, config.num_clips, config.clip_length, config.crop_size,
+                                   config.crop_size, 3])
