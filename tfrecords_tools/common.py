@@ -54,6 +54,7 @@ class ConversionReport:
 
     written: Dict[str, int] = dataclasses.field(default_factory=dict)
     skipped: Dict[str, str] = dataclasses.field(default_factory=dict)
+    notes: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"  {split}: {n} samples written" for split, n in sorted(self.written.items())]

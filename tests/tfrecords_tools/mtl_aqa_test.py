@@ -1,0 +1,150 @@
+import glob
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aqa_tf.data import captions
+from aqa_tf.data import features
+from tests.conftest import REPO_ROOT
+from tfrecords_tools import mtl_aqa
+from tfrecords_tools import mtl_aqa_raw
+from tfrecords_tools import synthesize
+
+REAL_DIR = os.path.join(os.path.dirname(REPO_ROOT), "shared", "datasets", "mtl_aqa")
+T, H, W, SAMPLE_LENGTH, MARGIN = 30, 48, 64, 16, 2
+OPTIONS = dict(sample_length=SAMPLE_LENGTH, jitter_margin=MARGIN, width=W, height=H,
+               num_shards_train=2, num_shards_test=1, num_workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    """Synthetic dives of two events written in the real MTL-AQA layout."""
+    out = tmp_path_factory.mktemp("raw")
+    samples = (list(synthesize.generate_split("train", 3, 0, T, H, W)) +
+               list(synthesize.generate_split("test", 2, 0, T, H, W)))
+    mtl_aqa_raw.write_raw_dataset(str(out), samples, synthesize.synthetic_vocabulary())
+    return str(out), {s.sample_key: s for s in samples}
+
+
+def _read_split(out_dir, split):
+    files = sorted(glob.glob(os.path.join(out_dir, f"{split}-*.tfrecord")))
+    return {r["sample_key"]: r for r in (features.parse_to_numpy(x.numpy())
+                                         for x in tf.data.TFRecordDataset(files))}
+
+
+@pytest.mark.parametrize("source", ["frames", "videos"])
+def test_conversion_reads_back_every_field(raw, source, tmp_path):
+    raw_dir, samples = raw
+    out = str(tmp_path / "records")
+    kwargs = {"frames_dir": os.path.join(raw_dir, "frames")} if source == "frames" else {
+        "videos_dir": os.path.join(raw_dir, "videos")}
+    report = mtl_aqa.convert(raw_dir, out, **kwargs, **OPTIONS)
+    assert report.skipped == {} and report.written == {"train": 3, "test": 2}
+    vocab = captions.Vocabulary.load(os.path.join(out, "vocab.json"))
+    annotations = mtl_aqa.load_annotations(raw_dir)["annotations"]
+    tolerance = 6 if source == "frames" else 10
+    for split, keys in (("train", ["01_001", "01_002", "01_003"]), ("test", ["02_001", "02_002"])):
+        records = _read_split(out, split)
+        assert sorted(records) == keys
+        for key, record in records.items():
+            source_sample = samples[key]
+            spec = source_sample.labels
+            for name in mtl_aqa.LABELS:
+                assert record[name] == getattr(spec, name), name
+            assert record["final_score"] == pytest.approx(spec.final_score, rel=1e-6)
+            assert record["difficulty"] == pytest.approx(spec.difficulty, rel=1e-6)
+            assert vocab.decode(record["caption"]) == source_sample.caption_words
+            annotation = annotations[tuple(int(p) for p in key.split("_"))]
+            assert record["start_frame"] == annotation["start_frame"]
+            assert record["end_frame"] == annotation["end_frame"]
+            assert record["action_id"] == 0 and (record["height"], record["width"]) == (H, W)
+            # Stored: SAMPLE_LENGTH frames ending at the end frame, plus the margin on each side.
+            assert record["num_frames"] == SAMPLE_LENGTH + 2 * MARGIN
+            assert record["end_index"] == SAMPLE_LENGTH - 1 + MARGIN
+            first = source_sample.end_index - record["end_index"]
+            expected = source_sample.frames[first:first + record["num_frames"]].astype(int)
+            stored = np.stack([features.decode_jpeg(f) for f in record["frames"]]).astype(int)
+            errors = np.abs(stored - expected).mean(axis=(1, 2, 3))
+            assert errors.max() < tolerance, errors
+            # Alignment: each stored frame is closest to its own source frame.
+            shifted = np.abs(stored[1:] - expected[:-1]).mean(axis=(1, 2, 3))
+            assert np.all(errors[1:] < shifted)
+
+
+def test_real_annotation_files():
+    data = mtl_aqa.load_annotations(REAL_DIR)
+    assert len(data["annotations"]) == 1412
+    assert len(data["splits"]["train"]) == 1059 and len(data["splits"]["test"]) == 353
+    assert len(data["vocab"]) == 5781
+    assert len(data["captions_without_annotation"]) == 4
+    assert all(isinstance(k[0], int) for k in data["captions"])
+    vocab = data["vocab"]
+    for key, words in data["captions"].items():
+        ids = vocab.encode(words, where=str(key))
+        assert ids[0] == captions.SOS_ID and ids[-1] == captions.EOS_ID
+        plain = words[1:] if words[0] == captions.SOS else list(words)
+        plain = plain[:-1] if plain and plain[-1] == captions.EOS else plain
+        assert vocab.decode(ids) == plain
+        cut = captions.cut_caption(ids, 100)
+        assert vocab.decode(cut) == plain[:100] and cut[-1] == captions.EOS_ID
+        assert len(cut) == min(len(plain), 100) + 2
+
+
+def _break(raw_dir, tmp_path):
+    """A copy of the raw data with one corrupt JPEG, one missing frame range, one NaN score."""
+    import shutil
+    broken = str(tmp_path / "broken")
+    shutil.copytree(raw_dir, broken)
+    annotations_path = os.path.join(broken, "final_annotations_dict.pkl")
+    with open(annotations_path, "rb") as f:
+        annotations = pickle.load(f)
+    end = annotations[(1, 1)]["end_frame"]
+    with open(os.path.join(broken, "frames", "01", f"{end - 3:06d}.jpg"), "wb") as f:
+        f.write(b"\xff\xd8 this is not a jpeg")
+    end = annotations[(1, 2)]["end_frame"]
+    for n in range(end - 6, end - 2):
+        os.remove(os.path.join(broken, "frames", "01", f"{n:06d}.jpg"))
+    annotations[(2, 1)]["final_score"] = float("nan")
+    with open(annotations_path, "wb") as f:
+        pickle.dump(annotations, f)
+    return broken
+
+
+def test_bad_samples_are_reported_and_the_good_ones_written(raw, tmp_path):
+    broken = _break(raw[0], tmp_path)
+    out = str(tmp_path / "records")
+    report = mtl_aqa.convert(broken, out, frames_dir=os.path.join(broken, "frames"), **OPTIONS)
+    assert set(report.skipped) == {"01_001", "01_002", "02_001"}
+    assert "undecodable image" in report.skipped["01_001"] and "01/" in report.skipped["01_001"]
+    assert "missing 4 of the frames" in report.skipped["01_002"]
+    assert "final_score is nan" in report.skipped["02_001"]
+    assert sorted(_read_split(out, "train")) == ["01_003"]
+    assert sorted(_read_split(out, "test")) == ["02_002"]
+    assert report.written == {"train": 1, "test": 1}
+
+    # The CLI says the same and exits non-zero.
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfrecords_tools.mtl_aqa", f"--annotations_dir={broken}",
+         f"--frames_dir={os.path.join(broken, 'frames')}", f"--out_dir={tmp_path / 'cli'}",
+         f"--sample_length={SAMPLE_LENGTH}", f"--jitter_margin={MARGIN}", f"--width={W}",
+         f"--height={H}", "--num_workers=2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "sample 01_001: undecodable image" in proc.stdout + proc.stderr
+    assert "3 samples SKIPPED" in proc.stdout
+
+
+def test_missing_video_is_reported(raw, tmp_path):
+    import shutil
+    videos = str(tmp_path / "videos")
+    shutil.copytree(os.path.join(raw[0], "videos"), videos)
+    os.remove(os.path.join(videos, "02.mp4"))
+    report = mtl_aqa.convert(raw[0], str(tmp_path / "out"), videos_dir=videos, **OPTIONS)
+    assert set(report.skipped) == {"02_001", "02_002"}
+    assert "02.mp4 does not exist" in report.skipped["02_001"]
+    assert report.written == {"train": 3, "test": 0}

@@ -1,0 +1,184 @@
+r"""Counts, label histograms, frame shapes and a full validation pass over TFRecord shards.
+
+  python -m tfrecords_tools.inspect data/mtl_aqa [--dump_frames sheet.png --sample_key 01_001]
+
+Every record is parsed and every frame decoded; a truncated or corrupt shard, an undecodable
+frame or a malformed record is reported with the file (and record / sample) and the pass goes
+on with the rest. The exit status is non-zero if anything is wrong.
+"""
+
+import collections
+import glob
+import json
+import os
+import sys
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from aqa_tf.data import features
+
+
+def expand_paths(paths: List[str]) -> List[str]:
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += sorted(glob.glob(os.path.join(path, "*.tfrecord")))
+        elif any(c in path for c in "*?["):
+            files += sorted(glob.glob(path))
+        else:
+            files.append(path)
+    return files
+
+
+def _split_of(path: str) -> str:
+    return os.path.basename(path).split("-")[0]
+
+
+def inspect_paths(paths: List[str], decode_frames: bool = True,
+                  keep_sample: Optional[str] = None) -> Dict[str, object]:
+    """Reads every record of `paths`. Returns stats and the list of problems found.
+
+    With `keep_sample` (a sample key, or "" for the first record) the decoded frames of that
+    sample are returned under `sample_frames`.
+    """
+    import tensorflow as tf
+    files = expand_paths(paths)
+    problems, per_file = [], {}
+    splits = collections.defaultdict(lambda: {
+        "count": 0, "labels": {n: collections.Counter() for n in features.CLASS_LABELS},
+        "final_score": [], "difficulty": [], "caption_length": [], "num_frames": [],
+        "frame_shapes": collections.Counter(), "missing": collections.Counter()})
+    sample_frames = None
+    if not files:
+        problems.append(f"no TFRecord files found in {paths}")
+    for path in files:
+        if not os.path.exists(path):
+            problems.append(f"{path}: file does not exist")
+            continue
+        count = 0
+        stats = splits[_split_of(path)]
+        try:
+            for serialized in tf.data.TFRecordDataset(path):
+                where = f"{path}, record {count}"
+                count += 1
+                try:
+                    record = features.parse_to_numpy(serialized.numpy())
+                except Exception as error:  # A malformed record is reported, the pass goes on.
+                    problems.append(f"{where}: cannot parse: {error}")
+                    continue
+                where += f" (sample {record['sample_key']})"
+                stats["count"] += 1
+                for name in features.CLASS_LABELS:
+                    if record[name] == features.MISSING_INT:
+                        stats["missing"][name] += 1
+                    else:
+                        stats["labels"][name][record[name]] += 1
+                for name in features.FLOAT_LABELS:
+                    value = record[name]
+                    if value == features.MISSING_FLOAT:
+                        stats["missing"][name] += 1
+                    elif not np.isfinite(value):
+                        problems.append(f"{where}: {name} is {value}")
+                    else:
+                        stats[name].append(value)
+                stats["caption_length"].append(len(record["caption"]))
+                stats["num_frames"].append(record["num_frames"])
+                if record["num_frames"] != len(record["frames"]):
+                    problems.append(f"{where}: num_frames={record['num_frames']} but "
+                                    f"{len(record['frames'])} frames stored")
+                if decode_frames:
+                    decoded = []
+                    for i, data in enumerate(record["frames"]):
+                        try:
+                            frame = features.decode_jpeg(data)
+                        except ValueError:
+                            problems.append(f"{where}: frame {i} is not a decodable JPEG")
+                            continue
+                        stats["frame_shapes"][str(frame.shape)] += 1
+                        if frame.shape[:2] != (record["height"], record["width"]):
+                            problems.append(f"{where}: frame {i} is {frame.shape[:2]}, the "
+                                            f"record says {record['height']}x{record['width']}")
+                        decoded.append(frame)
+                    if keep_sample is not None and sample_frames is None and (
+                            keep_sample in ("", record["sample_key"])):
+                        sample_frames = (record["sample_key"], decoded)
+        except tf.errors.OpError as error:
+            problems.append(f"{path}: truncated or corrupt after {count} records: "
+                            f"{error.message.splitlines()[0]}")
+        per_file[path] = count
+    summary = {}
+    for split, stats in splits.items():
+        s = {"count": stats["count"],
+             "labels": {n: dict(sorted(c.items())) for n, c in stats["labels"].items()},
+             "missing": dict(stats["missing"]), "frame_shapes": dict(stats["frame_shapes"])}
+        for name in ("final_score", "difficulty", "caption_length", "num_frames"):
+            values = np.array(stats[name], np.float64)
+            s[name] = ({"min": float(values.min()), "max": float(values.max()),
+                        "mean": float(values.mean())} if len(values) else None)
+        summary[split] = s
+    return {"files": per_file, "splits": summary, "problems": problems,
+            "sample_frames": sample_frames}
+
+
+def contact_sheet(frames: List[np.ndarray], columns: int = 8) -> np.ndarray:
+    """A grid of the frames, each labelled with its index."""
+    import cv2
+    h, w = frames[0].shape[:2]
+    rows = (len(frames) + columns - 1) // columns
+    sheet = np.full((rows * (h + 2), columns * (w + 2), 3), 255, np.uint8)
+    for i, frame in enumerate(frames):
+        tile = frame.copy()
+        cv2.putText(tile, str(i), (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1)
+        r, c = divmod(i, columns)
+        sheet[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = tile
+    return sheet
+
+
+def main(argv):
+    from absl import flags
+    f = flags.FLAGS
+    paths = argv[1:]
+    if not paths:
+        print("usage: python -m tfrecords_tools.inspect PATH... [--dump_frames OUT.png]")
+        return 2
+    result = inspect_paths(paths, keep_sample=(f.sample_key or "") if f.dump_frames else None)
+    for path, count in result["files"].items():
+        print(f"{path}: {count} records")
+    for split, s in result["splits"].items():
+        print(f"\n[{split}] {s['count']} samples; frame shapes {s['frame_shapes']}")
+        for name in ("final_score", "difficulty", "caption_length", "num_frames"):
+            if s[name]:
+                print(f"  {name:<15} min {s[name]['min']:.2f}  mean {s[name]['mean']:.2f}  "
+                      f"max {s[name]['max']:.2f}")
+        for name, hist in s["labels"].items():
+            print(f"  {name:<15} {hist}")
+        if s["missing"]:
+            print(f"  missing labels  {s['missing']}")
+    if f.dump_frames:
+        if result["sample_frames"] is None:
+            result["problems"].append(f"sample {f.sample_key!r} not found for --dump_frames")
+        else:
+            import cv2
+            key, frames = result["sample_frames"]
+            cv2.imwrite(f.dump_frames, contact_sheet(frames)[..., ::-1])
+            print(f"\nContact sheet of sample {key} ({len(frames)} frames): {f.dump_frames}")
+    if f.json:
+        with open(f.json, "w") as out:
+            json.dump({k: v for k, v in result.items() if k != "sample_frames"}, out, indent=2)
+    if result["problems"]:
+        print(f"\n{len(result['problems'])} PROBLEMS:", file=sys.stderr)
+        for problem in result["problems"]:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print("\nValidation: every record parsed and every frame decoded.")
+    return 0
+
+
+if __name__ == "__main__":
+    from absl import app
+    from absl import flags
+    flags.DEFINE_string("dump_frames", "", "Write a contact sheet PNG of one sample here.")
+    flags.DEFINE_string("sample_key", "", "Sample for --dump_frames (default: the first).")
+    flags.DEFINE_string("json", "", "Also write the statistics and problems as JSON here.")
+    app.run(main)

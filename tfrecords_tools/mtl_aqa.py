@@ -1,0 +1,283 @@
+r"""Converts MTL-AQA (annotations + extracted frames or event videos) into aqa-tf TFRecords.
+
+  python -m tfrecords_tools.mtl_aqa --annotations_dir D --frames_dir F --out_dir O
+  python -m tfrecords_tools.mtl_aqa --annotations_dir D --videos_dir V --out_dir O
+
+For every annotated sample of the split lists it stores the `sample_length` frames ending at
+`end_frame` (103 in the reference pipeline) plus `jitter_margin` frames on both sides (the
+training-time temporal jitter), resized to `--width` x `--height` (171x128; MSCADC: 640x360),
+JPEG-encoded, with all labels and the caption token ids. Samples that cannot be read are
+reported with their key and the problem and skipped; the good ones are written; the exit status
+is non-zero if anything was skipped.
+
+Frame numbers are those of the annotation files: 1-based indices of the frames of the whole
+event video. `--frames_pattern` locates a frame file from `{event}`, `{sample}` and `{frame}`
+(Python format fields), e.g. the release layout `{event:02d}/{frame:06d}.jpg`.
+"""
+
+import collections
+import concurrent.futures
+import json
+import os
+import pickle
+import shutil
+import sys
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from aqa_tf.data import captions
+from aqa_tf.data import features
+from tfrecords_tools.common import ConversionReport, ShardedWriter
+
+Key = Tuple[int, int]
+LABELS = ("position", "armstand", "rotation_type", "ss_no", "tw_no")
+
+
+class SampleError(Exception):
+    """A sample that cannot be converted; the message names the sample and the problem."""
+
+
+def _normalise_key(key) -> Key:
+    return int(key[0]), int(key[1])
+
+
+def load_annotations(annotations_dir: str) -> Dict[str, object]:
+    """Reads the release files, normalising the numpy-typed keys to `(int, int)`.
+
+    Returns:
+      dict with `annotations` {key: dict}, `captions` {key: [words]}, `splits` {'train': [keys],
+      'test': [keys]}, `vocab` (Vocabulary), `captions_without_annotation` [keys].
+    """
+    def load(name):
+        path = os.path.join(annotations_dir, name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} is missing (expected the MTL-AQA release files)")
+        with open(path, "rb") as f:
+            return pickle.load(f)
+
+    annotations = {_normalise_key(k): dict(v) for k, v in load("final_annotations_dict.pkl").items()}
+    caption_dict = {_normalise_key(k): list(v) for k, v in load("final_captions_dict.pkl").items()}
+    splits = {"train": [_normalise_key(k) for k in load("train_split_0.pkl")],
+              "test": [_normalise_key(k) for k in load("test_split_0.pkl")]}
+    vocab = captions.Vocabulary.load(os.path.join(annotations_dir, "vocab.json"))
+    return {"annotations": annotations, "captions": caption_dict, "splits": splits,
+            "vocab": vocab,
+            "captions_without_annotation": sorted(k for k in caption_dict if k not in annotations)}
+
+
+def frame_range(end_frame: int, sample_length: int, jitter_margin: int) -> Tuple[int, int, int]:
+    """(first required, first wanted, last wanted) event frame numbers (1-based).
+
+    Required: the `sample_length` frames ending at `end_frame` (clamped at frame 1). Wanted in
+    addition: `jitter_margin` frames on each side, kept when the video has them.
+    """
+    first_required = max(1, end_frame - sample_length + 1)
+    return first_required, max(1, first_required - jitter_margin), end_frame + jitter_margin
+
+
+def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+    if frame.shape[1] == width and frame.shape[0] == height:
+        return frame
+    interpolation = cv2.INTER_AREA if frame.shape[1] > width else cv2.INTER_LINEAR
+    return cv2.resize(frame, (width, height), interpolation=interpolation)
+
+
+def read_frames_from_folder(key: Key, first: int, last: int, end_frame: int, frames_dir: str,
+                            pattern: str) -> Dict[int, np.ndarray]:
+    """Frame number -> RGB frame for the frames of [first, last] that exist on disk."""
+    frames = {}
+    for number in range(first, last + 1):
+        path = os.path.join(frames_dir, pattern.format(event=key[0], sample=key[1], frame=number))
+        if not os.path.exists(path):
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            frames[number] = features.decode_jpeg(data)
+        except ValueError:
+            raise SampleError(f"undecodable image {path}") from None
+    return frames
+
+
+def read_frames_from_video(key: Key, first: int, last: int, videos_dir: str,
+                           pattern: str) -> Dict[int, np.ndarray]:
+    """Frame number -> RGB frame for [first, last], seeking in the event video (PyAV).
+
+    Seeks to the keyframe before `first` and decodes forward until `last`: only about one
+    sample's frames are ever held in memory, never the whole broadcast.
+    """
+    import av
+    path = os.path.join(videos_dir, pattern.format(event=key[0], sample=key[1]))
+    if not os.path.exists(path):
+        raise SampleError(f"video {path} does not exist")
+    frames = {}
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            time_base = stream.time_base
+            start_pts = int((first - 1) / rate / time_base)
+            container.seek(max(start_pts, 0), stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                number = int(round(float(frame.pts * time_base * rate))) + 1
+                if number > last:
+                    break
+                if number >= first:
+                    frames[number] = frame.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, OSError) as error:
+        raise SampleError(f"cannot decode {path}: {error}") from None
+    return frames
+
+
+def convert_sample(key: Key, annotation: dict, caption_words: Optional[List[str]],
+                   vocab: captions.Vocabulary, options: dict) -> bytes:
+    """Builds the serialized record of one sample; raises SampleError naming the problem."""
+    sample_key = features.sample_key_for(*key)
+    try:
+        end_frame = int(annotation["end_frame"])
+        first_required, first, last = frame_range(end_frame, options["sample_length"],
+                                                  options["jitter_margin"])
+        if options.get("videos_dir"):
+            frames = read_frames_from_video(key, first, last, options["videos_dir"],
+                                            options["video_pattern"])
+        else:
+            frames = read_frames_from_folder(key, first, last, end_frame, options["frames_dir"],
+                                             options["frames_pattern"])
+        missing = [n for n in range(first_required, end_frame + 1) if n not in frames]
+        if missing:
+            raise SampleError(f"missing {len(missing)} of the frames {first_required}..{end_frame}"
+                              f" (first missing: {missing[0]}, last missing: {missing[-1]})")
+        # Keep the contiguous run of frames around the required range.
+        lo = first_required
+        while lo - 1 >= first and lo - 1 in frames:
+            lo -= 1
+        hi = end_frame
+        while hi + 1 <= last and hi + 1 in frames:
+            hi += 1
+        jpegs = [features.encode_jpeg(_resize(frames[n], options["width"], options["height"]),
+                                      options["jpeg_quality"]) for n in range(lo, hi + 1)]
+        caption = vocab.encode(caption_words, where=f"caption of {sample_key}") \
+            if caption_words else []
+        sample = features.Sample(
+            sample_key=sample_key, frames=jpegs, height=options["height"], width=options["width"],
+            final_score=float(annotation["final_score"]),
+            difficulty=float(annotation["difficulty"]),
+            caption=caption, action_id=0, start_frame=int(annotation["start_frame"]),
+            end_frame=end_frame, end_index=end_frame - lo,
+            **{name: int(annotation[name]) for name in LABELS})
+        return features.serialize_sample(sample)
+    except SampleError as error:
+        raise SampleError(f"sample {sample_key}: {error}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise SampleError(f"sample {sample_key}: {error}") from None
+
+
+def _job(args):
+    split, key, annotation, caption_words, vocab, options = args
+    try:
+        return split, key, convert_sample(key, annotation, caption_words, vocab, options), None
+    except SampleError as error:
+        return split, key, None, str(error)
+
+
+def convert(annotations_dir: str, out_dir: str, frames_dir: Optional[str] = None,
+            videos_dir: Optional[str] = None, frames_pattern: str = "{event:02d}/{frame:06d}.jpg",
+            video_pattern: str = "{event:02d}.mp4", sample_length: int = 103,
+            jitter_margin: int = 3, width: int = 171, height: int = 128, num_shards_train: int = 8,
+            num_shards_test: int = 4, num_workers: int = 0, jpeg_quality: int = 90,
+            splits=("train", "test"), progress: bool = True) -> ConversionReport:
+    """Converts the MTL-AQA splits; returns the report (also saved as conversion_report.json)."""
+    from tqdm import tqdm
+    if bool(frames_dir) == bool(videos_dir):
+        raise ValueError("give exactly one of frames_dir and videos_dir")
+    data = load_annotations(annotations_dir)
+    options = dict(frames_dir=frames_dir, videos_dir=videos_dir, frames_pattern=frames_pattern,
+                   video_pattern=video_pattern, sample_length=sample_length,
+                   jitter_margin=jitter_margin, width=width, height=height,
+                   jpeg_quality=jpeg_quality)
+    report = ConversionReport()
+    os.makedirs(out_dir, exist_ok=True)
+    shutil.copy(os.path.join(annotations_dir, "vocab.json"), os.path.join(out_dir, "vocab.json"))
+    workers = num_workers or os.cpu_count() or 1
+    shards = {"train": num_shards_train, "test": num_shards_test}
+    for split in splits:
+        jobs = []
+        for key in data["splits"][split]:
+            if key not in data["annotations"]:
+                report.skipped[features.sample_key_for(*key)] = (
+                    f"listed in the {split} split but has no annotation")
+                continue
+            jobs.append((split, key, data["annotations"][key], data["captions"].get(key),
+                         data["vocab"], options))
+        # Videos: samples of one event in frame order, so a worker's seeks go forward.
+        jobs.sort(key=lambda job: (job[1][0], job[2]["end_frame"]))
+        pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+        results = pool.map(_job, jobs, chunksize=4) if pool else map(_job, jobs)
+        try:
+            with ShardedWriter(out_dir, split, min(shards[split], max(len(jobs), 1))) as writer:
+                for _, key, record, error in tqdm(results, total=len(jobs), disable=not progress,
+                                                  desc=f"converting {split}", unit="sample"):
+                    if error:
+                        report.skipped[features.sample_key_for(*key)] = error
+                        print(f"SKIPPED {error}", file=sys.stderr, flush=True)
+                    else:
+                        writer.write(record)
+                report.written[split] = writer.count
+        finally:
+            if pool:
+                pool.shutdown()
+    report.notes = {"captions_without_annotation": [
+        features.sample_key_for(*k) for k in data["captions_without_annotation"]]}
+    report.save(os.path.join(out_dir, "conversion_report.json"))
+    return report
+
+
+def main(argv):
+    del argv
+    from absl import flags
+    f = flags.FLAGS
+    report = convert(f.annotations_dir, f.out_dir, frames_dir=f.frames_dir,
+                     videos_dir=f.videos_dir, frames_pattern=f.frames_pattern,
+                     video_pattern=f.video_pattern, sample_length=f.sample_length,
+                     jitter_margin=f.jitter_margin, width=f.width, height=f.height,
+                     num_shards_train=f.num_shards_train, num_shards_test=f.num_shards_test,
+                     num_workers=f.num_workers, jpeg_quality=f.jpeg_quality,
+                     splits=tuple(f.splits))
+    print(report.summary())
+    notes = report.notes.get("captions_without_annotation")
+    if notes:
+        print(f"  {len(notes)} captions without annotation ignored: {', '.join(notes)}")
+    return 1 if report.skipped else 0
+
+
+def define_flags():
+    from absl import flags
+    flags.DEFINE_string("annotations_dir", None, "Folder with final_annotations_dict.pkl, "
+                        "final_captions_dict.pkl, train_split_0.pkl, test_split_0.pkl, vocab.json.")
+    flags.DEFINE_string("frames_dir", None, "Root of the extracted frames (see --frames_pattern).")
+    flags.DEFINE_string("videos_dir", None, "Folder of the event videos (see --video_pattern).")
+    flags.DEFINE_string("frames_pattern", "{event:02d}/{frame:06d}.jpg",
+                        "Frame file under --frames_dir; fields {event}, {sample}, {frame} "
+                        "(frame: 1-based number in the event video, as in the annotations).")
+    flags.DEFINE_string("video_pattern", "{event:02d}.mp4", "Video file under --videos_dir.")
+    flags.DEFINE_string("out_dir", None, "Output folder for the TFRecord shards.")
+    flags.DEFINE_integer("sample_length", 103, "Frames ending at end_frame that are stored.")
+    flags.DEFINE_integer("jitter_margin", 3, "Extra frames stored on each side (temporal jitter).")
+    flags.DEFINE_integer("width", 171, "Stored frame width (MSCADC: 640).")
+    flags.DEFINE_integer("height", 128, "Stored frame height (MSCADC: 360).")
+    flags.DEFINE_integer("num_shards_train", 8, "Shards of the training split.")
+    flags.DEFINE_integer("num_shards_test", 4, "Shards of the test split.")
+    flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per CPU).")
+    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the stored frames.")
+    flags.DEFINE_list("splits", ["train", "test"], "Splits to convert.")
+    flags.mark_flags_as_required(["annotations_dir", "out_dir"])
+
+
+if __name__ == "__main__":
+    from absl import app
+    define_flags()
+    app.run(main)

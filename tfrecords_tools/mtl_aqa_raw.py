@@ -1,0 +1,104 @@
+"""Writes samples in the real MTL-AQA release layout (event videos, frames, pickles).
+
+Used by `synthesize --format=mtl_aqa_raw` and by tests, so that the real-data converter
+(`tfrecords_tools.mtl_aqa`) runs end to end on data we can generate:
+
+  videos/<event:02d>.mp4            one "broadcast" per event: its samples one after the other
+  frames/<event:02d>/%06d.jpg       the same video as extracted frames (1-based, like ffmpeg)
+  final_annotations_dict.pkl        (event, sample_no) -> labels, start_frame, end_frame (1-based)
+  final_captions_dict.pkl           (np.int64 event, sample_no) -> ['<sos>', words...]
+  train_split_0.pkl, test_split_0.pkl, vocab.json
+"""
+
+import collections
+import os
+import pickle
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from aqa_tf.data import captions
+from aqa_tf.data import features
+
+FILLER_FRAMES = 5  # frames of empty scene between two dives of an event video
+
+
+def write_event_video(path: str, frames: np.ndarray, fps: int = 25, crf: int = 10):
+    """Writes RGB uint8 frames `[T, H, W, 3]` as an H.264 .mp4 (PyAV), near-lossless."""
+    import av
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "g": "12"}  # keyframes often: seeking is exercised
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_raw_dataset(out_dir: str, samples: Sequence, vocab: captions.Vocabulary, fps: int = 25,
+                      write_videos: bool = True, write_frames: bool = True,
+                      train_keys: Optional[Sequence[Tuple[int, int]]] = None) -> Dict[str, str]:
+    """Writes `samples` (objects with `sample_key` "EE_SSS", `frames` uint8 [T, H, W, 3],
+    `end_index`, `labels` with the label attributes, `caption_words`) in the MTL-AQA layout.
+
+    Returns the written paths by name.
+    """
+    import cv2
+    os.makedirs(out_dir, exist_ok=True)
+    by_event = collections.defaultdict(list)
+    for sample in samples:
+        event, sample_no = (int(p) for p in sample.sample_key.split("_"))
+        by_event[event].append((sample_no, sample))
+    annotations, caption_dict = {}, {}
+    paths = {}
+    for event, items in sorted(by_event.items()):
+        items.sort(key=lambda item: item[0])
+        height, width = items[0][1].frames.shape[1:3]
+        filler = np.full((FILLER_FRAMES, height, width, 3), 40, np.uint8)
+        pieces, position = [], 0  # position: 0-based index of the next event frame
+        for sample_no, sample in items:
+            pieces.append(filler)
+            position += FILLER_FRAMES
+            start = position
+            pieces.append(sample.frames)
+            position += len(sample.frames)
+            spec = sample.labels
+            annotations[(event, sample_no)] = {
+                "primary_view": 0, "start_frame": start + 1, "end_frame": start + sample.end_index + 1,
+                "position": spec.position, "difficulty": spec.difficulty,
+                "armstand": spec.armstand, "rotation_type": spec.rotation_type,
+                "ss_no": spec.ss_no, "tw_no": spec.tw_no, "final_score": spec.final_score}
+            # The real captions file keys its events as numpy int64.
+            caption_dict[(np.int64(event), sample_no)] = [captions.SOS] + list(sample.caption_words)
+        pieces.append(filler)
+        video = np.concatenate(pieces)
+        if write_videos:
+            os.makedirs(os.path.join(out_dir, "videos"), exist_ok=True)
+            write_event_video(os.path.join(out_dir, "videos", f"{event:02d}.mp4"), video, fps)
+        if write_frames:
+            folder = os.path.join(out_dir, "frames", f"{event:02d}")
+            os.makedirs(folder, exist_ok=True)
+            for i, frame in enumerate(video):
+                cv2.imwrite(os.path.join(folder, f"{i + 1:06d}.jpg"), frame[..., ::-1],
+                            [cv2.IMWRITE_JPEG_QUALITY, 95])
+    keys = sorted(annotations)
+    if train_keys is None:
+        train_keys = [k for k in keys if k[0] == min(by_event)]
+    train_keys = [tuple(int(v) for v in k) for k in train_keys]
+    test_keys = [k for k in keys if k not in set(train_keys)]
+    for name, data in (("final_annotations_dict.pkl", annotations),
+                       ("final_captions_dict.pkl", caption_dict),
+                       ("train_split_0.pkl", train_keys), ("test_split_0.pkl", test_keys)):
+        paths[name] = os.path.join(out_dir, name)
+        with open(paths[name], "wb") as f:
+            pickle.dump(data, f)
+    paths["vocab.json"] = os.path.join(out_dir, "vocab.json")
+    vocab.save(paths["vocab.json"])
+    if write_videos:
+        paths["videos"] = os.path.join(out_dir, "videos")
+    if write_frames:
+        paths["frames"] = os.path.join(out_dir, "frames")
+    return paths
