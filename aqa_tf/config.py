@@ -91,6 +91,7 @@ class ModelConfig:
 
     backbone: str = "c3d"
     width_multiplier: float = 1.0
+    backbone_batch_norm: bool = False
     aggregation: str = "average"
     heads: Tuple[str, ...] = ("score", "dive")
     fc_units: int = 4096
@@ -130,6 +131,7 @@ class TrainConfig:
     epochs: int = 100
     learning_rate: float = 1e-4
     backbone_learning_rate: Optional[float] = None  # None: same as learning_rate.
+    lr_schedule: str = "constant"  # paper 001: constant; "cosine": decay to 0 over the run.
     score_loss_weight: float = 1.0   # alpha
     class_loss_weight: float = 1.0   # beta
     caption_loss_weight: float = 0.01  # gamma
@@ -137,6 +139,8 @@ class TrainConfig:
     mixed_precision: str = "none"
     jit_compile: bool = False
     seed: int = 0
+    select_on: str = "spearman"  # Best-checkpoint criterion on the validation split.
+    test_every_epoch: bool = True  # Report test metrics each epoch (never used to choose).
     steps_per_epoch: int = 0  # 0: one pass over the training split.
     backup_every_steps: int = 0  # 0: only at epoch ends.
 
@@ -145,6 +149,11 @@ class TrainConfig:
             raise ValueError(f"epochs={self.epochs} must be positive")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+        if self.select_on not in ("spearman", "spearman_accuracy"):
+            raise ValueError(f"select_on={self.select_on!r}; expected spearman or "
+                             "spearman_accuracy")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}; expected constant or cosine")
         if self.distribution not in ("default", "mirrored", "multi_worker"):
             raise ValueError(f"distribution={self.distribution!r}; expected default, mirrored "
                              "or multi_worker")

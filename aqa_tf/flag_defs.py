@@ -74,6 +74,9 @@ def define_flags():
     flags.DEFINE_string("backbone", m.backbone, "Backbone registry name, e.g. 'c3d'.")
     flags.DEFINE_float("width_multiplier", m.width_multiplier,
                        "Scales the backbone's filters (1.0: the paper's network).")
+    flags.DEFINE_boolean("backbone_batch_norm", m.backbone_batch_norm,
+                         "C3D: BatchNorm after each convolution (not in the paper's C3D, which "
+                         "starts from Sports-1M weights; needed to train it from scratch).")
     flags.DEFINE_string("aggregation", m.aggregation, "Clip aggregation: 'average'.")
     flags.DEFINE_list("heads", list(m.heads),
                       "Task heads: 'score' (STL) plus 'dive' (MTL: sub-action classification).")
@@ -95,6 +98,16 @@ def define_flags():
     flags.DEFINE_float("backbone_learning_rate", None,
                        "Separate Adam learning rate of the (pretrained) backbone, as paper 002; "
                        "unset: --learning_rate.")
+    flags.DEFINE_enum("lr_schedule", t.lr_schedule, ["constant", "cosine"],
+                      "Learning-rate schedule: constant (paper 001) or cosine decay to zero over "
+                      "all training steps (both rates follow it).")
+    flags.DEFINE_enum("select_on", t.select_on, ["spearman", "spearman_accuracy"],
+                      "Criterion of the best checkpoint, on the validation split: Spearman rho "
+                      "(the papers') or rho + mean sub-action accuracy (multitask models).")
+    flags.DEFINE_boolean("test_every_epoch", t.test_every_epoch,
+                         "Also evaluate the test split after every epoch (reported in "
+                         "metrics/epoch_NNN.json, never used to choose the checkpoint). Off: "
+                         "only the validation split each epoch, the test split at the end.")
     flags.DEFINE_float("score_loss_weight", t.score_loss_weight, "alpha of paper 001, eq. 4.")
     flags.DEFINE_float("class_loss_weight", t.class_loss_weight, "beta of paper 001, eq. 4.")
     flags.DEFINE_float("caption_loss_weight", t.caption_loss_weight, "gamma of paper 001, eq. 4.")
@@ -147,7 +160,8 @@ def data_config_from_flags() -> DataConfig:
 def model_config_from_flags() -> ModelConfig:
     return ModelConfig(
         backbone=FLAGS.backbone, width_multiplier=FLAGS.width_multiplier,
-        aggregation=FLAGS.aggregation, heads=tuple(FLAGS.heads), fc_units=FLAGS.fc_units,
+        backbone_batch_norm=FLAGS.backbone_batch_norm, aggregation=FLAGS.aggregation,
+        heads=tuple(FLAGS.heads), fc_units=FLAGS.fc_units,
         dropout=FLAGS.dropout, num_classes=_parse_num_classes(FLAGS.num_classes),
         score_std=FLAGS.score_std).validate()
 
@@ -157,7 +171,8 @@ def train_config_from_flags() -> TrainConfig:
         raise ValueError("--model_dir is required")
     return TrainConfig(
         model_dir=FLAGS.model_dir, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
-        backbone_learning_rate=FLAGS.backbone_learning_rate,
+        backbone_learning_rate=FLAGS.backbone_learning_rate, lr_schedule=FLAGS.lr_schedule,
+        test_every_epoch=FLAGS.test_every_epoch, select_on=FLAGS.select_on,
         score_loss_weight=FLAGS.score_loss_weight, class_loss_weight=FLAGS.class_loss_weight,
         caption_loss_weight=FLAGS.caption_loss_weight, distribution=FLAGS.distribution,
         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile, seed=FLAGS.seed,

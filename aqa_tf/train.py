@@ -17,10 +17,13 @@ FLAGS = flags.FLAGS
 
 
 def write_effective_flags(model_dir: str) -> str:
+    """The project's flags (not absl's own, such as --helpfull) as a flagfile that
+    `--flagfile=<model_dir>/flags.txt` reads back in any program that defines them."""
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, "flags.txt")
+    lines = [flag.serialize() for flag in FLAGS.get_flags_for_module(flag_defs)]
     with open(path, "w") as f:
-        f.write(FLAGS.flags_into_string())
+        f.write("\n".join(line for line in lines if line) + "\n")
     return path
 
 

@@ -72,11 +72,21 @@ class TwoRateAdam(keras.optimizers.Adam):
         return {**super().get_config(), "backbone_lr_multiplier": self.backbone_lr_multiplier}
 
 
-def make_optimizer(train_config: TrainConfig, backbone: keras.Model) -> keras.optimizers.Optimizer:
+def make_optimizer(train_config: TrainConfig, backbone: keras.Model,
+                   steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
+    """Adam (paper 001), with a separate backbone rate when `backbone_learning_rate` is set.
+
+    The schedule counts optimizer steps, which the checkpoints keep: a resumed run continues
+    the decay where it stopped.
+    """
+    learning_rate = train_config.learning_rate
+    if train_config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            train_config.learning_rate, decay_steps=max(1, train_config.epochs * steps_per_epoch))
     if train_config.backbone_learning_rate is None:
-        return keras.optimizers.Adam(train_config.learning_rate)
+        return keras.optimizers.Adam(learning_rate)
     optimizer = TwoRateAdam(
-        learning_rate=train_config.learning_rate,
+        learning_rate=learning_rate,
         backbone_lr_multiplier=train_config.backbone_learning_rate / train_config.learning_rate)
     optimizer.set_backbone_variables(backbone.trainable_variables)
     return optimizer
@@ -160,19 +170,42 @@ def _save_weights_atomically(model: keras.Model, path: str):
     os.replace(tmp, path)
 
 
+SELECTION_NAMES = {"spearman": "spearman",
+                   "spearman_accuracy": "spearman + mean sub-action accuracy"}
+
+
+def selection_criterion(metrics: Dict, select_on: str) -> float:
+    """The number the best checkpoint maximises on the validation split.
+
+    `spearman`: Spearman rho (the papers' criterion). `spearman_accuracy`: rho plus the mean
+    accuracy of the sub-action heads, for multitask models whose every head should be good.
+    """
+    if select_on == "spearman":
+        return float(metrics["spearman"])
+    if select_on == "spearman_accuracy":
+        accuracies = [v for k, v in metrics.items() if k.startswith("accuracy/")]
+        return float(metrics["spearman"] + (np.mean(accuracies) if accuracies else 0.0))
+    raise ValueError(f"select_on={select_on!r}; expected one of {sorted(SELECTION_NAMES)}")
+
+
 class EpochEvaluation(keras.callbacks.Callback):
     """After every epoch: evaluates the validation and test splits over the whole set, writes
     `metrics/epoch_NNN.json`, saves `last.weights.h5`, and keeps `best.weights.h5` by
     validation Spearman (by the last epoch when there is no validation split). The test split
-    is reported, never used for the choice. State survives restarts through `best.json`.
+    is reported (every epoch unless `test_every_epoch` is off and there is a validation split),
+    never used for the choice. State survives restarts through `best.json`.
     """
 
     def __init__(self, model_dir: str, evaluate_split: Callable[[str], Optional[Dict]],
-                 has_val: bool):
+                 has_val: bool, test_every_epoch: bool = True, select_on: str = "spearman"):
         super().__init__()
+        self.select_on = select_on
         self.model_dir = model_dir
         self.evaluate_split = evaluate_split
         self.has_val = has_val
+        self.splits = ("test",)
+        if has_val:
+            self.splits = ("val", "test") if test_every_epoch else ("val",)
         os.makedirs(os.path.join(model_dir, METRICS_DIR), exist_ok=True)
 
     def best_info(self) -> Optional[Dict]:
@@ -186,7 +219,7 @@ class EpochEvaluation(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         record = {"epoch": epoch + 1,
                   "train": {k: float(v) for k, v in logs.items()}}
-        for split in (("val", "test") if self.has_val else ("test",)):
+        for split in self.splits:
             record[split] = self.evaluate_split(split)
             for name, value in record[split].items():
                 logs[f"{split}_{name.replace('/', '_')}"] = value
@@ -194,17 +227,18 @@ class EpochEvaluation(keras.callbacks.Callback):
                     record)
         _save_weights_atomically(self.model, os.path.join(self.model_dir, LAST_WEIGHTS))
         best = self.best_info()
-        criterion = record["val"]["spearman"] if self.has_val else None
-        if best is None or not self.has_val or criterion > best["val_spearman"]:
+        criterion = selection_criterion(record["val"], self.select_on) if self.has_val else None
+        if best is None or not self.has_val or criterion > best["criterion"]:
             _save_weights_atomically(self.model, os.path.join(self.model_dir, BEST_WEIGHTS))
             _write_json(os.path.join(self.model_dir, BEST_INFO), {
                 "epoch": epoch + 1,
-                "selected_on": "validation spearman" if self.has_val else "last epoch",
-                "val_spearman": criterion, "test": record["test"]})
-        msg = f"epoch {epoch + 1}: "
-        if self.has_val:
-            msg += f"val spearman {record['val']['spearman']:.4f}, "
-        print(msg + f"test spearman {record['test']['spearman']:.4f}", flush=True)
+                "selected_on": (f"validation {SELECTION_NAMES[self.select_on]}" if self.has_val
+                                else "last epoch"),
+                "criterion": criterion,
+                "val_spearman": record["val"]["spearman"] if self.has_val else None})
+        print(f"epoch {epoch + 1}: " + ", ".join(
+            f"{split} spearman {record[split]['spearman']:.4f}" for split in self.splits),
+            flush=True)
 
 
 class TrainingRun:
@@ -221,11 +255,19 @@ class TrainingRun:
         self.model_dir = train_config.model_dir
         os.makedirs(self.model_dir, exist_ok=True)
         self.has_val = data_config.val_fraction > 0
-        train_scores = read_scores(data_config, data_config.train_split)
+        try:
+            train_scores = read_scores(data_config, data_config.train_split)
+            read_scores(data_config, data_config.test_split)
+        except tf.errors.DataLossError as error:
+            raise RuntimeError(self._describe_bad_shards(error)) from error
         self.score_range = (float(train_scores.min()), float(train_scores.max()))
+        self.num_train_examples = pipeline.num_examples(data_config, "train")
+        steps_per_epoch = (train_config.steps_per_epoch or
+                           max(1, self.num_train_examples // data_config.batch_size))
         with self.strategy.scope():
             self.model = aqa_model.build_aqa_model(model_config, data_config)
-            optimizer = make_optimizer(train_config, aqa_model.backbone_of(self.model))
+            optimizer = make_optimizer(train_config, aqa_model.backbone_of(self.model),
+                                       steps_per_epoch)
             compile_model(self.model, model_config, train_config, optimizer)
         self.predictor = Predictor(self.model, jit_compile=train_config.jit_compile)
         include_caption = "caption" in model_config.heads
@@ -233,9 +275,12 @@ class TrainingRun:
             split: pipeline.build_dataset(data_config, split, training=False, with_keys=True,
                                           include_caption=include_caption)
             for split in (("val", "test") if self.has_val else ("test",))}
-        self.train_data = select_model_io(
-            pipeline.build_dataset(data_config, "train", training=True,
-                                   include_caption=include_caption), self.model)
+        train_data = pipeline.build_dataset(data_config, "train", training=True,
+                                            include_caption=include_caption)
+        # Known length: the progress bar shows the epoch's total from the first epoch on.
+        train_data = train_data.apply(tf.data.experimental.assert_cardinality(
+            self.num_train_examples // data_config.batch_size))
+        self.train_data = select_model_io(train_data, self.model)
         if train_config.steps_per_epoch:
             self.train_data = self.train_data.repeat()
 
@@ -250,9 +295,13 @@ class TrainingRun:
         backup = keras.callbacks.BackupAndRestore(
             os.path.join(self.model_dir, BACKUP_DIR),
             save_freq=self.train_config.backup_every_steps or "epoch", delete_checkpoint=False)
+        # The epoch's evaluation (metrics JSON, last/best weights) is written before the backup
+        # marks the epoch done: a run killed in between trains that epoch again rather than
+        # losing its metrics.
         return [
+            EpochEvaluation(self.model_dir, self.evaluate_split, self.has_val,
+                            self.train_config.test_every_epoch, self.train_config.select_on),
             backup,
-            EpochEvaluation(self.model_dir, self.evaluate_split, self.has_val),
             keras.callbacks.TensorBoard(os.path.join(self.model_dir, "logs")),
         ]
 
@@ -280,10 +329,24 @@ class TrainingRun:
         if done:
             print(f"Resuming {self.model_dir} after epoch {done} of {self.train_config.epochs}",
                   flush=True)
-        return self.model.fit(
-            self.train_data, epochs=self.train_config.epochs,
-            steps_per_epoch=self.train_config.steps_per_epoch or None,
-            callbacks=self.callbacks(), verbose=verbose)
+        try:
+            return self.model.fit(
+                self.train_data, epochs=self.train_config.epochs,
+                steps_per_epoch=self.train_config.steps_per_epoch or None,
+                callbacks=self.callbacks(), verbose=verbose)
+        except tf.errors.DataLossError as error:
+            raise RuntimeError(self._describe_bad_shards(error)) from error
+
+    def _describe_bad_shards(self, error) -> str:
+        """Names the shards that cannot be read (finished epochs stay in the backup)."""
+        from tfrecords_tools import inspect as inspect_lib
+        patterns = [features.shard_pattern(self.data_config.data_dir, split)
+                    for split in (self.data_config.train_split, self.data_config.test_split)]
+        problems = inspect_lib.inspect_paths(patterns, decode_frames=False)["problems"]
+        return ("training data cannot be read: " + error.message.splitlines()[0] +
+                "\n  " + "\n  ".join(problems or ["(no shard-level problem found)"]) +
+                "\nFix or re-create these shards; re-running resumes after the last "
+                "finished epoch.")
 
     def final_evaluation(self) -> Dict:
         """Test metrics of the checkpoint chosen on the validation split (or the last epoch)."""

@@ -5,6 +5,7 @@ They run `python -m aqa_tf.train` as users do, on a synthetic dataset generated 
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,15 +62,18 @@ def test_training_learns_the_score_and_the_dive(trained_run):
     for name, rate in final["majority_rates"].items():
         assert metrics[f"accuracy/{name}"] > rate, (name, metrics[f"accuracy/{name}"], rate)
     # The report is honest about the protocol, and the scatter plot exists.
-    assert final["selected_on"] == "validation spearman"
-    assert "Spearman rho" in stdout and "chosen on validation spearman" in stdout
+    # quickstart.cfg chooses on rho + mean sub-action accuracy (--select_on=spearman_accuracy).
+    assert final["selected_on"] == "validation spearman + mean sub-action accuracy"
+    assert "Spearman rho" in stdout
+    assert "chosen on validation spearman + mean sub-action accuracy" in stdout
     assert os.path.getsize(final["scatter_plot"]) > 10_000
     assert os.path.exists(os.path.join(model_dir, "flags.txt"))
 
 
 def test_saved_model_matches_keras_model_in_a_fresh_process(trained_run, synthetic_dir, tmp_path):
     model_dir, _ = trained_run
-    export_path = os.path.join(model_dir, "export", os.path.basename(model_dir), "1")
+    # quickstart.cfg names the experiment "quickstart": <export_dir>/quickstart/1.
+    export_path = os.path.join(model_dir, "export", "quickstart", "1")
     assert os.path.exists(os.path.join(export_path, "saved_model.pb"))
     rng = np.random.default_rng(0)
     video = rng.integers(0, 256, (3, 54, 64, 86, 3), dtype=np.uint8)
@@ -124,7 +128,7 @@ def test_killed_run_resumes_from_the_last_finished_epoch(tiny_dir, tmp_path):
         assert proc.poll() is None, "training ended before it could be interrupted"
         assert time.time() < deadline
         time.sleep(0.2)
-    time.sleep(2.0)  # Into epoch 2.
+    time.sleep(0.5)  # Into epoch 2.
     assert proc.poll() is None, "training ended before it could be interrupted"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -132,7 +136,9 @@ def test_killed_run_resumes_from_the_last_finished_epoch(tiny_dir, tmp_path):
     first_mtime = os.path.getmtime(first_epoch)
 
     stdout = run(cmd)
-    assert "Resuming" in stdout and "after epoch 1 of 3" in stdout
+    # Killed in epoch 2 (or, on a fast machine, just after it): training goes on from there.
+    resumed = re.search(r"Resuming .* after epoch (\d+) of 3", stdout)
+    assert resumed and int(resumed.group(1)) in (1, 2), stdout[-2000:]
     assert os.path.getmtime(first_epoch) == first_mtime  # Epoch 1 was not trained again.
     for epoch in (2, 3):
         assert os.path.exists(os.path.join(model_dir, "metrics", f"epoch_{epoch:03d}.json"))
@@ -149,3 +155,19 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_dir, tmp_path):
     with open(os.path.join(model_dir, "metrics", "epoch_001.json")) as f:
         record = json.load(f)
     assert np.isfinite(record["train"]["loss"])
+
+
+def test_truncated_shard_is_named(tiny_dir, tmp_path):
+    import shutil
+    broken = str(tmp_path / "broken")
+    shutil.copytree(tiny_dir, broken)
+    shard = os.path.join(broken, "train-00001-of-00002.tfrecord")
+    with open(shard, "rb") as f:
+        data = f.read()
+    with open(shard, "wb") as f:
+        f.write(data[: len(data) * 2 // 3])
+    proc = subprocess.run(train_command(broken, str(tmp_path / "run"), "--epochs=1"),
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "training data cannot be read" in proc.stderr
+    assert "train-00001-of-00002.tfrecord: truncated or corrupt after" in proc.stderr

@@ -22,10 +22,11 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
     data_config.validate()
     video = keras.Input((data_config.num_clips, data_config.clip_length, data_config.crop_size,
                          data_config.crop_size, 3), name="video")
+    backbone_options = {"batch_norm": True} if model_config.backbone_batch_norm else {}
     backbone = build_backbone(model_config.backbone, clip_length=data_config.clip_length,
                               image_size=data_config.crop_size,
                               width_multiplier=model_config.width_multiplier,
-                              name=model_config.backbone)
+                              name=model_config.backbone, **backbone_options)
     clip_features = layers.TimeDistributed(backbone, name=BACKBONE_LAYER)(video)
     video_features = build_aggregation(model_config.aggregation)(clip_features)
     # paper 001 / authors' `my_fc6`: Linear(8192 -> 4096) + ReLU + dropout 0.5.

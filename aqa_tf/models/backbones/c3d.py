@@ -31,11 +31,17 @@ class C3DBackbone(keras.Model):
       image_size: height and width of the (square) input frames (112 in the paper).
       width_multiplier: scales every layer's filters; 1.0 is the paper's network, smaller values
         give a network of the same topology for tests and CPU quick starts.
+      batch_norm: adds BatchNorm between each convolution and its ReLU (convolutions then have
+        no bias). Not in Tran et al.'s C3D (the papers start from Sports-1M weights); it is the
+        C3D body of MSCADC (paper 001, Table 3) and what makes training from scratch work: without
+        it the features of a randomly initialised C3D barely differ between videos and the
+        classification heads do not learn on the synthetic dataset.
 
     Input: `[batch, clip_length, image_size, image_size, 3]`. Output: `[batch, feature_dim]`.
     """
 
-    def __init__(self, clip_length=16, image_size=112, width_multiplier=1.0, **kwargs):
+    def __init__(self, clip_length=16, image_size=112, width_multiplier=1.0, batch_norm=False,
+                 **kwargs):
         # === Layers ===
         # Explicit zero padding + "valid" convolutions compute exactly the "same" convolutions
         # of the paper. They are spelled out because TF 2.21's oneDNN bfloat16 Conv3D
@@ -44,9 +50,12 @@ class C3DBackbone(keras.Model):
         # kernel; explicit padding avoids that kernel path (tests/models/backbones/c3d_test.py).
         conv_layers = {
             name: layers.Conv3D(scaled_filters(filters, width_multiplier), 3, padding="valid",
-                                activation="relu", name=name)
+                                activation=None if batch_norm else "relu",
+                                use_bias=not batch_norm, name=name)
             for name, filters in _C3D_CONVS
         }
+        norm_layers = {name: layers.BatchNormalization(name=f"{name}_bn")
+                       for name, _ in _C3D_CONVS} if batch_norm else {}
 
         # === Functional Model ===
         clips = keras.Input((clip_length, image_size, image_size, 3), name="clip")
@@ -54,6 +63,8 @@ class C3DBackbone(keras.Model):
         for name, _ in _C3D_CONVS:
             x = layers.ZeroPadding3D(1, name=f"{name}_pad")(x)
             x = conv_layers[name](x)
+            if batch_norm:
+                x = layers.ReLU(name=f"{name}_relu")(norm_layers[name](x))
             if name in _POOL_AFTER:
                 pool_name, pool_size = _POOL_AFTER[name]
                 if pool_name == "pool5":
@@ -69,6 +80,7 @@ class C3DBackbone(keras.Model):
         self.clip_length = clip_length
         self.image_size = image_size
         self.width_multiplier = width_multiplier
+        self.batch_norm = batch_norm
         self.feature_dim = int(features.shape[-1])
 
     def conv_parameter_count(self) -> int:
@@ -77,7 +89,8 @@ class C3DBackbone(keras.Model):
 
     def get_config(self):
         return {"clip_length": self.clip_length, "image_size": self.image_size,
-                "width_multiplier": self.width_multiplier, "name": self.name,
+                "width_multiplier": self.width_multiplier, "batch_norm": self.batch_norm,
+                "name": self.name,
                 "trainable": self.trainable}
 
     @classmethod

@@ -38,6 +38,23 @@ def test_config_round_trip_and_save_load(tmp_path):
     np.testing.assert_allclose(np.asarray(restored(clips)), np.asarray(backbone(clips)), atol=1e-6)
 
 
+def test_batch_norm_variant_has_bn_after_every_conv_and_round_trips(tmp_path):
+    backbone = C3DBackbone(clip_length=16, image_size=32, width_multiplier=0.125,
+                           batch_norm=True, name="c3d")
+    names = [layer.name for layer in backbone.layers]
+    for conv in ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b"):
+        assert backbone.get_layer(conv).use_bias is False
+        assert names.index(f"{conv}_bn") == names.index(conv) + 1
+    assert backbone.feature_dim == build_backbone(
+        "c3d", clip_length=16, image_size=32, width_multiplier=0.125).feature_dim
+    path = str(tmp_path / "c3d_bn.keras")
+    backbone.save(path)
+    restored = keras.models.load_model(path)
+    assert restored.get_config()["batch_norm"] is True
+    clips = np.random.default_rng(2).standard_normal((2, 16, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(restored(clips)), np.asarray(backbone(clips)), atol=1e-5)
+
+
 def test_unknown_backbone_lists_known_ones():
     with pytest.raises(ValueError, match="known backbones: .*c3d"):
         build_backbone("c4d")
