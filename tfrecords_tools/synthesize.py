@@ -127,7 +127,7 @@ def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_i
     splash) ends at frame `end_index`."""
     T, H, W = num_frames, height, width
     py, px = np.mgrid[0:H, 0:W].astype(np.float32)
-    water_y, platform_y, platform_x = 0.82 * H, 0.42 * H, 0.36 * W
+    water_y, platform_y, platform_x = 0.86 * H, 0.5 * H, 0.36 * W
 
     # Background: sky gradient, platform, water.
     sky = np.array([0.55, 0.75, 0.95]) + spec.sky_tint
@@ -139,13 +139,15 @@ def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_i
 
     # Timeline (frame indices): flight ends at entry, then splash until end_index.
     action = min(T, end_index + 1)
-    splash_len = max(4, int(round(0.3 * action)))
+    # About a quarter of the action on the platform (the start pose tells armstand dives), half
+    # in flight, a fifth in the splash.
+    splash_len = max(4, int(round(0.2 * action)))
     entry = end_index - splash_len
-    takeoff = max(1, entry - max(6, int(round(0.5 * action))))
+    takeoff = max(1, entry - max(6, int(round(0.52 * action))))
     t = np.arange(T, dtype=np.float32)
     s = np.clip((t - takeoff) / max(entry - takeoff, 1), 0, 1)  # flight progress
 
-    length = 0.26 * H
+    length = 0.45 * H
     faces_water, towards_face = _ROTATION_GEOMETRY[spec.rotation_type]
     facing = 1.0 if faces_water else -1.0       # +x is the water side
     spin = facing * (1.0 if towards_face else -1.0)
@@ -171,6 +173,11 @@ def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_i
     segs_straight, head_straight = _body_segments(0, length)
     segs_dive, head_dive = _body_segments(spec.position, length)
     shape_on = (s > 0.1) & (s < 0.85)
+    # Armstand start: upside down on the hands with the legs spread (head at +y in the body
+    # frame, so the legs are at -y).
+    l = length
+    segs_handstand = np.array([(0, 0.5 * l, 0, 0.0, 0.16 * l), (0, 0.0, 0.3 * l, -0.45 * l, 0.13 * l),
+                               (0, 0.0, -0.3 * l, -0.45 * l, 0.13 * l)], np.float32)
 
     frames = np.empty((T, H, W, 3), np.float32)
     front, back = np.array([0.95, 0.55, 0.2]), np.array([0.55, 0.15, 0.45])
@@ -178,11 +185,16 @@ def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_i
         img = bg.copy()
         if before[i] or in_flight[i]:
             segs, head = (segs_dive, head_dive) if shape_on[i] else (segs_straight, head_straight)
+            if before[i] and spec.armstand:
+                segs, head = segs_handstand, head_straight  # legs in a V above the hands
             segs = segs.copy()
             half_twist = spec.tw_no * s[i]  # number of half twists done
             width_scale = 0.55 + 0.45 * abs(np.cos(np.pi * half_twist)) if spec.tw_no else 1.0
-            segs[:, 4] *= width_scale
-            mirror = facing * (1 if int(half_twist) % 2 == 0 else -1)
+            segs[:, 4] *= width_scale * 1.6
+            # The body turns its back to the camera from a quarter twist on, so that every
+            # twisting dive (one half twist included) shows its back colour in the air.
+            back_shown = int(half_twist + 0.5) % 2 == 1
+            mirror = facing * (-1 if back_shown else 1)
             c, sn = np.cos(theta[i]), np.sin(theta[i])
 
             def to_image(x, y):
@@ -195,12 +207,16 @@ def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_i
             alpha = _capsule_alpha(px, py, seg_img)[0]
             hx, hy = to_image(head[0], head[1])
             alpha = np.maximum(alpha, np.clip(0.1 * length - np.hypot(px - hx, py - hy) + 0.5, 0, 1))
-            # A dark face marker on the front of the head shows which way the diver faces.
-            fx, fy = to_image(head[0] + 0.09 * length, head[1])
-            face = np.clip(0.05 * length - np.hypot(px - fx, py - fy) + 0.5, 0, 1)
+            # A dark face and chest stripe on the front of the body show which way the diver
+            # faces (with the rotation direction this tells the rotation type).
+            fx0, fy0 = to_image(head[0] + 0.08 * length, head[1])
+            fx1, fy1 = to_image(0.08 * length, 0.05 * length)
+            stripe = np.array([[[fx0, fy0, fx1, fy1, 0.1 * length]]], np.float32)
+            face = _capsule_alpha(px, py, stripe)[0]
             alpha = alpha * (py < water_y + 1)  # below the surface is hidden
-            colour = front if int(half_twist) % 2 == 0 else back
+            colour = back if back_shown else front
             img = img * (1 - alpha[..., None]) + colour * alpha[..., None]
+            face = face * (py < water_y + 1)
             img = img * (1 - face[..., None]) + 0.1 * face[..., None]
         if t[i] > entry:
             # Splash: grows then settles; its size is the execution fault seen by judges.
