@@ -13,6 +13,8 @@ NORMALIZATIONS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     # Kinetics statistics (3D-ResNets-PyTorch, on [0, 1] frames).
     "kinetics": ((0.4345, 0.4051, 0.3775), (0.2768, 0.2713, 0.2737)),
+    # torchvision video models and the IG-65M R(2+1)D checkpoints (on [0, 1] frames).
+    "torchvision_video": ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),
     # Map [0, 1] to [-1, 1] (S3D / Inception style).
     "symmetric": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
@@ -85,6 +87,9 @@ class DataConfig:
         return self
 
 
+AGGREGATIONS = ("average", "weight_decider", "lstm_encoder")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What model to build (`aqa_tf.models.aqa_model.build_aqa_model`)."""
@@ -94,10 +99,12 @@ class ModelConfig:
     backbone_batch_norm: bool = False
     aggregation: str = "average"
     heads: Tuple[str, ...] = ("score", "dive")
-    fc_units: int = 4096
+    projection_units: Tuple[int, ...] = ()  # Paper 002: per-clip FC 256-128 (or 512-256-128).
+    fc_units: int = 4096  # 0: no fc6 (paper 002 regresses from the aggregated feature).
     dropout: float = 0.5
     num_classes: Tuple[Tuple[str, int], ...] = tuple(features.MTL_AQA_NUM_CLASSES.items())
     score_std: float = 17.0  # MTL-AQA: scores are divided by 17 for training.
+    multiply_difficulty: bool = False  # Paper 002: score = difficulty x predicted execution.
 
     @property
     def class_counts(self) -> Dict[str, int]:
@@ -110,8 +117,14 @@ class ModelConfig:
                              "expected a subset of ('score', 'dive', 'caption')")
         if "score" not in self.heads:
             raise ValueError(f"heads={self.heads}: the score head is required")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation={self.aggregation!r}; expected one of {AGGREGATIONS}")
         if self.width_multiplier <= 0:
             raise ValueError(f"width_multiplier={self.width_multiplier} must be positive")
+        if self.fc_units < 0 or any(u <= 0 for u in self.projection_units):
+            raise ValueError(f"fc_units={self.fc_units}, projection_units="
+                             f"{self.projection_units}: widths must be positive (fc_units 0: "
+                             "no fc6)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
         if self.score_std <= 0:
@@ -138,6 +151,9 @@ class TrainConfig:
     distribution: str = "default"
     mixed_precision: str = "none"
     jit_compile: bool = False
+    export_dtype: str = "float32"  # "float32" or "training" (the training dtype policy).
+    init_weights: str = ""  # Keras weights of the backbone (python -m aqa_tf.weights.convert).
+    freeze_backbone: bool = False  # Paper 003 (C3D-LSTM) keeps the pretrained C3D fixed.
     seed: int = 0
     select_on: str = "spearman"  # Best-checkpoint criterion on the validation split.
     test_every_epoch: bool = True  # Report test metrics each epoch (never used to choose).
@@ -149,6 +165,8 @@ class TrainConfig:
             raise ValueError(f"epochs={self.epochs} must be positive")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+        if self.export_dtype not in ("float32", "training"):
+            raise ValueError(f"export_dtype={self.export_dtype!r}; expected float32 or training")
         if self.select_on not in ("spearman", "spearman_accuracy"):
             raise ValueError(f"select_on={self.select_on!r}; expected spearman or "
                              "spearman_accuracy")

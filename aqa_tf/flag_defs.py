@@ -77,14 +77,26 @@ def define_flags():
     flags.DEFINE_boolean("backbone_batch_norm", m.backbone_batch_norm,
                          "C3D: BatchNorm after each convolution (not in the paper's C3D, which "
                          "starts from Sports-1M weights; needed to train it from scratch).")
-    flags.DEFINE_string("aggregation", m.aggregation, "Clip aggregation: 'average'.")
+    flags.DEFINE_enum("aggregation", m.aggregation, ["average", "weight_decider", "lstm_encoder"],
+                      "Clip aggregation: 'average' (C3D-AVG, paper 001), 'weight_decider' "
+                      "(paper 002, eq. 1-3) or 'lstm_encoder' (paper 000, section 4.3: the last "
+                      "hidden state of a 256-unit LSTM over the clips).")
     flags.DEFINE_list("heads", list(m.heads),
                       "Task heads: 'score' (STL) plus 'dive' (MTL: sub-action classification).")
-    flags.DEFINE_integer("fc_units", m.fc_units, "Units of fc6 (paper: 4096).")
+    flags.DEFINE_list("projection_units", [],
+                      "Paper 002's feature projection: per-clip fully connected layers (ReLU) "
+                      "between the backbone and the aggregation, e.g. 256,128 (ResNet-34) or "
+                      "512,256,128 (ResNet-50/101). Empty: none.")
+    flags.DEFINE_integer("fc_units", m.fc_units,
+                         "Units of fc6 after the aggregation (paper 001: 4096; 0: no fc6, the "
+                         "heads read the aggregated feature, as paper 002).")
     flags.DEFINE_float("dropout", m.dropout, "Dropout after fc6 (authors' code: 0.5).")
     flags.DEFINE_list("num_classes", [f"{k}={v}" for k, v in m.num_classes],
                       "Classes per sub-action head, as name=count "
                       f"(names: {', '.join(features.CLASS_OUTPUTS)}).")
+    flags.DEFINE_boolean("multiply_difficulty", m.multiply_difficulty,
+                         "Paper 002: the regressor predicts execution and the score is "
+                         "difficulty (from the record) x prediction.")
     flags.DEFINE_float("score_std", m.score_std,
                        "Scores are divided by this for the loss (MTL-AQA: 17).")
 
@@ -104,6 +116,16 @@ def define_flags():
     flags.DEFINE_enum("select_on", t.select_on, ["spearman", "spearman_accuracy"],
                       "Criterion of the best checkpoint, on the validation split: Spearman rho "
                       "(the papers') or rho + mean sub-action accuracy (multitask models).")
+    flags.DEFINE_enum("export_dtype", t.export_dtype, ["float32", "training"],
+                      "Compute dtype of the exported SavedModel: float32 (default; scores as "
+                      "the float32 model gives them) or the training policy (e.g. bfloat16).")
+    flags.DEFINE_string("init_weights", "",
+                        "Backbone weights to start from: a .weights.h5 file written by "
+                        "`python -m aqa_tf.weights.convert` (e.g. Sports-1M C3D, Kinetics "
+                        "ResNets). Empty: random initialisation.")
+    flags.DEFINE_boolean("freeze_backbone", False,
+                         "Do not train the backbone (paper 003 trains only the LSTM and "
+                         "regressor on top of a pretrained C3D).")
     flags.DEFINE_boolean("test_every_epoch", t.test_every_epoch,
                          "Also evaluate the test split after every epoch (reported in "
                          "metrics/epoch_NNN.json, never used to choose the checkpoint). Off: "
@@ -162,8 +184,9 @@ def model_config_from_flags() -> ModelConfig:
         backbone=FLAGS.backbone, width_multiplier=FLAGS.width_multiplier,
         backbone_batch_norm=FLAGS.backbone_batch_norm, aggregation=FLAGS.aggregation,
         heads=tuple(FLAGS.heads), fc_units=FLAGS.fc_units,
+        projection_units=tuple(int(u) for u in FLAGS.projection_units),
         dropout=FLAGS.dropout, num_classes=_parse_num_classes(FLAGS.num_classes),
-        score_std=FLAGS.score_std).validate()
+        score_std=FLAGS.score_std, multiply_difficulty=FLAGS.multiply_difficulty).validate()
 
 
 def train_config_from_flags() -> TrainConfig:
@@ -173,6 +196,8 @@ def train_config_from_flags() -> TrainConfig:
         model_dir=FLAGS.model_dir, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
         backbone_learning_rate=FLAGS.backbone_learning_rate, lr_schedule=FLAGS.lr_schedule,
         test_every_epoch=FLAGS.test_every_epoch, select_on=FLAGS.select_on,
+        init_weights=FLAGS.init_weights, export_dtype=FLAGS.export_dtype,
+        freeze_backbone=FLAGS.freeze_backbone,
         score_loss_weight=FLAGS.score_loss_weight, class_loss_weight=FLAGS.class_loss_weight,
         caption_loss_weight=FLAGS.caption_loss_weight, distribution=FLAGS.distribution,
         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile, seed=FLAGS.seed,

@@ -266,6 +266,13 @@ class TrainingRun:
                            max(1, self.num_train_examples // data_config.batch_size))
         with self.strategy.scope():
             self.model = aqa_model.build_aqa_model(model_config, data_config)
+            backbone = aqa_model.backbone_of(self.model)
+            if train_config.init_weights:
+                # Before compiling; a resumed run then restores its own state over these.
+                backbone.load_weights(train_config.init_weights)
+                print(f"Backbone initialised from {train_config.init_weights}", flush=True)
+            if train_config.freeze_backbone:
+                backbone.trainable = False
             optimizer = make_optimizer(train_config, aqa_model.backbone_of(self.model),
                                        steps_per_epoch)
             compile_model(self.model, model_config, train_config, optimizer)
@@ -374,5 +381,21 @@ class TrainingRun:
         return result
 
     def export(self, export_path: str, flags_file: str = "") -> str:
+        """SavedModel of the loaded (best) weights, computing in `train_config.export_dtype`.
+
+        A model trained under mixed precision keeps float32 variables; by default it is rebuilt
+        with the float32 policy for serving (bfloat16 activations would move scores by ~0.1
+        point), `--export_dtype=training` keeps the training policy (faster on bf16 hardware).
+        """
         from aqa_tf import export_lib
-        return export_lib.export_saved_model(self.model, self.data_config, export_path, flags_file)
+        from aqa_tf.models import aqa_model
+        model = self.model
+        policy = keras.mixed_precision.global_policy()
+        if self.train_config.export_dtype == "float32" and policy.name != "float32":
+            keras.mixed_precision.set_global_policy("float32")
+            try:
+                model = aqa_model.build_aqa_model(self.model_config, self.data_config)
+                model.set_weights(self.model.get_weights())
+            finally:
+                keras.mixed_precision.set_global_policy(policy)
+        return export_lib.export_saved_model(model, self.data_config, export_path, flags_file)

@@ -6,7 +6,7 @@ from keras import layers
 from aqa_tf.config import DataConfig, ModelConfig
 from aqa_tf.models import heads
 from aqa_tf.models.backbones import build_backbone
-from aqa_tf.models.layers.aggregation import build_aggregation
+from aqa_tf.models.layers.aggregation import aggregate, build_aggregation
 
 BACKBONE_LAYER = "clip_encoder"
 
@@ -28,18 +28,31 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
                               width_multiplier=model_config.width_multiplier,
                               name=model_config.backbone, **backbone_options)
     clip_features = layers.TimeDistributed(backbone, name=BACKBONE_LAYER)(video)
-    video_features = build_aggregation(model_config.aggregation)(clip_features)
-    # paper 001 / authors' `my_fc6`: Linear(8192 -> 4096) + ReLU + dropout 0.5.
-    x = layers.Dense(model_config.fc_units, activation="relu", name="fc6")(video_features)
-    x = layers.Dropout(model_config.dropout, name="fc6_dropout")(x)
-    outputs = {"score": heads.score_head(x, model_config.score_std)}
+    for i, units in enumerate(model_config.projection_units):
+        # Paper 002: clip features projected (FC + ReLU) to 128-d before the aggregation.
+        clip_features = layers.Dense(units, activation="relu", name=f"projection_{i}")(
+            clip_features)
+    x = aggregate(build_aggregation(model_config.aggregation), clip_features)
+    if model_config.fc_units:
+        # paper 001 / authors' `my_fc6`: Linear(8192 -> 4096) + ReLU + dropout 0.5.
+        x = layers.Dense(model_config.fc_units, activation="relu", name="fc6")(x)
+        x = layers.Dropout(model_config.dropout, name="fc6_dropout")(x)
+    inputs = {"video": video}
+    if model_config.multiply_difficulty:
+        # Paper 002: the regressor predicts the execution part and the model returns
+        # difficulty x prediction (difficulty read from the record).
+        inputs["difficulty"] = keras.Input((), name="difficulty")
+        outputs = {"score": heads.score_head(x, model_config.score_std,
+                                             difficulty=inputs["difficulty"])}
+    else:
+        outputs = {"score": heads.score_head(x, model_config.score_std)}
     if "dive" in model_config.heads:
         outputs.update(heads.dive_heads(x, model_config.class_counts))
     if "caption" in model_config.heads:
         raise NotImplementedError("the caption head arrives with the captioning issue")
     name = f"{model_config.backbone}_{model_config.aggregation}_" + (
         "mtl" if len(model_config.heads) > 1 else "stl")
-    return keras.Model(inputs={"video": video}, outputs=outputs, name=name)
+    return keras.Model(inputs=inputs, outputs=outputs, name=name)
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

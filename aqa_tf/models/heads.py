@@ -26,10 +26,28 @@ class ScoreOutput(layers.Layer):
         return {**super().get_config(), "score_std": self.score_std}
 
 
-def score_head(features, score_std: float):
-    """`features [batch, dim]` -> `score [batch]` (paper 001: one linear unit)."""
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class MultiplyDifficulty(layers.Layer):
+    """`score = difficulty x execution` (paper 002): `[batch]` x `[batch]` -> `[batch]`."""
+
+    def call(self, execution, difficulty):
+        return execution * ops.reshape(ops.cast(difficulty, "float32"), (-1,))
+
+    def compute_output_shape(self, execution_shape, difficulty_shape):
+        return execution_shape
+
+
+def score_head(features, score_std: float, difficulty=None):
+    """`features [batch, dim]` -> `score [batch]` (paper 001: one linear unit).
+
+    With `difficulty` (`[batch]`), the unit predicts the execution part and the score is
+    difficulty x execution (paper 002).
+    """
     normalised = layers.Dense(1, dtype="float32", name="score_regressor")(features)
-    return ScoreOutput(score_std, name="score")(normalised)
+    if difficulty is None:
+        return ScoreOutput(score_std, name="score")(normalised)
+    execution = ScoreOutput(score_std, name="execution")(normalised)
+    return MultiplyDifficulty(dtype="float32", name="score")(execution, difficulty)
 
 
 def dive_heads(features, class_counts):

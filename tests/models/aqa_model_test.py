@@ -60,3 +60,35 @@ def test_bad_config_fails_fast_with_the_value():
         aqa_model.build_aqa_model(ModelConfig(heads=("score", "pose")), DATA)
     with pytest.raises(ValueError, match="num_frames=8 < clip_length=16"):
         aqa_model.build_aqa_model(ModelConfig(), DataConfig(sample_length=8, num_frames=8))
+
+
+@pytest.mark.parametrize("aggregation", ["weight_decider", "lstm_encoder"])
+def test_other_aggregations_build_run_and_round_trip(aggregation, tmp_path):
+    model = aqa_model.build_aqa_model(
+        ModelConfig(width_multiplier=0.125, fc_units=16, heads=("score",),
+                    aggregation=aggregation), DATA)
+    video = _video()
+    expected = np.asarray(model({"video": video})["score"])
+    assert expected.shape == (2,) and np.all(np.isfinite(expected))
+    path = str(tmp_path / f"{aggregation}.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(np.asarray(restored({"video": video})["score"]), expected,
+                               rtol=1e-5, atol=1e-5)
+    if aggregation == "weight_decider":
+        weights = keras.Model(model.input, model.get_layer("weight_decider").output[1])(
+            {"video": video})
+        assert weights.shape == (2, DATA.num_clips, aqa_model.backbone_of(model).feature_dim)
+        np.testing.assert_allclose(np.asarray(weights).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_multiply_difficulty_scales_the_score():
+    model = aqa_model.build_aqa_model(
+        ModelConfig(width_multiplier=0.125, fc_units=16, heads=("score",),
+                    multiply_difficulty=True), DATA)
+    assert set(model.input) == {"video", "difficulty"}
+    video = _video()
+    one = np.asarray(model({"video": video, "difficulty": np.ones(2, "float32")})["score"])
+    dd = np.array([2.0, 3.5], "float32")
+    scaled = np.asarray(model({"video": video, "difficulty": dd})["score"])
+    np.testing.assert_allclose(scaled, one * dd, rtol=1e-5)

@@ -2,14 +2,29 @@
 
 from keras import layers
 
-AGGREGATIONS = ("average",)
+from aqa_tf.config import AGGREGATIONS
+from aqa_tf.models.layers.weight_decider import WeightDecider
 
 
-def build_aggregation(name: str, **kwargs):
-    """Returns a layer mapping clip features `[batch, num_clips, dim]` to `[batch, dim]`.
+def build_aggregation(name: str, lstm_units: int = 256, **kwargs):
+    """Returns a layer mapping clip features `[batch, num_clips, dim]` to `[batch, dim']`.
 
-    `average` is C3D-AVG's element-wise mean over clips (paper 001, section 4.1).
+    - `average`: C3D-AVG's element-wise mean over clips (paper 001, section 4.1).
+    - `weight_decider`: paper 002's learned per-element softmax weighting over clips; the layer
+      returns `(video_features, weights)` (see `WeightDecider`).
+    - `lstm_encoder`: an LSTM reads the clips in order and its last hidden state
+      (`lstm_units`) is the video feature (paper 000, section 4.3).
     """
     if name == "average":
         return layers.GlobalAveragePooling1D(name="clip_average")
+    if name == "weight_decider":
+        return WeightDecider(name="weight_decider", **kwargs)
+    if name == "lstm_encoder":
+        return layers.LSTM(lstm_units, name="lstm_encoder")
     raise ValueError(f"unknown aggregation {name!r}; known aggregations: {', '.join(AGGREGATIONS)}")
+
+
+def aggregate(layer, clip_features):
+    """Applies an aggregation layer; returns the video features (and drops WD's weights)."""
+    out = layer(clip_features)
+    return out[0] if isinstance(out, (tuple, list)) else out

@@ -1,0 +1,150 @@
+"""State-dict key <-> Keras variable mapping and layout conversion (no torch needed here).
+
+PyTorch stores Conv3d kernels as `[out, in, t, h, w]` and Linear weights as `[out, in]`; Keras
+stores `[t, h, w, in, out]` and `[in, out]`. BatchNorm: weight/bias/running_mean/running_var are
+gamma/beta/moving_mean/moving_variance. Layer names in our backbones are the state-dict module
+paths with "." replaced by "_".
+"""
+
+import re
+from typing import Dict, List
+
+import numpy as np
+from keras import layers
+
+_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
+IGNORED_SUFFIXES = ("num_batches_tracked",)
+
+
+class ConversionError(ValueError):
+    """Raised with every missing key, unexpected key and shape mismatch at once."""
+
+
+def strip_prefixes(state_dict: Dict[str, np.ndarray], prefixes=("module.",)) -> Dict:
+    """Removes DataParallel-style prefixes (`module.conv1.weight` -> `conv1.weight`)."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def resnet_module_of_layer(name: str) -> str:
+    """Our ResNet layer names -> state-dict module paths (3D-ResNets-PyTorch naming):
+    `layer1_0_conv1_s` -> `layer1.0.conv1_s`, `layer2_0_downsample_1` -> `layer2.0.downsample.1`,
+    `conv1_t` -> `conv1_t`."""
+    match = re.fullmatch(r"(layer\d+)_(\d+)_(.+)", name)
+    if not match:
+        return name
+    rest = re.sub(r"^downsample_(\d+)$", r"downsample.\1", match.group(3))
+    return f"{match.group(1)}.{match.group(2)}.{rest}"
+
+
+_TV_STEM = {"conv1_s": "stem.0", "bn1_s": "stem.1", "conv1_t": "stem.3", "bn1_t": "stem.4"}
+_TV_BLOCK = {"conv{i}_s": "conv{i}.0.0", "bn{i}_s": "conv{i}.0.1", "conv{i}_t": "conv{i}.0.3",
+             "bn{i}_t": "conv{i}.1"}
+
+
+def torchvision_module_of_layer(name: str) -> str:
+    """Our R(2+1)D layer names -> torchvision VideoResNet keys (IG-65M checkpoints):
+    `conv1_s` -> `stem.0`, `layer1_0_conv1_t` -> `layer1.0.conv1.0.3`, `layer1_0_bn2_t` ->
+    `layer1.0.conv2.1`, `layer2_0_downsample_0` -> `layer2.0.downsample.0`."""
+    if name in _TV_STEM:
+        return _TV_STEM[name]
+    module = resnet_module_of_layer(name)
+    head, _, last = module.rpartition(".")
+    for i in (1, 2):
+        for ours, theirs in _TV_BLOCK.items():
+            if last == ours.format(i=i):
+                return f"{head}.{theirs.format(i=i)}"
+    return module
+
+
+def expected_keys(layer, module: str) -> List[str]:
+    """State-dict keys of `layer`'s weights, in the order of `layer.get_weights()`."""
+    if isinstance(layer, layers.BatchNormalization):
+        return [f"{module}.{k}" for k in _BN_KEYS]
+    if isinstance(layer, (layers.Conv3D, layers.Dense)):
+        keys = [f"{module}.weight"]
+        if layer.use_bias:
+            keys.append(f"{module}.bias")
+        return keys
+    if layer.weights:
+        raise ConversionError(f"layer {layer.name} ({type(layer).__name__}) has no known "
+                              "PyTorch counterpart")
+    return []
+
+
+def to_keras(layer, key: str, value: np.ndarray) -> np.ndarray:
+    """Converts one PyTorch tensor to the layout of the corresponding Keras weight."""
+    value = np.asarray(value, np.float32)
+    if key.endswith(".weight") and isinstance(layer, layers.Conv3D):
+        return np.transpose(value, (2, 3, 4, 1, 0))
+    if key.endswith(".weight") and isinstance(layer, layers.Dense):
+        return np.transpose(value, (1, 0))
+    return value
+
+
+def load_into(model, state_dict: Dict[str, np.ndarray], module_of_layer,
+              ignore_unused=()) -> Dict[str, List[str]]:
+    """Assigns `state_dict` to every weighted layer of `model`.
+
+    Args:
+      module_of_layer: Keras layer name -> PyTorch module path (e.g. `layer1_0_conv1` ->
+        `layer1.0.conv1`).
+      ignore_unused: prefixes of state-dict keys that may stay unused (e.g. the source's `fc.`
+        classifier); they are reported, not errors.
+
+    Returns {"loaded": [...], "ignored": [...]} keys. Raises ConversionError listing every
+    missing key, unexpected key and shape mismatch.
+    """
+    state_dict = {k: v for k, v in state_dict.items() if not k.endswith(IGNORED_SUFFIXES)}
+    missing, mismatched, loaded, seen = [], [], [], set()
+    assignments = []
+    for layer in _weighted_layers(model):
+        module = module_of_layer(layer.name)
+        keys = expected_keys(layer, module)
+        current = layer.get_weights()
+        values = []
+        for key, weight in zip(keys, current):
+            if key not in state_dict:
+                missing.append(f"{key} (for {layer.name})")
+                continue
+            seen.add(key)
+            value = to_keras(layer, key, state_dict[key])
+            if value.shape != weight.shape:
+                mismatched.append(f"{key}: checkpoint {tuple(np.shape(state_dict[key]))} -> "
+                                  f"{value.shape}, model {layer.name} expects {weight.shape}")
+                continue
+            values.append(value)
+            loaded.append(key)
+        if len(values) == len(current):
+            assignments.append((layer, values))
+    unused = sorted(set(state_dict) - seen)
+    ignored = [k for k in unused if k.startswith(tuple(ignore_unused))]
+    unexpected = [k for k in unused if k not in ignored]
+    if missing or mismatched or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s):\n    " + "\n    ".join(missing))
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s):\n    " + "\n    ".join(unexpected))
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatch(es):\n    " +
+                         "\n    ".join(mismatched))
+        raise ConversionError("checkpoint does not fit the model " + model.name + ":\n  " +
+                              "\n  ".join(parts))
+    for layer, values in assignments:
+        layer.set_weights(values)
+    return {"loaded": loaded, "ignored": ignored}
+
+
+def _weighted_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers and not isinstance(
+                layer, (layers.Conv3D, layers.Dense, layers.BatchNormalization)):
+            yield from _weighted_layers(layer)
+        elif layer.weights:
+            yield layer

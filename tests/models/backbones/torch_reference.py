@@ -1,0 +1,184 @@
+"""PyTorch definitions the Keras backbones mirror, written here from the published model
+descriptions (3D-ResNets-PyTorch `resnet.py` / `resnet2p1d.py`, with their state-dict key
+names), for parameter-count and parity tests. Needs torch; imported only by tests that have it.
+"""
+
+import torch
+from torch import nn
+
+
+def _conv(cin, cout, kernel, stride=1, padding=0):
+    return nn.Conv3d(cin, cout, kernel_size=kernel, stride=stride, padding=padding, bias=False)
+
+
+def _mid(cin, cout):
+    return (cin * cout * 27) // (cin * 9 + 3 * cout)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin, planes, stride=1, downsample=None, factorised=False):
+        super().__init__()
+        self.factorised = factorised
+        if factorised:
+            m1, m2 = _mid(cin, planes), _mid(planes, planes)
+            self.conv1_s = _conv(cin, m1, (1, 3, 3), (1, stride, stride), (0, 1, 1))
+            self.bn1_s = nn.BatchNorm3d(m1)
+            self.conv1_t = _conv(m1, planes, (3, 1, 1), (stride, 1, 1), (1, 0, 0))
+            self.bn1_t = nn.BatchNorm3d(planes)
+            self.conv2_s = _conv(planes, m2, (1, 3, 3), 1, (0, 1, 1))
+            self.bn2_s = nn.BatchNorm3d(m2)
+            self.conv2_t = _conv(m2, planes, (3, 1, 1), 1, (1, 0, 0))
+            self.bn2_t = nn.BatchNorm3d(planes)
+        else:
+            self.conv1 = _conv(cin, planes, 3, stride, 1)
+            self.bn1 = nn.BatchNorm3d(planes)
+            self.conv2 = _conv(planes, planes, 3, 1, 1)
+            self.bn2 = nn.BatchNorm3d(planes)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x):
+        r = self.relu
+        if self.factorised:
+            out = r(self.bn1_t(self.conv1_t(r(self.bn1_s(self.conv1_s(x))))))
+            out = self.bn2_t(self.conv2_t(r(self.bn2_s(self.conv2_s(out)))))
+        else:
+            out = self.bn2(self.conv2(r(self.bn1(self.conv1(x)))))
+        shortcut = self.downsample(x) if self.downsample is not None else x
+        return r(out + shortcut)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin, planes, stride=1, downsample=None, factorised=False):
+        super().__init__()
+        self.factorised = factorised
+        self.conv1 = _conv(cin, planes, 1)
+        self.bn1 = nn.BatchNorm3d(planes)
+        if factorised:
+            m = _mid(planes, planes)
+            self.conv2_s = _conv(planes, m, (1, 3, 3), (1, stride, stride), (0, 1, 1))
+            self.bn2_s = nn.BatchNorm3d(m)
+            self.conv2_t = _conv(m, planes, (3, 1, 1), (stride, 1, 1), (1, 0, 0))
+            self.bn2_t = nn.BatchNorm3d(planes)
+        else:
+            self.conv2 = _conv(planes, planes, 3, stride, 1)
+            self.bn2 = nn.BatchNorm3d(planes)
+        self.conv3 = _conv(planes, planes * 4, 1)
+        self.bn3 = nn.BatchNorm3d(planes * 4)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x):
+        r = self.relu
+        out = r(self.bn1(self.conv1(x)))
+        if self.factorised:
+            out = r(self.bn2_t(self.conv2_t(r(self.bn2_s(self.conv2_s(out))))))
+        else:
+            out = r(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        shortcut = self.downsample(x) if self.downsample is not None else x
+        return r(out + shortcut)
+
+
+LAYOUTS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
+           50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3))}
+
+
+class ResNet(nn.Module):
+    """Hara et al.'s ResNet (`factorised=False`) or R(2+1)D (`factorised=True`), no fc."""
+
+    def __init__(self, depth, factorised=False, conv1_t_size=7, stem_channels=None):
+        super().__init__()
+        block, blocks = LAYOUTS[depth]
+        self.factorised = factorised
+        cin = 64
+        if factorised:
+            mid = stem_channels or (3 * 64 * conv1_t_size * 49) // (3 * 49 + conv1_t_size * 64)
+            self.conv1_s = _conv(3, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3))
+            self.bn1_s = nn.BatchNorm3d(mid)
+            self.conv1_t = _conv(mid, 64, (conv1_t_size, 1, 1), 1, (conv1_t_size // 2, 0, 0))
+            self.bn1_t = nn.BatchNorm3d(64)
+        else:
+            self.conv1 = _conv(3, 64, (conv1_t_size, 7, 7), (1, 2, 2), (conv1_t_size // 2, 3, 3))
+            self.bn1 = nn.BatchNorm3d(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool3d(3, stride=2, padding=1)
+        for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks)):
+            stride = 1 if stage == 0 else 2
+            layers = []
+            for i in range(count):
+                downsample = None
+                s = stride if i == 0 else 1
+                if i == 0 and (s != 1 or cin != planes * block.expansion):
+                    downsample = nn.Sequential(_conv(cin, planes * block.expansion, 1, s),
+                                               nn.BatchNorm3d(planes * block.expansion))
+                layers.append(block(cin, planes, s, downsample, factorised))
+                cin = planes * block.expansion
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*layers))
+
+    def forward(self, x):
+        r = self.relu
+        if self.factorised:
+            x = r(self.bn1_t(self.conv1_t(r(self.bn1_s(self.conv1_s(x))))))
+        else:
+            x = r(self.bn1(self.conv1(x)))
+        x = self.maxpool(x)
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool3d(x, 1), 1)
+
+
+class _Conv2Plus1D(nn.Sequential):
+    def __init__(self, cin, cout, mid, stride=1):
+        super().__init__(_conv(cin, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1)),
+                         nn.BatchNorm3d(mid), nn.ReLU(),
+                         _conv(mid, cout, (3, 1, 1), (stride, 1, 1), (1, 0, 0)))
+
+
+class _TVBasicBlock(nn.Module):
+    def __init__(self, cin, planes, stride=1, downsample=None):
+        super().__init__()
+        mid = _mid(cin, planes)  # one width for both convolutions (torchvision)
+        self.conv1 = nn.Sequential(_Conv2Plus1D(cin, planes, mid, stride),
+                                   nn.BatchNorm3d(planes), nn.ReLU())
+        self.conv2 = nn.Sequential(_Conv2Plus1D(planes, planes, mid), nn.BatchNorm3d(planes))
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = self.conv2(self.conv1(x))
+        shortcut = self.downsample(x) if self.downsample is not None else x
+        return self.relu(out + shortcut)
+
+
+class TorchvisionR2Plus1D(nn.Module):
+    """torchvision VideoResNet R(2+1)D (IG-65M checkpoints' keys: stem.0, layer1.0.conv1.0.0...),
+    no fc."""
+
+    def __init__(self, blocks=(3, 4, 6, 3)):
+        super().__init__()
+        self.stem = nn.Sequential(_conv(3, 45, (1, 7, 7), (1, 2, 2), (0, 3, 3)),
+                                  nn.BatchNorm3d(45), nn.ReLU(),
+                                  _conv(45, 64, (3, 1, 1), 1, (1, 0, 0)),
+                                  nn.BatchNorm3d(64), nn.ReLU())
+        cin = 64
+        for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks)):
+            layers = []
+            for i in range(count):
+                s = 2 if stage > 0 and i == 0 else 1
+                downsample = None
+                if i == 0 and (s != 1 or cin != planes):
+                    downsample = nn.Sequential(_conv(cin, planes, 1, s), nn.BatchNorm3d(planes))
+                layers.append(_TVBasicBlock(cin, planes, s, downsample))
+                cin = planes
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*layers))
+
+    def forward(self, x):
+        x = self.stem(x)
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool3d(x, 1), 1)
