@@ -160,6 +160,9 @@ def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_i
     theta = start_angle + spin * total * s + spec.entry_angle * s
     wobble = spec.wobble * np.sin(2 * np.pi * 3 * s + rng.uniform(0, 6.28)) * np.sin(np.pi * s)
     theta = theta + wobble
+    # On the platform the diver leans towards the side it faces (the water for forward and
+    # reverse dives, the platform for backward and inward ones): the start pose shows the facing.
+    theta = theta + np.where(t < takeoff, 0.35 * facing, 0.0)
 
     # Trajectory: standing at the platform edge, parabola, entry.
     x_start, x_entry = platform_x - 0.3 * length, spec.entry_x * W
