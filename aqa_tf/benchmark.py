@@ -80,6 +80,8 @@ def main(argv):
                            training.make_optimizer(train_config, aqa_model.backbone_of(model)))
     rng = np.random.default_rng(0)
     x = {"video": rng.standard_normal([batch] + results["input"]).astype("float32")}
+    if "difficulty" in model.input:  # --multiply_difficulty models
+        x["difficulty"] = rng.uniform(1.5, 3.8, batch).astype("float32")
     y = {"score": rng.uniform(10, 100, batch).astype("float32")}
     for name, count in model_config.class_counts.items():
         if name in model.output:
