@@ -87,7 +87,7 @@ class DataConfig:
         return self
 
 
-AGGREGATIONS = ("average", "weight_decider", "lstm_encoder")
+AGGREGATIONS = ("average", "weight_decider", "lstm_encoder", "lstm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +97,8 @@ class ModelConfig:
     backbone: str = "c3d"
     width_multiplier: float = 1.0
     backbone_batch_norm: bool = False
+    backbone_fc6: int = 0  # C3D: include fc6 (4096) in the backbone (paper 003's C3D-LSTM).
+    lstm_units: int = 256  # `lstm` / `lstm_encoder` aggregations.
     aggregation: str = "average"
     heads: Tuple[str, ...] = ("score", "dive")
     projection_units: Tuple[int, ...] = ()  # Paper 002: per-clip FC 256-128 (or 512-256-128).

@@ -77,10 +77,16 @@ def define_flags():
     flags.DEFINE_boolean("backbone_batch_norm", m.backbone_batch_norm,
                          "C3D: BatchNorm after each convolution (not in the paper's C3D, which "
                          "starts from Sports-1M weights; needed to train it from scratch).")
-    flags.DEFINE_enum("aggregation", m.aggregation, ["average", "weight_decider", "lstm_encoder"],
+    flags.DEFINE_enum("aggregation", m.aggregation,
+                      ["average", "weight_decider", "lstm_encoder", "lstm"],
                       "Clip aggregation: 'average' (C3D-AVG, paper 001), 'weight_decider' "
-                      "(paper 002, eq. 1-3) or 'lstm_encoder' (paper 000, section 4.3: the last "
-                      "hidden state of a 256-unit LSTM over the clips).")
+                      "(paper 002, eq. 1-3), 'lstm_encoder' (paper 000, section 4.3: the last "
+                      "hidden state of an LSTM over the clips) or 'lstm' (paper 003's C3D-LSTM: "
+                      "the same over per-clip fc6 features, LSTM weights drawn from N(0, 0.1)).")
+    flags.DEFINE_integer("lstm_units", m.lstm_units, "Units of the LSTM aggregations (256).")
+    flags.DEFINE_integer("backbone_fc6", m.backbone_fc6,
+                         "C3D: end the backbone with fc6 of this width (4096: Sports-1M fc6, "
+                         "imported with the convolutions); 0: pool5 features.")
     flags.DEFINE_list("heads", list(m.heads),
                       "Task heads: 'score' (STL) plus 'dive' (MTL: sub-action classification).")
     flags.DEFINE_list("projection_units", [],
@@ -183,6 +189,7 @@ def model_config_from_flags() -> ModelConfig:
     return ModelConfig(
         backbone=FLAGS.backbone, width_multiplier=FLAGS.width_multiplier,
         backbone_batch_norm=FLAGS.backbone_batch_norm, aggregation=FLAGS.aggregation,
+        backbone_fc6=FLAGS.backbone_fc6, lstm_units=FLAGS.lstm_units,
         heads=tuple(FLAGS.heads), fc_units=FLAGS.fc_units,
         projection_units=tuple(int(u) for u in FLAGS.projection_units),
         dropout=FLAGS.dropout, num_classes=_parse_num_classes(FLAGS.num_classes),

@@ -23,6 +23,8 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
     video = keras.Input((data_config.num_clips, data_config.clip_length, data_config.crop_size,
                          data_config.crop_size, 3), name="video")
     backbone_options = {"batch_norm": True} if model_config.backbone_batch_norm else {}
+    if model_config.backbone_fc6:
+        backbone_options["fc6_units"] = model_config.backbone_fc6
     backbone = build_backbone(model_config.backbone, clip_length=data_config.clip_length,
                               image_size=data_config.crop_size,
                               width_multiplier=model_config.width_multiplier,
@@ -32,7 +34,8 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
         # Paper 002: clip features projected (FC + ReLU) to 128-d before the aggregation.
         clip_features = layers.Dense(units, activation="relu", name=f"projection_{i}")(
             clip_features)
-    x = aggregate(build_aggregation(model_config.aggregation), clip_features)
+    x = aggregate(build_aggregation(model_config.aggregation,
+                                    lstm_units=model_config.lstm_units), clip_features)
     if model_config.fc_units:
         # paper 001 / authors' `my_fc6`: Linear(8192 -> 4096) + ReLU + dropout 0.5.
         x = layers.Dense(model_config.fc_units, activation="relu", name="fc6")(x)

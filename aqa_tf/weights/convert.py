@@ -75,6 +75,8 @@ def define_flags():
     flags.DEFINE_string("backbone", "c3d", "Registry name of the backbone to fill.")
     flags.DEFINE_integer("clip_length", 16, "Clip length the backbone is built for.")
     flags.DEFINE_integer("image_size", 112, "Input size the backbone is built for.")
+    flags.DEFINE_integer("backbone_fc6", 0, "C3D: build the backbone with fc6 of this width "
+                         "(4096) and import fc6 too (paper 003's C3D-LSTM).")
     flags.DEFINE_string("out", None, "Output Keras weights file (.weights.h5).")
     flags.mark_flags_as_required(["source", "checkpoint", "out"])
 
@@ -83,8 +85,9 @@ def main(argv):
     del argv
     from aqa_tf.models.backbones import build_backbone
     FLAGS = flags.FLAGS
+    options = {"fc6_units": FLAGS.backbone_fc6} if FLAGS.backbone_fc6 else {}
     backbone = build_backbone(FLAGS.backbone, clip_length=FLAGS.clip_length,
-                              image_size=FLAGS.image_size, name=FLAGS.backbone)
+                              image_size=FLAGS.image_size, name=FLAGS.backbone, **options)
     report = convert_into(backbone, read_torch_checkpoint(FLAGS.checkpoint), FLAGS.source)
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     backbone.save_weights(FLAGS.out)

@@ -62,11 +62,15 @@ def test_bad_config_fails_fast_with_the_value():
         aqa_model.build_aqa_model(ModelConfig(), DataConfig(sample_length=8, num_frames=8))
 
 
-@pytest.mark.parametrize("aggregation", ["weight_decider", "lstm_encoder"])
+@pytest.mark.parametrize("aggregation", ["weight_decider", "lstm_encoder", "lstm"])
 def test_other_aggregations_build_run_and_round_trip(aggregation, tmp_path):
+    # `lstm` is paper 003's C3D-LSTM: fc6 per clip inside the backbone, LSTM, regressor.
+    fc6 = {"backbone_fc6": 4096, "fc_units": 0} if aggregation == "lstm" else {"fc_units": 16}
     model = aqa_model.build_aqa_model(
-        ModelConfig(width_multiplier=0.125, fc_units=16, heads=("score",),
-                    aggregation=aggregation), DATA)
+        ModelConfig(width_multiplier=0.125, heads=("score",), aggregation=aggregation,
+                    lstm_units=8, **fc6), DATA)
+    if aggregation == "lstm":
+        assert aqa_model.backbone_of(model).feature_dim == 512  # fc6, at 1/8 width
     video = _video()
     expected = np.asarray(model({"video": video})["score"])
     assert expected.shape == (2,) and np.all(np.isfinite(expected))

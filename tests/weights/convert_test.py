@@ -117,6 +117,17 @@ def test_c3d_sports1m_pickle_converts_with_parity(tmp_path):
     clip = np.random.default_rng(1).uniform(-1, 1, (1, 16, 112, 112, 3)).astype("float32")
     _compare(reference, backbone, clip)
 
+    # With fc6 in the backbone (paper 003's C3D-LSTM reads fc6 features), fc6 is imported too.
+    with_fc6 = build_backbone("c3d", fc6_units=4096)
+    report = convert.convert_into(with_fc6, convert.read_torch_checkpoint(path), "c3d")
+    assert "fc6.weight" in report["loaded"] and "fc6.weight" not in report["ignored"]
+
+    class _UpToFc6(torch.nn.Module):
+        def forward(self, x):
+            return torch.relu(reference.fc6(reference(x)))
+
+    _compare(_UpToFc6(), with_fc6, clip)
+
 
 def test_mismatched_checkpoint_lists_every_problem():
     reference = torch_reference.ResNet(18)

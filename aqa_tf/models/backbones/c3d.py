@@ -36,12 +36,15 @@ class C3DBackbone(keras.Model):
         C3D body of MSCADC (paper 001, Table 3) and what makes training from scratch work: without
         it the features of a randomly initialised C3D barely differ between videos and the
         classification heads do not learn on the synthetic dataset.
+      fc6_units: if > 0, the backbone ends with C3D's fc6 (Dense + ReLU; 4096 in Sports-1M C3D),
+        whose weights the Sports-1M checkpoint provides: paper 003's C3D-LSTM reads fc6
+        features per clip.
 
     Input: `[batch, clip_length, image_size, image_size, 3]`. Output: `[batch, feature_dim]`.
     """
 
     def __init__(self, clip_length=16, image_size=112, width_multiplier=1.0, batch_norm=False,
-                 **kwargs):
+                 fc6_units=0, **kwargs):
         # === Layers ===
         # Explicit zero padding + "valid" convolutions compute exactly the "same" convolutions
         # of the paper. They are spelled out because TF 2.21's oneDNN bfloat16 Conv3D
@@ -74,6 +77,9 @@ class C3DBackbone(keras.Model):
                 x = layers.MaxPooling3D(pool_size, strides=pool_size, name=pool_name)(x)
         x = layers.Permute((4, 1, 2, 3), name="to_channels_first")(x)
         features = layers.Flatten(name="flatten")(x)
+        if fc6_units:
+            features = layers.Dense(scaled_filters(fc6_units, width_multiplier),
+                                    activation="relu", name="fc6")(features)
         super().__init__(inputs=clips, outputs=features, **kwargs)
 
         # === Config ===
@@ -81,6 +87,7 @@ class C3DBackbone(keras.Model):
         self.image_size = image_size
         self.width_multiplier = width_multiplier
         self.batch_norm = batch_norm
+        self.fc6_units = fc6_units
         self.feature_dim = int(features.shape[-1])
 
     def conv_parameter_count(self) -> int:
@@ -90,6 +97,7 @@ class C3DBackbone(keras.Model):
     def get_config(self):
         return {"clip_length": self.clip_length, "image_size": self.image_size,
                 "width_multiplier": self.width_multiplier, "batch_norm": self.batch_norm,
+                "fc6_units": self.fc6_units,
                 "name": self.name,
                 "trainable": self.trainable}
 
