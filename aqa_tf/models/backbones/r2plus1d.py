@@ -16,11 +16,14 @@ convolution, no max-pool, and one intermediate width per block computed from (N_
 used by both of its factorised convolutions.
 """
 
+import functools
+
 import keras
 from keras import layers
 
 from aqa_tf.models.backbones.registry import register_backbone
-from aqa_tf.models.backbones.resnet3d import STAGE_PLANES, batch_norm, conv3d
+from aqa_tf.models.backbones.resnet3d import (STAGE_PLANES, batch_norm, conv3d,
+                                              residual_stages, stem_max_pool)
 
 R2PLUS1D_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
                    50: ("bottleneck", (3, 4, 6, 3))}
@@ -101,24 +104,12 @@ class R2Plus1D(keras.Model):
                    (conv1_t_size // 2, 0, 0), "conv1_t")
         x = layers.ReLU(name="relu")(batch_norm("bn1_t")(x))
         if not no_max_pool:
-            x = layers.ZeroPadding3D(1, name="maxpool_pad")(x)  # after ReLU: same as -inf
-            x = layers.MaxPooling3D(3, strides=2, name="maxpool")(x)
-        in_planes = planes[0]
-        for stage, (stage_planes, num_blocks) in enumerate(zip(planes, blocks)):
-            for index in range(num_blocks):
-                stride = 2 if stage > 0 and index == 0 else 1
-                prefix = f"layer{stage + 1}_{index}"
-                shortcut = x
-                if index == 0 and (stride != 1 or in_planes != stage_planes * expansion):
-                    shortcut = conv3d(x, stage_planes * expansion, 1, stride, (0, 0, 0),
-                                      f"{prefix}_downsample_0")
-                    shortcut = batch_norm(f"{prefix}_downsample_1")(shortcut)
-                if block_type == "bottleneck":
-                    x = _bottleneck_block(x, in_planes, stage_planes, stride, prefix, shortcut)
-                else:
-                    x = _basic_block(x, in_planes, stage_planes, stride, prefix, shortcut,
-                                     shared_mid=variant == "torchvision")
-                in_planes = stage_planes * expansion
+            x = stem_max_pool(x)
+        if block_type == "bottleneck":
+            block_fn = _bottleneck_block
+        else:
+            block_fn = functools.partial(_basic_block, shared_mid=variant == "torchvision")
+        x = residual_stages(x, planes, blocks, expansion, block_fn)
         features = layers.GlobalAveragePooling3D(name="avgpool")(x)
         super().__init__(inputs=clips, outputs=features, **kwargs)
 

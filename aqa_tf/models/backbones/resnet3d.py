@@ -35,7 +35,36 @@ def conv3d(x, filters, kernel, strides, padding, name):
                          name=name)(x)
 
 
-def _basic_block(x, planes, stride, prefix, shortcut):
+def residual_stages(x, planes, blocks, expansion, block_fn):
+    """The four stages of a ResNet body (shared by the 3D and (2+1)D ResNets).
+
+    Stage 1 keeps the resolution, stages 2-4 halve it in time and space in their first block;
+    where the shape changes the shortcut is a 1x1x1 convolution + BN (type B).
+    `block_fn(x, in_planes, planes, stride, prefix, shortcut)` builds one residual block.
+    """
+    in_planes = planes[0]
+    for stage, (stage_planes, num_blocks) in enumerate(zip(planes, blocks)):
+        for index in range(num_blocks):
+            stride = 2 if stage > 0 and index == 0 else 1
+            prefix = f"layer{stage + 1}_{index}"
+            shortcut = x
+            if index == 0 and (stride != 1 or in_planes != stage_planes * expansion):
+                shortcut = conv3d(x, stage_planes * expansion, 1, stride, (0, 0, 0),
+                                  f"{prefix}_downsample_0")
+                shortcut = batch_norm(f"{prefix}_downsample_1")(shortcut)
+            x = block_fn(x, in_planes, stage_planes, stride, prefix, shortcut)
+            in_planes = stage_planes * expansion
+    return x
+
+
+def stem_max_pool(x):
+    """3x3x3 max-pool, stride 2. PyTorch pads it with -inf; after the stem's ReLU zero padding
+    gives the same result."""
+    x = layers.ZeroPadding3D(1, name="maxpool_pad")(x)
+    return layers.MaxPooling3D(3, strides=2, name="maxpool")(x)
+
+
+def _basic_block(x, in_planes, planes, stride, prefix, shortcut):
     out = conv3d(x, planes, 3, stride, (1, 1, 1), f"{prefix}_conv1")
     out = layers.ReLU(name=f"{prefix}_relu1")(batch_norm(f"{prefix}_bn1")(out))
     out = conv3d(out, planes, 3, 1, (1, 1, 1), f"{prefix}_conv2")
@@ -43,7 +72,7 @@ def _basic_block(x, planes, stride, prefix, shortcut):
     return layers.ReLU(name=f"{prefix}_relu")(layers.Add(name=f"{prefix}_add")([out, shortcut]))
 
 
-def _bottleneck_block(x, planes, stride, prefix, shortcut):
+def _bottleneck_block(x, in_planes, planes, stride, prefix, shortcut):
     out = conv3d(x, planes, 1, 1, (0, 0, 0), f"{prefix}_conv1")
     out = layers.ReLU(name=f"{prefix}_relu1")(batch_norm(f"{prefix}_bn1")(out))
     out = conv3d(out, planes, 3, stride, (1, 1, 1), f"{prefix}_conv2")
@@ -81,22 +110,8 @@ class ResNet3D(keras.Model):
                    (conv1_t_size // 2, 3, 3), "conv1")
         x = layers.ReLU(name="relu")(batch_norm("bn1")(x))
         if not no_max_pool:
-            # PyTorch pads the max-pool with -inf; after the ReLU zero padding is the same.
-            x = layers.ZeroPadding3D(1, name="maxpool_pad")(x)
-            x = layers.MaxPooling3D(3, strides=2, name="maxpool")(x)
-        in_planes = planes[0]
-        for stage, (stage_planes, num_blocks) in enumerate(zip(planes, blocks)):
-            for index in range(num_blocks):
-                stride = 2 if stage > 0 and index == 0 else 1
-                prefix = f"layer{stage + 1}_{index}"
-                shortcut = x
-                if index == 0 and (stride != 1 or in_planes != stage_planes * expansion):
-                    # Shortcut type B: 1x1x1 convolution + BN.
-                    shortcut = conv3d(x, stage_planes * expansion, 1, stride, (0, 0, 0),
-                                      f"{prefix}_downsample_0")
-                    shortcut = batch_norm(f"{prefix}_downsample_1")(shortcut)
-                x = block_fn(x, stage_planes, stride, prefix, shortcut)
-                in_planes = stage_planes * expansion
+            x = stem_max_pool(x)
+        x = residual_stages(x, planes, blocks, expansion, block_fn)
         features = layers.GlobalAveragePooling3D(name="avgpool")(x)
         super().__init__(inputs=clips, outputs=features, **kwargs)
 
