@@ -30,7 +30,12 @@ class DataConfig:
     ending at the annotated end frame (the window end jittered during training) is loaded, and its
     first `num_frames` frames are cut into `num_clips` clips of `clip_length` frames, clip `i`
     starting at frame `i * clip_stride`. The reference loads 103 frames and uses the first 96 as
-    6 clips of 16 (its loop `range(0, frames - 17, 16)`); `sample_length=0` means `num_frames`.
+    6 clips of 16 (its loop `range(0, frames - 17, 16)`); `sample_length=0` means the frames in use
+    (`num_frames`, or what they span at `frame_step`).
+
+    `frame_step` > 1 samples the window sparsely: the `num_frames` frames are window frames
+    `floor(i * frame_step)`. MSCADC (paper 001) reads a whole dive as 16 frames this way: the
+    authors' loader takes `np.arange(start, end, 6.5)` over a 103-frame window.
     """
 
     data_dir: str = ""
@@ -42,6 +47,7 @@ class DataConfig:
     num_frames: int = 96
     clip_length: int = 16
     clip_stride: int = 16
+    frame_step: float = 1.0
     temporal_sampling: str = "jitter"
     temporal_jitter: int = 3
     random_end_k: int = 10
@@ -57,7 +63,12 @@ class DataConfig:
 
     @property
     def window_length(self) -> int:
-        return self.sample_length or self.num_frames
+        return self.sample_length or self.frames_spanned
+
+    @property
+    def frames_spanned(self) -> int:
+        """Window frames from the first to the last frame in use (inclusive)."""
+        return int((self.num_frames - 1) * self.frame_step) + 1
 
     @property
     def num_clips(self) -> int:
@@ -66,8 +77,12 @@ class DataConfig:
     def validate(self):
         if self.num_frames < self.clip_length:
             raise ValueError(f"num_frames={self.num_frames} < clip_length={self.clip_length}")
-        if self.window_length < self.num_frames:
-            raise ValueError(f"sample_length={self.sample_length} < num_frames={self.num_frames}")
+        if self.frame_step < 1.0:
+            raise ValueError(f"frame_step={self.frame_step} must be >= 1")
+        if self.window_length < self.frames_spanned:
+            raise ValueError(f"sample_length={self.sample_length} is shorter than the "
+                             f"{self.frames_spanned} frames that num_frames={self.num_frames} "
+                             f"at frame_step={self.frame_step} span")
         if self.clip_stride <= 0 or self.clip_length <= 0:
             raise ValueError(f"clip_length={self.clip_length} and clip_stride={self.clip_stride} "
                              "must be positive")

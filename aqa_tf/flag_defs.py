@@ -38,6 +38,10 @@ def define_flags():
                          "Frames of the loaded window (from its start) that are cut into clips.")
     flags.DEFINE_integer("clip_length", d.clip_length, "Frames per clip.")
     flags.DEFINE_integer("clip_stride", d.clip_stride, "Frames between the starts of two clips.")
+    flags.DEFINE_float("frame_step", d.frame_step,
+                       "Temporal subsampling of the window: frame i of the clips is window frame "
+                       "floor(i * frame_step). MSCADC (paper 001): 16 frames at 6.5 over a "
+                       "103-frame window, as the authors' loader. 1: consecutive frames.")
     flags.DEFINE_enum("temporal_sampling", d.temporal_sampling, TEMPORAL_SAMPLINGS,
                       "Training-time temporal augmentation: 'jitter' moves the window end "
                       "uniformly in [-temporal_jitter, +temporal_jitter] (MTL-AQA reference); "
@@ -177,6 +181,7 @@ def data_config_from_flags() -> DataConfig:
         val_fraction=FLAGS.val_fraction, val_seed=FLAGS.val_seed,
         sample_length=FLAGS.sample_length, num_frames=FLAGS.num_frames,
         clip_length=FLAGS.clip_length, clip_stride=FLAGS.clip_stride,
+        frame_step=FLAGS.frame_step,
         temporal_sampling=FLAGS.temporal_sampling, temporal_jitter=FLAGS.temporal_jitter,
         random_end_k=FLAGS.random_end_k, resize_height=FLAGS.resize_height,
         resize_width=FLAGS.resize_width, crop_size=FLAGS.crop_size,

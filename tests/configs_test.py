@@ -34,7 +34,9 @@ def test_every_paper_row_has_a_config():
                 "r2plus1d_34_8f", "r2plus1d_34_32f"):
         for aggregation in ("avg", "wd"):
             assert f"paper002_{row}_{aggregation}.cfg" in names
-    assert {"mtl_aqa_c3d_avg_stl.cfg", "mtl_aqa_c3d_avg_mtl.cfg", "quickstart.cfg"} <= names
+    assert {"mtl_aqa_c3d_avg_stl.cfg", "mtl_aqa_c3d_avg_mtl.cfg", "quickstart.cfg",
+            "paper001_mscadc_stl.cfg", "paper001_mscadc_mtl.cfg",
+            "paper003_c3d_lstm.cfg"} <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS)

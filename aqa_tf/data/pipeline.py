@@ -21,9 +21,14 @@ _HASH_BUCKETS = 1_000_000
 
 
 def clip_indices(config: DataConfig) -> tf.Tensor:
-    """Window-relative frame indices of every clip: int32 `[num_clips, clip_length]`."""
+    """Window-relative frame indices of every clip: int32 `[num_clips, clip_length]`.
+
+    With `frame_step` > 1, clip position `i` is window frame `floor(i * frame_step)`."""
     starts = tf.range(config.num_clips) * config.clip_stride
-    return starts[:, None] + tf.range(config.clip_length)[None, :]
+    positions = starts[:, None] + tf.range(config.clip_length)[None, :]
+    if config.frame_step == 1.0:
+        return positions
+    return tf.cast(tf.floor(tf.cast(positions, tf.float64) * config.frame_step), tf.int32)
 
 
 def window_end(end_index: tf.Tensor, num_stored: tf.Tensor, config: DataConfig, training: bool,

@@ -5,6 +5,7 @@ from keras import layers
 
 from aqa_tf.config import DataConfig, ModelConfig
 from aqa_tf.models import heads
+from aqa_tf.models import mscadc_heads
 from aqa_tf.models.backbones import build_backbone
 from aqa_tf.models.layers.aggregation import aggregate, build_aggregation
 
@@ -30,6 +31,11 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
                               width_multiplier=model_config.width_multiplier,
                               name=model_config.backbone, **backbone_options)
     clip_features = layers.TimeDistributed(backbone, name=BACKBONE_LAYER)(video)
+    inputs = {"video": video}
+    if model_config.multiply_difficulty:
+        inputs["difficulty"] = keras.Input((), name="difficulty")
+    if getattr(backbone, "spatial_features", False):
+        return _build_dense_head_model(model_config, data_config, inputs, clip_features)
     for i, units in enumerate(model_config.projection_units):
         # Paper 002: clip features projected (FC + ReLU) to 128-d before the aggregation.
         clip_features = layers.Dense(units, activation="relu", name=f"projection_{i}")(
@@ -40,21 +46,41 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
         # paper 001 / authors' `my_fc6`: Linear(8192 -> 4096) + ReLU + dropout 0.5.
         x = layers.Dense(model_config.fc_units, activation="relu", name="fc6")(x)
         x = layers.Dropout(model_config.dropout, name="fc6_dropout")(x)
-    inputs = {"video": video}
-    if model_config.multiply_difficulty:
-        # Paper 002: the regressor predicts the execution part and the model returns
-        # difficulty x prediction (difficulty read from the record).
-        inputs["difficulty"] = keras.Input((), name="difficulty")
-        outputs = {"score": heads.score_head(x, model_config.score_std,
-                                             difficulty=inputs["difficulty"])}
-    else:
-        outputs = {"score": heads.score_head(x, model_config.score_std)}
+    # Paper 002 (--multiply_difficulty): the regressor predicts the execution part and the
+    # model returns difficulty x prediction (difficulty read from the record).
+    outputs = {"score": heads.score_output(layers.Dense(1, dtype="float32",
+                                                        name="score_regressor")(x),
+                                           model_config.score_std, inputs.get("difficulty"))}
     if "dive" in model_config.heads:
         outputs.update(heads.dive_heads(x, model_config.class_counts))
     if "caption" in model_config.heads:
         raise NotImplementedError("the caption head arrives with the captioning issue")
     name = f"{model_config.backbone}_{model_config.aggregation}_" + (
         "mtl" if len(model_config.heads) > 1 else "stl")
+    return keras.Model(inputs=inputs, outputs=outputs, name=name)
+
+
+def _build_dense_head_model(model_config: ModelConfig, data_config: DataConfig, inputs,
+                            clip_features) -> keras.Model:
+    """MSCADC (paper 001, Table 3): the body's feature map feeds one context-net head per task.
+
+    The whole action is one clip (16 frames subsampled with --frame_step), so there is nothing
+    to aggregate: --aggregation, --fc_units and --projection_units do not apply.
+    """
+    if data_config.num_clips != 1:
+        raise ValueError(
+            f"backbone {model_config.backbone!r} reads the whole action as one clip, but the "
+            f"data configuration gives {data_config.num_clips} clips; use num_frames == "
+            "clip_length (paper 001: --num_frames=16 --clip_length=16 --frame_step=6.5)")
+    feature_map = layers.Reshape(tuple(clip_features.shape[2:]), name="whole_action")(
+        clip_features)
+    outputs = {"score": heads.score_output(mscadc_heads.score_regressor(feature_map),
+                                           model_config.score_std, inputs.get("difficulty"))}
+    if "dive" in model_config.heads:
+        outputs.update(mscadc_heads.dive_classifier(feature_map, model_config.class_counts))
+    if "caption" in model_config.heads:
+        raise NotImplementedError("the caption head arrives with the captioning issue")
+    name = f"{model_config.backbone}_" + ("mtl" if len(model_config.heads) > 1 else "stl")
     return keras.Model(inputs=inputs, outputs=outputs, name=name)
 
 

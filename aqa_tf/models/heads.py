@@ -37,13 +37,12 @@ class MultiplyDifficulty(layers.Layer):
         return execution_shape
 
 
-def score_head(features, score_std: float, difficulty=None):
-    """`features [batch, dim]` -> `score [batch]` (paper 001: one linear unit).
+def score_output(normalised, score_std: float, difficulty=None):
+    """The regressor's output `[batch, 1]` (score / score_std) -> `score [batch]` in points.
 
-    With `difficulty` (`[batch]`), the unit predicts the execution part and the score is
+    With `difficulty` (`[batch]`), the regressor predicts the execution part and the score is
     difficulty x execution (paper 002).
     """
-    normalised = layers.Dense(1, dtype="float32", name="score_regressor")(features)
     if difficulty is None:
         return ScoreOutput(score_std, name="score")(normalised)
     execution = ScoreOutput(score_std, name="execution")(normalised)

@@ -73,6 +73,18 @@ def test_overlapping_clips(data_dir):
                                   [np.arange(6, 14), np.arange(10, 18), np.arange(14, 22)])
 
 
+def test_sparse_frame_step_samples_the_whole_window(data_dir):
+    # MSCADC style: 8 frames at step 2.5 over a 20-frame window -> window frames
+    # floor(i * 2.5) = 0, 2, 5, 7, 10, 12, 15, 17; the window starts at stored frame 6.
+    config = _config(data_dir, num_frames=8, clip_length=8, clip_stride=8, frame_step=2.5)
+    inputs, _ = next(iter(pipeline.build_dataset(config, "test", training=False)))
+    assert inputs["video"].shape == (3, 1, 8, 32, 32, 3)
+    np.testing.assert_array_equal(_frame_ids(inputs["video"])[0, 0],
+                                  6 + np.array([0, 2, 5, 7, 10, 12, 15, 17]))
+    with pytest.raises(ValueError, match="span"):
+        _config(data_dir, num_frames=8, clip_length=8, frame_step=3.0).validate()
+
+
 def test_training_jitter_stays_in_range_and_varies(data_dir):
     config = _config(data_dir, temporal_jitter=3)
     starts = []

@@ -182,3 +182,83 @@ class TorchvisionR2Plus1D(nn.Module):
         for i in range(1, 5):
             x = getattr(self, f"layer{i}")(x)
         return torch.flatten(nn.functional.adaptive_avg_pool3d(x, 1), 1)
+
+
+# --- MSCADC (paper 001, Table 3), with the MTL-AQA authors' module names ---------------------
+
+def _bn_relu(channels):
+    return nn.BatchNorm3d(channels), nn.ReLU()
+
+
+class MSCADCBody(nn.Module):
+    """conv1 32 ... conv5b 256 (dilated), each + BN + ReLU; pools after conv1, conv2, conv3b."""
+
+    SPEC = (("1", 3, 32, 1, 1), ("2", 32, 64, 1, 1), ("3a", 64, 128, 1, 1),
+            ("3b", 128, 128, 1, 1), ("4a", 128, 256, 1, 1), ("4b", 256, 256, 1, 1),
+            ("5a", 256, 256, 2, 2), ("5b", 256, 256, 1, 2))
+    POOLS = {"1": (1, 2, 2), "2": (2, 2, 2), "3b": (2, 2, 2)}
+
+    def __init__(self):
+        super().__init__()
+        for suffix, cin, cout, padding, dilation in self.SPEC:
+            setattr(self, f"conv{suffix}", nn.Conv3d(cin, cout, 3, padding=padding,
+                                                     dilation=dilation))
+            setattr(self, f"bn{suffix}", nn.BatchNorm3d(cout))
+
+    def forward(self, x):
+        for suffix, *_ in self.SPEC:
+            x = torch.relu(getattr(self, f"bn{suffix}")(getattr(self, f"conv{suffix}")(x)))
+            if suffix in self.POOLS:
+                x = nn.functional.max_pool3d(x, self.POOLS[suffix], self.POOLS[suffix])
+        return x  # dropout: identity in eval mode
+
+
+class MSCADCHead(nn.Module):
+    """Context-net head. `outputs`: {suffix: channels} of the final 3x3x3 convs (score head:
+    {"": 1}; classifier: {"_position": 3, ...}); `caption=True`: the caption head's visual part."""
+
+    def __init__(self, outputs=None, caption=False, width=12):
+        super().__init__()
+        self.head_conv1 = nn.Conv3d(256, width, 1, padding=1)
+        self.cntxt_conv1 = nn.Conv3d(width, 2 * width, 3)
+        self.cntxt_bn1 = nn.BatchNorm3d(2 * width)
+        self.cntxt_conv2 = nn.Conv3d(2 * width, 2 * width, 3)
+        self.cntxt_bn2 = nn.BatchNorm3d(2 * width)
+        self.cntxt_conv3 = nn.Conv3d(2 * width, 4 * width, 3, dilation=2)
+        self.cntxt_bn3 = nn.BatchNorm3d(4 * width)
+        self.cntxt_conv4 = nn.Conv3d(4 * width, 8 * width, 3, dilation=4)
+        self.cntxt_bn4 = nn.BatchNorm3d(8 * width)
+        self.cntxt_conv5 = nn.Conv3d(8 * width, 8 * width, 3)
+        self.cntxt_bn5 = nn.BatchNorm3d(8 * width)
+        self.cntxt_conv6 = nn.Conv3d(8 * width, width, 1)
+        self.head_bn1 = nn.BatchNorm3d(width)
+        self.head_conv2 = nn.Conv3d(width, width, 3, padding=1)
+        self.head_bn2 = nn.BatchNorm3d(width)
+        self.caption = caption
+        self.outputs = dict(outputs or {})
+        if caption:
+            self.head_conv3 = nn.Conv3d(width, width, 3, padding=1)
+        for suffix, channels in self.outputs.items():
+            setattr(self, f"head_conv3{suffix}", nn.Conv3d(width, channels, 3, padding=1))
+
+    def forward(self, x):
+        x = nn.functional.pad(self.head_conv1(x), (9,) * 6, mode="replicate")
+        for i in range(1, 6):
+            x = torch.relu(getattr(self, f"cntxt_bn{i}")(getattr(self, f"cntxt_conv{i}")(x)))
+        x = nn.functional.max_pool3d(torch.relu(self.head_bn1(self.cntxt_conv6(x))), 2, 2)
+        x = torch.relu(self.head_bn2(self.head_conv2(x)))
+        if self.caption:
+            return torch.flatten(nn.functional.max_pool3d(self.head_conv3(x), 2, 1), 1)
+        # The authors' AvgPool3d((2, 11, 11)) is global for their 16x180x180 input.
+        return {suffix: nn.functional.adaptive_avg_pool3d(
+            getattr(self, f"head_conv3{suffix}")(x), 1).flatten(1) for suffix in self.outputs}
+
+
+MSCADC_CLASS_SUFFIXES = {"position": "_position", "armstand": "_armstand",
+                         "rotation_type": "_rot_type", "somersaults": "_ss_no", "twists": "_tw_no"}
+MTL_AQA_CLASSES = {"position": 3, "armstand": 2, "rotation_type": 4, "somersaults": 10,
+                   "twists": 8}
+
+
+def mscadc_classifier():
+    return MSCADCHead({MSCADC_CLASS_SUFFIXES[k]: v for k, v in MTL_AQA_CLASSES.items()})
