@@ -143,6 +143,8 @@ def load_into(model, state_dict: Dict[str, np.ndarray], module_of_layer,
 
 def _weighted_layers(model):
     for layer in model.layers:
+        if isinstance(layer, layers.TimeDistributed):  # the clip encoder of a whole model
+            layer = layer.layer
         if hasattr(layer, "layers") and layer.layers and not isinstance(
                 layer, (layers.Conv3D, layers.Dense, layers.BatchNormalization)):
             yield from _weighted_layers(layer)

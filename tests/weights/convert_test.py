@@ -155,3 +155,125 @@ def test_module_names():
     assert mapping.torchvision_module_of_layer("layer4_2_conv2_t") == "layer4.2.conv2.0.3"
     assert mapping.torchvision_module_of_layer("layer4_2_bn2_t") == "layer4.2.conv2.1"
     assert mapping.torchvision_module_of_layer("layer2_0_downsample_1") == "layer2.0.downsample.1"
+
+
+def _save_parts(folder, parts, epoch):
+    for part, module in parts.items():
+        state = module if isinstance(module, dict) else dict(module.state_dict())
+        torch.save(state, str(folder / f"{part}_{epoch}.pth"))
+
+
+def _caption_state():
+    """A few keys of the authors' S2VT caption model: accepted, not loaded without the head."""
+    gru = torch.nn.GRU(8, 4, 2, batch_first=True)
+    return {f"rnn1.{k}": v for k, v in gru.state_dict().items()} | {
+        "embedding.weight": torch.zeros(10, 4), "out.weight": torch.zeros(10, 4),
+        "out.bias": torch.zeros(10)}
+
+
+def test_mtl_aqa_c3d_avg_checkpoints_convert_with_parity(tmp_path):
+    from aqa_tf.config import DataConfig, ModelConfig
+    from aqa_tf.models.aqa_model import build_aqa_model
+    cnn = _randomise(_C3D(), seed=11)
+    fc6 = torch.nn.Module()
+    fc6.fc = torch.nn.Linear(8192, 4096)
+    regressor = torch.nn.Module()
+    regressor.fc_final_score = torch.nn.Linear(4096, 1)
+    classifier = torch.nn.Module()
+    suffixes = {"position": "fc_position", "armstand": "fc_armstand",
+                "rotation_type": "fc_rot_type", "somersaults": "fc_ss_no", "twists": "fc_tw_no"}
+    for name, count in torch_reference.MTL_AQA_CLASSES.items():
+        setattr(classifier, suffixes[name], torch.nn.Linear(4096, count))
+    for i, module in enumerate((fc6, regressor, classifier)):
+        _randomise(module, seed=20 + i)
+    # The authors' C3D_altered ends at pool5: its state dict has no fc layers.
+    cnn_state = {k: v for k, v in cnn.state_dict().items() if not k.startswith("fc")}
+    _save_parts(tmp_path, {"model_CNN": cnn_state, "model_my_fc6": fc6,
+                           "model_score_regressor": regressor,
+                           "model_dive_classifier": classifier,
+                           "model_caption": _caption_state()}, epoch=99)
+
+    data = DataConfig(sample_length=32, num_frames=32, clip_length=16, crop_size=112)
+    model = build_aqa_model(ModelConfig(heads=("score", "dive")), data)
+    state = convert.read_mtl_aqa_parts(str(tmp_path), "c3d", epoch=99)
+    report = convert.convert_mtl_aqa(model, state, "c3d")
+    assert len(report["loaded"]) == 16 + 2 + 2 + 10
+    assert report["ignored"] and all(k.startswith("model_caption.") for k in report["ignored"])
+
+    video = np.random.default_rng(4).uniform(-1, 1, (1, 2, 16, 112, 112, 3)).astype("float32")
+    with torch.no_grad():
+        clips = torch.from_numpy(np.transpose(video[0], (0, 4, 1, 2, 3)))
+        pooled = cnn(clips).mean(0, keepdim=True)          # C3D-AVG: average over clips
+        hidden = torch.relu(fc6.fc(pooled))                 # my_fc6 (dropout: eval)
+        expected = {"score": regressor.fc_final_score(hidden)[:, 0].numpy() * 17.0}
+        for name, attr in suffixes.items():
+            expected[name] = getattr(classifier, attr)(hidden).numpy()
+    got = model({"video": video}, training=False)
+    for name, value in expected.items():
+        scale = float(np.abs(value).max())
+        err = float(np.abs(np.asarray(got[name]) - value).max())
+        print(f"c3d-avg {name}: max abs diff {err:.3g} (output scale {scale:.3g})")
+        assert err <= 1e-4 * scale
+
+
+def test_mtl_aqa_mscadc_checkpoints_convert_with_parity(tmp_path):
+    from aqa_tf.config import DataConfig, ModelConfig
+    from aqa_tf.models.aqa_model import build_aqa_model
+    body = _randomise(torch_reference.MSCADCBody(), seed=31)
+    head_fs = _randomise(torch_reference.MSCADCHead({"": 1}), seed=32)
+    head_cls = _randomise(torch_reference.mscadc_classifier(), seed=33)
+    _save_parts(tmp_path, {"model_CNN": body, "model_score_regressor": head_fs,
+                           "model_position_classifier": head_cls}, epoch=4)
+    data = DataConfig(sample_length=16, num_frames=16, clip_length=16, crop_size=64)
+    model = build_aqa_model(ModelConfig(backbone="mscadc", heads=("score", "dive")), data)
+    report = convert.convert_mtl_aqa(model, convert.read_mtl_aqa_parts(str(tmp_path), "mscadc",
+                                                                         epoch=4), "mscadc")
+    assert report["ignored"] == []
+    video = np.random.default_rng(5).uniform(-1, 1, (2, 1, 16, 64, 64, 3)).astype("float32")
+    with torch.no_grad():
+        features = body(torch.from_numpy(np.transpose(video[:, 0], (0, 4, 1, 2, 3))))
+        expected = {"score": head_fs(features)[""][:, 0].numpy() * 17.0}
+        logits = head_cls(features)
+        for name, suffix in torch_reference.MSCADC_CLASS_SUFFIXES.items():
+            expected[name] = logits[suffix].numpy()
+    got = model({"video": video}, training=False)
+    for name, value in expected.items():
+        scale = float(np.abs(value).max())
+        err = float(np.abs(np.asarray(got[name]) - value).max())
+        print(f"mscadc {name}: max abs diff {err:.3g} (output scale {scale:.3g})")
+        assert err <= 1e-4 * scale
+
+
+def test_mtl_aqa_missing_parts_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_CNN_3.pth"):
+        convert.read_mtl_aqa_parts(str(tmp_path), "c3d", epoch=3)
+    with pytest.raises(ValueError, match="C3D-AVG"):
+        convert.read_mtl_aqa_parts(str(tmp_path), "resnet3d_34", epoch=3)
+
+
+def test_cli_converts_the_mscadc_body(tmp_path):
+    """`python -m aqa_tf.weights.convert` reads the model from the training flags."""
+    import subprocess
+    import sys
+    from tests.conftest import REPO_ROOT
+    body = _randomise(torch_reference.MSCADCBody(), seed=41)
+    state = dict(body.state_dict())
+    state["fc8.weight"] = torch.zeros(101, 10)  # a classifier the body does not use
+    torch.save(state, str(tmp_path / "c3d_small.pth"))
+    out = tmp_path / "mscadc_body.weights.h5"
+    result = subprocess.run(
+        [sys.executable, "-m", "aqa_tf.weights.convert", "--source=c3d", "--backbone=mscadc",
+         "--crop_size=64", "--num_frames=16", "--sample_length=16",
+         f"--checkpoint={tmp_path / 'c3d_small.pth'}", f"--out={out}"],
+        cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "48 tensors" in result.stdout and "fc8.weight" in result.stdout
+    backbone = build_backbone("mscadc", clip_length=16, image_size=64)
+    backbone.load_weights(str(out))
+    clip = np.random.default_rng(6).uniform(-1, 1, (1, 16, 64, 64, 3)).astype("float32")
+
+    class _ChannelsLast(torch.nn.Module):  # the body returns a feature map
+        def forward(self, x):
+            return body(x).permute(0, 2, 3, 4, 1)
+
+    _compare(_ChannelsLast(), backbone, clip)
