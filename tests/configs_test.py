@@ -36,7 +36,8 @@ def test_every_paper_row_has_a_config():
             assert f"paper002_{row}_{aggregation}.cfg" in names
     assert {"mtl_aqa_c3d_avg_stl.cfg", "mtl_aqa_c3d_avg_mtl.cfg", "quickstart.cfg",
             "paper001_mscadc_stl.cfg", "paper001_mscadc_mtl.cfg",
-            "paper003_c3d_lstm.cfg"} <= names
+            "paper003_c3d_lstm.cfg", "paper000_s3d_avg_mtl.cfg",
+            "paper000_c3d_lstm_encoder_mtl.cfg"} <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS)

@@ -16,6 +16,9 @@ Backbone checkpoints (the output is the backbone's weights, for `--init_weights`
     the convolutions go into the backbone (and fc6 with --backbone_fc6=4096). With
     --backbone=mscadc, the MSCADC body's keys (`conv1.*`, `bn1.*`, ...): the authors' UCF-101
     C3D-small start.
+  s3d: Kyle Min's S3D Kinetics-400 weights `S3D_kinetics400.pt` (keys `base.0.conv_s.weight`,
+    `base.5.branch1.1.conv_t.weight`, ..., `fc.0.*`; paper 000); use --backbone=s3d. The
+    Kinetics classifier `fc.*` is not used.
 
 Whole-model checkpoints (the output is the whole model's weights, for `aqa_tf.evaluate
 --checkpoint=...` or fine-tuning with `--init_weights`):
@@ -46,8 +49,8 @@ from absl import flags
 
 from aqa_tf.weights import mapping
 
-SOURCES = ("resnet", "torchvision", "c3d", "mtl_aqa")
-BACKBONE_SOURCES = ("resnet", "torchvision", "c3d")
+SOURCES = ("resnet", "torchvision", "c3d", "s3d", "mtl_aqa")
+BACKBONE_SOURCES = ("resnet", "torchvision", "c3d", "s3d")
 
 # The authors' part names -> what they hold (C3D-AVG and MSCADC training scripts).
 MTL_AQA_PARTS = {
@@ -105,6 +108,9 @@ def convert_into(backbone, state_dict: Dict[str, np.ndarray], source: str) -> Di
     if source == "c3d":
         return mapping.load_into(backbone, state_dict, lambda name: name,
                                  ignore_unused=("fc6.", "fc7.", "fc8.", "fc."))
+    if source == "s3d":
+        return mapping.load_into(backbone, state_dict, mapping.s3d_module_of_layer,
+                                 ignore_unused=("fc.",))
     raise ValueError(f"unknown source {source!r}; expected one of {BACKBONE_SOURCES}")
 
 

@@ -62,6 +62,16 @@ def torchvision_module_of_layer(name: str) -> str:
     return module
 
 
+def s3d_module_of_layer(name: str) -> str:
+    """Our S3D layer names -> the source's keys: `base_0_conv_s` -> `base.0.conv_s`,
+    `base_5_branch1_1_bn_t` -> `base.5.branch1.1.bn_t`, `base_2_bn` -> `base.2.bn`."""
+    match = re.fullmatch(r"base_(\d+)_(?:(branch\d)_(\d+)_)?((?:conv|bn)(?:_[st])?)", name)
+    if not match:
+        return name
+    index, branch, position, module = match.groups()
+    return ".".join(p for p in ("base", index, branch, position, module) if p is not None)
+
+
 def expected_keys(layer, module: str) -> List[str]:
     """State-dict keys of `layer`'s weights, in the order of `layer.get_weights()`."""
     if isinstance(layer, layers.BatchNormalization):

@@ -277,3 +277,22 @@ def test_cli_converts_the_mscadc_body(tmp_path):
             return body(x).permute(0, 2, 3, 4, 1)
 
     _compare(_ChannelsLast(), backbone, clip)
+
+
+@pytest.mark.parametrize("clip_length", [16, 32])
+def test_s3d_kinetics_checkpoint_converts_with_parity(clip_length, tmp_path):
+    reference = _randomise(torch_reference.S3D(), seed=51)
+    path = str(tmp_path / "S3D_kinetics400.pt")
+    _save({f"module.{k}": v for k, v in reference.state_dict().items()}, path, wrap=False)
+    backbone = build_backbone("s3d", clip_length=clip_length, image_size=64)
+    report = convert.convert_into(backbone, convert.read_torch_checkpoint(path), "s3d")
+    assert report["ignored"] == ["fc.0.bias", "fc.0.weight"]
+
+    class _Features(torch.nn.Module):
+        def forward(self, x):
+            return reference.features(x)
+
+    clip = np.random.default_rng(7).uniform(-1, 1, (1, clip_length, 64, 64, 3)).astype("float32")
+    _compare(_Features(), backbone, clip)
+    assert mapping.s3d_module_of_layer("base_5_branch1_1_conv_s") == "base.5.branch1.1.conv_s"
+    assert mapping.s3d_module_of_layer("base_15_branch3_1_bn") == "base.15.branch3.1.bn"

@@ -262,3 +262,66 @@ MTL_AQA_CLASSES = {"position": 3, "armstand": 2, "rotation_type": 4, "somersault
 
 def mscadc_classifier():
     return MSCADCHead({MSCADC_CLASS_SUFFIXES[k]: v for k, v in MTL_AQA_CLASSES.items()})
+
+
+# --- S3D (Kyle Min's PyTorch S3D, the one paper 000 uses; its state-dict key names) ----------
+
+class _S3DBasic(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv3d(cin, cout, 1, bias=False)
+        self.bn = nn.BatchNorm3d(cout, eps=1e-3, momentum=0.001)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class _S3DSep(nn.Module):
+    def __init__(self, cin, cout, k, s=1):
+        super().__init__()
+        p = k // 2
+        self.conv_s = nn.Conv3d(cin, cout, (1, k, k), (1, s, s), (0, p, p), bias=False)
+        self.bn_s = nn.BatchNorm3d(cout, eps=1e-3, momentum=0.001)
+        self.conv_t = nn.Conv3d(cout, cout, (k, 1, 1), (s, 1, 1), (p, 0, 0), bias=False)
+        self.bn_t = nn.BatchNorm3d(cout, eps=1e-3, momentum=0.001)
+
+    def forward(self, x):
+        return torch.relu(self.bn_t(self.conv_t(torch.relu(self.bn_s(self.conv_s(x))))))
+
+
+class _S3DMixed(nn.Module):
+    def __init__(self, cin, b0, b1, b2, b3):
+        super().__init__()
+        self.branch0 = nn.Sequential(_S3DBasic(cin, b0))
+        self.branch1 = nn.Sequential(_S3DBasic(cin, b1[0]), _S3DSep(b1[0], b1[1], 3))
+        self.branch2 = nn.Sequential(_S3DBasic(cin, b2[0]), _S3DSep(b2[0], b2[1], 3))
+        self.branch3 = nn.Sequential(nn.MaxPool3d(3, 1, 1), _S3DBasic(cin, b3))
+
+    def forward(self, x):
+        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+
+
+class S3D(nn.Module):
+    """`base` (16 modules) + `fc` (1x1x1 conv classifier); `features()` is what our backbone
+    returns: the mean over time of (2, H, W) average-pooling windows."""
+
+    MIXED = ((192, 64, (96, 128), (16, 32), 32), (256, 128, (128, 192), (32, 96), 64),
+             (480, 192, (96, 208), (16, 48), 64), (512, 160, (112, 224), (24, 64), 64),
+             (512, 128, (128, 256), (24, 64), 64), (512, 112, (144, 288), (32, 64), 64),
+             (528, 256, (160, 320), (32, 128), 128), (832, 256, (160, 320), (32, 128), 128),
+             (832, 384, (192, 384), (48, 128), 128))
+
+    def __init__(self, num_classes=400):
+        super().__init__()
+        m = [_S3DMixed(*spec) for spec in self.MIXED]
+        self.base = nn.Sequential(
+            _S3DSep(3, 64, 7, 2), nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+            _S3DBasic(64, 64), _S3DSep(64, 192, 3), nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+            m[0], m[1], nn.MaxPool3d(3, 2, 1), m[2], m[3], m[4], m[5], m[6],
+            nn.MaxPool3d(2, 2, 0), m[7], m[8])
+        self.fc = nn.Sequential(nn.Conv3d(1024, num_classes, 1, bias=True))
+
+    def features(self, x):
+        y = self.base(x)
+        y = nn.functional.avg_pool3d(y, (min(2, y.size(2)), y.size(3), y.size(4)), stride=1)
+        return y.mean(dim=(2, 3, 4))

@@ -91,3 +91,23 @@ def test_several_clips_are_refused():
     with pytest.raises(ValueError, match="whole action as one clip"):
         build_aqa_model(ModelConfig(backbone="mscadc"),
                         DataConfig(num_frames=32, clip_length=16, crop_size=32))
+
+
+def test_s3d_parameter_count_matches_pytorch_definition():
+    pytest.importorskip("torch", reason="torch is needed for the PyTorch reference")
+    from tests.models.backbones import torch_reference as ref
+    reference = ref.S3D()
+    theirs = sum(p.numel() for n, p in reference.named_parameters() if n.startswith("base."))
+    backbone = build_backbone("s3d", clip_length=16, image_size=112)
+    ours = _params(backbone.trainable_weights)
+    print(f"s3d: ours {ours:,} reference {theirs:,}")
+    assert ours == theirs and backbone.feature_dim == 1024
+
+
+def test_s3d_round_trip(tmp_path):
+    backbone = build_backbone("s3d", clip_length=8, image_size=32, width_multiplier=0.125)
+    path = str(tmp_path / "s3d.keras")
+    backbone.save(path)
+    restored = keras.models.load_model(path)
+    x = np.random.default_rng(2).standard_normal((1, 8, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(restored(x)), np.asarray(backbone(x)), atol=1e-5)
