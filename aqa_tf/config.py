@@ -59,7 +59,12 @@ class DataConfig:
     batch_size: int = 3
     shuffle_buffer: int = 64
     max_caption_words: int = 100
+    vocab_file: str = ""  # "": <data_dir>/vocab.json
     seed: int = 0
+
+    @property
+    def vocab_path(self) -> str:
+        return self.vocab_file or f"{self.data_dir.rstrip('/')}/vocab.json"
 
     @property
     def window_length(self) -> int:
@@ -122,6 +127,14 @@ class ModelConfig:
     num_classes: Tuple[Tuple[str, int], ...] = tuple(features.MTL_AQA_NUM_CLASSES.items())
     score_std: float = 17.0  # MTL-AQA: scores are divided by 17 for training.
     multiply_difficulty: bool = False  # Paper 002: score = difficulty x predicted execution.
+    # Caption head (S2VT, paper 001; variants of paper 000).
+    vocab_size: int = 0  # words of vocab.json (MTL-AQA: 5781); needed by the caption head.
+    caption_cell: str = "gru"
+    caption_layers: int = 2
+    caption_hidden: int = 512
+    caption_embedding: int = 512
+    caption_dropout: float = 0.5  # authors' settings (the paper's text: 0.2).
+    caption_attention: bool = False
 
     @property
     def class_counts(self) -> Dict[str, int]:
@@ -144,6 +157,15 @@ class ModelConfig:
                              "no fc6)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+        if "caption" in self.heads:
+            if self.vocab_size < 3:
+                raise ValueError(f"the caption head needs the vocabulary: vocab_size="
+                                 f"{self.vocab_size} (read from vocab.json, see --vocab_file)")
+            if self.caption_cell not in ("gru", "lstm") or self.caption_layers < 1:
+                raise ValueError(f"caption_cell={self.caption_cell!r} (gru or lstm), "
+                                 f"caption_layers={self.caption_layers} (>= 1)")
+            if not 0.0 <= self.caption_dropout < 1.0:
+                raise ValueError(f"caption_dropout={self.caption_dropout} must be in [0, 1)")
         if self.score_std <= 0:
             raise ValueError(f"score_std={self.score_std} must be positive")
         for name, count in self.num_classes:
@@ -165,6 +187,8 @@ class TrainConfig:
     score_loss_weight: float = 1.0   # alpha
     class_loss_weight: float = 1.0   # beta
     caption_loss_weight: float = 0.01  # gamma
+    caption_decoding: str = "greedy"  # how evaluation writes captions: greedy or beam
+    caption_beam_size: int = 3
     distribution: str = "default"
     mixed_precision: str = "none"
     jit_compile: bool = False
@@ -187,6 +211,9 @@ class TrainConfig:
         if self.select_on not in ("spearman", "spearman_accuracy"):
             raise ValueError(f"select_on={self.select_on!r}; expected spearman or "
                              "spearman_accuracy")
+        if self.caption_decoding not in ("greedy", "beam") or self.caption_beam_size < 1:
+            raise ValueError(f"caption_decoding={self.caption_decoding!r} (greedy or beam), "
+                             f"caption_beam_size={self.caption_beam_size} (>= 1)")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule={self.lr_schedule!r}; expected constant or cosine")
         if self.distribution not in ("default", "mirrored", "multi_worker"):

@@ -1,7 +1,8 @@
 """SavedModel export (TF Serving layout `<export_dir>/<name>/<version>/`).
 
 The exported model contains its own preprocessing: `serving_default` takes the raw uint8 frames
-of a dive and returns the score and the class probabilities.
+of a dive and returns the score and the class probabilities; models with a caption head also get
+a `caption` signature that returns the generated commentary as strings.
 """
 
 import os
@@ -29,6 +30,8 @@ def take_window(video: tf.Tensor, window_length: int) -> tf.Tensor:
 
 def serving_fn(model: keras.Model, data_config: DataConfig):
     """The function behind `serving_default` (also used by tests for parity)."""
+    from aqa_tf.models import aqa_model
+    model = aqa_model.inference_model(model)
     class_names = [n for n in features.CLASS_OUTPUTS if n in model.output]
 
     def serve(video, difficulty):
@@ -45,15 +48,40 @@ def serving_fn(model: keras.Model, data_config: DataConfig):
     return serve
 
 
+def caption_fn(model: keras.Model, data_config: DataConfig, vocab, method: str = "greedy",
+               beam_size: int = 3):
+    """The function behind the `caption` signature: uint8 video -> `caption` strings `[batch]`
+    (words up to the first `<eos>`) and `caption_ids` int32 `[batch, max_words + 1]`."""
+    from aqa_tf.models import aqa_model
+    generator = aqa_model.CaptionGenerator(model, data_config.max_caption_words, method,
+                                           beam_size)
+    words = tf.constant([vocab.ix_to_word.get(i, "<unk>")
+                         for i in range(max(vocab.ix_to_word) + 1)])
+
+    def caption(video):
+        window = take_window(video, data_config.window_length)
+        ids = tf.cast(generator(pipeline.preprocess_video_batch(window, data_config)), tf.int32)
+        keep = tf.cumsum(tf.cast(tf.equal(ids, 0), tf.int32), axis=1) == 0  # before <eos>
+        text = tf.strings.reduce_join(tf.ragged.boolean_mask(tf.gather(words, ids), keep),
+                                      axis=1, separator=" ")
+        return {"caption": text, "caption_ids": ids}
+
+    return caption
+
+
 def export_saved_model(model: keras.Model, data_config: DataConfig, export_path: str,
-                       flags_file: str = "") -> str:
+                       flags_file: str = "", vocab=None, caption_decoding: str = "greedy",
+                       caption_beam_size: int = 3) -> str:
     """Writes a SavedModel with a `serving_default` signature to `export_path`.
 
     Signature inputs: `video` uint8 `[batch, frames, height, width, 3]` (the frames of the dive
     ending at its last frame, at the stored resolution) and `difficulty` float32 `[batch]`
     (used only by models that multiply by difficulty; pass anything otherwise).
     Outputs: `score` `[batch]` and `<sub-action>_probabilities` `[batch, classes]`.
+    With a caption head (and `vocab`), a second signature `caption`: input `video` as above,
+    outputs `caption` (string `[batch]`) and `caption_ids` (int32 `[batch, max_words + 1]`).
     """
+    from aqa_tf.models import aqa_model
     if os.path.exists(export_path):
         shutil.rmtree(export_path)
     archive = keras.export.ExportArchive()
@@ -62,6 +90,14 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
         name="serving_default", fn=serving_fn(model, data_config),
         input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.uint8, name="video"),
                          tf.TensorSpec([None], tf.float32, name="difficulty")])
+    if aqa_model.has_caption_head(model):
+        if vocab is None:
+            raise ValueError("a model with a caption head is exported with its vocabulary")
+        archive.add_endpoint(
+            name="caption", fn=caption_fn(model, data_config, vocab, caption_decoding,
+                                          caption_beam_size),
+            input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.uint8,
+                                           name="video")])
     archive.write_out(export_path, verbose=False)
     if flags_file and os.path.exists(flags_file):
         # assets.extra/ is where SavedModel consumers (TF Serving) expect non-graph files.

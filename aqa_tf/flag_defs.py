@@ -4,6 +4,8 @@ Entry modules (`train`, `evaluate`, `benchmark`) call `define_flags()` and turn 
 into config objects with `configs_from_flags()`; library code only sees the configs.
 """
 
+import os
+
 from absl import flags
 
 from aqa_tf.config import NORMALIZATIONS, TEMPORAL_SAMPLINGS, DataConfig, ModelConfig, TrainConfig
@@ -61,7 +63,12 @@ def define_flags():
                       "MTL-AQA authors' C3D pipeline uses.")
     flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size (paper 001: 3).")
     flags.DEFINE_integer("shuffle_buffer", d.shuffle_buffer, "Records in the shuffle buffer.")
-    flags.DEFINE_integer("max_caption_words", d.max_caption_words, "Captions are cut to this.")
+    flags.DEFINE_integer("max_caption_words", d.max_caption_words,
+                         "Captions are cut to this many words (MTL-AQA reference: 100), still "
+                         "ending with <eos>; generation writes at most this many.")
+    flags.DEFINE_string("vocab_file", d.vocab_file,
+                        "Caption vocabulary (MTL-AQA vocab.json format). Empty: "
+                        "<data_dir>/vocab.json, which the converters write.")
 
     # --- Synthetic data -------------------------------------------------------------------
     flags.DEFINE_boolean("synthesize_if_missing", False,
@@ -92,7 +99,8 @@ def define_flags():
                          "C3D: end the backbone with fc6 of this width (4096: Sports-1M fc6, "
                          "imported with the convolutions); 0: pool5 features.")
     flags.DEFINE_list("heads", list(m.heads),
-                      "Task heads: 'score' (STL) plus 'dive' (MTL: sub-action classification).")
+                      "Task heads: 'score' (STL) plus 'dive' (sub-action classification) and/or "
+                      "'caption' (commentary generation, S2VT): MTL.")
     flags.DEFINE_list("projection_units", [],
                       "Paper 002's feature projection: per-clip fully connected layers (ReLU) "
                       "between the backbone and the aggregation, e.g. 256,128 (ResNet-34) or "
@@ -107,6 +115,22 @@ def define_flags():
     flags.DEFINE_boolean("multiply_difficulty", m.multiply_difficulty,
                          "Paper 002: the regressor predicts execution and the score is "
                          "difficulty (from the record) x prediction.")
+    flags.DEFINE_enum("caption_cell", m.caption_cell, ["gru", "lstm"],
+                      "Caption RNN cells: gru (MTL-AQA authors) or lstm (paper 000).")
+    flags.DEFINE_integer("caption_layers", m.caption_layers,
+                         "Stacked cells in the caption encoder and decoder (authors: 2; paper "
+                         "000 also 8).")
+    flags.DEFINE_integer("caption_hidden", m.caption_hidden, "Caption RNN width (512).")
+    flags.DEFINE_integer("caption_embedding", m.caption_embedding, "Word embedding width (512).")
+    flags.DEFINE_float("caption_dropout", m.caption_dropout,
+                       "Dropout between stacked caption cells (authors' settings 0.5; the "
+                       "paper's text says 0.2).")
+    flags.DEFINE_boolean("caption_attention", m.caption_attention,
+                         "Additive attention over the clip features feeding the caption decoder "
+                         "(paper 000).")
+    flags.DEFINE_enum("caption_decoding", "greedy", ["greedy", "beam"],
+                      "How evaluation and inference write captions (keras-hub samplers).")
+    flags.DEFINE_integer("caption_beam_size", 3, "Beams of --caption_decoding=beam.")
     flags.DEFINE_float("score_std", m.score_std,
                        "Scores are divided by this for the loss (MTL-AQA: 17).")
 
@@ -187,11 +211,26 @@ def data_config_from_flags() -> DataConfig:
         resize_width=FLAGS.resize_width, crop_size=FLAGS.crop_size,
         random_flip=FLAGS.random_flip, normalization=FLAGS.normalization,
         batch_size=FLAGS.batch_size, shuffle_buffer=FLAGS.shuffle_buffer,
-        max_caption_words=FLAGS.max_caption_words, seed=FLAGS.seed).validate()
+        max_caption_words=FLAGS.max_caption_words, vocab_file=FLAGS.vocab_file,
+        seed=FLAGS.seed).validate()
+
+
+def _vocab_size(heads) -> int:
+    if "caption" not in heads:
+        return 0
+    from aqa_tf.data import captions
+    path = DataConfig(data_dir=FLAGS.data_dir, vocab_file=FLAGS.vocab_file).vocab_path
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"the caption head needs the vocabulary {path} (--vocab_file)")
+    return len(captions.Vocabulary.load(path))
 
 
 def model_config_from_flags() -> ModelConfig:
     return ModelConfig(
+        vocab_size=_vocab_size(FLAGS.heads), caption_cell=FLAGS.caption_cell,
+        caption_layers=FLAGS.caption_layers, caption_hidden=FLAGS.caption_hidden,
+        caption_embedding=FLAGS.caption_embedding, caption_dropout=FLAGS.caption_dropout,
+        caption_attention=FLAGS.caption_attention,
         backbone=FLAGS.backbone, width_multiplier=FLAGS.width_multiplier,
         backbone_batch_norm=FLAGS.backbone_batch_norm, aggregation=FLAGS.aggregation,
         backbone_fc6=FLAGS.backbone_fc6, lstm_units=FLAGS.lstm_units,
@@ -212,6 +251,7 @@ def train_config_from_flags() -> TrainConfig:
         freeze_backbone=FLAGS.freeze_backbone,
         score_loss_weight=FLAGS.score_loss_weight, class_loss_weight=FLAGS.class_loss_weight,
         caption_loss_weight=FLAGS.caption_loss_weight, distribution=FLAGS.distribution,
+        caption_decoding=FLAGS.caption_decoding, caption_beam_size=FLAGS.caption_beam_size,
         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile, seed=FLAGS.seed,
         steps_per_epoch=FLAGS.steps_per_epoch,
         backup_every_steps=FLAGS.backup_every_steps).validate()

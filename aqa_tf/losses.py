@@ -53,11 +53,33 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         return ops.where(valid, ce, 0.0)
 
 
-def build_losses(output_names, score_std: float, score_weight: float, class_weight: float):
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class CaptionLoss(keras.losses.Loss):
+    """Masked negative log-likelihood of the caption words (paper 001, eq. 3; the authors'
+    `LanguageModelCriterion`): summed over the real words of each caption (targets >= 0;
+    padding is -1 and adds nothing) and averaged over the batch. A sample without a caption
+    (all -1) contributes zero but stays in the batch.
+
+    y_true: `[batch, steps]` next-word ids (-1: padding). y_pred: `[batch, steps, vocab]` logits.
+    """
+
+    def __init__(self, name="caption_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        valid = y_true >= 0
+        nll = keras.losses.sparse_categorical_crossentropy(
+            ops.where(valid, y_true, 0), ops.cast(y_pred, "float32"), from_logits=True)
+        return ops.sum(ops.where(valid, nll, 0.0), axis=-1)
+
+
+def build_losses(output_names, score_std: float, score_weight: float, class_weight: float,
+                 caption_weight: float = 0.01):
     """Loss and loss-weight dicts keyed by output name.
 
-    Total = alpha * L_score + beta * sum over sub-actions of L_cls (paper 001, eq. 4; the
-    caption term gamma * L_cap joins with the caption head).
+    Total = alpha * L_score + beta * sum over sub-actions of L_cls + gamma * L_cap (paper 001,
+    eq. 4; authors: 1, 1, 0.01).
     """
     losses, weights = {}, {}
     for name in output_names:
@@ -65,6 +87,8 @@ def build_losses(output_names, score_std: float, score_weight: float, class_weig
             losses[name], weights[name] = ScoreLoss(score_std), score_weight
         elif name in features.CLASS_OUTPUTS:
             losses[name], weights[name] = MaskedSparseCategoricalCrossentropy(), class_weight
+        elif name == features.CAPTION_OUTPUT:
+            losses[name], weights[name] = CaptionLoss(), caption_weight
         else:
             raise ValueError(f"no loss is defined for output {name!r}")
     return losses, weights

@@ -21,6 +21,13 @@ def format_report(result: Dict) -> str:
     for name, rate in result.get("majority_rates", {}).items():
         acc = m.get(f"accuracy/{name}", float("nan"))
         lines.append(f"  {'accuracy ' + name:<28}{acc:>10.4f}   (majority class {rate:.4f})")
+    for name in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider"):
+        key = f"caption/{name}"
+        if key in m:
+            value = m[key]
+            text = f"{value:>10.4f}" if value is not None else (
+                f"{'n/a':>10}   ({m.get('caption/meteor_unavailable', '')})")
+            lines.append(f"  {'caption ' + name.upper().replace('_', '-'):<28}{text}")
     return "\n".join(lines)
 
 

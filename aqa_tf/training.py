@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from aqa_tf import caption_metrics
 from aqa_tf import losses as losses_lib
 from aqa_tf import metrics as metrics_lib
 from aqa_tf.config import DataConfig, ModelConfig, TrainConfig
@@ -97,7 +98,7 @@ def compile_model(model: keras.Model, model_config: ModelConfig, train_config: T
     output_names = list(model.output.keys())
     losses, weights = losses_lib.build_losses(
         output_names, model_config.score_std, train_config.score_loss_weight,
-        train_config.class_loss_weight)
+        train_config.class_loss_weight, train_config.caption_loss_weight)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
                   jit_compile=train_config.jit_compile)
 
@@ -128,33 +129,58 @@ def read_scores(data_config: DataConfig, split: str) -> np.ndarray:
 
 
 class Predictor:
-    """Runs a model over an evaluation dataset and collects keys, targets and outputs."""
+    """Runs a model over an evaluation dataset and collects keys, targets and outputs.
 
-    def __init__(self, model: keras.Model, jit_compile: bool = False):
-        self.model = model
-        self.input_names = list(model.input.keys())
-        self._infer = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile,
-                                  reduce_retracing=True)
+    Models with a caption head are run without their teacher-forced caption path; their
+    captions are written by `caption_generator` (greedy or beam search) into
+    `outputs["caption_ids"]`.
+    """
+
+    def __init__(self, model: keras.Model, jit_compile: bool = False, caption_generator=None):
+        from aqa_tf.models import aqa_model
+        self.model = aqa_model.inference_model(model)
+        self.input_names = list(self.model.input.keys())
+        self._infer = tf.function(lambda x: self.model(x, training=False),
+                                  jit_compile=jit_compile, reduce_retracing=True)
+        self._caption = (tf.function(caption_generator, reduce_retracing=True)
+                         if caption_generator is not None else None)
 
     def __call__(self, dataset: tf.data.Dataset):
         keys, targets, outputs = [], {}, {}
         for inputs, batch_targets in dataset:
             keys += [k.decode("utf-8") for k in inputs["sample_key"].numpy()]
-            result = self._infer({k: inputs[k] for k in self.input_names})
+            result = dict(self._infer({k: inputs[k] for k in self.input_names}))
+            if self._caption is not None:
+                result["caption_ids"] = self._caption(inputs["video"])
             for name, value in batch_targets.items():
                 targets.setdefault(name, []).append(value.numpy())
             for name, value in result.items():
-                outputs.setdefault(name, []).append(np.asarray(value, np.float32))
+                dtype = np.int32 if name == "caption_ids" else np.float32
+                outputs.setdefault(name, []).append(np.asarray(value, dtype))
         targets = {k: np.concatenate(v) for k, v in targets.items()}
         outputs = {k: np.concatenate(v) for k, v in outputs.items()}
         return keys, targets, outputs
 
 
-def evaluate_predictions(targets, outputs, score_range) -> Dict[str, float]:
+def caption_texts(keys, targets, outputs, vocab):
+    """(references, generated): sample key -> [reference caption] and -> generated caption;
+    samples without a reference caption are left out of the references."""
+    references = {k: [r] for k, r in zip(keys, caption_metrics.decode_captions(
+        targets["caption"], vocab)) if r}
+    generated = dict(zip(keys, caption_metrics.decode_captions(outputs["caption_ids"], vocab)))
+    return references, generated
+
+
+def evaluate_predictions(targets, outputs, score_range, keys=None, vocab=None) -> Dict:
     class_names = [n for n in features.CLASS_OUTPUTS if n in outputs]
-    return metrics_lib.compute_metrics(
+    result = metrics_lib.compute_metrics(
         targets["score"], outputs["score"], {n: targets[n] for n in class_names},
         {n: outputs[n] for n in class_names}, score_range)
+    if "caption_ids" in outputs and vocab is not None:
+        keys = keys if keys is not None else [str(i) for i in range(len(outputs["score"]))]
+        result.update(caption_metrics.caption_scores(
+            *caption_texts(keys, targets, outputs, vocab)))
+    return result
 
 
 def _write_json(path: str, data):
@@ -222,7 +248,8 @@ class EpochEvaluation(keras.callbacks.Callback):
         for split in self.splits:
             record[split] = self.evaluate_split(split)
             for name, value in record[split].items():
-                logs[f"{split}_{name.replace('/', '_')}"] = value
+                if isinstance(value, (int, float)):  # not METEOR's "unavailable" reason
+                    logs[f"{split}_{name.replace('/', '_')}"] = value
         _write_json(os.path.join(self.model_dir, METRICS_DIR, f"epoch_{epoch + 1:03d}.json"),
                     record)
         _save_weights_atomically(self.model, os.path.join(self.model_dir, LAST_WEIGHTS))
@@ -276,8 +303,17 @@ class TrainingRun:
             optimizer = make_optimizer(train_config, aqa_model.backbone_of(self.model),
                                        steps_per_epoch)
             compile_model(self.model, model_config, train_config, optimizer)
-        self.predictor = Predictor(self.model, jit_compile=train_config.jit_compile)
         include_caption = "caption" in model_config.heads
+        self.vocab = None
+        caption_generator = None
+        if include_caption:
+            from aqa_tf.data import captions
+            self.vocab = captions.Vocabulary.load(data_config.vocab_path)
+            caption_generator = aqa_model.CaptionGenerator(
+                self.model, data_config.max_caption_words, train_config.caption_decoding,
+                train_config.caption_beam_size)
+        self.predictor = Predictor(self.model, jit_compile=train_config.jit_compile,
+                                   caption_generator=caption_generator)
         self._eval_data = {
             split: pipeline.build_dataset(data_config, split, training=False, with_keys=True,
                                           include_caption=include_caption)
@@ -293,7 +329,7 @@ class TrainingRun:
 
     def evaluate_split(self, split: str, return_predictions: bool = False):
         keys, targets, outputs = self.predictor(self._eval_data[split])
-        result = evaluate_predictions(targets, outputs, self.score_range)
+        result = evaluate_predictions(targets, outputs, self.score_range, keys, self.vocab)
         if return_predictions:
             return result, (keys, targets, outputs)
         return result
@@ -365,6 +401,10 @@ class TrainingRun:
         from aqa_tf import reporting
         reporting.write_predictions(os.path.join(self.model_dir, "test_predictions.csv"),
                                     keys, targets, outputs)
+        if self.vocab is not None:
+            caption_metrics.write_captions(os.path.join(self.model_dir, "test_captions.csv"),
+                                           keys, *caption_texts(keys, targets, outputs,
+                                                                self.vocab))
         plot = reporting.scatter_plot(os.path.join(self.model_dir, "test_scatter.png"),
                                       targets["score"], outputs["score"], metrics["spearman"],
                                       title=f"test split, epoch {info['epoch']} checkpoint")
@@ -398,4 +438,7 @@ class TrainingRun:
                 model.set_weights(self.model.get_weights())
             finally:
                 keras.mixed_precision.set_global_policy(policy)
-        return export_lib.export_saved_model(model, self.data_config, export_path, flags_file)
+        return export_lib.export_saved_model(
+            model, self.data_config, export_path, flags_file, vocab=self.vocab,
+            caption_decoding=self.train_config.caption_decoding,
+            caption_beam_size=self.train_config.caption_beam_size)

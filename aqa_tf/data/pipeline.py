@@ -18,6 +18,7 @@ from aqa_tf.data import captions
 from aqa_tf.data import features
 
 _HASH_BUCKETS = 1_000_000
+CAPTION_TOKENS = "caption_tokens"  # model input of captioning models (teacher forcing)
 
 
 def clip_indices(config: DataConfig) -> tf.Tensor:
@@ -140,8 +141,10 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
     for label, output in features.CLASS_LABEL_TO_OUTPUT.items():
         targets[output] = tf.cast(record[label], tf.int32)
     if include_caption:
-        targets[features.CAPTION_OUTPUT] = cut_and_pad_caption(record[features.CAPTION],
-                                                               config.max_caption_words)
+        # Teacher forcing: the model reads `<sos> w1 .. wn` and predicts `w1 .. wn <eos>`.
+        tokens = cut_and_pad_caption(record[features.CAPTION], config.max_caption_words)
+        inputs[CAPTION_TOKENS] = tf.maximum(tokens[:-1], 0)
+        targets[features.CAPTION_OUTPUT] = tokens[1:]
     return inputs, targets
 
 
@@ -212,7 +215,9 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
         or 'test'.
       training: random temporal jitter, flips and shuffling when True; deterministic otherwise.
       with_keys: add `inputs["sample_key"]` (string `[batch]`).
-      include_caption: add `targets["caption"]`.
+      include_caption: add `inputs["caption_tokens"]` (int32 `[batch, max_caption_words +
+        1]`: `<sos> w1 .. wn`, padded with `<eos>`) and `targets["caption"]` (the next words
+        `w1 .. wn <eos>`, padded with -1).
       repeat: repeat forever.
       drop_remainder: default True when training (static batch shape), False otherwise.
 
@@ -220,8 +225,7 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
       A dataset of `(inputs, targets)`: inputs `{"video": float32 [batch, num_clips,
       clip_length, crop, crop, 3], "difficulty": float32 [batch]}`; targets `{"score": float32
       [batch] (points, -1 if missing), "position", "armstand", "rotation_type", "somersaults",
-      "twists": int32 [batch] (-1 if missing)}` (+ `"caption"`: int32 `[batch,
-      max_caption_words + 2]` padded with -1).
+      "twists": int32 [batch] (-1 if missing)}` (+ `"caption"`).
     """
     config.validate()
     ds = _records(config, split, training)

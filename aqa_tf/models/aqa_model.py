@@ -5,11 +5,14 @@ from keras import layers
 
 from aqa_tf.config import DataConfig, ModelConfig
 from aqa_tf.models import heads
+from aqa_tf.models.captioning import S2VTCaptioner
 from aqa_tf.models import mscadc_heads
 from aqa_tf.models.backbones import build_backbone
 from aqa_tf.models.layers.aggregation import aggregate, build_aggregation
 
 BACKBONE_LAYER = "clip_encoder"
+CAPTIONER_LAYER = "captioner"
+CAPTION_TOKENS = "caption_tokens"
 
 
 def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras.Model:
@@ -17,7 +20,10 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
 
     Inputs: `{"video": [batch, num_clips, clip_length, crop, crop, 3]}` (normalised float32).
     Outputs: `{"score": [batch]}` in judges' points, plus with the `dive` head the logits
-    `{"position", "armstand", "rotation_type", "somersaults", "twists": [batch, classes]}`.
+    `{"position", "armstand", "rotation_type", "somersaults", "twists": [batch, classes]}`,
+    and with the `caption` head the teacher-forced next-word logits `{"caption": [batch,
+    max_caption_words + 1, vocab]}` given the input `caption_tokens` (`<sos> w1 ..`);
+    `generate_captions` writes captions without it.
     """
     model_config.validate()
     data_config.validate()
@@ -31,6 +37,7 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
                               width_multiplier=model_config.width_multiplier,
                               name=model_config.backbone, **backbone_options)
     clip_features = layers.TimeDistributed(backbone, name=BACKBONE_LAYER)(video)
+    backbone_features = clip_features
     inputs = {"video": video}
     if model_config.multiply_difficulty:
         inputs["difficulty"] = keras.Input((), name="difficulty")
@@ -54,7 +61,8 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
     if "dive" in model_config.heads:
         outputs.update(heads.dive_heads(x, model_config.class_counts))
     if "caption" in model_config.heads:
-        raise NotImplementedError("the caption head arrives with the captioning issue")
+        # S2VT reads the clip features before aggregation (C3D: 8192-d pool5 per clip).
+        _add_caption_head(model_config, data_config, inputs, outputs, backbone_features)
     name = f"{model_config.backbone}_{model_config.aggregation}_" + (
         "mtl" if len(model_config.heads) > 1 else "stl")
     return keras.Model(inputs=inputs, outputs=outputs, name=name)
@@ -79,7 +87,10 @@ def _build_dense_head_model(model_config: ModelConfig, data_config: DataConfig, 
     if "dive" in model_config.heads:
         outputs.update(mscadc_heads.dive_classifier(feature_map, model_config.class_counts))
     if "caption" in model_config.heads:
-        raise NotImplementedError("the caption head arrives with the captioning issue")
+        # The caption head's context net gives one 1200-d feature: a one-step video sequence.
+        features = mscadc_heads.caption_features(feature_map)
+        features = layers.Reshape((1, int(features.shape[-1])), name="cap_sequence")(features)
+        _add_caption_head(model_config, data_config, inputs, outputs, features)
     name = f"{model_config.backbone}_" + ("mtl" if len(model_config.heads) > 1 else "stl")
     return keras.Model(inputs=inputs, outputs=outputs, name=name)
 
@@ -87,3 +98,48 @@ def _build_dense_head_model(model_config: ModelConfig, data_config: DataConfig, 
 def backbone_of(model: keras.Model) -> keras.Model:
     """The per-clip backbone inside a model built by `build_aqa_model`."""
     return model.get_layer(BACKBONE_LAYER).layer
+
+
+def _add_caption_head(model_config: ModelConfig, data_config: DataConfig, inputs, outputs,
+                      clip_features):
+    tokens = keras.Input((data_config.max_caption_words + 1,), dtype="int32",
+                         name=CAPTION_TOKENS)
+    inputs[CAPTION_TOKENS] = tokens
+    captioner = S2VTCaptioner(
+        model_config.vocab_size, cell=model_config.caption_cell,
+        num_layers=model_config.caption_layers, hidden_units=model_config.caption_hidden,
+        embedding_dim=model_config.caption_embedding, dropout=model_config.caption_dropout,
+        attention=model_config.caption_attention, name=CAPTIONER_LAYER)
+    outputs["caption"] = captioner([clip_features, tokens])
+
+
+def has_caption_head(model: keras.Model) -> bool:
+    return CAPTION_TOKENS in model.input
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The model without the teacher-forced caption path: inputs `video` (+ `difficulty`),
+    outputs score and class logits (shares the layers and weights of `model`)."""
+    if not has_caption_head(model):
+        return model
+    return keras.Model({k: v for k, v in model.input.items() if k != CAPTION_TOKENS},
+                       {k: v for k, v in model.output.items() if k != "caption"},
+                       name=f"{model.name}_inference")
+
+
+class CaptionGenerator:
+    """Writes captions for a model with a caption head: `video` -> token ids `[batch,
+    max_words + 1]` (ending at their first `<eos>`), greedy or beam-search decoding."""
+
+    def __init__(self, model: keras.Model, max_words: int, method: str = "greedy",
+                 beam_size: int = 3):
+        captioner = model.get_layer(CAPTIONER_LAYER)
+        features = captioner.input[0]
+        self.features = keras.Model({"video": model.input["video"]}, features,
+                                    name="caption_features")
+        self.captioner = captioner
+        self.max_words, self.method, self.beam_size = max_words, method, beam_size
+
+    def __call__(self, video):
+        features = self.features({"video": video}, training=False)
+        return self.captioner.generate(features, self.max_words, self.method, self.beam_size)

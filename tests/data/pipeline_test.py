@@ -62,8 +62,12 @@ def test_eval_window_clips_and_targets(data_dir):
     np.testing.assert_array_equal(targets["position"], [0, 1, 2])
     np.testing.assert_allclose(inputs["difficulty"], [2.5] * 3)
     # Captions: empty -> all -1; cut to 4 words, still ending with <eos>; padded with -1.
+    # Teacher forcing: the model reads <sos> w1..wn (padding read as <eos> = 0) and predicts
+    # w1..wn <eos>.
     np.testing.assert_array_equal(targets["caption"].numpy(),
-                                  [[-1] * 6, [1, 6, 6, 0, -1, -1], [1, 7, 7, 7, 0, -1]])
+                                  [[-1] * 5, [6, 6, 0, -1, -1], [7, 7, 7, 0, -1]])
+    np.testing.assert_array_equal(inputs["caption_tokens"].numpy(),
+                                  [[0] * 5, [1, 6, 6, 0, 0], [1, 7, 7, 7, 0]])
 
 
 def test_overlapping_clips(data_dir):
