@@ -11,6 +11,18 @@ import csv
 import shutil
 from typing import Dict, List, Sequence
 
+_METEOR = []
+
+
+def _meteor():
+    """One METEOR scorer per process: its Java process takes ~10 s to load the paraphrase
+    tables, so it is started once and reused by every evaluation."""
+    if not _METEOR:
+        from pycocoevalcap.meteor.meteor import Meteor
+        _METEOR.append(Meteor())
+    return _METEOR[0]
+
+
 METRIC_NAMES = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")
 
 
@@ -45,9 +57,8 @@ def caption_scores(references: Dict[str, List[str]], generated: Dict[str, str]) 
         out["caption/meteor"] = None
         out["caption/meteor_unavailable"] = "no java executable on PATH (METEOR 1.5 is a jar)"
     else:
-        from pycocoevalcap.meteor.meteor import Meteor
         try:
-            out["caption/meteor"] = float(Meteor().compute_score(gts, res)[0])
+            out["caption/meteor"] = float(_meteor().compute_score(gts, res)[0])
         except Exception as error:  # a broken Java install: report, keep the others
             out["caption/meteor"] = None
             out["caption/meteor_unavailable"] = f"METEOR failed: {error}"

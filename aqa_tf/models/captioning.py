@@ -83,18 +83,19 @@ class S2VTCaptioner(layers.Layer):
     def build(self, input_shapes):
         clip_shape, _ = input_shapes
         batch, dim = clip_shape[0], clip_shape[-1]
-        for i, rnn in enumerate(self.encoder):
-            rnn.build((batch, None, dim if i == 0 else self.hidden_units))
         visual = self.hidden_units * (2 if self.attention else 1)
-        for i, rnn in enumerate(self.decoder):
-            rnn.build((batch, None, visual + self.embedding_dim if i == 0 else self.hidden_units))
-        self.embedding.build((batch, None))
-        self.out.build((batch, None, self.hidden_units))
+        shapes = [(rnn, (batch, None, dim if i == 0 else self.hidden_units))
+                  for i, rnn in enumerate(self.encoder)]
+        shapes += [(rnn, (batch, None, visual + self.embedding_dim if i == 0
+                          else self.hidden_units)) for i, rnn in enumerate(self.decoder)]
+        shapes += [(self.embedding, (batch, None)), (self.out, (batch, None, self.hidden_units))]
         if self.attention:
-            self.attention_query.build((batch, None, self.hidden_units))
-            self.attention_key.build((batch, None, dim))
             spec = (batch, None, self.hidden_units)
-            self.attention_score.build([spec, spec, spec])
+            shapes += [(self.attention_query, spec), (self.attention_key, (batch, None, dim)),
+                       (self.attention_score, [spec, spec, spec])]
+        for layer, shape in shapes:
+            if not layer.built:
+                layer.build(shape)
         self.built = True
 
     @property
@@ -156,6 +157,8 @@ class S2VTCaptioner(layers.Layer):
     def begin(self, clip_features, steps):
         """Reads the video: returns (visual stream of the word steps `[batch, steps, f]`,
         decoder states after the clip steps)."""
+        if not self.built:
+            self.build((tuple(clip_features.shape), (None, None)))
         num_clips = ops.shape(clip_features)[1]
         visual = self._visual_stream(clip_features, steps, training=False)
         batch = ops.shape(visual)[0]
