@@ -32,7 +32,9 @@ Whole-model checkpoints (the output is the whole model's weights, for `aqa_tf.ev
     `model_score_regressor` (`fc_final_score.*`), `model_dive_classifier` (`fc_position.*`,
     `fc_armstand.*`, `fc_rot_type.*`, `fc_ss_no.*`, `fc_tw_no.*`). MSCADC: `model_CNN` (the
     body), `model_score_regressor` and `model_position_classifier` (the context-net heads).
-    `model_caption` (S2VT) is accepted; it is loaded once the model has a caption head.
+    `model_caption` (S2VT: `rnn1.*_l<k>`, `rnn2.*_l<k>`, `embedding.weight`, `out.*`; MSCADC's
+    also holds its context-net head) is loaded into the caption head (GRU gates reordered from
+    PyTorch's r, z, n), or reported as not used by a model without one.
 
 The model is built from the same flags as training (`--flagfile`, `--backbone`, `--clip_length`,
 `--crop_size`, `--backbone_fc6`, ...). torch is needed only here: `pip install -r
@@ -41,6 +43,7 @@ unexpected keys and shape mismatches.
 """
 
 import os
+import re
 from typing import Dict
 
 import numpy as np
@@ -114,12 +117,21 @@ def convert_into(backbone, state_dict: Dict[str, np.ndarray], source: str) -> Di
     raise ValueError(f"unknown source {source!r}; expected one of {BACKBONE_SOURCES}")
 
 
+def _caption_module(name: str) -> str:
+    """`captioner/rnn1_l0` -> `model_caption.rnn1`, `captioner/out` -> `model_caption.out`."""
+    sub = name.split("/", 1)[1]
+    return "model_caption." + re.sub(r"_l\d+$", "", sub)
+
+
 def mtl_aqa_module_of_layer(backbone: str):
     """Our layer names -> "<part>.<module>" keys of the MTL-AQA authors' checkpoints."""
     if backbone == "c3d":
-        return lambda name: _C3D_AVG_MODULES.get(name, f"model_CNN.{name}")
+        return lambda name: (_caption_module(name) if name.startswith("captioner/") else
+                             _C3D_AVG_MODULES.get(name, f"model_CNN.{name}"))
     if backbone == "mscadc":
         def module(name):
+            if name.startswith("captioner/"):
+                return _caption_module(name)
             prefix, _, rest = name.partition("_")
             if prefix in _MSCADC_HEAD_PARTS:
                 return f"{_MSCADC_HEAD_PARTS[prefix]}.{rest}"

@@ -76,6 +76,8 @@ def expected_keys(layer, module: str) -> List[str]:
     """State-dict keys of `layer`'s weights, in the order of `layer.get_weights()`."""
     if isinstance(layer, layers.BatchNormalization):
         return [f"{module}.{k}" for k in _BN_KEYS]
+    if isinstance(layer, layers.Embedding):
+        return [f"{module}.weight"]
     if isinstance(layer, (layers.Conv3D, layers.Dense)):
         keys = [f"{module}.weight"]
         if layer.use_bias:
@@ -85,6 +87,38 @@ def expected_keys(layer, module: str) -> List[str]:
         raise ConversionError(f"layer {layer.name} ({type(layer).__name__}) has no known "
                               "PyTorch counterpart")
     return []
+
+
+def _rnn_index(name: str) -> int:
+    match = re.search(r"_l(\d+)$", name)
+    if not match:
+        raise ConversionError(f"RNN layer {name}: expected a name ending in _l<index>")
+    return int(match.group(1))
+
+
+def rnn_keys(layer, module: str) -> List[str]:
+    """PyTorch keys of one layer of a (multi-layer) nn.GRU / nn.LSTM `module`, for our
+    one-layer Keras RNN named `..._l<index>`."""
+    k = _rnn_index(layer.name)
+    return [f"{module}.{p}_l{k}" for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
+def rnn_to_keras(layer, weight_ih, weight_hh, bias_ih, bias_hh) -> List[np.ndarray]:
+    """PyTorch GRU/LSTM tensors -> Keras [kernel, recurrent_kernel, bias].
+
+    GRU: PyTorch stacks gates as (r, z, n), Keras as (z, r, h); PyTorch's formulation (reset
+    gate applied after the recurrent matmul, separate input and recurrent biases) is Keras'
+    `reset_after=True`, whose bias is `[2, 3H]` (input bias, recurrent bias).
+    LSTM: both use (i, f, g/c, o); Keras has one bias, the sum of PyTorch's two.
+    """
+    w_ih, w_hh, b_ih, b_hh = (np.asarray(v, np.float32) for v in (weight_ih, weight_hh,
+                                                                    bias_ih, bias_hh))
+    if isinstance(layer, layers.GRU):
+        def reorder(x):
+            r, z, n = np.split(x, 3, axis=0)
+            return np.concatenate([z, r, n], axis=0)
+        return [reorder(w_ih).T, reorder(w_hh).T, np.stack([reorder(b_ih), reorder(b_hh)])]
+    return [w_ih.T, w_hh.T, b_ih + b_hh]
 
 
 def to_keras(layer, key: str, value: np.ndarray) -> np.ndarray:
@@ -113,14 +147,31 @@ def load_into(model, state_dict: Dict[str, np.ndarray], module_of_layer,
     state_dict = {k: v for k, v in state_dict.items() if not k.endswith(IGNORED_SUFFIXES)}
     missing, mismatched, loaded, seen = [], [], [], set()
     assignments = []
-    for layer in _weighted_layers(model):
-        module = module_of_layer(layer.name)
-        keys = expected_keys(layer, module)
+    for layer, name in _weighted_layers(model):
+        module = module_of_layer(name)
         current = layer.get_weights()
+        if isinstance(layer, (layers.GRU, layers.LSTM)):
+            keys = rnn_keys(layer, module)
+            absent = [k for k in keys if k not in state_dict]
+            missing += [f"{k} (for {name})" for k in absent]
+            if absent:
+                continue
+            seen.update(keys)
+            values = rnn_to_keras(layer, *(state_dict[k] for k in keys))
+            bad = [(v.shape, w.shape) for v, w in zip(values, current) if v.shape != w.shape]
+            if bad:
+                mismatched.append(f"{module} layer {_rnn_index(layer.name)}: checkpoint gives "
+                                  f"{[b[0] for b in bad]}, model {name} expects "
+                                  f"{[b[1] for b in bad]}")
+                continue
+            loaded += keys
+            assignments.append((layer, values))
+            continue
+        keys = expected_keys(layer, module)
         values = []
         for key, weight in zip(keys, current):
             if key not in state_dict:
-                missing.append(f"{key} (for {layer.name})")
+                missing.append(f"{key} (for {name})")
                 continue
             seen.add(key)
             value = to_keras(layer, key, state_dict[key])
@@ -152,11 +203,25 @@ def load_into(model, state_dict: Dict[str, np.ndarray], module_of_layer,
 
 
 def _weighted_layers(model):
+    """(layer, name) of every layer holding weights, inside nested models too. The caption
+    model's sublayers are named `captioner/<sublayer>` (e.g. `captioner/rnn1_l0`)."""
+    from aqa_tf.models.captioning import S2VTCaptioner
     for layer in model.layers:
         if isinstance(layer, layers.TimeDistributed):  # the clip encoder of a whole model
             layer = layer.layer
-        if hasattr(layer, "layers") and layer.layers and not isinstance(
+        if isinstance(layer, S2VTCaptioner):
+            for sub in _captioner_sublayers(layer):
+                yield sub, f"{layer.name}/{sub.name}"
+        elif hasattr(layer, "layers") and layer.layers and not isinstance(
                 layer, (layers.Conv3D, layers.Dense, layers.BatchNormalization)):
             yield from _weighted_layers(layer)
         elif layer.weights:
-            yield layer
+            yield layer, layer.name
+
+
+def _captioner_sublayers(captioner):
+    subs = list(captioner.encoder) + list(captioner.decoder) + [captioner.embedding,
+                                                                 captioner.out]
+    if captioner.attention:
+        subs += [captioner.attention_query, captioner.attention_key, captioner.attention_score]
+    return [s for s in subs if s.weights]

@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is needed to build the PyTorch references")
 
 from aqa_tf.models.backbones import build_backbone  # noqa: E402
+from keras.ops import log_softmax as tf_log_softmax  # noqa: E402
 from aqa_tf.weights import convert, mapping  # noqa: E402
 from tests.models.backbones import torch_reference  # noqa: E402
 
@@ -163,12 +164,29 @@ def _save_parts(folder, parts, epoch):
         torch.save(state, str(folder / f"{part}_{epoch}.pth"))
 
 
-def _caption_state():
-    """A few keys of the authors' S2VT caption model: accepted, not loaded without the head."""
-    gru = torch.nn.GRU(8, 4, 2, batch_first=True)
-    return {f"rnn1.{k}": v for k, v in gru.state_dict().items()} | {
-        "embedding.weight": torch.zeros(10, 4), "out.weight": torch.zeros(10, 4),
-        "out.bias": torch.zeros(10)}
+class _S2VT(torch.nn.Module):
+    """The authors' S2VT caption model (their key names: rnn1, rnn2, embedding, out), run with
+    teacher forcing step by step as their training loop does; returns log-probabilities."""
+
+    def __init__(self, vocab, dim_vid, hidden=32, word=16, layers=2):
+        super().__init__()
+        self.rnn1 = torch.nn.GRU(dim_vid, hidden, layers, batch_first=True, dropout=0.5)
+        self.rnn2 = torch.nn.GRU(hidden + word, hidden, layers, batch_first=True, dropout=0.5)
+        self.embedding = torch.nn.Embedding(vocab, word)
+        self.out = torch.nn.Linear(hidden, vocab)
+        self.dim_vid, self.word = dim_vid, word
+
+    def forward(self, feats, tokens):
+        batch, clips, _ = feats.shape
+        out1, state1 = self.rnn1(feats)
+        _, state2 = self.rnn2(torch.cat([out1, torch.zeros(batch, clips, self.word)], 2))
+        log_probs = []
+        for i in range(tokens.shape[1]):
+            out1, state1 = self.rnn1(torch.zeros(batch, 1, self.dim_vid), state1)
+            words = self.embedding(tokens[:, i:i + 1])
+            out2, state2 = self.rnn2(torch.cat([out1, words], 2), state2)
+            log_probs.append(torch.log_softmax(self.out(out2[:, 0]), -1))
+        return torch.stack(log_probs, 1)
 
 
 def test_mtl_aqa_c3d_avg_checkpoints_convert_with_parity(tmp_path):
@@ -186,29 +204,43 @@ def test_mtl_aqa_c3d_avg_checkpoints_convert_with_parity(tmp_path):
         setattr(classifier, suffixes[name], torch.nn.Linear(4096, count))
     for i, module in enumerate((fc6, regressor, classifier)):
         _randomise(module, seed=20 + i)
+    s2vt = _randomise(_S2VT(20, 8192), seed=24)
     # The authors' C3D_altered ends at pool5: its state dict has no fc layers.
     cnn_state = {k: v for k, v in cnn.state_dict().items() if not k.startswith("fc")}
     _save_parts(tmp_path, {"model_CNN": cnn_state, "model_my_fc6": fc6,
                            "model_score_regressor": regressor,
                            "model_dive_classifier": classifier,
-                           "model_caption": _caption_state()}, epoch=99)
-
-    data = DataConfig(sample_length=32, num_frames=32, clip_length=16, crop_size=112)
-    model = build_aqa_model(ModelConfig(heads=("score", "dive")), data)
+                           "model_caption": s2vt}, epoch=99)
     state = convert.read_mtl_aqa_parts(str(tmp_path), "c3d", epoch=99)
-    report = convert.convert_mtl_aqa(model, state, "c3d")
+
+    # Without a caption head the caption model is reported as not used.
+    data = DataConfig(sample_length=32, num_frames=32, clip_length=16, crop_size=112,
+                      max_caption_words=6)
+    no_caption = build_aqa_model(ModelConfig(heads=("score", "dive")), data)
+    report = convert.convert_mtl_aqa(no_caption, state, "c3d")
     assert len(report["loaded"]) == 16 + 2 + 2 + 10
     assert report["ignored"] and all(k.startswith("model_caption.") for k in report["ignored"])
 
+    model = build_aqa_model(ModelConfig(heads=("score", "dive", "caption"), vocab_size=20,
+                                        caption_hidden=32, caption_embedding=16), data)
+    report = convert.convert_mtl_aqa(model, state, "c3d")
+    assert report["ignored"] == [] and len(report["loaded"]) == 30 + 16 + 3
+
     video = np.random.default_rng(4).uniform(-1, 1, (1, 2, 16, 112, 112, 3)).astype("float32")
+    tokens = np.array([[1, 5, 9, 3, 0, 0, 0]], np.int32)
     with torch.no_grad():
         clips = torch.from_numpy(np.transpose(video[0], (0, 4, 1, 2, 3)))
-        pooled = cnn(clips).mean(0, keepdim=True)          # C3D-AVG: average over clips
+        clip_features = cnn(clips)
+        # S2VT reads the per-clip pool5 features, before the averaging.
+        caption = s2vt(clip_features[None], torch.from_numpy(tokens).long())
+        pooled = clip_features.mean(0, keepdim=True)        # C3D-AVG: average over clips
         hidden = torch.relu(fc6.fc(pooled))                 # my_fc6 (dropout: eval)
         expected = {"score": regressor.fc_final_score(hidden)[:, 0].numpy() * 17.0}
         for name, attr in suffixes.items():
             expected[name] = getattr(classifier, attr)(hidden).numpy()
-    got = model({"video": video}, training=False)
+    got = dict(model({"video": video, "caption_tokens": tokens}, training=False))
+    got["caption"] = np.asarray(tf_log_softmax(got["caption"]))
+    expected["caption"] = caption.numpy()
     for name, value in expected.items():
         scale = float(np.abs(value).max())
         err = float(np.abs(np.asarray(got[name]) - value).max())
