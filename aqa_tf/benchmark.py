@@ -86,15 +86,26 @@ def main(argv):
     for name, count in model_config.class_counts.items():
         if name in model.output:
             y[name] = rng.integers(0, count, batch).astype("int32")
+    if aqa_model.has_caption_head(model):  # full-length captions (the worst case)
+        words = rng.integers(2, model_config.vocab_size,
+                             (batch, data_config.max_caption_words)).astype("int32")
+        x["caption_tokens"] = np.concatenate([np.ones((batch, 1), "int32"), words], axis=1)
+        y["caption"] = np.concatenate([words, np.zeros((batch, 1), "int32")], axis=1)
     results["parameters"] = int(model.count_params())
     seconds = _timed(lambda: model.train_on_batch(x, y), FLAGS.warmup_steps,
                      FLAGS.benchmark_steps)
     results["train_samples_per_s"] = batch * FLAGS.benchmark_steps / seconds
     predictor = training.Predictor(model, jit_compile=FLAGS.jit_compile)
-    x_tensor = {k: tf.constant(v) for k, v in x.items()}
+    x_tensor = {k: tf.constant(v) for k, v in x.items() if k in predictor.input_names}
     seconds = _timed(lambda: predictor._infer(x_tensor)["score"].numpy(), FLAGS.warmup_steps,
                      FLAGS.benchmark_steps)
     results["inference_samples_per_s"] = batch * FLAGS.benchmark_steps / seconds
+    if aqa_model.has_caption_head(model):
+        # Greedy captions of max_caption_words words (an untrained model rarely stops early).
+        generate = tf.function(aqa_model.CaptionGenerator(model, data_config.max_caption_words))
+        seconds = _timed(lambda: generate(x_tensor["video"]).numpy(), FLAGS.warmup_steps,
+                         FLAGS.benchmark_steps)
+        results["caption_generation_samples_per_s"] = batch * FLAGS.benchmark_steps / seconds
 
     def fmt(v):
         return "n/a" if v is None else f"{v:.2f}"
@@ -102,7 +113,10 @@ def main(argv):
     print(f"\nBenchmark: {model.name}, input {results['input']}, batch {batch}, "
           f"precision {precision}, XLA {FLAGS.jit_compile}, {results['machine']}")
     print(f"  {'measurement':<26}{'samples/s':>12}")
-    for key in ("input_pipeline_samples_per_s", "train_samples_per_s", "inference_samples_per_s"):
+    for key in ("input_pipeline_samples_per_s", "train_samples_per_s", "inference_samples_per_s",
+                "caption_generation_samples_per_s"):
+        if key not in results:
+            continue
         print(f"  {key.replace('_samples_per_s', ''):<26}{fmt(results[key]):>12}")
     if results.get("input_pipeline_note"):
         print(f"  (input pipeline: {results['input_pipeline_note']})")

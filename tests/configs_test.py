@@ -1,7 +1,8 @@
 """Every experiment config parses and trains one step on synthetic data.
 
 The configs keep their topology (backbone, clip length, number of clips, aggregation, heads,
-projection); the test only shrinks the networks' width and the crop so that CPU can run them,
+projection, caption cells/layers/attention); the test only shrinks the networks' width, the
+crop and the caption length so that CPU can run them,
 and points them at a small synthetic dataset with 110-frame videos (enough for 103-frame
 windows).
 """
@@ -34,10 +35,16 @@ def test_every_paper_row_has_a_config():
                 "r2plus1d_34_8f", "r2plus1d_34_32f"):
         for aggregation in ("avg", "wd"):
             assert f"paper002_{row}_{aggregation}.cfg" in names
-    assert {"mtl_aqa_c3d_avg_stl.cfg", "mtl_aqa_c3d_avg_mtl.cfg", "quickstart.cfg",
-            "paper001_mscadc_stl.cfg", "paper001_mscadc_mtl.cfg",
-            "paper003_c3d_lstm.cfg", "paper000_s3d_avg_mtl.cfg",
-            "paper000_c3d_lstm_encoder_mtl.cfg"} <= names
+    # Paper 001 Table 4: AQA, + Cls, + Caps, + Cls + Caps for C3D-AVG and MSCADC.
+    assert {"mtl_aqa_c3d_avg_stl.cfg", "paper001_c3d_avg_cls.cfg", "paper001_c3d_avg_caps.cfg",
+            "mtl_aqa_c3d_avg_mtl.cfg", "paper001_mscadc_stl.cfg", "paper001_mscadc_cls.cfg",
+            "paper001_mscadc_caps.cfg", "paper001_mscadc_mtl.cfg"} <= names
+    # Paper 000 Table 1 (baseline: mtl_aqa_c3d_avg_mtl.cfg) and section 4.3; paper 003.
+    assert {"paper000_row1_c3d_lstm2_att.cfg", "paper000_row2_s3d_gru2.cfg",
+            "paper000_row3_s3d_gru2_att.cfg", "paper000_row4_c3d_gru8_att.cfg",
+            "paper000_row5_c3d_lstm8_att.cfg", "paper000_row6_c3d_gru2_att.cfg",
+            "paper000_c3d_lstm_encoder_mtl.cfg", "paper003_c3d_lstm.cfg",
+            "quickstart.cfg"} <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -56,6 +63,8 @@ def test_config_trains_one_step(config, long_videos, tmp_path):
            "--steps_per_epoch=1", "--val_fraction=0", "--mixed_precision=none"])
     if FLAGS.fc_units:
         FLAGS.fc_units = 16  # fc6 kept (4096 in the paper configs), narrower
+    if "caption" in FLAGS.heads:  # same cells, layers and attention, narrower, shorter
+        FLAGS.caption_hidden, FLAGS.caption_embedding, FLAGS.max_caption_words = 16, 8, 12
     data_config = flag_defs.data_config_from_flags()
     model_config = flag_defs.model_config_from_flags()
     train_config = flag_defs.train_config_from_flags()
