@@ -2,7 +2,9 @@ r"""Evaluates a checkpoint on a split and writes the metrics.
 
   python -m aqa_tf.evaluate --flagfile configs/quickstart.cfg --checkpoint runs/quickstart
 
-`--checkpoint` is a `.weights.h5` file or a run folder (its `best.weights.h5` is used).
+`--checkpoint` is a `.weights.h5` file or a run folder (its `best.weights.h5` is used). Caption
+models also get their caption metrics and a `<...>_captions.csv` of (sample key, reference,
+generated), decoded with `--caption_decoding` (greedy or beam).
 """
 
 import json
@@ -46,9 +48,17 @@ def main(argv):
     model.load_weights(checkpoint)
     train_scores = training.read_scores(data_config, data_config.train_split)
     score_range = (float(train_scores.min()), float(train_scores.max()))
-    dataset = pipeline.build_dataset(data_config, FLAGS.split, training=False, with_keys=True)
-    keys, targets, outputs = training.Predictor(model)(dataset)
-    metrics = training.evaluate_predictions(targets, outputs, score_range)
+    with_captions = aqa_model.has_caption_head(model)
+    vocab, generator = None, None
+    if with_captions:
+        from aqa_tf.data import captions
+        vocab = captions.Vocabulary.load(data_config.vocab_path)
+        generator = aqa_model.CaptionGenerator(model, data_config.max_caption_words,
+                                               FLAGS.caption_decoding, FLAGS.caption_beam_size)
+    dataset = pipeline.build_dataset(data_config, FLAGS.split, training=False, with_keys=True,
+                                     include_caption=with_captions)
+    keys, targets, outputs = training.Predictor(model, caption_generator=generator)(dataset)
+    metrics = training.evaluate_predictions(targets, outputs, score_range, keys, vocab)
     class_names = [n for n in features.CLASS_OUTPUTS if n in outputs]
     result = {"split": FLAGS.split, "checkpoint": checkpoint, "metrics": metrics,
               "checkpoint_description": f"checkpoint {checkpoint}",
@@ -58,6 +68,10 @@ def main(argv):
         json.dump(result, f, indent=2, sort_keys=True)
     reporting.write_predictions(output[:-len(".json")] + "_predictions.csv", keys, targets,
                                 outputs)
+    if with_captions:
+        from aqa_tf import caption_metrics
+        caption_metrics.write_captions(output[:-len(".json")] + "_captions.csv", keys,
+                                       *training.caption_texts(keys, targets, outputs, vocab))
     print(reporting.format_report(result))
     print(f"Metrics written to {output}")
 

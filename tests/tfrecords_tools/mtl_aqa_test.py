@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from aqa_tf import caption_metrics
 from aqa_tf.data import captions
+from aqa_tf.data import pipeline
 from aqa_tf.data import features
 from tests.conftest import REPO_ROOT
 from tfrecords_tools import mtl_aqa
@@ -93,6 +95,9 @@ def test_real_annotation_files():
         cut = captions.cut_caption(ids, 100)
         assert vocab.decode(cut) == plain[:100] and cut[-1] == captions.EOS_ID
         assert len(cut) == min(len(plain), 100) + 2
+        # The training pipeline's cut (in the graph): the caption targets are the same words.
+        padded = pipeline.cut_and_pad_caption(tf.constant(ids, tf.int64), 100).numpy()
+        assert caption_metrics.decode_captions([padded[1:]], vocab) == [" ".join(plain[:100])]
 
 
 def _break(raw_dir, tmp_path):
