@@ -22,8 +22,8 @@ LEARNED_SPEARMAN = 0.8
 UNTRAINED_MAX_ABS_SPEARMAN = 0.3
 # Commentary (C3D-AVG-MTL on the quickstart settings, 10 epochs, greedy decoding, held-out test
 # split): BLEU-4 and CIDEr after training above these bars (measured in two runs: 0.38-0.48 and
-# 0.74-1.32; 0.50 and
-# 2.19 after 30 epochs); the untrained model below the second pair (measured: 0.00 and 0.02).
+# 0.74-1.32; 0.50 and 2.19 after 30 epochs); the untrained model below the second pair
+# (measured: 0.00 and 0.02).
 LEARNED_BLEU_4, LEARNED_CIDER = 0.25, 0.5
 UNTRAINED_MAX_BLEU_4, UNTRAINED_MAX_CIDER = 0.05, 0.1
 
