@@ -49,6 +49,21 @@ def run(cmd, timeout=900):
     return proc.stdout
 
 
+def keras_model_of_run(model_dir):
+    """The Keras model of a run (its flags.txt, best checkpoint) and its data configuration."""
+    from absl import flags
+    from aqa_tf import flag_defs
+    from aqa_tf.models import aqa_model
+    flag_defs.define_flags()
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS([sys.argv[0], f"--flagfile={os.path.join(model_dir, 'flags.txt')}"])
+    data_config = flag_defs.data_config_from_flags()
+    model = aqa_model.build_aqa_model(flag_defs.model_config_from_flags(), data_config)
+    model.load_weights(os.path.join(model_dir, "best.weights.h5"))
+    flags.FLAGS.unparse_flags()
+    return model, data_config
+
+
 @pytest.fixture(scope="module")
 def trained_run(synthetic_dir, tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("quickstart_run"))
@@ -147,15 +162,8 @@ def test_saved_model_matches_keras_model_in_a_fresh_process(trained_run, synthet
 
     # The same frames through the Keras model (same flags, best checkpoint).
     import tensorflow as tf
-    from absl import flags
-    from aqa_tf import export_lib, flag_defs
-    from aqa_tf.models import aqa_model
-    flag_defs.define_flags()
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS([sys.argv[0], f"--flagfile={os.path.join(model_dir, 'flags.txt')}"])
-    data_config = flag_defs.data_config_from_flags()
-    model = aqa_model.build_aqa_model(flag_defs.model_config_from_flags(), data_config)
-    model.load_weights(os.path.join(model_dir, "best.weights.h5"))
+    from aqa_tf import export_lib
+    model, data_config = keras_model_of_run(model_dir)
     expected = export_lib.serving_fn(model, data_config)(tf.constant(video), tf.zeros([3]))
     assert set(served.files) == set(expected)
     assert served["score"].shape == (3,)
@@ -192,18 +200,10 @@ def test_caption_signature_returns_the_commentary_in_a_fresh_process(caption_run
     print([t.decode() for t in served["caption"]])
 
     # The same as the Keras model's greedy captions (same flags, best checkpoint).
-    from absl import flags
-    from aqa_tf import export_lib, flag_defs
-    from aqa_tf.models import aqa_model
-    flag_defs.define_flags()
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS([sys.argv[0], f"--flagfile={os.path.join(model_dir, 'flags.txt')}"])
-    data_config = flag_defs.data_config_from_flags()
-    model = aqa_model.build_aqa_model(flag_defs.model_config_from_flags(), data_config)
-    model.load_weights(os.path.join(model_dir, "best.weights.h5"))
+    from aqa_tf import export_lib
+    model, data_config = keras_model_of_run(model_dir)
     expected = export_lib.caption_fn(model, data_config, vocab)(tf.constant(video))
     np.testing.assert_array_equal(served["caption_ids"], expected["caption_ids"].numpy())
-    flags.FLAGS.unparse_flags()
 
 
 @pytest.fixture(scope="module")

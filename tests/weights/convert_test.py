@@ -158,6 +158,15 @@ def test_module_names():
     assert mapping.torchvision_module_of_layer("layer2_0_downsample_1") == "layer2.0.downsample.1"
 
 
+def _assert_outputs_match(got, expected, label):
+    """Every output within 1e-4 of the reference, relative to the output scale."""
+    for name, value in expected.items():
+        scale = float(np.abs(value).max())
+        err = float(np.abs(np.asarray(got[name]) - value).max())
+        print(f"{label} {name}: max abs diff {err:.3g} (output scale {scale:.3g})")
+        assert err <= 1e-4 * scale
+
+
 def _save_parts(folder, parts, epoch):
     for part, module in parts.items():
         state = module if isinstance(module, dict) else dict(module.state_dict())
@@ -241,11 +250,7 @@ def test_mtl_aqa_c3d_avg_checkpoints_convert_with_parity(tmp_path):
     got = dict(model({"video": video, "caption_tokens": tokens}, training=False))
     got["caption"] = np.asarray(tf_log_softmax(got["caption"]))
     expected["caption"] = caption.numpy()
-    for name, value in expected.items():
-        scale = float(np.abs(value).max())
-        err = float(np.abs(np.asarray(got[name]) - value).max())
-        print(f"c3d-avg {name}: max abs diff {err:.3g} (output scale {scale:.3g})")
-        assert err <= 1e-4 * scale
+    _assert_outputs_match(got, expected, "c3d-avg")
 
 
 def test_mtl_aqa_mscadc_checkpoints_convert_with_parity(tmp_path):
@@ -269,11 +274,7 @@ def test_mtl_aqa_mscadc_checkpoints_convert_with_parity(tmp_path):
         for name, suffix in torch_reference.MSCADC_CLASS_SUFFIXES.items():
             expected[name] = logits[suffix].numpy()
     got = model({"video": video}, training=False)
-    for name, value in expected.items():
-        scale = float(np.abs(value).max())
-        err = float(np.abs(np.asarray(got[name]) - value).max())
-        print(f"mscadc {name}: max abs diff {err:.3g} (output scale {scale:.3g})")
-        assert err <= 1e-4 * scale
+    _assert_outputs_match(got, expected, "mscadc")
 
 
 def test_mtl_aqa_missing_parts_are_named(tmp_path):
