@@ -20,10 +20,10 @@ from tests.conftest import REPO_ROOT
 # The learning bar of the issue: held-out Spearman >= 0.8 after training, |rho| < 0.3 before.
 LEARNED_SPEARMAN = 0.8
 UNTRAINED_MAX_ABS_SPEARMAN = 0.3
-# Commentary (C3D-AVG-MTL on the quickstart settings, 10 epochs, greedy decoding, held-out test
-# split): BLEU-4 and CIDEr after training above these bars (measured in two runs: 0.38-0.48 and
-# 0.74-1.32; 0.50 and 2.19 after 30 epochs); the untrained model below the second pair
-# (measured: 0.00 and 0.02).
+# Commentary (C3D-AVG-MTL on the quickstart settings, 12 epochs at a constant learning rate,
+# greedy decoding, held-out test split): BLEU-4 and CIDEr after training above these bars
+# (measured with seeds 1 and 2: 0.47-0.50 and 1.79-1.92; 0.50 and 2.19 after the 30-epoch
+# quickstart schedule); the untrained model below the second pair (measured: 0.00 and 0.02).
 LEARNED_BLEU_4, LEARNED_CIDER = 0.25, 0.5
 UNTRAINED_MAX_BLEU_4, UNTRAINED_MAX_CIDER = 0.05, 0.1
 
@@ -94,10 +94,12 @@ def test_training_learns_the_score_and_the_dive(trained_run):
 
 @pytest.fixture(scope="module")
 def caption_run(synthetic_dir, tmp_path_factory):
-    """Full C3D-AVG-MTL (score, dive, caption heads) on the quickstart settings, 10 epochs."""
+    """Full C3D-AVG-MTL (score, dive, caption heads) on the quickstart settings, 12 epochs at a
+    constant learning rate (with a 10-epoch cosine decay the decoder sometimes had not left its
+    early plateau, where greedy decoding loops on a few words)."""
     model_dir = str(tmp_path_factory.mktemp("caption_run"))
     stdout = run(train_command(synthetic_dir, model_dir, "--heads=score,dive,caption",
-                               "--epochs=10"))
+                               "--epochs=12", "--lr_schedule=constant"))
     return model_dir, stdout
 
 
