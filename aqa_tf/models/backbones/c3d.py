@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from aqa_tf.models.backbones.registry import register_backbone
+from aqa_tf.models.backbones.registry import Backbone, register_backbone
 
 # (name, filters) of the eight 3x3x3 convolutions and the pools that follow some of them.
 _C3D_CONVS = (("conv1", 64), ("conv2", 128), ("conv3a", 256), ("conv3b", 256),
@@ -19,7 +19,7 @@ def scaled_filters(filters: int, width_multiplier: float) -> int:
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
 @register_backbone("c3d")
-class C3DBackbone(keras.Model):
+class C3DBackbone(Backbone):
     """C3D convolutional body: conv1 .. pool5, flattened.
 
     A 16x112x112 clip gives 512 x 1 x 4 x 4 = 8192 features (pool5 pads H and W by one, as the
@@ -83,24 +83,10 @@ class C3DBackbone(keras.Model):
         super().__init__(inputs=clips, outputs=features, **kwargs)
 
         # === Config ===
-        self.clip_length = clip_length
-        self.image_size = image_size
-        self.width_multiplier = width_multiplier
-        self.batch_norm = batch_norm
-        self.fc6_units = fc6_units
-        self.feature_dim = int(features.shape[-1])
+        self.record_config(features, clip_length=clip_length, image_size=image_size,
+                           width_multiplier=width_multiplier, batch_norm=batch_norm,
+                           fc6_units=fc6_units)
 
     def conv_parameter_count(self) -> int:
         """Parameters of the eight convolutions (27,655,936 for the paper's C3D)."""
         return sum(self.get_layer(name).count_params() for name, _ in _C3D_CONVS)
-
-    def get_config(self):
-        return {"clip_length": self.clip_length, "image_size": self.image_size,
-                "width_multiplier": self.width_multiplier, "batch_norm": self.batch_norm,
-                "fc6_units": self.fc6_units,
-                "name": self.name,
-                "trainable": self.trainable}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -19,7 +19,7 @@ import keras
 from keras import layers
 
 from aqa_tf.models.backbones.c3d import scaled_filters
-from aqa_tf.models.backbones.registry import register_backbone
+from aqa_tf.models.backbones.registry import Backbone, register_backbone
 
 # (conv name, bn name, filters, padding, dilation, pool after)
 _BODY = (("conv1", "bn1", 32, 1, 1, (1, 2, 2)),
@@ -36,7 +36,7 @@ BN_EPSILON, BN_MOMENTUM = 1e-5, 0.9
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
 @register_backbone("mscadc")
-class MSCADCBody(keras.Model):
+class MSCADCBody(Backbone):
     """The shared MSCADC body.
 
     Args:
@@ -68,17 +68,5 @@ class MSCADCBody(keras.Model):
                              "small (the feature map would be empty); the paper uses 16x180x180")
         features = layers.Dropout(dropout, name="dropout")(x)
         super().__init__(inputs=clips, outputs=features, **kwargs)
-        self.clip_length = clip_length
-        self.image_size = image_size
-        self.width_multiplier = width_multiplier
-        self.dropout_rate = dropout
-        self.feature_dim = int(features.shape[-1])
-
-    def get_config(self):
-        return {"clip_length": self.clip_length, "image_size": self.image_size,
-                "width_multiplier": self.width_multiplier, "dropout": self.dropout_rate,
-                "name": self.name, "trainable": self.trainable}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.record_config(features, clip_length=clip_length, image_size=image_size,
+                           width_multiplier=width_multiplier, dropout=dropout)

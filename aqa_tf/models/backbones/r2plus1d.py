@@ -21,7 +21,7 @@ import functools
 import keras
 from keras import layers
 
-from aqa_tf.models.backbones.registry import register_backbone
+from aqa_tf.models.backbones.registry import Backbone, register_backbone
 from aqa_tf.models.backbones.resnet3d import (STAGE_PLANES, batch_norm, conv3d,
                                               residual_stages, stem_max_pool)
 
@@ -64,7 +64,7 @@ def _bottleneck_block(x, in_planes, planes, stride, prefix, shortcut):
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
-class R2Plus1D(keras.Model):
+class R2Plus1D(Backbone):
     """R(2+1)D body, one clip in, pooled features out.
 
     Args:
@@ -113,28 +113,10 @@ class R2Plus1D(keras.Model):
         features = layers.GlobalAveragePooling3D(name="avgpool")(x)
         super().__init__(inputs=clips, outputs=features, **kwargs)
 
-        self.depth = depth
-        self.clip_length = clip_length
-        self.image_size = image_size
-        self.width_multiplier = width_multiplier
-        self.conv1_t_size = conv1_t_size
-        self.conv1_t_stride = conv1_t_stride
-        self.stem_channels = stem_channels
-        self.no_max_pool = no_max_pool
-        self.variant = variant
-        self.feature_dim = int(features.shape[-1])
-
-    def get_config(self):
-        return {"depth": self.depth, "clip_length": self.clip_length,
-                "image_size": self.image_size, "width_multiplier": self.width_multiplier,
-                "conv1_t_size": self.conv1_t_size, "conv1_t_stride": self.conv1_t_stride,
-                "stem_channels": self.stem_channels, "no_max_pool": self.no_max_pool,
-                "variant": self.variant,
-                "name": self.name, "trainable": self.trainable}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.record_config(features, depth=depth, clip_length=clip_length, image_size=image_size,
+                           width_multiplier=width_multiplier, conv1_t_size=conv1_t_size,
+                           conv1_t_stride=conv1_t_stride, stem_channels=stem_channels,
+                           no_max_pool=no_max_pool, variant=variant)
 
 
 def _register(depth):

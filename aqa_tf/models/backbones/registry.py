@@ -6,6 +6,8 @@ returning `[batch, feature_dim]`; `feature_dim` is a public attribute.
 
 from typing import Callable, Dict
 
+import keras
+
 _BACKBONES: Dict[str, Callable] = {}
 
 
@@ -36,3 +38,26 @@ def get_backbone_class(name: str):
 def build_backbone(backbone: str, **kwargs):
     """Builds the backbone registered as `backbone` with constructor arguments `kwargs`."""
     return get_backbone_class(backbone)(**kwargs)
+
+
+class Backbone(keras.Model):
+    """Base of the functional backbones: their configuration is their constructor arguments.
+
+    A subclass builds its graph, calls `super().__init__(inputs=..., outputs=..., **kwargs)`,
+    then `self.record_config(features, arg=value, ...)` with every constructor argument; each
+    becomes an attribute, `get_config` returns them (plus name and trainable) and `from_config`
+    rebuilds the backbone from them. `feature_dim` is the size of the last output axis.
+    """
+
+    def record_config(self, features, **arguments):
+        self._constructor_arguments = dict(arguments)
+        for key, value in arguments.items():
+            setattr(self, key, value)
+        self.feature_dim = int(features.shape[-1])
+
+    def get_config(self):
+        return {**self._constructor_arguments, "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -14,7 +14,7 @@ PyTorch's epsilon 1e-5 and momentum 0.1 (Keras momentum 0.9).
 import keras
 from keras import layers
 
-from aqa_tf.models.backbones.registry import register_backbone
+from aqa_tf.models.backbones.registry import Backbone, register_backbone
 
 # depth -> (block type, blocks per stage)
 RESNET3D_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
@@ -83,7 +83,7 @@ def _bottleneck_block(x, in_planes, planes, stride, prefix, shortcut):
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
-class ResNet3D(keras.Model):
+class ResNet3D(Backbone):
     """3D ResNet body, one clip in, pooled features out.
 
     Args:
@@ -115,24 +115,9 @@ class ResNet3D(keras.Model):
         features = layers.GlobalAveragePooling3D(name="avgpool")(x)
         super().__init__(inputs=clips, outputs=features, **kwargs)
 
-        self.depth = depth
-        self.clip_length = clip_length
-        self.image_size = image_size
-        self.width_multiplier = width_multiplier
-        self.conv1_t_size = conv1_t_size
-        self.conv1_t_stride = conv1_t_stride
-        self.no_max_pool = no_max_pool
-        self.feature_dim = int(features.shape[-1])
-
-    def get_config(self):
-        return {"depth": self.depth, "clip_length": self.clip_length,
-                "image_size": self.image_size, "width_multiplier": self.width_multiplier,
-                "conv1_t_size": self.conv1_t_size, "conv1_t_stride": self.conv1_t_stride,
-                "no_max_pool": self.no_max_pool, "name": self.name, "trainable": self.trainable}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.record_config(features, depth=depth, clip_length=clip_length, image_size=image_size,
+                           width_multiplier=width_multiplier, conv1_t_size=conv1_t_size,
+                           conv1_t_stride=conv1_t_stride, no_max_pool=no_max_pool)
 
 
 def _register(depth):

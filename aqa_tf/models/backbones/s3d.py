@@ -22,7 +22,7 @@ Input frames are expected in [-1, 1] (`--normalization=symmetric`, as the source
 import keras
 from keras import layers
 
-from aqa_tf.models.backbones.registry import register_backbone
+from aqa_tf.models.backbones.registry import Backbone, register_backbone
 
 BN_EPSILON, BN_MOMENTUM = 1e-3, 0.999
 # Mixed blocks: base index -> (branch0, (branch1 reduce, out), (branch2 reduce, out), branch3).
@@ -85,7 +85,7 @@ def mixed(x, spec, name, scale):
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
 @register_backbone("s3d")
-class S3D(keras.Model):
+class S3D(Backbone):
     """S3D body, one clip in, 1024 pooled features out (at width 1.0).
 
     Args:
@@ -112,16 +112,5 @@ class S3D(keras.Model):
                                     name="avgpool")(x)
         features = layers.GlobalAveragePooling3D(name="time_average")(x)
         super().__init__(inputs=clips, outputs=features, **kwargs)
-        self.clip_length = clip_length
-        self.image_size = image_size
-        self.width_multiplier = width_multiplier
-        self.feature_dim = int(features.shape[-1])
-
-    def get_config(self):
-        return {"clip_length": self.clip_length, "image_size": self.image_size,
-                "width_multiplier": self.width_multiplier, "name": self.name,
-                "trainable": self.trainable}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.record_config(features, clip_length=clip_length, image_size=image_size,
+                           width_multiplier=width_multiplier)
