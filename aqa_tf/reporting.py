@@ -21,7 +21,8 @@ def format_report(result: Dict) -> str:
     for name, rate in result.get("majority_rates", {}).items():
         acc = m.get(f"accuracy/{name}", float("nan"))
         lines.append(f"  {'accuracy ' + name:<28}{acc:>10.4f}   (majority class {rate:.4f})")
-    for name in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider"):
+    from aqa_tf.caption_metrics import METRIC_NAMES
+    for name in METRIC_NAMES:
         key = f"caption/{name}"
         if key in m:
             value = m[key]

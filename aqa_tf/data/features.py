@@ -78,6 +78,8 @@ CLASS_LABEL_TO_OUTPUT = {
 OUTPUT_TO_CLASS_LABEL = {v: k for k, v in CLASS_LABEL_TO_OUTPUT.items()}
 SCORE_OUTPUT = "score"
 CAPTION_OUTPUT = "caption"
+# Model input of captioning models: the words read under teacher forcing (`<sos> w1 .. wn`).
+CAPTION_TOKENS = "caption_tokens"
 CLASS_OUTPUTS = tuple(CLASS_LABEL_TO_OUTPUT.values())
 
 # MTL-AQA class counts (paper 001, Table 2; label ranges of the annotation release).

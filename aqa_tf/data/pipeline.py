@@ -18,7 +18,6 @@ from aqa_tf.data import captions
 from aqa_tf.data import features
 
 _HASH_BUCKETS = 1_000_000
-CAPTION_TOKENS = "caption_tokens"  # model input of captioning models (teacher forcing)
 
 
 def clip_indices(config: DataConfig) -> tf.Tensor:
@@ -143,7 +142,7 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
     if include_caption:
         # Teacher forcing: the model reads `<sos> w1 .. wn` and predicts `w1 .. wn <eos>`.
         tokens = cut_and_pad_caption(record[features.CAPTION], config.max_caption_words)
-        inputs[CAPTION_TOKENS] = tf.maximum(tokens[:-1], 0)
+        inputs[features.CAPTION_TOKENS] = tf.maximum(tokens[:-1], 0)
         targets[features.CAPTION_OUTPUT] = tokens[1:]
     return inputs, targets
 

@@ -4,6 +4,7 @@ import keras
 from keras import layers
 
 from aqa_tf.config import DataConfig, ModelConfig
+from aqa_tf.data import features
 from aqa_tf.models import heads
 from aqa_tf.models.captioning import S2VTCaptioner
 from aqa_tf.models import mscadc_heads
@@ -12,7 +13,7 @@ from aqa_tf.models.layers.aggregation import aggregate, build_aggregation
 
 BACKBONE_LAYER = "clip_encoder"
 CAPTIONER_LAYER = "captioner"
-CAPTION_TOKENS = "caption_tokens"
+CAPTION_TOKENS = features.CAPTION_TOKENS
 
 
 def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras.Model:
@@ -88,9 +89,10 @@ def _build_dense_head_model(model_config: ModelConfig, data_config: DataConfig, 
         outputs.update(mscadc_heads.dive_classifier(feature_map, model_config.class_counts))
     if "caption" in model_config.heads:
         # The caption head's context net gives one 1200-d feature: a one-step video sequence.
-        features = mscadc_heads.caption_features(feature_map)
-        features = layers.Reshape((1, int(features.shape[-1])), name="cap_sequence")(features)
-        _add_caption_head(model_config, data_config, inputs, outputs, features)
+        caption_map = mscadc_heads.caption_features(feature_map)
+        caption_input = layers.Reshape((1, int(caption_map.shape[-1])),
+                                       name="cap_sequence")(caption_map)
+        _add_caption_head(model_config, data_config, inputs, outputs, caption_input)
     name = f"{model_config.backbone}_" + ("mtl" if len(model_config.heads) > 1 else "stl")
     return keras.Model(inputs=inputs, outputs=outputs, name=name)
 
@@ -134,12 +136,11 @@ class CaptionGenerator:
     def __init__(self, model: keras.Model, max_words: int, method: str = "greedy",
                  beam_size: int = 3):
         captioner = model.get_layer(CAPTIONER_LAYER)
-        features = captioner.input[0]
-        self.features = keras.Model({"video": model.input["video"]}, features,
+        self.features = keras.Model({"video": model.input["video"]}, captioner.input[0],
                                     name="caption_features")
         self.captioner = captioner
         self.max_words, self.method, self.beam_size = max_words, method, beam_size
 
     def __call__(self, video):
-        features = self.features({"video": video}, training=False)
-        return self.captioner.generate(features, self.max_words, self.method, self.beam_size)
+        clip_features = self.features({"video": video}, training=False)
+        return self.captioner.generate(clip_features, self.max_words, self.method, self.beam_size)
