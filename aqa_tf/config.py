@@ -1,29 +1,90 @@
-"""Frozen configuration objects. Entry modules build them from flags (`flag_defs.py`);
-library code receives them and never reads global flags."""
+"""Frozen configuration objects, and the one place where every option is defined.
+
+Each field of a config dataclass that users may set is an `option(...)`: its default, help text
+and choices sit next to the field, and `aqa_tf.flag_defs` derives the command-line flags and the
+`*_from_flags` constructors from these fields. Choices are fixed tuples or registries
+(`aqa_tf.registry`), so `--helpfull` lists every backbone, aggregation, normalisation, ... by
+name. Entry modules build configs from flags; library code receives them and never reads flags.
+"""
 
 import dataclasses
-import json
-from typing import Dict, Optional, Tuple
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from aqa_tf.data import features
+from aqa_tf import registry
+from aqa_tf import tasks
 
-# Normalisation constants (mean, std) applied to frames scaled to [0, 1].
-NORMALIZATIONS = {
-    # The MTL-AQA authors' C3D pipeline: ImageNet statistics on [0, 1] RGB frames.
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    # Kinetics statistics (3D-ResNets-PyTorch, on [0, 1] frames).
-    "kinetics": ((0.4345, 0.4051, 0.3775), (0.2768, 0.2713, 0.2737)),
-    # torchvision video models and the IG-65M R(2+1)D checkpoints (on [0, 1] frames).
-    "torchvision_video": ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),
-    # Map [0, 1] to [-1, 1] (S3D / Inception style).
-    "symmetric": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
-TEMPORAL_SAMPLINGS = ("jitter", "random_end_last_k")
+
+class ConfigError(ValueError):
+    """A configuration value (from a flag, a flagfile or code) is invalid; the message names it."""
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
+class Option:
+    """What a config field needs to become a command-line option.
+
+    Attributes:
+      help: the flag's help text.
+      choices: the allowed values (for a tuple field: of its elements), a fixed sequence or a
+        registry whose names are the choices.
+      to_flag: field value -> flag default, where the flag holds another form (e.g. a list).
+      from_flag: flag value -> field value, the inverse.
+    """
+
+    help: str
+    choices: Union[None, Sequence[str], registry.Registry] = None
+    to_flag: Optional[Callable[[Any], Any]] = None
+    from_flag: Optional[Callable[[Any], Any]] = None
+
+    def choice_names(self) -> Optional[List[str]]:
+        if self.choices is None:
+            return None
+        if isinstance(self.choices, registry.Registry):
+            return self.choices.names()
+        return list(self.choices)
+
+
+def option(default: Any, help: str, *, choices=None, to_flag=None, from_flag=None):
+    """A dataclass field that is also a command-line option (see `Option`)."""
+    return dataclasses.field(default=default, metadata={
+        "option": Option(help, choices, to_flag, from_flag)})
+
+
+def options_of(cls) -> List[Tuple[dataclasses.Field, Option]]:
+    """The fields of a config class that are options, in declaration order."""
+    return [(f, f.metadata["option"]) for f in dataclasses.fields(cls) if "option" in f.metadata]
+
+
+class Config:
+    """Base of the config dataclasses: `validate()` checks every option's choices, then the
+    class's own cross-field rules (`check()`), and returns the config."""
+
+    def validate(self):
+        for field, spec in options_of(type(self)):
+            allowed = spec.choice_names()
+            if allowed is None:
+                continue
+            value = getattr(self, field.name)
+            if isinstance(value, tuple):
+                unknown = [v for v in value if v not in allowed]
+                if unknown:
+                    raise ConfigError(f"{field.name}={value!r}: unknown value(s) {unknown}; "
+                                      f"expected a subset of {tuple(allowed)}")
+            elif value not in allowed:
+                raise ConfigError(f"{field.name}={value!r}; expected one of {allowed}")
+        self.check()
+        return self
+
+    def check(self):
+        """Rules that involve several fields (subclasses override)."""
+
+
+def _seed():
+    return option(0, "Seed of weights init, shuffling and augmentation.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(Config):
     """Where the records are and how videos become model inputs.
 
     Clip geometry (as the MTL-AQA reference cuts a dive): a window of `sample_length` frames
@@ -38,29 +99,50 @@ class DataConfig:
     authors' loader takes `np.arange(start, end, 6.5)` over a 103-frame window.
     """
 
-    data_dir: str = ""
-    train_split: str = "train"
-    test_split: str = "test"
-    val_fraction: float = 0.1
-    val_seed: int = 0
-    sample_length: int = 103
-    num_frames: int = 96
-    clip_length: int = 16
-    clip_stride: int = 16
-    frame_step: float = 1.0
-    temporal_sampling: str = "jitter"
-    temporal_jitter: int = 3
-    random_end_k: int = 10
-    resize_height: int = 0  # 0: keep the stored size.
-    resize_width: int = 0
-    crop_size: int = 112
-    random_flip: bool = True
-    normalization: str = "imagenet"
-    batch_size: int = 3
-    shuffle_buffer: int = 64
-    max_caption_words: int = 100
-    vocab_file: str = ""  # "": <data_dir>/vocab.json
-    seed: int = 0
+    data_dir: str = option("", "Folder holding the <split>-*-of-*.tfrecord shards.")
+    train_split: str = option("train", "Shard prefix of the training split.")
+    test_split: str = option("test", "Shard prefix of the held-out test split.")
+    val_fraction: float = option(
+        0.1, "Fraction of the training split carved out (by a seeded hash of the sample key) "
+        "as validation split; the best checkpoint is chosen on it, never on the test split. "
+        "0: no validation, the last epoch is kept.")
+    val_seed: int = option(0, "Seed of the validation carve-out.")
+    sample_length: int = option(
+        103, "Frames loaded per sample, ending at the annotated end frame (MTL-AQA reference: "
+        "103). 0: the frames that --num_frames spans.")
+    num_frames: int = option(96, "Frames of the loaded window (from its start) that are cut "
+                             "into clips.")
+    clip_length: int = option(16, "Frames per clip.")
+    clip_stride: int = option(16, "Frames between the starts of two clips.")
+    frame_step: float = option(
+        1.0, "Temporal subsampling of the window: frame i of the clips is window frame "
+        "floor(i * frame_step). MSCADC (paper 001): 16 frames at 6.5 over a 103-frame window, "
+        "as the authors' loader. 1: consecutive frames.")
+    temporal_sampling: str = option(
+        "jitter", "Training-time temporal augmentation: 'jitter' moves the window end uniformly "
+        "in [-temporal_jitter, +temporal_jitter] (MTL-AQA reference); 'random_end_last_k' picks "
+        "the end among the last random_end_k frames (paper 002).",
+        choices=("jitter", "random_end_last_k"))
+    temporal_jitter: int = option(3, "Window-end jitter, frames.")
+    random_end_k: int = option(10, "k of 'random_end_last_k'.")
+    resize_height: int = option(0, "Resize frames to this height before cropping (0: keep the "
+                                "stored size).")
+    resize_width: int = option(0, "Resize frames to this width before cropping (0: keep the "
+                               "stored size).")
+    crop_size: int = option(112, "Side of the square center crop (C3D: 112).")
+    random_flip: bool = option(True, "Random horizontal flip during training (one decision per "
+                               "sample).")
+    normalization: str = option(
+        "imagenet", "Per-channel mean/std applied to [0, 1] frames. 'imagenet' is what the "
+        "MTL-AQA authors' C3D pipeline uses.", choices=registry.NORMALIZATIONS)
+    batch_size: int = option(3, "Global batch size (paper 001: 3).")
+    shuffle_buffer: int = option(64, "Records in the shuffle buffer.")
+    max_caption_words: int = option(
+        100, "Captions are cut to this many words (MTL-AQA reference: 100), still ending with "
+        "<eos>; generation writes at most this many.")
+    vocab_file: str = option("", "Caption vocabulary (MTL-AQA vocab.json format). Empty: "
+                             "<data_dir>/vocab.json, which the converters write.")
+    seed: int = _seed()
 
     @property
     def vocab_path(self) -> str:
@@ -79,151 +161,221 @@ class DataConfig:
     def num_clips(self) -> int:
         return (self.num_frames - self.clip_length) // self.clip_stride + 1
 
-    def validate(self):
-        if self.num_frames < self.clip_length:
-            raise ValueError(f"num_frames={self.num_frames} < clip_length={self.clip_length}")
-        if self.frame_step < 1.0:
-            raise ValueError(f"frame_step={self.frame_step} must be >= 1")
-        if self.window_length < self.frames_spanned:
-            raise ValueError(f"sample_length={self.sample_length} is shorter than the "
-                             f"{self.frames_spanned} frames that num_frames={self.num_frames} "
-                             f"at frame_step={self.frame_step} span")
+    def check(self):
         if self.clip_stride <= 0 or self.clip_length <= 0:
-            raise ValueError(f"clip_length={self.clip_length} and clip_stride={self.clip_stride} "
-                             "must be positive")
+            raise ConfigError(f"clip_length={self.clip_length} and clip_stride="
+                              f"{self.clip_stride} must be positive")
+        if self.num_frames < self.clip_length:
+            raise ConfigError(f"num_frames={self.num_frames} < clip_length={self.clip_length}")
+        if self.frame_step < 1.0:
+            raise ConfigError(f"frame_step={self.frame_step} must be >= 1")
+        if self.window_length < self.frames_spanned:
+            raise ConfigError(f"sample_length={self.sample_length} is shorter than the "
+                              f"{self.frames_spanned} frames that num_frames={self.num_frames} "
+                              f"at frame_step={self.frame_step} span")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction={self.val_fraction} must be in [0, 1)")
-        if self.temporal_sampling not in TEMPORAL_SAMPLINGS:
-            raise ValueError(f"temporal_sampling={self.temporal_sampling!r}; "
-                             f"expected one of {TEMPORAL_SAMPLINGS}")
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization={self.normalization!r}; "
-                             f"expected one of {sorted(NORMALIZATIONS)}")
+            raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
         if self.batch_size <= 0:
-            raise ValueError(f"batch_size={self.batch_size} must be positive")
+            raise ConfigError(f"batch_size={self.batch_size} must be positive")
         if self.temporal_jitter < 0 or self.random_end_k < 1:
-            raise ValueError(f"temporal_jitter={self.temporal_jitter} must be >= 0 and "
-                             f"random_end_k={self.random_end_k} >= 1")
-        return self
+            raise ConfigError(f"temporal_jitter={self.temporal_jitter} must be >= 0 and "
+                              f"random_end_k={self.random_end_k} >= 1")
 
 
-AGGREGATIONS = ("average", "weight_decider", "lstm_encoder", "lstm")
+def _class_counts_to_flag(counts: Tuple[Tuple[str, int], ...]) -> List[str]:
+    return [f"{name}={count}" for name, count in counts]
+
+
+def _class_counts_from_flag(entries: Sequence[str]) -> Tuple[Tuple[str, int], ...]:
+    counts = []
+    for entry in entries:
+        name, sep, count = entry.partition("=")
+        if not sep or not count.strip().isdigit():
+            raise ConfigError(f"num_classes entry {entry!r}: expected name=count")
+        counts.append((name.strip(), int(count)))
+    return tuple(counts)
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Config):
     """What model to build (`aqa_tf.models.aqa_model.build_aqa_model`)."""
 
-    backbone: str = "c3d"
-    width_multiplier: float = 1.0
-    backbone_batch_norm: bool = False
-    backbone_fc6: int = 0  # C3D: include fc6 (4096) in the backbone (paper 003's C3D-LSTM).
-    lstm_units: int = 256  # `lstm` / `lstm_encoder` aggregations.
-    aggregation: str = "average"
-    heads: Tuple[str, ...] = ("score", "dive")
-    projection_units: Tuple[int, ...] = ()  # Paper 002: per-clip FC 256-128 (or 512-256-128).
-    fc_units: int = 4096  # 0: no fc6 (paper 002 regresses from the aggregated feature).
-    dropout: float = 0.5
-    num_classes: Tuple[Tuple[str, int], ...] = tuple(features.MTL_AQA_NUM_CLASSES.items())
-    score_std: float = 17.0  # MTL-AQA: scores are divided by 17 for training.
-    multiply_difficulty: bool = False  # Paper 002: score = difficulty x predicted execution.
+    backbone: str = option("c3d", "Clip backbone.", choices=registry.BACKBONES)
+    width_multiplier: float = option(1.0, "Scales the backbone's filters (1.0: the paper's "
+                                     "network).")
+    backbone_batch_norm: bool = option(
+        False, "C3D: BatchNorm after each convolution (not in the paper's C3D, which starts from "
+        "Sports-1M weights; needed to train it from scratch).")
+    backbone_fc6: int = option(
+        0, "C3D: end the backbone with fc6 of this width (4096: Sports-1M fc6, imported with the "
+        "convolutions; paper 003's C3D-LSTM); 0: pool5 features.")
+    lstm_units: int = option(256, "Units of the LSTM aggregations (256).")
+    aggregation: str = option(
+        "average", "Clip aggregation: 'average' (C3D-AVG, paper 001), 'weight_decider' (paper "
+        "002, eq. 1-3), 'lstm_encoder' (paper 000, section 4.3: the last hidden state of an LSTM "
+        "over the clips) or 'lstm' (paper 003's C3D-LSTM: the same over per-clip fc6 features, "
+        "LSTM weights drawn from N(0, 0.1)).", choices=registry.AGGREGATIONS)
+    heads: Tuple[str, ...] = option(
+        ("score", "dive"), "Task heads: 'score' (STL) plus 'dive' (sub-action classification) "
+        "and/or 'caption' (commentary generation, S2VT): MTL.", choices=tasks.HEADS)
+    projection_units: Tuple[int, ...] = option(
+        (), "Paper 002's feature projection: per-clip fully connected layers (ReLU) between the "
+        "backbone and the aggregation, e.g. 256,128 (ResNet-34) or 512,256,128 (ResNet-50/101). "
+        "Empty: none.")
+    fc_units: int = option(4096, "Units of fc6 after the aggregation (paper 001: 4096; 0: no "
+                           "fc6, the heads read the aggregated feature, as paper 002).")
+    dropout: float = option(0.5, "Dropout after fc6 (authors' code: 0.5).")
+    num_classes: Tuple[Tuple[str, int], ...] = option(
+        tuple(tasks.MTL_AQA_NUM_CLASSES.items()),
+        f"Classes per sub-action head, as name=count (names: {', '.join(tasks.CLASS_OUTPUTS)}).",
+        to_flag=_class_counts_to_flag, from_flag=_class_counts_from_flag)
+    score_std: float = option(17.0, "Scores are divided by this for the loss (MTL-AQA: 17).")
+    multiply_difficulty: bool = option(
+        False, "Paper 002: the regressor predicts execution and the score is difficulty (from "
+        "the record) x prediction.")
     # Caption head (S2VT, paper 001; variants of paper 000).
-    vocab_size: int = 0  # words of vocab.json (MTL-AQA: 5781); needed by the caption head.
-    caption_cell: str = "gru"
-    caption_layers: int = 2
-    caption_hidden: int = 512
-    caption_embedding: int = 512
-    caption_dropout: float = 0.5  # authors' settings (the paper's text: 0.2).
-    caption_attention: bool = False
+    caption_cell: str = option("gru", "Caption RNN cells: gru (MTL-AQA authors) or lstm "
+                               "(paper 000).", choices=("gru", "lstm"))
+    caption_layers: int = option(2, "Stacked cells in the caption encoder and decoder (authors: "
+                                 "2; paper 000 also 8).")
+    caption_hidden: int = option(512, "Caption RNN width (512).")
+    caption_embedding: int = option(512, "Word embedding width (512).")
+    caption_dropout: float = option(
+        0.5, "Dropout between stacked caption cells (authors' settings 0.5; the paper's text "
+        "says 0.2).")
+    caption_attention: bool = option(
+        False, "Additive attention over the clip features feeding the caption decoder (paper "
+        "000).")
+    # Not an option: the number of words of the vocabulary file (MTL-AQA: 5781).
+    vocab_size: int = 0
 
     @property
     def class_counts(self) -> Dict[str, int]:
         return dict(self.num_classes)
 
-    def validate(self):
-        unknown = set(self.heads) - {"score", "dive", "caption"}
-        if unknown:
-            raise ValueError(f"heads={self.heads}: unknown head(s) {sorted(unknown)}; "
-                             "expected a subset of ('score', 'dive', 'caption')")
+    def check(self):
         if "score" not in self.heads:
-            raise ValueError(f"heads={self.heads}: the score head is required")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation={self.aggregation!r}; expected one of {AGGREGATIONS}")
+            raise ConfigError(f"heads={self.heads}: the score head is required")
         if self.width_multiplier <= 0:
-            raise ValueError(f"width_multiplier={self.width_multiplier} must be positive")
+            raise ConfigError(f"width_multiplier={self.width_multiplier} must be positive")
         if self.fc_units < 0 or any(u <= 0 for u in self.projection_units):
-            raise ValueError(f"fc_units={self.fc_units}, projection_units="
-                             f"{self.projection_units}: widths must be positive (fc_units 0: "
-                             "no fc6)")
+            raise ConfigError(f"fc_units={self.fc_units}, projection_units="
+                              f"{self.projection_units}: widths must be positive (fc_units 0: "
+                              "no fc6)")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
         if "caption" in self.heads:
             if self.vocab_size < 3:
-                raise ValueError(f"the caption head needs the vocabulary: vocab_size="
-                                 f"{self.vocab_size} (read from vocab.json, see --vocab_file)")
-            if self.caption_cell not in ("gru", "lstm") or self.caption_layers < 1:
-                raise ValueError(f"caption_cell={self.caption_cell!r} (gru or lstm), "
-                                 f"caption_layers={self.caption_layers} (>= 1)")
+                raise ConfigError(f"the caption head needs the vocabulary: vocab_size="
+                                  f"{self.vocab_size} (read from vocab.json, see --vocab_file)")
+            if self.caption_layers < 1:
+                raise ConfigError(f"caption_layers={self.caption_layers} must be >= 1")
             if not 0.0 <= self.caption_dropout < 1.0:
-                raise ValueError(f"caption_dropout={self.caption_dropout} must be in [0, 1)")
+                raise ConfigError(f"caption_dropout={self.caption_dropout} must be in [0, 1)")
         if self.score_std <= 0:
-            raise ValueError(f"score_std={self.score_std} must be positive")
+            raise ConfigError(f"score_std={self.score_std} must be positive")
         for name, count in self.num_classes:
-            if name not in features.CLASS_OUTPUTS or count < 2:
-                raise ValueError(f"num_classes entry {name}={count}: expected one of "
-                                 f"{features.CLASS_OUTPUTS} with at least 2 classes")
-        return self
+            if name not in tasks.CLASS_OUTPUTS or count < 2:
+                raise ConfigError(f"num_classes entry {name}={count}: expected one of "
+                                  f"{tasks.CLASS_OUTPUTS} with at least 2 classes")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How to train."""
+class TrainConfig(Config):
+    """How to train: optimisation, the fit loop, checkpoints, devices and precision."""
 
-    model_dir: str = ""
-    epochs: int = 100
-    learning_rate: float = 1e-4
-    backbone_learning_rate: Optional[float] = None  # None: same as learning_rate.
-    lr_schedule: str = "constant"  # paper 001: constant; "cosine": decay to 0 over the run.
-    score_loss_weight: float = 1.0   # alpha
-    class_loss_weight: float = 1.0   # beta
-    caption_loss_weight: float = 0.01  # gamma
-    caption_decoding: str = "greedy"  # how evaluation writes captions: greedy or beam
-    caption_beam_size: int = 3
-    distribution: str = "default"
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    export_dtype: str = "float32"  # "float32" or "training" (the training dtype policy).
-    init_weights: str = ""  # Keras weights of the backbone (python -m aqa_tf.weights.convert).
-    freeze_backbone: bool = False  # Paper 003 (C3D-LSTM) keeps the pretrained C3D fixed.
-    seed: int = 0
-    select_on: str = "spearman"  # Best-checkpoint criterion on the validation split.
-    test_every_epoch: bool = True  # Report test metrics each epoch (never used to choose).
-    steps_per_epoch: int = 0  # 0: one pass over the training split.
-    backup_every_steps: int = 0  # 0: only at epoch ends.
+    model_dir: str = option("", "Run folder: checkpoints, metrics, TensorBoard logs, effective "
+                            "flags. Re-running with the same folder resumes.")
+    epochs: int = option(100, "Training epochs (paper 001: 100).")
+    learning_rate: float = option(1e-4, "Adam learning rate (paper 001: 1e-4).")
+    backbone_learning_rate: Optional[float] = option(
+        None, "Separate Adam learning rate of the (pretrained) backbone, as paper 002; unset: "
+        "--learning_rate.")
+    lr_schedule: str = option(
+        "constant", "Learning-rate schedule: constant (paper 001) or cosine decay to zero over "
+        "all training steps (both rates follow it).", choices=("constant", "cosine"))
+    score_loss_weight: float = option(1.0, "alpha of paper 001, eq. 4.")
+    class_loss_weight: float = option(1.0, "beta of paper 001, eq. 4.")
+    caption_loss_weight: float = option(0.01, "gamma of paper 001, eq. 4.")
+    distribution: str = option("default", "tf.distribute strategy.",
+                               choices=registry.DISTRIBUTIONS)
+    cpu_replicas: int = option(
+        0, "Split the CPU into this many logical devices (to run MirroredStrategy on a machine "
+        "without accelerators, e.g. in tests). 0: do not split.")
+    mixed_precision: str = option("none", "Keras dtype policy.",
+                                  choices=("none", "mixed_bfloat16", "mixed_float16"))
+    jit_compile: bool = option(False, "Compile train/predict steps with XLA.")
+    init_weights: str = option(
+        "", "Weights to start from, read as --init_weights_source says (e.g. a .weights.h5 "
+        "written by `python -m aqa_tf.weights.convert`: Sports-1M C3D, Kinetics ResNets). "
+        "Empty: random initialisation.")
+    init_weights_source: str = option(
+        "keras_backbone", "What --init_weights is: keras_backbone / keras_model (a .weights.h5 "
+        "of the backbone / of the whole model), or a published PyTorch checkpoint converted on "
+        "the fly (the sources of `python -m aqa_tf.weights.convert`; needs torch).",
+        choices=registry.CHECKPOINT_SOURCES)
+    freeze_backbone: bool = option(
+        False, "Do not train the backbone (paper 003 trains only the LSTM and regressor on top "
+        "of a pretrained C3D).")
+    seed: int = _seed()
+    select_on: str = option(
+        "spearman", "Criterion of the best checkpoint, on the validation split: Spearman rho "
+        "(the papers') or rho + mean sub-action accuracy (multitask models).",
+        choices=registry.SELECTION_RULES)
+    test_every_epoch: bool = option(
+        True, "Also evaluate the test split after every epoch (reported in "
+        "metrics/epoch_NNN.json, never used to choose the checkpoint). Off: only the validation "
+        "split each epoch, the test split at the end.")
+    steps_per_epoch: int = option(0, "Training steps per epoch (0: one pass over the training "
+                                  "split).")
+    backup_every_steps: int = option(0, "Also save the resumable state every N steps (0: at "
+                                     "epoch ends only).")
+    evaluate_before_training: bool = option(
+        True, "Evaluate the untrained model on the test split first (a baseline written as "
+        "metrics/epoch_000.json).")
+    verbose: int = option(1, "Keras fit verbosity: 1 progress bar, 2 a line per epoch.")
+    synthesize_if_missing: bool = option(
+        False, "Generate the synthetic diving dataset (--synthetic_* options) into --data_dir if "
+        "it is absent (quickstart).")
 
-    def validate(self):
+    def check(self):
         if self.epochs <= 0:
-            raise ValueError(f"epochs={self.epochs} must be positive")
+            raise ConfigError(f"epochs={self.epochs} must be positive")
         if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be positive")
-        if self.export_dtype not in ("float32", "training"):
-            raise ValueError(f"export_dtype={self.export_dtype!r}; expected float32 or training")
-        if self.select_on not in ("spearman", "spearman_accuracy"):
-            raise ValueError(f"select_on={self.select_on!r}; expected spearman or "
-                             "spearman_accuracy")
-        if self.caption_decoding not in ("greedy", "beam") or self.caption_beam_size < 1:
-            raise ValueError(f"caption_decoding={self.caption_decoding!r} (greedy or beam), "
-                             f"caption_beam_size={self.caption_beam_size} (>= 1)")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule={self.lr_schedule!r}; expected constant or cosine")
-        if self.distribution not in ("default", "mirrored", "multi_worker"):
-            raise ValueError(f"distribution={self.distribution!r}; expected default, mirrored "
-                             "or multi_worker")
-        if self.mixed_precision not in ("none", "mixed_bfloat16", "mixed_float16"):
-            raise ValueError(f"mixed_precision={self.mixed_precision!r}; expected none, "
-                             "mixed_bfloat16 or mixed_float16")
-        return self
+            raise ConfigError(f"learning_rate={self.learning_rate} must be positive")
+        if self.backbone_learning_rate is not None and self.backbone_learning_rate < 0:
+            raise ConfigError(f"backbone_learning_rate={self.backbone_learning_rate} must be "
+                              ">= 0")
 
 
-def to_json(*configs) -> str:
-    return json.dumps({type(c).__name__: dataclasses.asdict(c) for c in configs}, indent=2)
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(Config):
+    """How evaluation and the exported model make their predictions."""
+
+    caption_decoding: str = option("greedy", "How evaluation and inference write captions "
+                                   "(keras-hub samplers).", choices=("greedy", "beam"))
+    caption_beam_size: int = option(3, "Beams of --caption_decoding=beam.")
+
+    def check(self):
+        if self.caption_beam_size < 1:
+            raise ConfigError(f"caption_beam_size={self.caption_beam_size} must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig(Config):
+    """Where and how a trained model is exported (TF Serving layout)."""
+
+    export_dir: str = option("saved_models", "SavedModels go to <export_dir>/<experiment_name>/"
+                             "<export_version>/.")
+    export_version: int = option(1, "Version folder of the export (TF Serving layout).")
+    experiment_name: str = option("", "Name of the export (default: the run folder's name).")
+    export_dtype: str = option(
+        "float32", "Compute dtype of the exported SavedModel: float32 (default; scores as the "
+        "float32 model gives them) or the training policy (e.g. bfloat16).",
+        choices=("float32", "training"))
+
+    def export_path(self, model_dir: str) -> str:
+        """`<export_dir>/<experiment_name or the run folder's name>/<export_version>`."""
+        name = self.experiment_name or os.path.basename(os.path.normpath(model_dir))
+        return os.path.join(self.export_dir, name, str(self.export_version))
+

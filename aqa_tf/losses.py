@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from aqa_tf.data import features
+from aqa_tf import tasks
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
@@ -83,11 +83,11 @@ def build_losses(output_names, score_std: float, score_weight: float, class_weig
     """
     losses, weights = {}, {}
     for name in output_names:
-        if name == features.SCORE_OUTPUT:
+        if name == tasks.SCORE_OUTPUT:
             losses[name], weights[name] = ScoreLoss(score_std), score_weight
-        elif name in features.CLASS_OUTPUTS:
+        elif name in tasks.CLASS_OUTPUTS:
             losses[name], weights[name] = MaskedSparseCategoricalCrossentropy(), class_weight
-        elif name == features.CAPTION_OUTPUT:
+        elif name == tasks.CAPTION_OUTPUT:
             losses[name], weights[name] = CaptionLoss(), caption_weight
         else:
             raise ValueError(f"no loss is defined for output {name!r}")

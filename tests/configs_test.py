@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, synthetic_records
 
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO_ROOT, "configs", "*.cfg"))
                  if not os.path.basename(p).startswith("base_"))
@@ -22,11 +22,8 @@ CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO_ROOT, 
 
 @pytest.fixture(scope="module")
 def long_videos(tmp_path_factory):
-    from tfrecords_tools import synthesize
-    out = tmp_path_factory.mktemp("long_videos")
-    synthesize.write_tfrecords(str(out), num_train=4, num_test=2, num_frames=110, height=40,
-                               width=54, seed=5)
-    return str(out)
+    return synthetic_records(tmp_path_factory.mktemp("long_videos"), num_train=4, num_test=2,
+                             num_frames=110, height=40, width=54, seed=5)
 
 
 def test_every_paper_row_has_a_config():
@@ -51,7 +48,7 @@ def test_every_paper_row_has_a_config():
 def test_config_trains_one_step(config, long_videos, tmp_path):
     import keras
     from absl import flags
-    from aqa_tf import flag_defs, training
+    from aqa_tf import flag_defs, train_lib
 
     flag_defs.define_flags()
     FLAGS = flags.FLAGS
@@ -70,7 +67,7 @@ def test_config_trains_one_step(config, long_videos, tmp_path):
     train_config = flag_defs.train_config_from_flags()
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(0)
-    run = training.TrainingRun(data_config, model_config, train_config)
+    run = train_lib.TrainingRun(data_config, model_config, train_config)
     # One optimizer step, run eagerly: tracing a deep 3D ResNet's train step as a graph takes
     # about a minute on this CPU, and the graph path is covered by tests/train_test.py.
     run.model.run_eagerly = True

@@ -1,4 +1,5 @@
-"""Test-wide settings: quiet TensorFlow logs, run from the repository root."""
+"""Test-wide settings: quiet TensorFlow logs, run from the repository root, and where the real
+MTL-AQA annotation files are."""
 
 import os
 import sys
@@ -7,3 +8,49 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
+
+# The real MTL-AQA annotation files (final_annotations_dict.pkl, final_captions_dict.pkl,
+# train/test_split_0.pkl, vocab.json). Default: the layout of this project's machines, where the
+# repository sits beside `shared/`.
+MTL_AQA_ANNOTATIONS_ENV = "MTL_AQA_ANNOTATIONS"
+DEFAULT_MTL_AQA_ANNOTATIONS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "datasets",
+                                           "mtl_aqa")
+
+
+def mtl_aqa_annotations() -> str:
+    """The folder of the real MTL-AQA annotation files.
+
+    Outside CI a test that needs them is skipped when they are absent, saying how to point at
+    them; under CI (`CI=true`) it fails instead, so that CI never passes without running it.
+    """
+    import pytest
+    path = os.environ.get(MTL_AQA_ANNOTATIONS_ENV, DEFAULT_MTL_AQA_ANNOTATIONS)
+    if os.path.exists(os.path.join(path, "final_annotations_dict.pkl")):
+        return path
+    message = (f"the real MTL-AQA annotation files are not in {path}: set "
+               f"{MTL_AQA_ANNOTATIONS_ENV}=/path/to/MTL-AQA_split_0_data (the folder holding "
+               "final_annotations_dict.pkl, final_captions_dict.pkl, train_split_0.pkl, "
+               "test_split_0.pkl and vocab.json)")
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " [CI=true: this test must run in CI]")
+    pytest.skip(message)
+
+
+def synthetic_records(folder, num_workers: int = 0, **fields) -> str:
+    """Writes the synthetic dataset `SyntheticDataConfig(**fields)` into `folder`; returns it."""
+    from aqa_tf.data import synthetic
+    synthetic.write_tfrecords(str(folder), synthetic.SyntheticDataConfig(**fields),
+                              num_workers=num_workers)
+    return str(folder)
+
+
+def truncated_copy(records_dir: str, destination: str, shard: str, keep: float) -> str:
+    """A copy of `records_dir` whose file `shard` keeps only its first `keep` fraction."""
+    import shutil
+    shutil.copytree(records_dir, destination)
+    path = os.path.join(destination, shard)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: int(len(data) * keep)])
+    return destination

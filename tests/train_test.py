@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, synthetic_records, truncated_copy
 
 # The learning bar of the issue: held-out Spearman >= 0.8 after training, |rho| < 0.3 before.
 LEARNED_SPEARMAN = 0.8
@@ -30,11 +30,8 @@ UNTRAINED_MAX_BLEU_4, UNTRAINED_MAX_CIDER = 0.05, 0.1
 
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
-    from tfrecords_tools import synthesize
-    out = tmp_path_factory.mktemp("synthetic")
-    synthesize.write_tfrecords(str(out), num_train=240, num_test=100, num_frames=54, height=64,
-                               width=86, seed=0)
-    return str(out)
+    return synthetic_records(tmp_path_factory.mktemp("synthetic"), num_train=240, num_test=100,
+                             num_frames=54, height=64, width=86, seed=0)
 
 
 def train_command(data_dir, model_dir, *extra):
@@ -210,11 +207,8 @@ def test_caption_signature_returns_the_commentary_in_a_fresh_process(caption_run
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    from tfrecords_tools import synthesize
-    out = tmp_path_factory.mktemp("tiny")
-    synthesize.write_tfrecords(str(out), num_train=48, num_test=16, num_frames=54, height=64,
-                               width=86, seed=1)
-    return str(out)
+    return synthetic_records(tmp_path_factory.mktemp("tiny"), num_train=48, num_test=16,
+                             num_frames=54, height=64, width=86, seed=1)
 
 
 def test_killed_run_resumes_from_the_last_finished_epoch(tiny_dir, tmp_path):
@@ -260,14 +254,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_dir, tmp_path):
 
 
 def test_truncated_shard_is_named(tiny_dir, tmp_path):
-    import shutil
-    broken = str(tmp_path / "broken")
-    shutil.copytree(tiny_dir, broken)
-    shard = os.path.join(broken, "train-00001-of-00002.tfrecord")
-    with open(shard, "rb") as f:
-        data = f.read()
-    with open(shard, "wb") as f:
-        f.write(data[: len(data) * 2 // 3])
+    broken = truncated_copy(tiny_dir, str(tmp_path / "broken"), "train-00001-of-00002.tfrecord",
+                            keep=2 / 3)
     proc = subprocess.run(train_command(broken, str(tmp_path / "run"), "--epochs=1"),
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0

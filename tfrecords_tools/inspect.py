@@ -8,7 +8,6 @@ on with the rest. The exit status is non-zero if anything is wrong.
 """
 
 import collections
-import glob
 import json
 import os
 import sys
@@ -17,18 +16,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from aqa_tf.data import features
-
-
-def expand_paths(paths: List[str]) -> List[str]:
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            files += sorted(glob.glob(os.path.join(path, "*.tfrecord")))
-        elif any(c in path for c in "*?["):
-            files += sorted(glob.glob(path))
-        else:
-            files.append(path)
-    return files
+from aqa_tf.data import shards
 
 
 def _split_of(path: str) -> str:
@@ -43,7 +31,7 @@ def inspect_paths(paths: List[str], decode_frames: bool = True,
     sample are returned under `sample_frames`.
     """
     import tensorflow as tf
-    files = expand_paths(paths)
+    files = shards.expand_paths(paths)
     problems, per_file = [], {}
     splits = collections.defaultdict(lambda: {
         "count": 0, "labels": {n: collections.Counter() for n in features.CLASS_LABELS},
@@ -104,8 +92,7 @@ def inspect_paths(paths: List[str], decode_frames: bool = True,
                             keep_sample in ("", record["sample_key"])):
                         sample_frames = (record["sample_key"], decoded)
         except tf.errors.OpError as error:
-            problems.append(f"{path}: truncated or corrupt after {count} records: "
-                            f"{error.message.splitlines()[0]}")
+            problems.append(shards.read_error(path, count, error))
         per_file[path] = count
     summary = {}
     for split, stats in splits.items():
@@ -176,9 +163,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from absl import app
     from absl import flags
+    from aqa_tf import flag_defs
     flags.DEFINE_string("dump_frames", "", "Write a contact sheet PNG of one sample here.")
     flags.DEFINE_string("sample_key", "", "Sample for --dump_frames (default: the first).")
     flags.DEFINE_string("json", "", "Also write the statistics and problems as JSON here.")
-    app.run(main)
+    flag_defs.run(main)

@@ -15,9 +15,7 @@ event video. `--frames_pattern` locates a frame file from `{event}`, `{sample}` 
 (Python format fields), e.g. the release layout `{event:02d}/{frame:06d}.jpg`.
 """
 
-import collections
 import concurrent.futures
-import json
 import os
 import pickle
 import shutil
@@ -28,7 +26,8 @@ import numpy as np
 
 from aqa_tf.data import captions
 from aqa_tf.data import features
-from tfrecords_tools.common import ConversionReport, ShardedWriter
+from aqa_tf.data.shards import ShardedWriter
+from tfrecords_tools.common import ConversionReport
 
 Key = Tuple[int, int]
 LABELS = ("position", "armstand", "rotation_type", "ss_no", "tw_no")
@@ -278,6 +277,6 @@ def define_flags():
 
 
 if __name__ == "__main__":
-    from absl import app
+    from aqa_tf import flag_defs
     define_flags()
-    app.run(main)
+    flag_defs.run(main)

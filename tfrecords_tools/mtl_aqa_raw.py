@@ -13,12 +13,11 @@ Used by `synthesize --format=mtl_aqa_raw` and by tests, so that the real-data co
 import collections
 import os
 import pickle
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from aqa_tf.data import captions
-from aqa_tf.data import features
 
 FILLER_FRAMES = 5  # frames of empty scene between two dives of an event video
 

@@ -9,10 +9,7 @@ caption length (100 words in the MTL-AQA reference) at training time.
 import json
 from typing import Dict, Iterable, List, Sequence
 
-EOS = "<eos>"
-SOS = "<sos>"
-EOS_ID = 0
-SOS_ID = 1
+from aqa_tf.tasks import EOS, EOS_ID, SOS, SOS_ID  # noqa: F401 (part of this module's API)
 
 
 class Vocabulary:

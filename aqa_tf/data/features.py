@@ -1,6 +1,6 @@
 """The TFRecord schema of aqa-tf: the one place record keys are defined.
 
-Every writer (`tfrecords_tools.synthesize`, `tfrecords_tools.mtl_aqa`) and every reader
+Every writer (`aqa_tf.data.synthetic`, `tfrecords_tools.mtl_aqa`) and every reader
 (`aqa_tf.data.pipeline`, `tfrecords_tools.inspect`) imports this module.
 
 Schema version 1. One `tf.train.SequenceExample` per sample:
@@ -30,10 +30,12 @@ datasets share the schema; losses mask them out.
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from aqa_tf import tasks
 
 SCHEMA_VERSION = 1
 
@@ -67,29 +69,8 @@ INT_CONTEXT = (SCHEMA_VERSION_KEY, ACTION_ID, NUM_FRAMES, HEIGHT, WIDTH, START_F
                END_FRAME, END_INDEX) + CLASS_LABELS
 
 # Record label keys (named as in the MTL-AQA annotation files) -> model output names
-# (the one vocabulary shared by heads, losses, metrics and serving outputs).
-CLASS_LABEL_TO_OUTPUT = {
-    POSITION: "position",
-    ARMSTAND: "armstand",
-    ROTATION_TYPE: "rotation_type",
-    SS_NO: "somersaults",
-    TW_NO: "twists",
-}
-OUTPUT_TO_CLASS_LABEL = {v: k for k, v in CLASS_LABEL_TO_OUTPUT.items()}
-SCORE_OUTPUT = "score"
-CAPTION_OUTPUT = "caption"
-# Model input of captioning models: the words read under teacher forcing (`<sos> w1 .. wn`).
-CAPTION_TOKENS = "caption_tokens"
-CLASS_OUTPUTS = tuple(CLASS_LABEL_TO_OUTPUT.values())
-
-# MTL-AQA class counts (paper 001, Table 2; label ranges of the annotation release).
-MTL_AQA_NUM_CLASSES = {
-    "position": 3,       # free, tuck, pike
-    "armstand": 2,       # no, yes
-    "rotation_type": 4,  # inward, reverse, backward, forward
-    "somersaults": 10,   # ss_no class index
-    "twists": 8,         # tw_no class index
-}
+# (`aqa_tf.tasks`, the one vocabulary shared by heads, losses, metrics and serving outputs).
+CLASS_LABEL_TO_OUTPUT = dict(zip(CLASS_LABELS, tasks.CLASS_OUTPUTS))
 
 
 @dataclasses.dataclass
@@ -205,16 +186,6 @@ def parse_to_numpy(serialized: bytes) -> Dict[str, object]:
         raise ValueError(f"record {out[SAMPLE_KEY]!r}: schema version {out[SCHEMA_VERSION_KEY]}, "
                          f"this code reads version {SCHEMA_VERSION}")
     return out
-
-
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    """File name of one shard: `<split>-00000-of-00004.tfrecord`."""
-    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
-
-
-def shard_pattern(data_dir: str, split: str) -> str:
-    """Glob of every shard of `split` under `data_dir`."""
-    return f"{data_dir.rstrip('/')}/{split}-*-of-*.tfrecord"
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:

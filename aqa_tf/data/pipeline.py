@@ -13,9 +13,11 @@ from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from aqa_tf.config import NORMALIZATIONS, DataConfig
-from aqa_tf.data import captions
+from aqa_tf import tasks
+from aqa_tf.config import DataConfig
 from aqa_tf.data import features
+from aqa_tf.data import shards
+from aqa_tf.registry import NORMALIZATIONS
 
 _HASH_BUCKETS = 1_000_000
 
@@ -81,7 +83,7 @@ def _to_model_frames(frames_uint8: tf.Tensor, config: DataConfig) -> tf.Tensor:
     top = (shape[1] - crop) // 2
     left = (shape[2] - crop) // 2
     frames = frames[:, top:top + crop, left:left + crop, :]
-    mean, std = NORMALIZATIONS[config.normalization]
+    mean, std = NORMALIZATIONS.get(config.normalization, "normalization")
     frames = (frames / 255.0 - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
     return frames
 
@@ -136,14 +138,14 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
               "difficulty": tf.cast(record[features.DIFFICULTY], tf.float32)}
     if with_keys:
         inputs["sample_key"] = record[features.SAMPLE_KEY]
-    targets = {features.SCORE_OUTPUT: tf.cast(record[features.FINAL_SCORE], tf.float32)}
+    targets = {tasks.SCORE_OUTPUT: tf.cast(record[features.FINAL_SCORE], tf.float32)}
     for label, output in features.CLASS_LABEL_TO_OUTPUT.items():
         targets[output] = tf.cast(record[label], tf.int32)
     if include_caption:
         # Teacher forcing: the model reads `<sos> w1 .. wn` and predicts `w1 .. wn <eos>`.
         tokens = cut_and_pad_caption(record[features.CAPTION], config.max_caption_words)
-        inputs[features.CAPTION_TOKENS] = tf.maximum(tokens[:-1], 0)
-        targets[features.CAPTION_OUTPUT] = tokens[1:]
+        inputs[tasks.CAPTION_TOKENS] = tf.maximum(tokens[:-1], 0)
+        targets[tasks.CAPTION_OUTPUT] = tokens[1:]
     return inputs, targets
 
 
@@ -151,9 +153,9 @@ def cut_and_pad_caption(ids: tf.Tensor, max_words: int) -> tf.Tensor:
     """`<sos> w1..wn <eos>` -> int32 `[max_words + 2]`: at most `max_words` words, still ending
     with `<eos>` (as `captions.cut_caption`), padded with -1. An empty caption is all -1."""
     ids = tf.cast(ids, tf.int32)
-    words = tf.boolean_mask(ids, tf.logical_and(ids != captions.EOS_ID, ids != captions.SOS_ID))
+    words = tf.boolean_mask(ids, tf.logical_and(ids != tasks.EOS_ID, ids != tasks.SOS_ID))
     words = words[:max_words]
-    cut = tf.concat([[captions.SOS_ID], words, [captions.EOS_ID]], axis=0)
+    cut = tf.concat([[tasks.SOS_ID], words, [tasks.EOS_ID]], axis=0)
     cut = tf.cond(tf.size(ids) > 0, lambda: cut, lambda: tf.zeros([0], tf.int32))
     padded = tf.pad(cut, [[0, max_words + 2 - tf.size(cut)]], constant_values=-1)
     return tf.ensure_shape(padded, [max_words + 2])
@@ -169,11 +171,7 @@ def _split_files(config: DataConfig, split: str):
     if split == "val" and config.val_fraction <= 0:
         raise ValueError("split 'val' needs val_fraction > 0 (got "
                          f"val_fraction={config.val_fraction})")
-    pattern = features.shard_pattern(config.data_dir, prefix)
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"no TFRecord shards match {pattern}")
-    return files
+    return shards.shard_files(config.data_dir, prefix)
 
 
 def in_validation(sample_key: tf.Tensor, config: DataConfig) -> tf.Tensor:

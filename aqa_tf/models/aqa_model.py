@@ -3,17 +3,30 @@
 import keras
 from keras import layers
 
+from aqa_tf import tasks
 from aqa_tf.config import DataConfig, ModelConfig
-from aqa_tf.data import features
 from aqa_tf.models import heads
-from aqa_tf.models.captioning import S2VTCaptioner
 from aqa_tf.models import mscadc_heads
 from aqa_tf.models.backbones import build_backbone
+from aqa_tf.models.captioning import S2VTCaptioner
 from aqa_tf.models.layers.aggregation import aggregate, build_aggregation
 
 BACKBONE_LAYER = "clip_encoder"
 CAPTIONER_LAYER = "captioner"
-CAPTION_TOKENS = features.CAPTION_TOKENS
+CAPTION_TOKENS = tasks.CAPTION_TOKENS
+
+
+def build_clip_backbone(model_config: ModelConfig, data_config: DataConfig) -> keras.Model:
+    """The backbone `model_config` names, for clips of `data_config`'s length and crop, with its
+    options (width, C3D BatchNorm and fc6); what `build_aqa_model` wraps in `TimeDistributed`
+    and what backbone checkpoints convert into."""
+    options = {"batch_norm": True} if model_config.backbone_batch_norm else {}
+    if model_config.backbone_fc6:
+        options["fc6_units"] = model_config.backbone_fc6
+    return build_backbone(model_config.backbone, clip_length=data_config.clip_length,
+                          image_size=data_config.crop_size,
+                          width_multiplier=model_config.width_multiplier,
+                          name=model_config.backbone, **options)
 
 
 def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras.Model:
@@ -30,13 +43,7 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
     data_config.validate()
     video = keras.Input((data_config.num_clips, data_config.clip_length, data_config.crop_size,
                          data_config.crop_size, 3), name="video")
-    backbone_options = {"batch_norm": True} if model_config.backbone_batch_norm else {}
-    if model_config.backbone_fc6:
-        backbone_options["fc6_units"] = model_config.backbone_fc6
-    backbone = build_backbone(model_config.backbone, clip_length=data_config.clip_length,
-                              image_size=data_config.crop_size,
-                              width_multiplier=model_config.width_multiplier,
-                              name=model_config.backbone, **backbone_options)
+    backbone = build_clip_backbone(model_config, data_config)
     clip_features = layers.TimeDistributed(backbone, name=BACKBONE_LAYER)(video)
     backbone_features = clip_features
     inputs = {"video": video}
@@ -56,9 +63,9 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
         x = layers.Dropout(model_config.dropout, name="fc6_dropout")(x)
     # Paper 002 (--multiply_difficulty): the regressor predicts the execution part and the
     # model returns difficulty x prediction (difficulty read from the record).
-    outputs = {"score": heads.score_output(layers.Dense(1, dtype="float32",
-                                                        name="score_regressor")(x),
-                                           model_config.score_std, inputs.get("difficulty"))}
+    outputs = {tasks.SCORE_OUTPUT: heads.score_output(
+        layers.Dense(1, dtype="float32", name="score_regressor")(x), model_config.score_std,
+        inputs.get("difficulty"))}
     if "dive" in model_config.heads:
         outputs.update(heads.dive_heads(x, model_config.class_counts))
     if "caption" in model_config.heads:
@@ -112,7 +119,7 @@ def _add_caption_head(model_config: ModelConfig, data_config: DataConfig, inputs
         num_layers=model_config.caption_layers, hidden_units=model_config.caption_hidden,
         embedding_dim=model_config.caption_embedding, dropout=model_config.caption_dropout,
         attention=model_config.caption_attention, name=CAPTIONER_LAYER)
-    outputs["caption"] = captioner([clip_features, tokens])
+    outputs[tasks.CAPTION_OUTPUT] = captioner([clip_features, tokens])
 
 
 def has_caption_head(model: keras.Model) -> bool:
@@ -125,7 +132,7 @@ def inference_model(model: keras.Model) -> keras.Model:
     if not has_caption_head(model):
         return model
     return keras.Model({k: v for k, v in model.input.items() if k != CAPTION_TOKENS},
-                       {k: v for k, v in model.output.items() if k != "caption"},
+                       {k: v for k, v in model.output.items() if k != tasks.CAPTION_OUTPUT},
                        name=f"{model.name}_inference")
 
 

@@ -27,7 +27,7 @@ import keras
 import keras_hub
 from keras import layers, ops
 
-from aqa_tf.data import captions as caption_lib
+from aqa_tf import tasks
 
 CELLS = ("gru", "lstm")
 
@@ -186,7 +186,7 @@ class S2VTCaptioner(layers.Layer):
         batch = ops.shape(visual)[0]
         # Positions still to generate hold <sos> (not a stop token: the samplers stop once
         # every row has an <eos> outside the mask).
-        prompt = ops.full((batch, steps + 1), caption_lib.SOS_ID, dtype="int32")
+        prompt = ops.full((batch, steps + 1), tasks.SOS_ID, dtype="int32")
         mask = ops.concatenate([ops.ones((batch, 1), "bool"), ops.zeros((batch, steps), "bool")],
                                axis=1)
 
@@ -205,12 +205,12 @@ class S2VTCaptioner(layers.Layer):
         else:
             raise ValueError(f"caption decoding {method!r}; expected greedy or beam")
         tokens = sampler(next_fn, prompt, cache=(visual, *states), index=1, mask=mask,
-                         stop_token_ids=[caption_lib.EOS_ID])
+                         stop_token_ids=[tasks.EOS_ID])
         tokens = ops.cast(tokens[:, 1:], "int32")
         # Everything after the first <eos> becomes <eos>; the last position is always <eos>.
         tokens = ops.concatenate([tokens[:, :-1], ops.zeros((batch, 1), "int32")], axis=1)
-        ended = ops.cumsum(ops.cast(tokens == caption_lib.EOS_ID, "int32"), axis=1) > 0
-        return ops.where(ended, caption_lib.EOS_ID, tokens)
+        ended = ops.cumsum(ops.cast(tokens == tasks.EOS_ID, "int32"), axis=1) > 0
+        return ops.where(ended, tasks.EOS_ID, tokens)
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "cell": self.cell,

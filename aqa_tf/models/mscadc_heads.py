@@ -29,10 +29,10 @@ Layer names are `<prefix>_<authors' module name>`: prefix `fs` (score head, the 
 import keras
 from keras import layers, ops
 
-from aqa_tf.data import features as schema
+from aqa_tf import tasks
+from aqa_tf.models.backbones.base import torch_batch_norm
 
 BOTTLENECK = 12
-BN_EPSILON, BN_MOMENTUM = 1e-5, 0.9
 # Our sub-action output names -> the authors' head suffixes.
 CLASS_SUFFIXES = {"position": "position", "armstand": "armstand", "rotation_type": "rot_type",
                   "somersaults": "ss_no", "twists": "tw_no"}
@@ -76,8 +76,7 @@ def _conv_bn_relu(x, filters, prefix, conv, bn, padding=0, dilation=1, kernel=3)
     if padding:
         x = layers.ZeroPadding3D(padding, name=f"{prefix}_{conv}_pad")(x)
     x = layers.Conv3D(filters, kernel, dilation_rate=dilation, name=f"{prefix}_{conv}")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
-                                  name=f"{prefix}_{bn}")(x)
+    x = torch_batch_norm(f"{prefix}_{bn}")(x)
     return layers.ReLU(name=f"{prefix}_{conv}_relu")(x)
 
 
@@ -92,8 +91,7 @@ def context_trunk(feature_map, prefix: str, width: int = BOTTLENECK):
     x = _conv_bn_relu(x, 8 * width, prefix, "cntxt_conv4", "cntxt_bn4", dilation=4)
     x = _conv_bn_relu(x, 8 * width, prefix, "cntxt_conv5", "cntxt_bn5")
     x = layers.Conv3D(width, 1, name=f"{prefix}_cntxt_conv6")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
-                                  name=f"{prefix}_head_bn1")(x)
+    x = torch_batch_norm(f"{prefix}_head_bn1")(x)
     x = layers.ReLU(name=f"{prefix}_head_bn1_relu")(x)
     x = layers.MaxPooling3D(2, strides=2, name=f"{prefix}_head_pool1")(x)
     return _conv_bn_relu(x, width, prefix, "head_conv2", "head_bn2", padding=1)
@@ -118,7 +116,7 @@ def dive_classifier(feature_map, class_counts):
     for name, count in class_counts.items():
         if name not in CLASS_SUFFIXES:
             raise ValueError(f"MSCADC dive head: unknown sub-action {name!r}; expected one of "
-                             f"{schema.CLASS_OUTPUTS}")
+                             f"{tasks.CLASS_OUTPUTS}")
         pooled = _pooled_conv(trunk, count, f"cls_head_conv3_{CLASS_SUFFIXES[name]}")
         logits[name] = layers.Identity(dtype="float32", name=name)(pooled)
     return logits

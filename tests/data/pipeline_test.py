@@ -7,6 +7,7 @@ import tensorflow as tf
 from aqa_tf.config import DataConfig
 from aqa_tf.data import features
 from aqa_tf.data import pipeline
+from aqa_tf.data import shards
 
 NUM_STORED, END_INDEX, H, W = 30, 25, 40, 50
 
@@ -23,7 +24,7 @@ def data_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
     jpegs = [features.encode_jpeg(_frame(t), quality=100) for t in range(NUM_STORED)]
     for split, count in (("train", 40), ("test", 6)):
-        with tf.io.TFRecordWriter(str(out / features.shard_name(split, 0, 1))) as writer:
+        with tf.io.TFRecordWriter(str(out / shards.shard_name(split, 0, 1))) as writer:
             for i in range(count):
                 sample = features.Sample(
                     sample_key=f"{split}_{i:03d}", frames=jpegs, height=H, width=W,

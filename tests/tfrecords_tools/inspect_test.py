@@ -1,20 +1,16 @@
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, synthetic_records, truncated_copy
 from tfrecords_tools import inspect as inspect_lib
-from tfrecords_tools import synthesize
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    out = tmp_path_factory.mktemp("inspect")
-    synthesize.write_tfrecords(str(out), num_train=6, num_test=3, num_frames=24, height=32,
-                               width=40, seed=2, num_shards=2, num_workers=1)
-    return str(out)
+    return synthetic_records(tmp_path_factory.mktemp("inspect"), num_workers=1, num_train=6,
+                             num_test=3, num_frames=24, height=32, width=40, seed=2, num_shards=2)
 
 
 def test_counts_histograms_and_validation(records):
@@ -27,14 +23,8 @@ def test_counts_histograms_and_validation(records):
 
 
 def test_truncated_shard_is_named(records, tmp_path):
-    import shutil
-    broken = str(tmp_path / "broken")
-    shutil.copytree(records, broken)
-    shard = os.path.join(broken, "train-00000-of-00002.tfrecord")
-    with open(shard, "rb") as f:
-        data = f.read()
-    with open(shard, "wb") as f:
-        f.write(data[: len(data) // 2])
+    broken = truncated_copy(records, str(tmp_path / "broken"), "train-00000-of-00002.tfrecord",
+                            keep=0.5)
     result = inspect_lib.inspect_paths([broken])
     assert len(result["problems"]) == 1
     assert "train-00000-of-00002.tfrecord: truncated or corrupt after" in result["problems"][0]

@@ -11,13 +11,12 @@ import tensorflow as tf
 from aqa_tf import caption_metrics
 from aqa_tf.data import captions
 from aqa_tf.data import pipeline
+from aqa_tf.data import synthetic
 from aqa_tf.data import features
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, mtl_aqa_annotations
 from tfrecords_tools import mtl_aqa
 from tfrecords_tools import mtl_aqa_raw
-from tfrecords_tools import synthesize
 
-REAL_DIR = os.path.join(os.path.dirname(REPO_ROOT), "shared", "datasets", "mtl_aqa")
 T, H, W, SAMPLE_LENGTH, MARGIN = 30, 48, 64, 16, 2
 OPTIONS = dict(sample_length=SAMPLE_LENGTH, jitter_margin=MARGIN, width=W, height=H,
                num_shards_train=2, num_shards_test=1, num_workers=1, progress=False)
@@ -27,9 +26,9 @@ OPTIONS = dict(sample_length=SAMPLE_LENGTH, jitter_margin=MARGIN, width=W, heigh
 def raw(tmp_path_factory):
     """Synthetic dives of two events written in the real MTL-AQA layout."""
     out = tmp_path_factory.mktemp("raw")
-    samples = (list(synthesize.generate_split("train", 3, 0, T, H, W)) +
-               list(synthesize.generate_split("test", 2, 0, T, H, W)))
-    mtl_aqa_raw.write_raw_dataset(str(out), samples, synthesize.synthetic_vocabulary())
+    samples = (list(synthetic.generate_split("train", 3, 0, T, H, W)) +
+               list(synthetic.generate_split("test", 2, 0, T, H, W)))
+    mtl_aqa_raw.write_raw_dataset(str(out), samples, synthetic.synthetic_vocabulary())
     return str(out), {s.sample_key: s for s in samples}
 
 
@@ -79,7 +78,7 @@ def test_conversion_reads_back_every_field(raw, source, tmp_path):
 
 
 def test_real_annotation_files():
-    data = mtl_aqa.load_annotations(REAL_DIR)
+    data = mtl_aqa.load_annotations(mtl_aqa_annotations())
     assert len(data["annotations"]) == 1412
     assert len(data["splits"]["train"]) == 1059 and len(data["splits"]["test"]) == 353
     assert len(data["vocab"]) == 5781

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch", reason="torch is needed to build the PyTorc
 
 from aqa_tf.models.backbones import build_backbone  # noqa: E402
 from keras.ops import log_softmax as tf_log_softmax  # noqa: E402
-from aqa_tf.weights import convert, mapping  # noqa: E402
+from aqa_tf.weights import mapping, sources  # noqa: E402
 from tests.models.backbones import torch_reference  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def test_resnet_checkpoints_convert_with_parity(name, tmp_path):
     _save(state, path, wrap=True)
 
     backbone = build_backbone(name, clip_length=8, image_size=48)
-    report = convert.convert_into(backbone, convert.read_torch_checkpoint(path), "resnet")
+    report = sources.convert_into(backbone, sources.read_torch_checkpoint(path), "resnet")
     assert report["ignored"] == ["fc.bias", "fc.weight"]
     clip = np.random.default_rng(0).standard_normal((2, 8, 48, 48, 3)).astype("float32")
     _compare(reference, backbone, clip)
@@ -76,7 +76,7 @@ def test_ig65m_torchvision_checkpoint_converts_with_parity(tmp_path):
     path = str(tmp_path / "r2plus1d_34_clip32_ig65m.pth")
     _save(state, path, wrap=False)
     backbone = build_backbone("r2plus1d_34_ig65m", clip_length=8, image_size=48)
-    report = convert.convert_into(backbone, convert.read_torch_checkpoint(path), "torchvision")
+    report = sources.convert_into(backbone, sources.read_torch_checkpoint(path), "torchvision")
     assert report["ignored"] == ["fc.bias", "fc.weight"]
     clip = np.random.default_rng(2).standard_normal((2, 8, 48, 48, 3)).astype("float32")
     _compare(reference, backbone, clip)
@@ -111,7 +111,7 @@ def test_c3d_sports1m_pickle_converts_with_parity(tmp_path):
     path = str(tmp_path / "c3d.pickle")
     _save(dict(reference.state_dict()), path, wrap=False)
     backbone = build_backbone("c3d")
-    report = convert.convert_into(backbone, convert.read_torch_checkpoint(path), "c3d")
+    report = sources.convert_into(backbone, sources.read_torch_checkpoint(path), "c3d")
     assert len(report["loaded"]) == 16
     assert report["ignored"] == ["fc6.bias", "fc6.weight", "fc7.bias", "fc7.weight",
                                  "fc8.bias", "fc8.weight"]
@@ -120,7 +120,7 @@ def test_c3d_sports1m_pickle_converts_with_parity(tmp_path):
 
     # With fc6 in the backbone (paper 003's C3D-LSTM reads fc6 features), fc6 is imported too.
     with_fc6 = build_backbone("c3d", fc6_units=4096)
-    report = convert.convert_into(with_fc6, convert.read_torch_checkpoint(path), "c3d")
+    report = sources.convert_into(with_fc6, sources.read_torch_checkpoint(path), "c3d")
     assert "fc6.weight" in report["loaded"] and "fc6.weight" not in report["ignored"]
 
     class _UpToFc6(torch.nn.Module):
@@ -138,7 +138,7 @@ def test_mismatched_checkpoint_lists_every_problem():
     state["bn1.weight"] = np.zeros((32,), np.float32)
     backbone = build_backbone("resnet3d_18", clip_length=8, image_size=32)
     with pytest.raises(mapping.ConversionError) as error:
-        convert.convert_into(backbone, state, "resnet")
+        sources.convert_into(backbone, state, "resnet")
     message = str(error.value)
     assert "1 missing key(s)" in message and "layer1.0.conv1.weight" in message
     assert "1 unexpected key(s)" in message and "layer9.0.conv1.weight" in message
@@ -220,19 +220,19 @@ def test_mtl_aqa_c3d_avg_checkpoints_convert_with_parity(tmp_path):
                            "model_score_regressor": regressor,
                            "model_dive_classifier": classifier,
                            "model_caption": s2vt}, epoch=99)
-    state = convert.read_mtl_aqa_parts(str(tmp_path), "c3d", epoch=99)
+    state = sources.read_mtl_aqa_parts(str(tmp_path), "c3d", epoch=99)
 
     # Without a caption head the caption model is reported as not used.
     data = DataConfig(sample_length=32, num_frames=32, clip_length=16, crop_size=112,
                       max_caption_words=6)
     no_caption = build_aqa_model(ModelConfig(heads=("score", "dive")), data)
-    report = convert.convert_mtl_aqa(no_caption, state, "c3d")
+    report = sources.convert_mtl_aqa(no_caption, state, "c3d")
     assert len(report["loaded"]) == 16 + 2 + 2 + 10
     assert report["ignored"] and all(k.startswith("model_caption.") for k in report["ignored"])
 
     model = build_aqa_model(ModelConfig(heads=("score", "dive", "caption"), vocab_size=20,
                                         caption_hidden=32, caption_embedding=16), data)
-    report = convert.convert_mtl_aqa(model, state, "c3d")
+    report = sources.convert_mtl_aqa(model, state, "c3d")
     assert report["ignored"] == [] and len(report["loaded"]) == 30 + 16 + 3
 
     video = np.random.default_rng(4).uniform(-1, 1, (1, 2, 16, 112, 112, 3)).astype("float32")
@@ -263,7 +263,7 @@ def test_mtl_aqa_mscadc_checkpoints_convert_with_parity(tmp_path):
                            "model_position_classifier": head_cls}, epoch=4)
     data = DataConfig(sample_length=16, num_frames=16, clip_length=16, crop_size=64)
     model = build_aqa_model(ModelConfig(backbone="mscadc", heads=("score", "dive")), data)
-    report = convert.convert_mtl_aqa(model, convert.read_mtl_aqa_parts(str(tmp_path), "mscadc",
+    report = sources.convert_mtl_aqa(model, sources.read_mtl_aqa_parts(str(tmp_path), "mscadc",
                                                                          epoch=4), "mscadc")
     assert report["ignored"] == []
     video = np.random.default_rng(5).uniform(-1, 1, (2, 1, 16, 64, 64, 3)).astype("float32")
@@ -279,9 +279,9 @@ def test_mtl_aqa_mscadc_checkpoints_convert_with_parity(tmp_path):
 
 def test_mtl_aqa_missing_parts_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="model_CNN_3.pth"):
-        convert.read_mtl_aqa_parts(str(tmp_path), "c3d", epoch=3)
+        sources.read_mtl_aqa_parts(str(tmp_path), "c3d", epoch=3)
     with pytest.raises(ValueError, match="C3D-AVG"):
-        convert.read_mtl_aqa_parts(str(tmp_path), "resnet3d_34", epoch=3)
+        sources.read_mtl_aqa_parts(str(tmp_path), "resnet3d_34", epoch=3)
 
 
 def test_cli_converts_the_mscadc_body(tmp_path):
@@ -318,7 +318,7 @@ def test_s3d_kinetics_checkpoint_converts_with_parity(clip_length, tmp_path):
     path = str(tmp_path / "S3D_kinetics400.pt")
     _save({f"module.{k}": v for k, v in reference.state_dict().items()}, path, wrap=False)
     backbone = build_backbone("s3d", clip_length=clip_length, image_size=64)
-    report = convert.convert_into(backbone, convert.read_torch_checkpoint(path), "s3d")
+    report = sources.convert_into(backbone, sources.read_torch_checkpoint(path), "s3d")
     assert report["ignored"] == ["fc.0.bias", "fc.0.weight"]
 
     class _Features(torch.nn.Module):
@@ -329,3 +329,20 @@ def test_s3d_kinetics_checkpoint_converts_with_parity(clip_length, tmp_path):
     _compare(_Features(), backbone, clip)
     assert mapping.s3d_module_of_layer("base_5_branch1_1_conv_s") == "base.5.branch1.1.conv_s"
     assert mapping.s3d_module_of_layer("base_15_branch3_1_bn") == "base.15.branch3.1.bn"
+
+
+def test_training_starts_from_a_pytorch_checkpoint_converted_on_the_fly(tmp_path):
+    """`--init_weights=r3d18.pth --init_weights_source=resnet`: the backbone of the whole model
+    gets what the converter gives."""
+    from aqa_tf.config import DataConfig, ModelConfig
+    from aqa_tf.models import aqa_model
+    reference = _randomise(torch_reference.ResNet(18), seed=18)
+    path = str(tmp_path / "r3d18.pth")
+    _save(dict(reference.state_dict()), path, wrap=True)
+    data = DataConfig(sample_length=8, num_frames=8, clip_length=8, crop_size=48)
+    model = aqa_model.build_aqa_model(
+        ModelConfig(backbone="resnet3d_18", fc_units=0, heads=("score",)), data)
+    report = sources.load_initial_weights(model, path, "resnet", "resnet3d_18")
+    assert len(report["loaded"]) == len(aqa_model.backbone_of(model).weights)
+    clip = np.random.default_rng(0).standard_normal((2, 8, 48, 48, 3)).astype("float32")
+    _compare(reference, aqa_model.backbone_of(model), clip)

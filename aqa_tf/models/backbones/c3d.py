@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from aqa_tf.models.backbones.registry import Backbone, register_backbone
+from aqa_tf.models.backbones.base import Backbone, register_backbone, scaled_width
 
 # (name, filters) of the eight 3x3x3 convolutions and the pools that follow some of them.
 _C3D_CONVS = (("conv1", 64), ("conv2", 128), ("conv3a", 256), ("conv3b", 256),
@@ -11,10 +11,6 @@ _C3D_CONVS = (("conv1", 64), ("conv2", 128), ("conv3a", 256), ("conv3b", 256),
 _POOL_AFTER = {"conv1": ("pool1", (1, 2, 2)), "conv2": ("pool2", (2, 2, 2)),
                "conv3b": ("pool3", (2, 2, 2)), "conv4b": ("pool4", (2, 2, 2)),
                "conv5b": ("pool5", (2, 2, 2))}
-
-
-def scaled_filters(filters: int, width_multiplier: float) -> int:
-    return max(1, int(round(filters * width_multiplier)))
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
@@ -52,7 +48,7 @@ class C3DBackbone(Backbone):
         # padding when the temporal depth (2 at conv5 of a 16-frame clip) is smaller than the
         # kernel; explicit padding avoids that kernel path (tests/models/backbones/c3d_test.py).
         conv_layers = {
-            name: layers.Conv3D(scaled_filters(filters, width_multiplier), 3, padding="valid",
+            name: layers.Conv3D(scaled_width(filters, width_multiplier), 3, padding="valid",
                                 activation=None if batch_norm else "relu",
                                 use_bias=not batch_norm, name=name)
             for name, filters in _C3D_CONVS
@@ -78,7 +74,7 @@ class C3DBackbone(Backbone):
         x = layers.Permute((4, 1, 2, 3), name="to_channels_first")(x)
         features = layers.Flatten(name="flatten")(x)
         if fc6_units:
-            features = layers.Dense(scaled_filters(fc6_units, width_multiplier),
+            features = layers.Dense(scaled_width(fc6_units, width_multiplier),
                                     activation="relu", name="fc6")(features)
         super().__init__(inputs=clips, outputs=features, **kwargs)
 

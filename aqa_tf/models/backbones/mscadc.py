@@ -18,8 +18,8 @@ Layer names are the authors' state-dict module names (`conv1`, `bn1`, ..., `conv
 import keras
 from keras import layers
 
-from aqa_tf.models.backbones.c3d import scaled_filters
-from aqa_tf.models.backbones.registry import Backbone, register_backbone
+from aqa_tf.models.backbones.base import (Backbone, register_backbone, scaled_width,
+                                          torch_batch_norm)
 
 # (conv name, bn name, filters, padding, dilation, pool after)
 _BODY = (("conv1", "bn1", 32, 1, 1, (1, 2, 2)),
@@ -30,8 +30,6 @@ _BODY = (("conv1", "bn1", 32, 1, 1, (1, 2, 2)),
          ("conv4b", "bn4b", 256, 1, 1, None),
          ("conv5a", "bn5a", 256, 2, 2, None),
          ("conv5b", "bn5b", 256, 1, 2, None))
-# PyTorch BatchNorm3d defaults (Keras momentum = 1 - PyTorch momentum).
-BN_EPSILON, BN_MOMENTUM = 1e-5, 0.9
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
@@ -57,9 +55,9 @@ class MSCADCBody(Backbone):
         x = clips
         for conv, bn, filters, padding, dilation, pool in _BODY:
             x = layers.ZeroPadding3D(padding, name=f"{conv}_pad")(x)
-            x = layers.Conv3D(scaled_filters(filters, width_multiplier), 3,
+            x = layers.Conv3D(scaled_width(filters, width_multiplier), 3,
                               dilation_rate=dilation, name=conv)(x)
-            x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=bn)(x)
+            x = torch_batch_norm(bn)(x)
             x = layers.ReLU(name=f"{conv}_relu")(x)
             if pool:
                 x = layers.MaxPooling3D(pool, strides=pool, name=f"pool{conv[4]}")(x)

@@ -21,8 +21,9 @@ import functools
 import keras
 from keras import layers
 
-from aqa_tf.models.backbones.registry import Backbone, register_backbone
-from aqa_tf.models.backbones.resnet3d import (STAGE_PLANES, batch_norm, conv3d,
+from aqa_tf.models.backbones.base import (Backbone, register_backbone, register_depths,
+                                          scaled_width, torch_batch_norm)
+from aqa_tf.models.backbones.resnet3d import (STAGE_PLANES, bottleneck_block, conv3d,
                                               residual_stages, stem_max_pool)
 
 R2PLUS1D_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
@@ -40,27 +41,23 @@ def _conv2plus1d(x, in_planes, planes, stride, prefix, mid=None):
     stem = prefix.rsplit("_", 1)
     bn_s = f"{stem[0]}_bn{stem[1][-1]}_s"  # layerX_Y_conv1 -> layerX_Y_bn1_s
     x = conv3d(x, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), f"{prefix}_s")
-    x = layers.ReLU(name=f"{prefix}_s_relu")(batch_norm(bn_s)(x))
+    x = layers.ReLU(name=f"{prefix}_s_relu")(torch_batch_norm(bn_s)(x))
     return conv3d(x, planes, (3, 1, 1), (stride, 1, 1), (1, 0, 0), f"{prefix}_t")
 
 
 def _basic_block(x, in_planes, planes, stride, prefix, shortcut, shared_mid=False):
     mid = mid_planes(in_planes, planes) if shared_mid else None
     out = _conv2plus1d(x, in_planes, planes, stride, f"{prefix}_conv1", mid)
-    out = layers.ReLU(name=f"{prefix}_relu1")(batch_norm(f"{prefix}_bn1_t")(out))
+    out = layers.ReLU(name=f"{prefix}_relu1")(torch_batch_norm(f"{prefix}_bn1_t")(out))
     out = _conv2plus1d(out, planes, planes, 1, f"{prefix}_conv2", mid)
-    out = batch_norm(f"{prefix}_bn2_t")(out)
+    out = torch_batch_norm(f"{prefix}_bn2_t")(out)
     return layers.ReLU(name=f"{prefix}_relu")(layers.Add(name=f"{prefix}_add")([out, shortcut]))
 
 
 def _bottleneck_block(x, in_planes, planes, stride, prefix, shortcut):
-    out = conv3d(x, planes, 1, 1, (0, 0, 0), f"{prefix}_conv1")
-    out = layers.ReLU(name=f"{prefix}_relu1")(batch_norm(f"{prefix}_bn1")(out))
-    out = _conv2plus1d(out, planes, planes, stride, f"{prefix}_conv2")
-    out = layers.ReLU(name=f"{prefix}_relu2")(batch_norm(f"{prefix}_bn2_t")(out))
-    out = conv3d(out, planes * 4, 1, 1, (0, 0, 0), f"{prefix}_conv3")
-    out = batch_norm(f"{prefix}_bn3")(out)
-    return layers.ReLU(name=f"{prefix}_relu")(layers.Add(name=f"{prefix}_add")([out, shortcut]))
+    return bottleneck_block(x, in_planes, planes, stride, prefix, shortcut,
+                            middle_conv=lambda y, p, s, name: _conv2plus1d(y, p, p, s, name),
+                            middle_bn="bn2_t")
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
@@ -93,16 +90,16 @@ class R2Plus1D(Backbone):
             raise ValueError(f"R2Plus1D depth={depth}; expected one of {sorted(R2PLUS1D_DEPTHS)}")
         block_type, blocks = R2PLUS1D_DEPTHS[depth]
         expansion = 4 if block_type == "bottleneck" else 1
-        planes = [max(1, int(round(p * width_multiplier))) for p in STAGE_PLANES]
+        planes = [scaled_width(p, width_multiplier) for p in STAGE_PLANES]
         stem_mid = stem_channels or ((3 * planes[0] * conv1_t_size * 49) //
                                      (3 * 49 + conv1_t_size * planes[0]))
 
         clips = keras.Input((clip_length, image_size, image_size, 3), name="clip")
         x = conv3d(clips, stem_mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), "conv1_s")
-        x = layers.ReLU(name="relu_s")(batch_norm("bn1_s")(x))
+        x = layers.ReLU(name="relu_s")(torch_batch_norm("bn1_s")(x))
         x = conv3d(x, planes[0], (conv1_t_size, 1, 1), (conv1_t_stride, 1, 1),
                    (conv1_t_size // 2, 0, 0), "conv1_t")
-        x = layers.ReLU(name="relu")(batch_norm("bn1_t")(x))
+        x = layers.ReLU(name="relu")(torch_batch_norm("bn1_t")(x))
         if not no_max_pool:
             x = stem_max_pool(x)
         if block_type == "bottleneck":
@@ -119,15 +116,7 @@ class R2Plus1D(Backbone):
                            no_max_pool=no_max_pool, variant=variant)
 
 
-def _register(depth):
-    def build(**kwargs):
-        return R2Plus1D(depth=depth, **kwargs)
-    build.__name__ = f"r2plus1d_{depth}"
-    register_backbone(f"r2plus1d_{depth}")(build)
-
-
-for _depth in R2PLUS1D_DEPTHS:
-    _register(_depth)
+register_depths("r2plus1d", R2Plus1D, R2PLUS1D_DEPTHS)
 
 
 @register_backbone("r2plus1d_34_ig65m")

@@ -14,17 +14,13 @@ PyTorch's epsilon 1e-5 and momentum 0.1 (Keras momentum 0.9).
 import keras
 from keras import layers
 
-from aqa_tf.models.backbones.registry import Backbone, register_backbone
+from aqa_tf.models.backbones.base import (Backbone, register_depths, scaled_width,
+                                          torch_batch_norm)
 
 # depth -> (block type, blocks per stage)
 RESNET3D_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
                    50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}
 STAGE_PLANES = (64, 128, 256, 512)
-BN_EPSILON, BN_MOMENTUM = 1e-5, 0.9
-
-
-def batch_norm(name):
-    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 def conv3d(x, filters, kernel, strides, padding, name):
@@ -51,7 +47,7 @@ def residual_stages(x, planes, blocks, expansion, block_fn):
             if index == 0 and (stride != 1 or in_planes != stage_planes * expansion):
                 shortcut = conv3d(x, stage_planes * expansion, 1, stride, (0, 0, 0),
                                   f"{prefix}_downsample_0")
-                shortcut = batch_norm(f"{prefix}_downsample_1")(shortcut)
+                shortcut = torch_batch_norm(f"{prefix}_downsample_1")(shortcut)
             x = block_fn(x, in_planes, stage_planes, stride, prefix, shortcut)
             in_planes = stage_planes * expansion
     return x
@@ -66,19 +62,26 @@ def stem_max_pool(x):
 
 def _basic_block(x, in_planes, planes, stride, prefix, shortcut):
     out = conv3d(x, planes, 3, stride, (1, 1, 1), f"{prefix}_conv1")
-    out = layers.ReLU(name=f"{prefix}_relu1")(batch_norm(f"{prefix}_bn1")(out))
+    out = layers.ReLU(name=f"{prefix}_relu1")(torch_batch_norm(f"{prefix}_bn1")(out))
     out = conv3d(out, planes, 3, 1, (1, 1, 1), f"{prefix}_conv2")
-    out = batch_norm(f"{prefix}_bn2")(out)
+    out = torch_batch_norm(f"{prefix}_bn2")(out)
     return layers.ReLU(name=f"{prefix}_relu")(layers.Add(name=f"{prefix}_add")([out, shortcut]))
 
 
-def _bottleneck_block(x, in_planes, planes, stride, prefix, shortcut):
+def _conv3x3x3(x, planes, stride, name):
+    return conv3d(x, planes, 3, stride, (1, 1, 1), name)
+
+
+def bottleneck_block(x, in_planes, planes, stride, prefix, shortcut, middle_conv=_conv3x3x3,
+                     middle_bn="bn2"):
+    """1x1x1 -> `middle_conv(x, planes, stride, name)` (3x3x3; R(2+1)D: factorised) -> 1x1x1 to
+    4 x planes, BN after each, added to `shortcut`."""
     out = conv3d(x, planes, 1, 1, (0, 0, 0), f"{prefix}_conv1")
-    out = layers.ReLU(name=f"{prefix}_relu1")(batch_norm(f"{prefix}_bn1")(out))
-    out = conv3d(out, planes, 3, stride, (1, 1, 1), f"{prefix}_conv2")
-    out = layers.ReLU(name=f"{prefix}_relu2")(batch_norm(f"{prefix}_bn2")(out))
+    out = layers.ReLU(name=f"{prefix}_relu1")(torch_batch_norm(f"{prefix}_bn1")(out))
+    out = middle_conv(out, planes, stride, f"{prefix}_conv2")
+    out = layers.ReLU(name=f"{prefix}_relu2")(torch_batch_norm(f"{prefix}_{middle_bn}")(out))
     out = conv3d(out, planes * 4, 1, 1, (0, 0, 0), f"{prefix}_conv3")
-    out = batch_norm(f"{prefix}_bn3")(out)
+    out = torch_batch_norm(f"{prefix}_bn3")(out)
     return layers.ReLU(name=f"{prefix}_relu")(layers.Add(name=f"{prefix}_add")([out, shortcut]))
 
 
@@ -102,13 +105,13 @@ class ResNet3D(Backbone):
             raise ValueError(f"ResNet3D depth={depth}; expected one of {sorted(RESNET3D_DEPTHS)}")
         block_type, blocks = RESNET3D_DEPTHS[depth]
         expansion = 4 if block_type == "bottleneck" else 1
-        block_fn = _bottleneck_block if block_type == "bottleneck" else _basic_block
-        planes = [max(1, int(round(p * width_multiplier))) for p in STAGE_PLANES]
+        block_fn = bottleneck_block if block_type == "bottleneck" else _basic_block
+        planes = [scaled_width(p, width_multiplier) for p in STAGE_PLANES]
 
         clips = keras.Input((clip_length, image_size, image_size, 3), name="clip")
         x = conv3d(clips, planes[0], (conv1_t_size, 7, 7), (conv1_t_stride, 2, 2),
                    (conv1_t_size // 2, 3, 3), "conv1")
-        x = layers.ReLU(name="relu")(batch_norm("bn1")(x))
+        x = layers.ReLU(name="relu")(torch_batch_norm("bn1")(x))
         if not no_max_pool:
             x = stem_max_pool(x)
         x = residual_stages(x, planes, blocks, expansion, block_fn)
@@ -120,12 +123,4 @@ class ResNet3D(Backbone):
                            conv1_t_stride=conv1_t_stride, no_max_pool=no_max_pool)
 
 
-def _register(depth):
-    def build(**kwargs):
-        return ResNet3D(depth=depth, **kwargs)
-    build.__name__ = f"resnet3d_{depth}"
-    register_backbone(f"resnet3d_{depth}")(build)
-
-
-for _depth in RESNET3D_DEPTHS:
-    _register(_depth)
+register_depths("resnet3d", ResNet3D, RESNET3D_DEPTHS)

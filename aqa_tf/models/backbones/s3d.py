@@ -22,7 +22,7 @@ Input frames are expected in [-1, 1] (`--normalization=symmetric`, as the source
 import keras
 from keras import layers
 
-from aqa_tf.models.backbones.registry import Backbone, register_backbone
+from aqa_tf.models.backbones.base import Backbone, register_backbone, scaled_width
 
 BN_EPSILON, BN_MOMENTUM = 1e-3, 0.999
 # Mixed blocks: base index -> (branch0, (branch1 reduce, out), (branch2 reduce, out), branch3).
@@ -95,7 +95,7 @@ class S3D(Backbone):
 
     def __init__(self, clip_length=16, image_size=112, width_multiplier=1.0, **kwargs):
         def scale(filters):
-            return max(1, int(round(filters * width_multiplier)))
+            return scaled_width(filters, width_multiplier)
 
         clips = keras.Input((clip_length, image_size, image_size, 3), name="clip")
         x = sep_conv(clips, scale(64), 7, 2, "base_0")

@@ -2,7 +2,6 @@
 learning to weight the one clip that carries the signal."""
 
 import numpy as np
-import pytest
 
 import keras
 

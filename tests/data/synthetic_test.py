@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from aqa_tf.data import features
-from tfrecords_tools import synthesize
+from aqa_tf.data import synthetic
+from aqa_tf.data.synthetic import SyntheticDataConfig
 
 
 def _sample(i=0, seed=0, split="train"):
-    return synthesize.make_sample(split, i, seed, num_frames=40, height=48, width=64)
+    return synthetic.make_sample(split, i, seed, num_frames=40, height=48, width=64)
 
 
 def test_deterministic_given_the_seed():
@@ -29,12 +30,12 @@ def test_labels_in_range_and_score_is_difficulty_times_execution_times_three():
         assert 0 <= spec.rotation_type < 4 and 0 <= spec.ss_no < 10 and 0 <= spec.tw_no < 8
         assert 0 <= spec.execution <= 10
         assert spec.final_score == pytest.approx(spec.difficulty * spec.execution * 3, abs=0.01)
-        assert spec.difficulty == synthesize.difficulty_of(spec.ss_no, spec.tw_no,
+        assert spec.difficulty == synthetic.difficulty_of(spec.ss_no, spec.tw_no,
                                                            spec.position, spec.armstand)
 
 
 def _render(spec, seed=0):
-    return synthesize.render_video(spec, 40, 48, 64, 36, np.random.default_rng(seed))
+    return synthetic.render_video(spec, 40, 48, 64, 36, np.random.default_rng(seed))
 
 
 def test_what_the_video_shows_follows_the_labels():
@@ -54,7 +55,7 @@ def test_what_the_video_shows_follows_the_labels():
 
 
 def test_captions_use_the_synthetic_vocabulary():
-    vocab = synthesize.synthetic_vocabulary()
+    vocab = synthetic.synthetic_vocabulary()
     for i in range(30):
         words = _sample(i).caption_words
         ids = vocab.encode(words)
@@ -63,10 +64,11 @@ def test_captions_use_the_synthetic_vocabulary():
 
 
 def test_written_records_read_back_equal(tmp_path):
-    info = synthesize.write_tfrecords(str(tmp_path), num_train=5, num_test=3, num_frames=30,
-                                      height=48, width=64, seed=4, num_shards=2, num_workers=1)
+    info = synthetic.write_tfrecords(str(tmp_path), SyntheticDataConfig(
+        num_train=5, num_test=3, num_frames=30, height=48, width=64, seed=4, num_shards=2),
+        num_workers=1)
     assert info["histograms"]["train"]["ss_no"] and os.path.exists(tmp_path / "vocab.json")
-    vocab = synthesize.synthetic_vocabulary()
+    vocab = synthetic.synthetic_vocabulary()
     import tensorflow as tf
     for split, count in (("train", 5), ("test", 3)):
         files = sorted(glob.glob(str(tmp_path / f"{split}-*.tfrecord")))
@@ -75,7 +77,7 @@ def test_written_records_read_back_equal(tmp_path):
         assert len(records) == count
         for record in records:
             index = int(record["sample_key"].split("_")[1]) - 1
-            source = synthesize.make_sample(split, index, 4, 30, 48, 64)
+            source = synthetic.make_sample(split, index, 4, 30, 48, 64)
             spec = source.labels
             for name in ("position", "armstand", "rotation_type", "ss_no", "tw_no"):
                 assert record[name] == getattr(spec, name), name
@@ -92,7 +94,8 @@ def test_written_records_read_back_equal(tmp_path):
 
 
 def test_ensure_dataset_generates_once(tmp_path):
-    args = dict(num_train=2, num_test=1, num_frames=24, height=32, width=40, seed=0)
-    assert synthesize.ensure_dataset(str(tmp_path), **args)
-    assert not synthesize.ensure_dataset(str(tmp_path), **args)
-    assert synthesize.ensure_dataset(str(tmp_path), **{**args, "seed": 1})
+    config = SyntheticDataConfig(num_train=2, num_test=1, num_frames=24, height=32, width=40,
+                                 seed=0)
+    assert synthetic.ensure_dataset(str(tmp_path), config)
+    assert not synthetic.ensure_dataset(str(tmp_path), config)
+    assert synthetic.ensure_dataset(str(tmp_path), dataclasses.replace(config, seed=1))

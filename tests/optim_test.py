@@ -1,32 +1,22 @@
-"""Unit tests of the training helpers: checkpoint criterion, learning-rate schedule, config."""
+"""The optimizer (learning-rate schedule, two rates) and the train config's validation."""
 
 import keras
 import numpy as np
 import pytest
 
-from aqa_tf import training
+from aqa_tf import optim
 from aqa_tf.config import TrainConfig
-
-
-def test_selection_criterion():
-    metrics = {"spearman": 0.8, "mae": 3.0, "accuracy/position": 0.5, "accuracy/twists": 0.7}
-    assert training.selection_criterion(metrics, "spearman") == pytest.approx(0.8)
-    assert training.selection_criterion(metrics, "spearman_accuracy") == pytest.approx(1.4)
-    # A score-only model: rho alone.
-    assert training.selection_criterion({"spearman": 0.5}, "spearman_accuracy") == 0.5
-    with pytest.raises(ValueError, match="select_on='best'"):
-        training.selection_criterion(metrics, "best")
 
 
 def test_cosine_schedule_decays_to_zero_over_all_steps():
     backbone = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     config = TrainConfig(model_dir="x", epochs=4, learning_rate=1e-3, lr_schedule="cosine")
-    optimizer = training.make_optimizer(config, backbone, steps_per_epoch=5)
+    optimizer = optim.make_optimizer(config, backbone, steps_per_epoch=5)
     schedule = optimizer._learning_rate
     assert float(schedule(0)) == pytest.approx(1e-3)
     assert float(schedule(10)) == pytest.approx(0.5e-3, rel=1e-5)
     assert float(schedule(20)) == pytest.approx(0.0, abs=1e-9)
-    constant = training.make_optimizer(TrainConfig(model_dir="x", learning_rate=1e-3), backbone)
+    constant = optim.make_optimizer(TrainConfig(model_dir="x", learning_rate=1e-3), backbone)
     assert float(np.asarray(constant.learning_rate)) == pytest.approx(1e-3)
 
 

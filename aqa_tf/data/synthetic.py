@@ -1,0 +1,401 @@
+"""A synthetic diving dataset whose videos determine their labels (the quickstart's data and
+the tests'; `python -m tfrecords_tools.synthesize` writes it from the command line).
+
+Each video shows a rendered diver on a platform (standing, or in a handstand for armstand
+dives), taking off, flying a parabola while somersaulting (number of half somersaults ->
+`ss_no`) and twisting (the body's front/back colour alternates and its width oscillates once
+per half twist -> `tw_no`) in a straight, tuck or pike shape (`position`), facing the water or
+the platform and rotating one way or the other (`rotation_type`: inward, reverse, backward,
+forward), then entering the water with a splash. Execution (0..10) is lowered by the splash
+size, the entry angle and the body's wobble in flight; `final_score = difficulty x execution x 3`
+(three judges' awards times the degree of difficulty, as in real judging). A templated
+commentary describes the dive with a small fixed vocabulary.
+
+`tfrecords_tools.synthesize --format=mtl_aqa_raw` writes the same dives as event videos (.mp4),
+extracted frames and annotation pickles in the real MTL-AQA layout instead, to exercise the
+real-data converter end to end.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Iterator, List
+
+import numpy as np
+
+from aqa_tf.config import Config, ConfigError, option
+from aqa_tf.data import captions
+from aqa_tf.data import features
+from aqa_tf.data import shards
+
+NUM_POSITIONS, NUM_ARMSTAND, NUM_ROTATION_TYPES, NUM_SS, NUM_TW = 3, 2, 4, 10, 8
+POSITION_NAMES = ("straight", "tuck", "pike")  # class ids 0, 1, 2 (MTL-AQA: free, tuck, pike)
+ROTATION_NAMES = ("inward", "reverse", "backward", "forward")
+# (faces the water at take-off, rotates towards the face) per rotation type.
+_ROTATION_GEOMETRY = {0: (False, True), 1: (True, False), 2: (False, False), 3: (True, True)}
+# Realistic-ish class frequencies (MTL-AQA is dominated by 2.5 and 3.5 somersaults).
+_SS_PROBS = np.array([0.03, 0.03, 0.06, 0.10, 0.16, 0.22, 0.10, 0.20, 0.05, 0.05])
+_TW_PROBS = np.array([0.55, 0.06, 0.10, 0.12, 0.06, 0.06, 0.03, 0.02])
+_HALF_WORDS = ("no", "a half", "one", "one and a half", "two", "two and a half", "three",
+               "three and a half", "four", "four and a half")
+
+SYNTHETIC_WORDS = sorted(set(
+    " ".join(_HALF_WORDS).split() + list(POSITION_NAMES) + list(ROTATION_NAMES) +
+    ("a an the from handstand somersaults twists twist in position with and on entry dive "
+     "splash big small almost no rip clean vertical slightly over under rotated short "
+     "steady loose air little very tight excellent good poor average judges will like "
+     "that this is it was he she takes off armstand start").split()))
+
+
+def synthetic_vocabulary() -> captions.Vocabulary:
+    return captions.Vocabulary.from_words(SYNTHETIC_WORDS)
+
+
+@dataclasses.dataclass
+class DiveSpec:
+    """Labels of one synthetic dive and the parameters that render them."""
+
+    position: int
+    armstand: int
+    rotation_type: int
+    ss_no: int
+    tw_no: int
+    difficulty: float
+    execution: float
+    final_score: float
+    splash_size: float   # 0 (rip entry) .. 1 (huge splash)
+    entry_angle: float   # radians off vertical at entry
+    wobble: float        # radians of body wobble in flight
+    sky_tint: float
+    water_tint: float
+    entry_x: float       # fraction of the width where the diver enters
+
+
+def difficulty_of(ss_no: int, tw_no: int, position: int, armstand: int) -> float:
+    """Degree of difficulty: more somersaults and twists, straight body and armstand score more."""
+    dd = 1.6 + 0.15 * ss_no + 0.1 * tw_no + (0.2, 0.0, 0.1)[position] + 0.2 * armstand
+    return float(np.round(min(dd, 4.1), 1))
+
+
+def sample_dive_spec(rng: np.random.Generator) -> DiveSpec:
+    ss_no = int(rng.choice(NUM_SS, p=_SS_PROBS))
+    tw_no = int(rng.choice(NUM_TW, p=_TW_PROBS))
+    position = int(rng.integers(NUM_POSITIONS))
+    armstand = int(rng.random() < 0.25)
+    rotation_type = int(rng.integers(NUM_ROTATION_TYPES))
+    splash = float(rng.random())
+    angle = float(rng.uniform(-0.6, 0.6))
+    wobble = float(rng.uniform(0.0, 0.35))
+    # Execution: the splash dominates, then the entry angle and the wobble.
+    execution = 9.8 - 6.0 * splash - 1.0 * abs(angle) / 0.6 - 0.5 * wobble / 0.35
+    execution = float(np.clip(np.round(execution * 2) / 2, 0.0, 10.0))  # judges award halves
+    difficulty = difficulty_of(ss_no, tw_no, position, armstand)
+    return DiveSpec(position, armstand, rotation_type, ss_no, tw_no, difficulty, execution,
+                    float(np.round(difficulty * execution * 3, 2)), splash, angle, wobble,
+                    float(rng.uniform(-0.08, 0.08)), float(rng.uniform(-0.08, 0.08)),
+                    float(rng.uniform(0.5, 0.64)))
+
+
+def _body_segments(position: int, length: float):
+    """Capsules `(x0, y0, x1, y1, thickness)` of the body in its own frame: head at +y, the
+    front of the body towards +x. Returns (segments, head centre)."""
+    l = length
+    if position == 0:    # straight
+        segs = [(0, 0.5 * l, 0, -0.5 * l, 0.16 * l)]
+        head = (0.0, 0.62 * l)
+    elif position == 1:  # tuck: short torso, thighs to the chest, shins folded back
+        segs = [(0, 0.25 * l, 0, -0.15 * l, 0.2 * l), (0, -0.15 * l, 0.3 * l, 0.05 * l, 0.15 * l),
+                (0.3 * l, 0.05 * l, 0.05 * l, -0.2 * l, 0.13 * l)]
+        head = (0.03 * l, 0.37 * l)
+    else:                # pike: torso and straight legs folded at the hips
+        segs = [(0, 0.4 * l, 0, -0.05 * l, 0.16 * l), (0, -0.05 * l, 0.45 * l, 0.15 * l, 0.14 * l)]
+        head = (0.0, 0.52 * l)
+    return np.array(segs, np.float32), np.array(head, np.float32)
+
+
+def _capsule_alpha(px, py, seg):
+    """Anti-aliased coverage of capsules. px, py: `[H, W]`; seg: `[N, S, 5]` -> `[N, H, W]`."""
+    x0, y0, x1, y1, th = [seg[..., i][..., None, None] for i in range(5)]
+    dx, dy = x1 - x0, y1 - y0
+    t = np.clip(((px - x0) * dx + (py - y0) * dy) / np.maximum(dx * dx + dy * dy, 1e-6), 0, 1)
+    dist = np.hypot(px - (x0 + t * dx), py - (y0 + t * dy))
+    return np.clip(th / 2 - dist + 0.5, 0, 1).max(axis=1)
+
+
+def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_index: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Renders the dive: uint8 `[num_frames, height, width, 3]`; the dive (through the entry
+    splash) ends at frame `end_index`."""
+    T, H, W = num_frames, height, width
+    py, px = np.mgrid[0:H, 0:W].astype(np.float32)
+    water_y, platform_y, platform_x = 0.86 * H, 0.5 * H, 0.36 * W
+
+    # Background: sky gradient, platform, water.
+    sky = np.array([0.55, 0.75, 0.95]) + spec.sky_tint
+    water = np.array([0.1, 0.35, 0.65]) + spec.water_tint
+    grad = (py / H)[..., None]
+    bg = np.where((py < water_y)[..., None], sky * (1 - 0.3 * grad), water * (1.1 - 0.2 * grad))
+    bg = np.where(((px < platform_x) & (py > platform_y) & (py < platform_y + 0.06 * H))[..., None],
+                  np.array([0.6, 0.6, 0.6]), bg)
+
+    # Timeline (frame indices): flight ends at entry, then splash until end_index.
+    action = min(T, end_index + 1)
+    # About a quarter of the action on the platform (the start pose tells armstand dives), half
+    # in flight, a fifth in the splash.
+    splash_len = max(4, int(round(0.2 * action)))
+    entry = end_index - splash_len
+    takeoff = max(1, entry - max(6, int(round(0.52 * action))))
+    t = np.arange(T, dtype=np.float32)
+    s = np.clip((t - takeoff) / max(entry - takeoff, 1), 0, 1)  # flight progress
+
+    length = 0.45 * H
+    faces_water, towards_face = _ROTATION_GEOMETRY[spec.rotation_type]
+    facing = 1.0 if faces_water else -1.0       # +x is the water side
+    spin = facing * (1.0 if towards_face else -1.0)
+    start_angle = np.pi if spec.armstand else 0.0
+    # Rotation (image y grows downwards, so a positive angle turns the head towards +x).
+    total = spec.ss_no * np.pi
+    # Enter head first: the last half turn lines the body up with the vertical.
+    # Odd half somersaults enter head first, even ones feet first; both vertical but for the
+    # entry-angle fault.
+    theta = start_angle + spin * total * s + spec.entry_angle * s
+    wobble = spec.wobble * np.sin(2 * np.pi * 3 * s + rng.uniform(0, 6.28)) * np.sin(np.pi * s)
+    theta = theta + wobble
+    # On the platform the diver leans towards the side it faces (the water for forward and
+    # reverse dives, the platform for backward and inward ones): the start pose shows the facing.
+    theta = theta + np.where(t < takeoff, 0.35 * facing, 0.0)
+
+    # Trajectory: standing at the platform edge, parabola, entry.
+    x_start, x_entry = platform_x - 0.3 * length, spec.entry_x * W
+    y_start = platform_y - 0.55 * length
+    cx = x_start + (x_entry - x_start) * s
+    peak = 0.5 * (y_start - 0.1 * H)
+    cy = y_start + (water_y + 0.3 * length - y_start) * s - 4 * peak * s * (1 - s)
+    in_flight = (t >= takeoff) & (t <= entry)
+    before = t < takeoff
+    # Body shape: straight on the platform and at entry, the dive's shape in between.
+    segs_straight, head_straight = _body_segments(0, length)
+    segs_dive, head_dive = _body_segments(spec.position, length)
+    shape_on = (s > 0.1) & (s < 0.85)
+    # Armstand start: upside down on the hands with the legs spread (head at +y in the body
+    # frame, so the legs are at -y).
+    l = length
+    segs_handstand = np.array([(0, 0.5 * l, 0, 0.0, 0.16 * l), (0, 0.0, 0.3 * l, -0.45 * l, 0.13 * l),
+                               (0, 0.0, -0.3 * l, -0.45 * l, 0.13 * l)], np.float32)
+
+    frames = np.empty((T, H, W, 3), np.float32)
+    front, back = np.array([0.95, 0.55, 0.2]), np.array([0.55, 0.15, 0.45])
+    for i in range(T):
+        img = bg.copy()
+        if before[i] or in_flight[i]:
+            segs, head = (segs_dive, head_dive) if shape_on[i] else (segs_straight, head_straight)
+            if before[i] and spec.armstand:
+                segs, head = segs_handstand, head_straight  # legs in a V above the hands
+            segs = segs.copy()
+            half_twist = spec.tw_no * s[i]  # number of half twists done
+            width_scale = 0.55 + 0.45 * abs(np.cos(np.pi * half_twist)) if spec.tw_no else 1.0
+            segs[:, 4] *= width_scale * 1.6
+            # The body turns its back to the camera from a quarter twist on, so that every
+            # twisting dive (one half twist included) shows its back colour in the air.
+            back_shown = int(half_twist + 0.5) % 2 == 1
+            mirror = facing * (-1 if back_shown else 1)
+            c, sn = np.cos(theta[i]), np.sin(theta[i])
+
+            def to_image(x, y):
+                x = x * mirror
+                return cx[i] + c * x + sn * y, cy[i] - (-sn * x + c * y)
+
+            pts0 = to_image(segs[:, 0], segs[:, 1])
+            pts1 = to_image(segs[:, 2], segs[:, 3])
+            seg_img = np.stack([pts0[0], pts0[1], pts1[0], pts1[1], segs[:, 4]], -1)[None]
+            alpha = _capsule_alpha(px, py, seg_img)[0]
+            hx, hy = to_image(head[0], head[1])
+            alpha = np.maximum(alpha, np.clip(0.1 * length - np.hypot(px - hx, py - hy) + 0.5, 0, 1))
+            # A dark face and chest stripe on the front of the body show which way the diver
+            # faces (with the rotation direction this tells the rotation type).
+            fx0, fy0 = to_image(head[0] + 0.08 * length, head[1])
+            fx1, fy1 = to_image(0.08 * length, 0.05 * length)
+            stripe = np.array([[[fx0, fy0, fx1, fy1, 0.1 * length]]], np.float32)
+            face = _capsule_alpha(px, py, stripe)[0]
+            alpha = alpha * (py < water_y + 1)  # below the surface is hidden
+            colour = back if back_shown else front
+            img = img * (1 - alpha[..., None]) + colour * alpha[..., None]
+            face = face * (py < water_y + 1)
+            img = img * (1 - face[..., None]) + 0.1 * face[..., None]
+        if t[i] > entry:
+            # Splash: grows then settles; its size is the execution fault seen by judges.
+            k = (t[i] - entry) / max(splash_len, 1)
+            radius = (0.04 + 0.3 * spec.splash_size) * H * np.sin(np.pi * min(k, 1.0) * 0.8 + 0.2)
+            d = np.hypot((px - x_entry) / 1.4, (py - water_y) * 1.0)
+            blob = np.clip(radius - d + 0.5, 0, 1) * (py < water_y + 0.05 * H)
+            img = img * (1 - blob[..., None]) + np.array([0.97, 0.97, 1.0]) * blob[..., None]
+        frames[i] = img
+    frames += rng.normal(0, 0.015, frames.shape)
+    return (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def caption_words(spec: DiveSpec, rng: np.random.Generator) -> List[str]:
+    words = []
+    if spec.armstand:
+        words += "from a handstand".split()
+    words += ["a", ROTATION_NAMES[spec.rotation_type]] + _HALF_WORDS[spec.ss_no].split()
+    words += ["somersaults"]
+    if spec.tw_no:
+        words += ["with"] + _HALF_WORDS[spec.tw_no].split() + ["twists"]
+    words += ["in", "the", POSITION_NAMES[spec.position], "position"]
+    if spec.position == 1 and spec.wobble < 0.15:
+        words += ["very", "tight"]
+    words += ["steady", "in", "the", "air"] if spec.wobble < 0.15 else ["a", "little", "loose",
+                                                                       "in", "the", "air"]
+    if spec.splash_size < 0.2:
+        words += rng.choice(["rip entry almost no splash", "clean entry"]).split()
+    elif spec.splash_size < 0.6:
+        words += "small splash on entry".split()
+    else:
+        words += "big splash on entry".split()
+    if abs(spec.entry_angle) > 0.3:
+        words += ("slightly over rotated" if spec.entry_angle > 0 else "short on entry").split()
+    else:
+        words += ["vertical", "entry"]
+    words += {True: "excellent dive", False: "good dive"}[spec.execution >= 8].split() \
+        if spec.execution >= 6 else "poor dive".split()
+    return words
+
+
+@dataclasses.dataclass
+class SyntheticSample:
+    sample_key: str
+    frames: np.ndarray
+    end_index: int
+    labels: DiveSpec
+    caption_words: List[str]
+
+
+def _sample_seed(seed: int, split: str, index: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{split}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+SPLIT_EVENTS = {"train": 1, "test": 2}
+
+
+def make_sample(split: str, index: int, seed: int, num_frames: int, height: int, width: int,
+                jitter_margin: int = 3) -> SyntheticSample:
+    rng = np.random.default_rng(_sample_seed(seed, split, index))
+    spec = sample_dive_spec(rng)
+    end_index = num_frames - 1 - jitter_margin
+    frames = render_video(spec, num_frames, height, width, end_index, rng)
+    return SyntheticSample(features.sample_key_for(SPLIT_EVENTS[split], index + 1), frames,
+                           end_index, spec, caption_words(spec, rng))
+
+
+def generate_split(split: str, num_samples: int, seed: int, num_frames: int, height: int,
+                   width: int, jitter_margin: int = 3) -> Iterator[SyntheticSample]:
+    for i in range(num_samples):
+        yield make_sample(split, i, seed, num_frames, height, width, jitter_margin)
+
+
+def _render_split(args):
+    split, index, seed, num_frames, height, width, jitter_margin, jpeg_quality = args
+    sample = make_sample(split, index, seed, num_frames, height, width, jitter_margin)
+    return sample, [features.encode_jpeg(f, jpeg_quality) for f in sample.frames]
+
+
+def to_record(sample: SyntheticSample, jpegs, vocab: captions.Vocabulary) -> bytes:
+    spec = sample.labels
+    # Plausible source-video frame numbers (1-based), as if cut from an event video.
+    end_frame = 1000 + sample.end_index
+    return features.serialize_sample(features.Sample(
+        sample_key=sample.sample_key, frames=jpegs, height=sample.frames.shape[1],
+        width=sample.frames.shape[2], final_score=spec.final_score, difficulty=spec.difficulty,
+        position=spec.position, armstand=spec.armstand, rotation_type=spec.rotation_type,
+        ss_no=spec.ss_no, tw_no=spec.tw_no,
+        caption=vocab.encode(sample.caption_words, where=sample.sample_key),
+        start_frame=end_frame - sample.end_index, end_frame=end_frame,
+        end_index=sample.end_index))
+
+
+GENERATOR_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticDataConfig(Config):
+    """The synthetic dataset: it is a deterministic function of these values."""
+
+    num_train: int = option(240, "Synthetic training samples.")
+    num_test: int = option(100, "Synthetic test samples.")
+    num_frames: int = option(54, "Frames per synthetic video (the dive ends jitter_margin "
+                             "frames before the last).")
+    height: int = option(64, "Height of synthetic frames, pixels.")
+    width: int = option(86, "Width of synthetic frames, pixels.")
+    seed: int = option(0, "Seed of the synthetic dataset.")
+    num_shards: int = option(2, "Shards per split.")
+    jitter_margin: int = option(3, "Frames stored after the annotated end frame.")
+    jpeg_quality: int = option(90, "JPEG quality of the stored frames.")
+
+    def check(self):
+        if self.num_frames < 20:
+            raise ConfigError(f"num_frames={self.num_frames}: synthetic dives need at least 20 "
+                              "frames")
+
+    def info(self) -> dict:
+        """What `dataset_info.json` records of the dataset's making."""
+        return {**dataclasses.asdict(self), "schema_version": features.SCHEMA_VERSION,
+                "generator_version": GENERATOR_VERSION}
+
+
+def _label_histograms() -> dict:
+    return {name: [0] * n for name, n in (("position", NUM_POSITIONS), ("armstand", NUM_ARMSTAND),
+                                          ("rotation_type", NUM_ROTATION_TYPES),
+                                          ("ss_no", NUM_SS), ("tw_no", NUM_TW))}
+
+
+def write_tfrecords(out_dir: str, config: SyntheticDataConfig, num_workers: int = 0) -> dict:
+    """Writes `train-*`/`test-*` shards, `vocab.json` and `dataset_info.json` to `out_dir`;
+    returns the dataset info (with label histograms)."""
+    import concurrent.futures
+    from tqdm import tqdm
+
+    c = config.validate()
+    os.makedirs(out_dir, exist_ok=True)
+    vocab = synthetic_vocabulary()
+    vocab.save(os.path.join(out_dir, "vocab.json"))
+    info, histograms = c.info(), {}
+    workers = num_workers or min(4, os.cpu_count() or 1)
+    pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+    mapper = pool.map if pool else (lambda fn, jobs, chunksize: map(fn, jobs))
+    try:
+        for split, count in (("train", c.num_train), ("test", c.num_test)):
+            hist = histograms[split] = _label_histograms()
+            jobs = [(split, i, c.seed, c.num_frames, c.height, c.width, c.jitter_margin,
+                     c.jpeg_quality) for i in range(count)]
+            with shards.ShardedWriter(out_dir, split, c.num_shards) as writer:
+                # map() keeps the order, so the output does not depend on the worker count.
+                for sample, jpegs in tqdm(mapper(_render_split, jobs, chunksize=8),
+                                          total=count, desc=f"synthesizing {split}",
+                                          unit="video"):
+                    writer.write(to_record(sample, jpegs, vocab))
+                    for name in hist:
+                        hist[name][getattr(sample.labels, name)] += 1
+    finally:
+        if pool:
+            pool.shutdown()
+    info["histograms"] = histograms
+    with open(os.path.join(out_dir, "dataset_info.json"), "w") as f:
+        json.dump(info, f, indent=2)
+    return info
+
+
+def ensure_dataset(out_dir: str, config: SyntheticDataConfig) -> bool:
+    """Generates the dataset unless `out_dir` already holds one made with the same config.
+    Returns True if it generated."""
+    wanted = config.info()
+    path = os.path.join(out_dir, "dataset_info.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            existing = json.load(f)
+        if {k: existing.get(k) for k in wanted} == wanted:
+            return False
+    write_tfrecords(out_dir, config)
+    return True

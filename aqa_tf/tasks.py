@@ -1,0 +1,32 @@
+"""What an AQA model is asked for: the output names, the sub-action classes and the caption
+tokens. Data (`aqa_tf.data`) and models (`aqa_tf.models`) both read this module and nothing
+of each other, so the names stay one vocabulary: the same keys name heads, losses, loss
+weights, metrics and serving outputs.
+"""
+
+# Model outputs.
+SCORE_OUTPUT = "score"
+CAPTION_OUTPUT = "caption"
+# Sub-action classification outputs (paper 001: the dive is described by five labels).
+CLASS_OUTPUTS = ("position", "armstand", "rotation_type", "somersaults", "twists")
+# Model input of captioning models: the words read under teacher forcing (`<sos> w1 .. wn`).
+CAPTION_TOKENS = "caption_tokens"
+
+# Heads a model can have (`--heads`): the score regressor, the sub-action classifiers
+# ("dive") and the caption generator.
+HEADS = ("score", "dive", "caption")
+
+# MTL-AQA class counts (paper 001, Table 2; label ranges of the annotation release).
+MTL_AQA_NUM_CLASSES = {
+    "position": 3,       # free, tuck, pike
+    "armstand": 2,       # no, yes
+    "rotation_type": 4,  # inward, reverse, backward, forward
+    "somersaults": 10,   # ss_no class index
+    "twists": 8,         # tw_no class index
+}
+
+# Caption special tokens (the MTL-AQA `vocab.json` convention).
+EOS = "<eos>"
+SOS = "<sos>"
+EOS_ID = 0
+SOS_ID = 1

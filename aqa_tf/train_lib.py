@@ -1,0 +1,173 @@
+"""A training run: data, model, optimizer, resumable fit, final evaluation and export.
+
+`aqa_tf.train` is the command-line entry; everything here takes config objects. Construction
+reads as its steps: check the data, build and compile the model, build the evaluator, build the
+training data.
+"""
+
+import os
+from typing import Dict, Optional, Tuple
+
+import keras
+import tensorflow as tf
+
+from aqa_tf import callbacks as callbacks_lib
+from aqa_tf import evaluation
+from aqa_tf import export_lib
+from aqa_tf import optim
+from aqa_tf import run_folder
+from aqa_tf.config import DataConfig, EvalConfig, ExportConfig, ModelConfig, TrainConfig
+from aqa_tf.data import pipeline
+from aqa_tf.data import shards
+from aqa_tf.models import aqa_model
+from aqa_tf.weights import sources
+
+
+def select_model_io(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
+    """Keeps only the inputs and targets the model has (e.g. no class targets for STL)."""
+    input_names = list(model.input.keys())
+    output_names = list(model.output.keys())
+
+    def select(inputs, targets):
+        return ({k: inputs[k] for k in input_names}, {k: targets[k] for k in output_names})
+
+    return dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+class TrainingRun:
+    """One training run in `train_config.model_dir`: builds data and model, fits with resumable
+    checkpoints, and gives the final (honest) evaluation of the chosen checkpoint.
+
+    Build it under the dtype policy and seed of the run (`devices.configure_run`).
+    """
+
+    def __init__(self, data_config: DataConfig, model_config: ModelConfig,
+                 train_config: TrainConfig, eval_config: EvalConfig = EvalConfig(),
+                 strategy: Optional[tf.distribute.Strategy] = None):
+        self.data_config, self.model_config = data_config, model_config
+        self.train_config, self.eval_config = train_config, eval_config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.folder = run_folder.RunFolder(train_config.model_dir)
+        self.has_val = data_config.val_fraction > 0
+        self.score_range = self._check_data()
+        self.num_train_examples = pipeline.num_examples(data_config, "train")
+        self.model = self._build_model()
+        self.evaluator = evaluation.Evaluator(self.model, data_config, self.score_range,
+                                              eval_config, train_config.jit_compile)
+        self.train_data = self._build_training_data()
+
+    # --- construction steps ---------------------------------------------------------------------
+    def _check_data(self) -> Tuple[float, float]:
+        """Reads the scores of both splits (every record, no frames): a shard that cannot be
+        read stops the run here, named. Returns the training score range."""
+        try:
+            evaluation.read_scores(self.data_config, self.data_config.test_split)
+            return evaluation.score_range(self.data_config)
+        except tf.errors.DataLossError as error:
+            raise shards.DataError(self._describe_bad_shards(error)) from error
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return (self.train_config.steps_per_epoch or
+                max(1, self.num_train_examples // self.data_config.batch_size))
+
+    def _build_model(self) -> keras.Model:
+        """The model, its initial weights, frozen backbone and optimizer, compiled under the
+        strategy. A resumed run restores its own state over the initial weights."""
+        config = self.train_config
+        with self.strategy.scope():
+            model = aqa_model.build_aqa_model(self.model_config, self.data_config)
+            backbone = aqa_model.backbone_of(model)
+            if config.init_weights:
+                sources.load_initial_weights(model, config.init_weights,
+                                             config.init_weights_source,
+                                             self.model_config.backbone)
+                print(f"Initialised from {config.init_weights} ({config.init_weights_source})",
+                      flush=True)
+            if config.freeze_backbone:
+                backbone.trainable = False
+            optimizer = optim.make_optimizer(config, backbone, self.steps_per_epoch)
+            optim.compile_model(model, self.model_config, config, optimizer)
+        return model
+
+    def _build_training_data(self) -> tf.data.Dataset:
+        data = pipeline.build_dataset(self.data_config, "train", training=True,
+                                      include_caption=self.evaluator.with_captions)
+        # Known length: the progress bar shows the epoch's total from the first epoch on.
+        data = data.apply(tf.data.experimental.assert_cardinality(
+            self.num_train_examples // self.data_config.batch_size))
+        data = select_model_io(data, self.model)
+        return data.repeat() if self.train_config.steps_per_epoch else data
+
+    # --- training ---------------------------------------------------------------------------------
+    def callbacks(self) -> list:
+        backup = keras.callbacks.BackupAndRestore(
+            self.folder.file(run_folder.BACKUP_DIR),
+            save_freq=self.train_config.backup_every_steps or "epoch", delete_checkpoint=False)
+        # The epoch's evaluation (metrics JSON, last/best weights) is written before the backup
+        # marks the epoch done: a run killed in between trains that epoch again rather than
+        # losing its metrics.
+        return [
+            callbacks_lib.EpochEvaluation(self.folder, self.evaluator.evaluate, self.has_val,
+                                          self.train_config.test_every_epoch,
+                                          self.train_config.select_on),
+            backup,
+            keras.callbacks.TensorBoard(self.folder.file(run_folder.LOGS_DIR)),
+        ]
+
+    def evaluate_untrained(self) -> Optional[Dict]:
+        """Test metrics of the freshly initialised model (`metrics/epoch_000.json`): the
+        baseline that training must beat. Skipped when resuming."""
+        path = self.folder.epoch_metrics(0)
+        if self.folder.completed_epochs() or os.path.exists(path):
+            return None
+        record = {"epoch": 0, "test": self.evaluator.evaluate("test")}
+        run_folder.write_json(path, record)
+        print(f"untrained model: test spearman {record['test']['spearman']:.4f}", flush=True)
+        return record
+
+    def fit(self, verbose: Optional[int] = None) -> keras.callbacks.History:
+        """Trains to `epochs`, resuming after the last finished epoch of the run folder."""
+        done = self.folder.completed_epochs()
+        if done:
+            print(f"Resuming {self.folder.path} after epoch {done} of "
+                  f"{self.train_config.epochs}", flush=True)
+        try:
+            return self.model.fit(
+                self.train_data, epochs=self.train_config.epochs,
+                steps_per_epoch=self.train_config.steps_per_epoch or None,
+                callbacks=self.callbacks(),
+                verbose=self.train_config.verbose if verbose is None else verbose)
+        except tf.errors.DataLossError as error:
+            raise shards.DataError(self._describe_bad_shards(error)) from error
+
+    def _describe_bad_shards(self, error: tf.errors.OpError) -> str:
+        """Names the shards that cannot be read (finished epochs stay in the backup)."""
+        patterns = [shards.shard_pattern(self.data_config.data_dir, split)
+                    for split in (self.data_config.train_split, self.data_config.test_split)]
+        problems = shards.check_shards(patterns)
+        return ("training data cannot be read: " + error.message.splitlines()[0] +
+                "\n  " + "\n  ".join(problems or ["(no shard-level problem found)"]) +
+                "\nFix or re-create these shards; re-running resumes after the last "
+                "finished epoch.")
+
+    # --- results ----------------------------------------------------------------------------------
+    def final_evaluation(self) -> Dict:
+        """Test metrics of the checkpoint chosen on the validation split (or the last epoch),
+        written as `final_metrics.json`, `test_predictions.csv`, `test_scatter.png` (and
+        `test_captions.csv`)."""
+        info = self.folder.best_info()
+        self.model.load_weights(self.folder.file(run_folder.BEST_WEIGHTS))
+        return self.evaluator.report(
+            "test", self.folder.file(run_folder.FINAL_METRICS), self.folder.file("test"),
+            checkpoint_label=f"epoch {info['epoch']} checkpoint",
+            checkpoint_description=(f"checkpoint of epoch {info['epoch']}, chosen on "
+                                    f"{info['selected_on']} (the test split was not used to "
+                                    "choose it)"),
+            checkpoint_epoch=info["epoch"], selected_on=info["selected_on"])
+
+    def export(self, export_config: ExportConfig, flags_file: str = "") -> str:
+        """SavedModel of the loaded (best) weights (`export_lib.export_trained_model`)."""
+        return export_lib.export_trained_model(
+            self.model, self.model_config, self.data_config, export_config, self.folder.path,
+            self.eval_config, flags_file)

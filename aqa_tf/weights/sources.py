@@ -1,0 +1,228 @@
+"""Published checkpoints and where they go: the checkpoint sources (`registry.CHECKPOINT_SOURCES`).
+
+A source knows how to read one family of checkpoints and load it into our models:
+
+  keras_backbone   a `.weights.h5` of the backbone (what `aqa_tf.weights.convert` writes for the
+                   backbone sources below)
+  keras_model      a `.weights.h5` of the whole model (a run's `best.weights.h5`, or the
+                   conversion of the MTL-AQA authors' models)
+  resnet           3D-ResNets-PyTorch checkpoints (`r3d{18,34,50,101}_K_200ep.pth`,
+                   `r2p1d{18,34,50}_K_200ep.pth`), backbone; `fc.*` not used
+  torchvision      torchvision VideoResNet naming (the IG-65M R(2+1)D-34 checkpoints), backbone
+  c3d              the Sports-1M C3D state dict `c3d.pickle` (convolutions, and fc6 with
+                   `--backbone_fc6`), backbone; also the MSCADC body's keys
+  s3d              Kyle Min's S3D Kinetics-400 weights `S3D_kinetics400.pt`, backbone
+  mtl_aqa          the MTL-AQA authors' training checkpoints, a folder of `<part>_<epoch>.pth`
+                   files (C3D-AVG or MSCADC), whole model
+
+The PyTorch sources need torch (`pip install -r requirements-torch.txt`). A checkpoint that does
+not fit fails with every missing key, unexpected key and shape mismatch listed
+(`mapping.ConversionError`).
+"""
+
+import dataclasses
+import os
+import re
+from typing import Callable, Dict, List, Optional, Tuple
+
+import keras
+import numpy as np
+
+from aqa_tf.models import aqa_model
+from aqa_tf.registry import CHECKPOINT_SOURCES
+from aqa_tf.weights import mapping
+
+# The authors' part names -> what they hold (C3D-AVG and MSCADC training scripts).
+MTL_AQA_PARTS = {
+    "c3d": {"model_CNN": "backbone", "model_my_fc6": "fc6",
+            "model_score_regressor": "score", "model_dive_classifier": "dive",
+            "model_caption": "caption"},
+    "mscadc": {"model_CNN": "backbone", "model_score_regressor": "score",
+               "model_position_classifier": "dive", "model_caption": "caption"},
+}
+# C3D-AVG: our layer names -> the authors' "<part>.<module>".
+_C3D_AVG_MODULES = {
+    "fc6": "model_my_fc6.fc", "score_regressor": "model_score_regressor.fc_final_score",
+    "position": "model_dive_classifier.fc_position",
+    "armstand": "model_dive_classifier.fc_armstand",
+    "rotation_type": "model_dive_classifier.fc_rot_type",
+    "somersaults": "model_dive_classifier.fc_ss_no",
+    "twists": "model_dive_classifier.fc_tw_no",
+}
+# MSCADC heads: our layer-name prefix -> the authors' part.
+_MSCADC_HEAD_PARTS = {"fs": "model_score_regressor", "cls": "model_position_classifier",
+                      "cap": "model_caption"}
+
+
+def read_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:
+    """State dict of a PyTorch checkpoint file as numpy arrays (CPU, prefixes removed)."""
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError("converting PyTorch checkpoints needs torch: "
+                          "pip install -r requirements-torch.txt") from error
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # Old pickles (c3d.pickle) may need the full unpickler.
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict (or a dict with 'state_dict'), got "
+                         f"{type(obj).__name__}")
+    return mapping.strip_prefixes(
+        {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+         for k, v in obj.items()})
+
+
+def _caption_module(name: str) -> str:
+    """`captioner/rnn1_l0` -> `model_caption.rnn1`, `captioner/out` -> `model_caption.out`."""
+    sub = name.split("/", 1)[1]
+    return "model_caption." + re.sub(r"_l\d+$", "", sub)
+
+
+def mtl_aqa_module_of_layer(backbone: str) -> Callable[[str], str]:
+    """Our layer names -> "<part>.<module>" keys of the MTL-AQA authors' checkpoints."""
+    if backbone == "c3d":
+        return lambda name: (_caption_module(name) if name.startswith("captioner/") else
+                             _C3D_AVG_MODULES.get(name, f"model_CNN.{name}"))
+    if backbone == "mscadc":
+        def module(name):
+            if name.startswith("captioner/"):
+                return _caption_module(name)
+            prefix, _, rest = name.partition("_")
+            if prefix in _MSCADC_HEAD_PARTS:
+                return f"{_MSCADC_HEAD_PARTS[prefix]}.{rest}"
+            return f"model_CNN.{name}"
+        return module
+    raise ValueError(f"the MTL-AQA authors' checkpoints are C3D-AVG (--backbone=c3d) or MSCADC "
+                     f"(--backbone=mscadc) models, not {backbone!r}")
+
+
+def read_mtl_aqa_parts(folder: str, backbone: str,
+                       epoch: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """Reads `<part>_<epoch>.pth` (or `<part>.pth`) files of one training run; returns one
+    state dict with keys `<part>.<key>`. Parts that are absent are simply not read (the model
+    then reports their keys as missing)."""
+    if backbone not in MTL_AQA_PARTS:
+        mtl_aqa_module_of_layer(backbone)  # raises the explanatory error
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder} is not a folder of <part>_<epoch>.pth files")
+    merged, found = {}, []
+    for part in MTL_AQA_PARTS[backbone]:
+        name = f"{part}_{epoch}.pth" if epoch is not None else f"{part}.pth"
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            found.append(name)
+            for key, value in read_torch_checkpoint(path).items():
+                merged[f"{part}.{key}"] = value
+    if not found:
+        expected = ", ".join(f"{p}_{epoch}.pth" if epoch is not None else f"{p}.pth"
+                             for p in MTL_AQA_PARTS[backbone])
+        raise FileNotFoundError(f"{folder}: none of {expected}")
+    return merged
+
+
+def convert_mtl_aqa(model: keras.Model, state_dict: Dict[str, np.ndarray], backbone: str) -> Dict:
+    """Loads the authors' merged state dict (`read_mtl_aqa_parts`) into a whole model built by
+    `build_aqa_model`. Parts of heads the model does not have (e.g. the caption model before
+    the caption head exists) are reported as ignored."""
+    ignore = []
+    if "caption" not in model.output:
+        ignore.append("model_caption.")
+    if "position" not in model.output:
+        ignore += ["model_dive_classifier.", "model_position_classifier."]
+    return mapping.load_into(model, state_dict, mtl_aqa_module_of_layer(backbone),
+                             ignore_unused=tuple(ignore))
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasWeights:
+    """A Keras `.weights.h5` file, of the backbone or of the whole model."""
+
+    whole_model: bool
+    torch = False
+
+    def load(self, target: keras.Model, path: str, backbone: str,
+             epoch: Optional[int] = None) -> Dict:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"weights file {path} does not exist")
+        target.load_weights(path)
+        return {"loaded": [path], "ignored": []}
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchBackboneCheckpoint:
+    """A PyTorch state dict of a backbone whose keys `module_of_layer` derives from our layer
+    names; keys starting with `ignore_unused` (the source's classifier) may stay unused."""
+
+    module_of_layer: Callable[[str], str]
+    ignore_unused: Tuple[str, ...] = ("fc.",)
+    whole_model = False
+    torch = True
+
+    def read(self, path: str, backbone: str, epoch: Optional[int] = None) -> Dict[str, np.ndarray]:
+        return read_torch_checkpoint(path)
+
+    def load_state(self, target: keras.Model, state_dict: Dict[str, np.ndarray],
+                   backbone: str) -> Dict:
+        return mapping.load_into(target, state_dict, self.module_of_layer,
+                                 ignore_unused=self.ignore_unused)
+
+    def load(self, target: keras.Model, path: str, backbone: str,
+             epoch: Optional[int] = None) -> Dict:
+        return self.load_state(target, self.read(path, backbone, epoch), backbone)
+
+
+@dataclasses.dataclass(frozen=True)
+class MTLAQACheckpoint:
+    """The MTL-AQA authors' `<part>_<epoch>.pth` files (one folder), into the whole model."""
+
+    whole_model = True
+    torch = True
+
+    def read(self, path: str, backbone: str, epoch: Optional[int] = None) -> Dict[str, np.ndarray]:
+        return read_mtl_aqa_parts(path, backbone, epoch)
+
+    def load_state(self, target: keras.Model, state_dict: Dict[str, np.ndarray],
+                   backbone: str) -> Dict:
+        return convert_mtl_aqa(target, state_dict, backbone)
+
+    def load(self, target: keras.Model, path: str, backbone: str,
+             epoch: Optional[int] = None) -> Dict:
+        return self.load_state(target, self.read(path, backbone, epoch), backbone)
+
+
+CHECKPOINT_SOURCES.register("keras_backbone", KerasWeights(whole_model=False))
+CHECKPOINT_SOURCES.register("keras_model", KerasWeights(whole_model=True))
+CHECKPOINT_SOURCES.register("resnet", TorchBackboneCheckpoint(mapping.resnet_module_of_layer))
+CHECKPOINT_SOURCES.register("torchvision",
+                            TorchBackboneCheckpoint(mapping.torchvision_module_of_layer))
+CHECKPOINT_SOURCES.register("c3d", TorchBackboneCheckpoint(
+    lambda name: name, ignore_unused=("fc6.", "fc7.", "fc8.", "fc.")))
+CHECKPOINT_SOURCES.register("s3d", TorchBackboneCheckpoint(mapping.s3d_module_of_layer))
+CHECKPOINT_SOURCES.register("mtl_aqa", MTLAQACheckpoint())
+
+
+def torch_sources() -> List[str]:
+    """Names of the sources that are PyTorch checkpoints (what `weights.convert` converts)."""
+    return [name for name, source in CHECKPOINT_SOURCES.items() if source.torch]
+
+
+def convert_into(backbone: keras.Model, state_dict: Dict[str, np.ndarray], source: str) -> Dict:
+    """Loads `state_dict` of a backbone checkpoint family `source` into a built backbone;
+    returns the load report `{"loaded": [...], "ignored": [...]}`."""
+    spec = CHECKPOINT_SOURCES.get(source, "source")
+    if spec.whole_model or not spec.torch:
+        raise ValueError(f"source={source!r} is not a PyTorch backbone checkpoint family")
+    return spec.load_state(backbone, state_dict, backbone.name)
+
+
+def load_initial_weights(model: keras.Model, path: str, source: str, backbone: str) -> Dict:
+    """Loads the checkpoint `path` of the family `source` into a model built by
+    `build_aqa_model` (into its backbone for backbone sources); returns the load report."""
+    spec = CHECKPOINT_SOURCES.get(source, "init_weights_source")
+    target = model if spec.whole_model else aqa_model.backbone_of(model)
+    return spec.load(target, path, backbone)
