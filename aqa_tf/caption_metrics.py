@@ -9,7 +9,7 @@ unavailable, with the reason, and the other metrics are still computed.
 
 import csv
 import shutil
-from typing import Dict, List, Sequence
+from typing import Dict, Iterable, List, Sequence
 
 _METEOR = []
 
@@ -75,7 +75,7 @@ def write_captions(path: str, keys: Sequence[str], references: Dict[str, List[st
             writer.writerow([key, " | ".join(references.get(key, [])), generated.get(key, "")])
 
 
-def decode_captions(ids, vocab) -> List[str]:
+def decode_captions(ids: Iterable[Iterable[int]], vocab) -> List[str]:
     """Token id rows (`<sos>` optional, padding -1 or after `<eos>`) -> strings of words."""
     out = []
     for row in ids:

@@ -8,7 +8,7 @@ best checkpoint from validation metrics (`--select_on`) are registered here.
 """
 
 import dataclasses
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -99,7 +99,7 @@ def caption_texts(predictions: Predictions,
     return references, generated
 
 
-def class_outputs(names) -> List[str]:
+def class_outputs(names: Iterable[str]) -> List[str]:
     """The sub-action outputs among `names`, in the order of `tasks.CLASS_OUTPUTS`."""
     return [n for n in tasks.CLASS_OUTPUTS if n in names]
 

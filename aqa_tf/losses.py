@@ -1,5 +1,7 @@
 """Losses of paper 001 (eq. 1-4), masked so that samples with a missing label add nothing."""
 
+from typing import Dict, Sequence, Tuple
+
 import keras
 from keras import ops
 
@@ -16,7 +18,8 @@ class ScoreLoss(keras.losses.Loss):
     y_true: `[batch]` scores in points. y_pred: `[batch]` scores in points.
     """
 
-    def __init__(self, score_std=17.0, l1_weight=1.0, l2_weight=1.0, name="score_loss", **kwargs):
+    def __init__(self, score_std: float = 17.0, l1_weight: float = 1.0, l2_weight: float = 1.0,
+                 name: str = "score_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.score_std = float(score_std)
         self.l1_weight = float(l1_weight)
@@ -41,7 +44,7 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
     y_true: `[batch]` int class ids. y_pred: `[batch, num_classes]` logits.
     """
 
-    def __init__(self, name="masked_sparse_categorical_crossentropy", **kwargs):
+    def __init__(self, name: str = "masked_sparse_categorical_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
@@ -63,7 +66,7 @@ class CaptionLoss(keras.losses.Loss):
     y_true: `[batch, steps]` next-word ids (-1: padding). y_pred: `[batch, steps, vocab]` logits.
     """
 
-    def __init__(self, name="caption_loss", **kwargs):
+    def __init__(self, name: str = "caption_loss", **kwargs):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
@@ -74,8 +77,9 @@ class CaptionLoss(keras.losses.Loss):
         return ops.sum(ops.where(valid, nll, 0.0), axis=-1)
 
 
-def build_losses(output_names, score_std: float, score_weight: float, class_weight: float,
-                 caption_weight: float = 0.01):
+def build_losses(output_names: Sequence[str], score_std: float, score_weight: float,
+                 class_weight: float, caption_weight: float = 0.01
+                 ) -> Tuple[Dict[str, keras.losses.Loss], Dict[str, float]]:
     """Loss and loss-weight dicts keyed by output name.
 
     Total = alpha * L_score + beta * sum over sub-actions of L_cls + gamma * L_cap (paper 001,

@@ -3,10 +3,11 @@
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 
-def spearman(true_scores, pred_scores) -> float:
+def spearman(true_scores: ArrayLike, pred_scores: ArrayLike) -> float:
     """Spearman rank correlation (scipy), the AQA metric of every paper here."""
     true_scores, pred_scores = np.asarray(true_scores), np.asarray(pred_scores)
     if len(true_scores) < 2 or np.all(pred_scores == pred_scores[0]):
@@ -14,7 +15,8 @@ def spearman(true_scores, pred_scores) -> float:
     return float(stats.spearmanr(true_scores, pred_scores)[0])
 
 
-def relative_l2(true_scores, pred_scores, score_range: Tuple[float, float]) -> float:
+def relative_l2(true_scores: ArrayLike, pred_scores: ArrayLike,
+                score_range: Tuple[float, float]) -> float:
     """R-l2 = mean(((s - s_hat) / (s_max - s_min))^2) x 100, range from the training split."""
     low, high = score_range
     if high <= low:
@@ -23,7 +25,8 @@ def relative_l2(true_scores, pred_scores, score_range: Tuple[float, float]) -> f
     return float(np.mean(diff ** 2) * 100.0)
 
 
-def compute_metrics(true_scores, pred_scores, true_classes: Optional[Dict[str, np.ndarray]] = None,
+def compute_metrics(true_scores: ArrayLike, pred_scores: ArrayLike,
+                    true_classes: Optional[Dict[str, np.ndarray]] = None,
                     pred_logits: Optional[Dict[str, np.ndarray]] = None,
                     score_range: Optional[Tuple[float, float]] = None) -> Dict[str, float]:
     """All evaluation metrics of one split.
@@ -51,7 +54,7 @@ def compute_metrics(true_scores, pred_scores, true_classes: Optional[Dict[str, n
     return out
 
 
-def majority_rate(labels) -> float:
+def majority_rate(labels: ArrayLike) -> float:
     """Accuracy of always predicting the most frequent class (a baseline for accuracies)."""
     labels = np.asarray(labels)
     labels = labels[labels >= 0]

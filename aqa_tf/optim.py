@@ -1,5 +1,7 @@
 """The optimizer (Adam, paper 001; two learning rates, paper 002) and model compilation."""
 
+from typing import Iterable
+
 import keras
 
 from aqa_tf import losses as losses_lib
@@ -20,7 +22,7 @@ class TwoRateAdam(keras.optimizers.Adam):
         self.backbone_lr_multiplier = float(backbone_lr_multiplier)
         self._backbone_ids = frozenset()
 
-    def set_backbone_variables(self, variables):
+    def set_backbone_variables(self, variables: Iterable):
         self._backbone_ids = frozenset(id(v) for v in variables)
 
     def update_step(self, gradient, variable, learning_rate):

@@ -1,9 +1,10 @@
 """Human-facing outputs of a run: the final table, a predictions file, a scatter plot."""
 
 import csv
-from typing import Dict
+from typing import Dict, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def format_report(result: Dict) -> str:
@@ -32,7 +33,8 @@ def format_report(result: Dict) -> str:
     return "\n".join(lines)
 
 
-def write_predictions(path: str, keys, targets, outputs):
+def write_predictions(path: str, keys: Sequence[str], targets: Dict[str, np.ndarray],
+                      outputs: Dict[str, np.ndarray]):
     """CSV: sample key, true and predicted score, true and predicted class per sub-action."""
     class_names = [n for n in outputs if n != "score" and n in targets]
     with open(path, "w", newline="") as f:
@@ -46,7 +48,8 @@ def write_predictions(path: str, keys, targets, outputs):
             writer.writerow(row)
 
 
-def scatter_plot(path: str, true_scores, pred_scores, spearman: float, title: str = "") -> str:
+def scatter_plot(path: str, true_scores: ArrayLike, pred_scores: ArrayLike, spearman: float,
+                 title: str = "") -> str:
     """Predicted vs true score, with the identity line; returns the PNG path."""
     import matplotlib
     matplotlib.use("Agg")

@@ -302,7 +302,7 @@ def _render_split(args):
     return sample, [features.encode_jpeg(f, jpeg_quality) for f in sample.frames]
 
 
-def to_record(sample: SyntheticSample, jpegs, vocab: captions.Vocabulary) -> bytes:
+def to_record(sample: SyntheticSample, jpegs: List[bytes], vocab: captions.Vocabulary) -> bytes:
     spec = sample.labels
     # Plausible source-video frame numbers (1-based), as if cut from an event video.
     end_frame = 1000 + sample.end_index

@@ -50,8 +50,9 @@ class S2VTCaptioner(layers.Layer):
     Token ids < 0 (padding) are read as `<eos>`; the loss masks their targets.
     """
 
-    def __init__(self, vocab_size, cell="gru", num_layers=2, hidden_units=512,
-                 embedding_dim=512, dropout=0.5, attention=False, **kwargs):
+    def __init__(self, vocab_size: int, cell: str = "gru", num_layers: int = 2,
+                 hidden_units: int = 512, embedding_dim: int = 512, dropout: float = 0.5,
+                 attention: bool = False, **kwargs):
         super().__init__(**kwargs)
         if cell not in CELLS:
             raise ValueError(f"caption cell {cell!r}; expected one of {CELLS}")
@@ -176,7 +177,8 @@ class S2VTCaptioner(layers.Layer):
         decoded, states = self._run(self.decoder, x, initial_states=states, training=False)
         return self.out(decoded[:, 0]), states
 
-    def generate(self, clip_features, max_words, method="greedy", beam_size=3):
+    def generate(self, clip_features, max_words: int, method: str = "greedy",
+                 beam_size: int = 3):
         """Generates captions: int32 `[batch, max_words + 1]` token ids (without `<sos>`), each
         caption ending at its first `<eos>` (a caption that does not finish within `max_words`
         words ends with `<eos>` at the last position). Decoding: keras-hub's GreedySampler or

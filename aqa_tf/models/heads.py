@@ -1,5 +1,7 @@
 """Task heads of the AQA models (paper 001: score regressor and dive classifier)."""
 
+from typing import Dict, Optional
+
 import keras
 from keras import layers, ops
 
@@ -12,7 +14,7 @@ class ScoreOutput(layers.Layer):
     `score` output is in judges' points: `score = score_std * regressor_output`.
     """
 
-    def __init__(self, score_std=17.0, **kwargs):
+    def __init__(self, score_std: float = 17.0, **kwargs):
         super().__init__(**kwargs)
         self.score_std = float(score_std)
 
@@ -37,7 +39,8 @@ class MultiplyDifficulty(layers.Layer):
         return execution_shape
 
 
-def score_output(normalised, score_std: float, difficulty=None):
+def score_output(normalised: keras.KerasTensor, score_std: float,
+                 difficulty: Optional[keras.KerasTensor] = None) -> keras.KerasTensor:
     """The regressor's output `[batch, 1]` (score / score_std) -> `score [batch]` in points.
 
     With `difficulty` (`[batch]`), the regressor predicts the execution part and the score is
@@ -49,7 +52,8 @@ def score_output(normalised, score_std: float, difficulty=None):
     return MultiplyDifficulty(dtype="float32", name="score")(execution, difficulty)
 
 
-def dive_heads(features, class_counts):
+def dive_heads(features: keras.KerasTensor,
+               class_counts: Dict[str, int]) -> Dict[str, keras.KerasTensor]:
     """`features [batch, dim]` -> one logits tensor `[batch, num_classes]` per sub-action.
 
     Returns:

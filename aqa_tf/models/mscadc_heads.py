@@ -26,6 +26,8 @@ Layer names are `<prefix>_<authors' module name>`: prefix `fs` (score head, the 
 `head_fs`), `cls` (dive classifier), `cap` (caption head), so a state dict converts by renaming.
 """
 
+from typing import Dict
+
 import keras
 from keras import layers, ops
 
@@ -42,7 +44,7 @@ CLASS_SUFFIXES = {"position": "position", "armstand": "armstand", "rotation_type
 class ReplicationPadding3D(layers.Layer):
     """Pads `[batch, T, H, W, C]` by repeating the edge values (PyTorch `ReplicationPad3d`)."""
 
-    def __init__(self, padding=1, **kwargs):
+    def __init__(self, padding: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.padding = int(padding)
 
@@ -80,7 +82,8 @@ def _conv_bn_relu(x, filters, prefix, conv, bn, padding=0, dilation=1, kernel=3)
     return layers.ReLU(name=f"{prefix}_{conv}_relu")(x)
 
 
-def context_trunk(feature_map, prefix: str, width: int = BOTTLENECK):
+def context_trunk(feature_map: keras.KerasTensor, prefix: str,
+                  width: int = BOTTLENECK) -> keras.KerasTensor:
     """head_conv1 -> context net -> head_pool1 -> head_conv2 (shared by every MSCADC head)."""
     x = layers.ZeroPadding3D(1, name=f"{prefix}_head_conv1_pad")(feature_map)
     x = layers.Conv3D(width, 1, name=f"{prefix}_head_conv1")(x)
@@ -104,12 +107,13 @@ def _pooled_conv(x, filters, name):
     return layers.GlobalAveragePooling3D(dtype="float32", name=f"{name}_pool")(x)
 
 
-def score_regressor(feature_map):
+def score_regressor(feature_map: keras.KerasTensor) -> keras.KerasTensor:
     """Score head: `[batch, 1]`, the normalised score (score / score_std), float32."""
     return _pooled_conv(context_trunk(feature_map, "fs"), 1, "fs_head_conv3")
 
 
-def dive_classifier(feature_map, class_counts):
+def dive_classifier(feature_map: keras.KerasTensor,
+                    class_counts: Dict[str, int]) -> Dict[str, keras.KerasTensor]:
     """Dive head: dict sub-action output name -> logits `[batch, classes]` (float32)."""
     trunk = context_trunk(feature_map, "cls")
     logits = {}
@@ -122,7 +126,7 @@ def dive_classifier(feature_map, class_counts):
     return logits
 
 
-def caption_features(feature_map):
+def caption_features(feature_map: keras.KerasTensor) -> keras.KerasTensor:
     """Caption head's visual part: `[batch, features]` (1200 for the paper's input), flattened
     channels-first as the authors' `view(-1, 1200)`; the S2VT decoder reads it."""
     x = context_trunk(feature_map, "cap")

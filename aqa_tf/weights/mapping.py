@@ -7,9 +7,10 @@ paths with "." replaced by "_".
 """
 
 import re
-from typing import Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
+import keras
 from keras import layers
 
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var")
@@ -20,7 +21,8 @@ class ConversionError(ValueError):
     """Raised with every missing key, unexpected key and shape mismatch at once."""
 
 
-def strip_prefixes(state_dict: Dict[str, np.ndarray], prefixes=("module.",)) -> Dict:
+def strip_prefixes(state_dict: Dict[str, np.ndarray],
+                   prefixes: Sequence[str] = ("module.",)) -> Dict[str, np.ndarray]:
     """Removes DataParallel-style prefixes (`module.conv1.weight` -> `conv1.weight`)."""
     out = {}
     for key, value in state_dict.items():
@@ -72,7 +74,7 @@ def s3d_module_of_layer(name: str) -> str:
     return ".".join(p for p in ("base", index, branch, position, module) if p is not None)
 
 
-def expected_keys(layer, module: str) -> List[str]:
+def expected_keys(layer: layers.Layer, module: str) -> List[str]:
     """State-dict keys of `layer`'s weights, in the order of `layer.get_weights()`."""
     if isinstance(layer, layers.BatchNormalization):
         return [f"{module}.{k}" for k in _BN_KEYS]
@@ -96,14 +98,15 @@ def _rnn_index(name: str) -> int:
     return int(match.group(1))
 
 
-def rnn_keys(layer, module: str) -> List[str]:
+def rnn_keys(layer: layers.Layer, module: str) -> List[str]:
     """PyTorch keys of one layer of a (multi-layer) nn.GRU / nn.LSTM `module`, for our
     one-layer Keras RNN named `..._l<index>`."""
     k = _rnn_index(layer.name)
     return [f"{module}.{p}_l{k}" for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
 
 
-def rnn_to_keras(layer, weight_ih, weight_hh, bias_ih, bias_hh) -> List[np.ndarray]:
+def rnn_to_keras(layer: layers.Layer, weight_ih: np.ndarray, weight_hh: np.ndarray,
+                 bias_ih: np.ndarray, bias_hh: np.ndarray) -> List[np.ndarray]:
     """PyTorch GRU/LSTM tensors -> Keras [kernel, recurrent_kernel, bias].
 
     GRU: PyTorch stacks gates as (r, z, n), Keras as (z, r, h); PyTorch's formulation (reset
@@ -121,7 +124,7 @@ def rnn_to_keras(layer, weight_ih, weight_hh, bias_ih, bias_hh) -> List[np.ndarr
     return [w_ih.T, w_hh.T, b_ih + b_hh]
 
 
-def to_keras(layer, key: str, value: np.ndarray) -> np.ndarray:
+def to_keras(layer: layers.Layer, key: str, value: np.ndarray) -> np.ndarray:
     """Converts one PyTorch tensor to the layout of the corresponding Keras weight."""
     value = np.asarray(value, np.float32)
     if key.endswith(".weight") and isinstance(layer, layers.Conv3D):
@@ -131,8 +134,9 @@ def to_keras(layer, key: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
-def load_into(model, state_dict: Dict[str, np.ndarray], module_of_layer,
-              ignore_unused=()) -> Dict[str, List[str]]:
+def load_into(model: keras.Model, state_dict: Dict[str, np.ndarray],
+              module_of_layer: Callable[[str], str],
+              ignore_unused: Sequence[str] = ()) -> Dict[str, List[str]]:
     """Assigns `state_dict` to every weighted layer of `model`.
 
     Args:

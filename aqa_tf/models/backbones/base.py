@@ -6,7 +6,7 @@ returning `[batch, feature_dim]` (MSCADC: a feature map); `feature_dim` is a pub
 Backbones are built by name (`--backbone=c3d`) through `registry.BACKBONES`.
 """
 
-from typing import Any, Callable, List
+from typing import Any, Callable, Iterable, List
 
 import keras
 from keras import layers
@@ -49,7 +49,7 @@ def build_backbone(backbone: str, **kwargs: Any) -> keras.Model:
     return BACKBONES.get(backbone)(**kwargs)
 
 
-def register_depths(family: str, cls: type, depths):
+def register_depths(family: str, cls: type, depths: Iterable[int]):
     """Registers `<family>_<depth>` for every depth, building `cls(depth=depth, ...)`."""
     for depth in depths:
         def build(depth=depth, **kwargs):
@@ -67,7 +67,7 @@ class Backbone(keras.Model):
     rebuilds the backbone from them. `feature_dim` is the size of the last output axis.
     """
 
-    def record_config(self, features, **arguments: Any):
+    def record_config(self, features: keras.KerasTensor, **arguments: Any):
         self._constructor_arguments = dict(arguments)
         for key, value in arguments.items():
             setattr(self, key, value)

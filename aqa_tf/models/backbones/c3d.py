@@ -39,8 +39,9 @@ class C3DBackbone(Backbone):
     Input: `[batch, clip_length, image_size, image_size, 3]`. Output: `[batch, feature_dim]`.
     """
 
-    def __init__(self, clip_length=16, image_size=112, width_multiplier=1.0, batch_norm=False,
-                 fc6_units=0, **kwargs):
+    def __init__(self, clip_length: int = 16, image_size: int = 112,
+                 width_multiplier: float = 1.0, batch_norm: bool = False, fc6_units: int = 0,
+                 **kwargs):
         # === Layers ===
         # Explicit zero padding + "valid" convolutions compute exactly the "same" convolutions
         # of the paper. They are spelled out because TF 2.21's oneDNN bfloat16 Conv3D

@@ -49,8 +49,8 @@ class MSCADCBody(Backbone):
 
     spatial_features = True
 
-    def __init__(self, clip_length=16, image_size=180, width_multiplier=1.0, dropout=0.5,
-                 **kwargs):
+    def __init__(self, clip_length: int = 16, image_size: int = 180,
+                 width_multiplier: float = 1.0, dropout: float = 0.5, **kwargs):
         clips = keras.Input((clip_length, image_size, image_size, 3), name="clip")
         x = clips
         for conv, bn, filters, padding, dilation, pool in _BODY:

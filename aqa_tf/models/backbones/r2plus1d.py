@@ -17,6 +17,7 @@ used by both of its factorised convolutions.
 """
 
 import functools
+from typing import Optional
 
 import keras
 from keras import layers
@@ -79,9 +80,10 @@ class R2Plus1D(Backbone):
     Output: `[batch, feature_dim]` (512 for 18/34, 2048 for 50 at full width).
     """
 
-    def __init__(self, depth=34, clip_length=16, image_size=112, width_multiplier=1.0,
-                 conv1_t_size=7, conv1_t_stride=1, stem_channels=None, no_max_pool=False,
-                 variant="hara", **kwargs):
+    def __init__(self, depth: int = 34, clip_length: int = 16, image_size: int = 112,
+                 width_multiplier: float = 1.0, conv1_t_size: int = 7, conv1_t_stride: int = 1,
+                 stem_channels: Optional[int] = None, no_max_pool: bool = False,
+                 variant: str = "hara", **kwargs):
         if variant not in ("hara", "torchvision"):
             raise ValueError(f"R2Plus1D variant={variant!r}; expected 'hara' or 'torchvision'")
         if variant == "torchvision":
@@ -120,6 +122,6 @@ register_depths("r2plus1d", R2Plus1D, R2PLUS1D_DEPTHS)
 
 
 @register_backbone("r2plus1d_34_ig65m")
-def r2plus1d_34_ig65m(**kwargs):
+def r2plus1d_34_ig65m(**kwargs) -> R2Plus1D:
     """torchvision-style R(2+1)D-34, the IG-65M checkpoints' definition (8 or 32 frames)."""
     return R2Plus1D(depth=34, variant="torchvision", **kwargs)

@@ -11,6 +11,8 @@ explicitly (PyTorch pads symmetrically, Keras "same" does not for stride 2), and
 PyTorch's epsilon 1e-5 and momentum 0.1 (Keras momentum 0.9).
 """
 
+from typing import Callable, Sequence, Tuple
+
 import keras
 from keras import layers
 
@@ -23,7 +25,8 @@ RESNET3D_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
 STAGE_PLANES = (64, 128, 256, 512)
 
 
-def conv3d(x, filters, kernel, strides, padding, name):
+def conv3d(x: keras.KerasTensor, filters: int, kernel, strides, padding: Tuple[int, int, int],
+           name: str) -> keras.KerasTensor:
     """A bias-free Conv3D with PyTorch's symmetric zero padding."""
     if any(padding):
         x = layers.ZeroPadding3D(padding, name=f"{name}_pad")(x)
@@ -31,7 +34,8 @@ def conv3d(x, filters, kernel, strides, padding, name):
                          name=name)(x)
 
 
-def residual_stages(x, planes, blocks, expansion, block_fn):
+def residual_stages(x: keras.KerasTensor, planes: Sequence[int], blocks: Sequence[int],
+                    expansion: int, block_fn: Callable) -> keras.KerasTensor:
     """The four stages of a ResNet body (shared by the 3D and (2+1)D ResNets).
 
     Stage 1 keeps the resolution, stages 2-4 halve it in time and space in their first block;
@@ -53,7 +57,7 @@ def residual_stages(x, planes, blocks, expansion, block_fn):
     return x
 
 
-def stem_max_pool(x):
+def stem_max_pool(x: keras.KerasTensor) -> keras.KerasTensor:
     """3x3x3 max-pool, stride 2. PyTorch pads it with -inf; after the stem's ReLU zero padding
     gives the same result."""
     x = layers.ZeroPadding3D(1, name="maxpool_pad")(x)
@@ -72,8 +76,9 @@ def _conv3x3x3(x, planes, stride, name):
     return conv3d(x, planes, 3, stride, (1, 1, 1), name)
 
 
-def bottleneck_block(x, in_planes, planes, stride, prefix, shortcut, middle_conv=_conv3x3x3,
-                     middle_bn="bn2"):
+def bottleneck_block(x: keras.KerasTensor, in_planes: int, planes: int, stride: int, prefix: str,
+                     shortcut: keras.KerasTensor, middle_conv: Callable = _conv3x3x3,
+                     middle_bn: str = "bn2") -> keras.KerasTensor:
     """1x1x1 -> `middle_conv(x, planes, stride, name)` (3x3x3; R(2+1)D: factorised) -> 1x1x1 to
     4 x planes, BN after each, added to `shortcut`."""
     out = conv3d(x, planes, 1, 1, (0, 0, 0), f"{prefix}_conv1")
@@ -99,8 +104,9 @@ class ResNet3D(Backbone):
     Output: `[batch, feature_dim]`, feature_dim = 512 (18/34) or 2048 (50/101) at full width.
     """
 
-    def __init__(self, depth=34, clip_length=16, image_size=112, width_multiplier=1.0,
-                 conv1_t_size=7, conv1_t_stride=1, no_max_pool=False, **kwargs):
+    def __init__(self, depth: int = 34, clip_length: int = 16, image_size: int = 112,
+                 width_multiplier: float = 1.0, conv1_t_size: int = 7, conv1_t_stride: int = 1,
+                 no_max_pool: bool = False, **kwargs):
         if depth not in RESNET3D_DEPTHS:
             raise ValueError(f"ResNet3D depth={depth}; expected one of {sorted(RESNET3D_DEPTHS)}")
         block_type, blocks = RESNET3D_DEPTHS[depth]

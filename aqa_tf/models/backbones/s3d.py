@@ -42,13 +42,14 @@ def _bn_relu(x, name, suffix):
     return layers.ReLU(name=f"{name}_relu{suffix}")(x)
 
 
-def basic_conv(x, filters, name):
+def basic_conv(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
     """1x1x1 conv + BN + ReLU (the source's BasicConv3d: `<name>.conv`, `<name>.bn`)."""
     x = layers.Conv3D(filters, 1, use_bias=False, name=f"{name}_conv")(x)
     return _bn_relu(x, name, "")
 
 
-def sep_conv(x, filters, kernel, stride, name):
+def sep_conv(x: keras.KerasTensor, filters: int, kernel: int, stride: int,
+             name: str) -> keras.KerasTensor:
     """(1,k,k) conv + BN + ReLU, (k,1,1) conv + BN + ReLU (`<name>.conv_s`, `.bn_s`, ...)."""
     pad = kernel // 2
     x = layers.ZeroPadding3D((0, pad, pad), name=f"{name}_conv_s_pad")(x)
@@ -61,7 +62,7 @@ def sep_conv(x, filters, kernel, stride, name):
     return _bn_relu(x, name, "_t")
 
 
-def max_pool(x, pool, strides, padding, name):
+def max_pool(x: keras.KerasTensor, pool, strides, padding, name: str) -> keras.KerasTensor:
     # PyTorch pads max-pools with -inf; every input here follows a ReLU (values >= 0) and
     # every window keeps a real element, so zero padding gives the same result.
     if any(padding):
@@ -69,7 +70,7 @@ def max_pool(x, pool, strides, padding, name):
     return layers.MaxPooling3D(pool, strides=strides, name=name)(x)
 
 
-def mixed(x, spec, name, scale):
+def mixed(x: keras.KerasTensor, spec: tuple, name: str, scale) -> keras.KerasTensor:
     b0, (b1_reduce, b1), (b2_reduce, b2), b3 = (
         scale(spec[0]), (scale(spec[1][0]), scale(spec[1][1])),
         (scale(spec[2][0]), scale(spec[2][1])), scale(spec[3]))
@@ -93,7 +94,8 @@ class S3D(Backbone):
       width_multiplier: scales every convolution's filters (1.0: the published network).
     """
 
-    def __init__(self, clip_length=16, image_size=112, width_multiplier=1.0, **kwargs):
+    def __init__(self, clip_length: int = 16, image_size: int = 112,
+                 width_multiplier: float = 1.0, **kwargs):
         def scale(filters):
             return scaled_width(filters, width_multiplier)
 

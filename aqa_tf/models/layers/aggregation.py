@@ -49,7 +49,7 @@ def build_aggregation(name: str, lstm_units: int = 256, **kwargs) -> layers.Laye
     return AGGREGATIONS.get(name)(lstm_units=lstm_units, **kwargs)
 
 
-def aggregate(layer: layers.Layer, clip_features):
+def aggregate(layer: layers.Layer, clip_features: keras.KerasTensor) -> keras.KerasTensor:
     """Applies an aggregation layer; returns the video features (and drops WD's weights)."""
     out = layer(clip_features)
     return out[0] if isinstance(out, (tuple, list)) else out

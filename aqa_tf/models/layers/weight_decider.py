@@ -1,5 +1,7 @@
 """Weight-Decider aggregation (Farabi et al., paper 002, eq. 1-3)."""
 
+from typing import Sequence
+
 import keras
 from keras import layers, ops
 
@@ -22,7 +24,7 @@ class WeightDecider(layers.Layer):
     weights [batch, num_clips, dim])`; the weights show which clips mattered for each element.
     """
 
-    def __init__(self, hidden_units=(64, 32, 64), **kwargs):
+    def __init__(self, hidden_units: Sequence[int] = (64, 32, 64), **kwargs):
         super().__init__(**kwargs)
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.hidden = [layers.Dense(units, activation="relu", name=f"hidden_{i}")
