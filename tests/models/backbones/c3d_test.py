@@ -27,18 +27,8 @@ def test_small_c3d_forward_shape_and_flatten_order():
     np.testing.assert_allclose(np.asarray(features), expected, rtol=1e-6)
 
 
-def test_config_round_trip_and_save_load(tmp_path):
-    backbone = C3DBackbone(clip_length=16, image_size=32, width_multiplier=0.125, name="c3d")
-    clone = C3DBackbone.from_config(backbone.get_config())
-    assert clone.get_config() == backbone.get_config()
-    path = str(tmp_path / "c3d.keras")
-    backbone.save(path)
-    restored = keras.models.load_model(path)
-    clips = np.random.default_rng(1).standard_normal((1, 16, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(np.asarray(restored(clips)), np.asarray(backbone(clips)), atol=1e-6)
-
-
-def test_batch_norm_variant_has_bn_after_every_conv_and_round_trips(tmp_path):
+def test_batch_norm_variant_has_bn_after_every_conv():
+    # (Its save/load round trip: tests/models/backbones/backbone_test.py.)
     backbone = C3DBackbone(clip_length=16, image_size=32, width_multiplier=0.125,
                            batch_norm=True, name="c3d")
     names = [layer.name for layer in backbone.layers]
@@ -47,12 +37,6 @@ def test_batch_norm_variant_has_bn_after_every_conv_and_round_trips(tmp_path):
         assert names.index(f"{conv}_bn") == names.index(conv) + 1
     assert backbone.feature_dim == build_backbone(
         "c3d", clip_length=16, image_size=32, width_multiplier=0.125).feature_dim
-    path = str(tmp_path / "c3d_bn.keras")
-    backbone.save(path)
-    restored = keras.models.load_model(path)
-    assert restored.get_config()["batch_norm"] is True
-    clips = np.random.default_rng(2).standard_normal((2, 16, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(np.asarray(restored(clips)), np.asarray(backbone(clips)), atol=1e-5)
 
 
 def test_unknown_backbone_lists_known_ones():

@@ -4,11 +4,8 @@ against the PyTorch definitions they mirror (when torch is installed)."""
 import numpy as np
 import pytest
 
-import keras
-
 from aqa_tf.models.backbones import build_backbone
 from aqa_tf.models.backbones.r2plus1d import R2Plus1D, mid_planes
-from aqa_tf.models.backbones.resnet3d import ResNet3D
 
 # Parameter counts (weights + BN scale/offset, no fc) of the published definitions: Hara et
 # al.'s 3D-ResNets-PyTorch `resnet.py` and `resnet2p1d.py` (stem mid width 110), and
@@ -35,18 +32,6 @@ def test_feature_dims_and_forward(name, dim):
     assert backbone.feature_dim == dim
     x = np.random.default_rng(0).standard_normal((2, 8, 32, 32, 3)).astype("float32")
     assert backbone(x).shape == (2, dim)
-
-
-@pytest.mark.parametrize("cls, depth", [(ResNet3D, 34), (R2Plus1D, 18)])
-def test_round_trip(cls, depth, tmp_path):
-    backbone = cls(depth=depth, clip_length=8, image_size=32, width_multiplier=0.25,
-                   name="backbone")
-    path = str(tmp_path / "backbone.keras")
-    backbone.save(path)
-    restored = keras.models.load_model(path)
-    assert restored.get_config() == backbone.get_config()
-    x = np.random.default_rng(1).standard_normal((1, 8, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(np.asarray(restored(x)), np.asarray(backbone(x)), atol=1e-5)
 
 
 def _keras_params(backbone):
