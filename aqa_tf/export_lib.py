@@ -7,7 +7,6 @@ a `caption` signature that returns the generated commentary as strings.
 
 import os
 import shutil
-
 from typing import Optional
 
 import keras
@@ -110,13 +109,15 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
 
 def export_trained_model(model: keras.Model, model_config: ModelConfig, data_config: DataConfig,
                          export_config: ExportConfig, model_dir: str,
-                         eval_config: EvalConfig = EvalConfig(), flags_file: str = "") -> str:
+                         eval_config: EvalConfig = EvalConfig(), flags_file: str = "",
+                         vocab: Optional[captions.Vocabulary] = None) -> str:
     """Exports a trained model to `export_config.export_path(model_dir)`; returns that path.
 
     A model trained under mixed precision keeps float32 variables; with `export_dtype=float32`
     (the default) it is rebuilt with the float32 policy for serving (bfloat16 activations would
     move scores by ~0.1 point); `export_dtype=training` keeps the training policy (faster on
-    bf16 hardware). Caption models are exported with the vocabulary of `data_config`.
+    bf16 hardware). Caption models are exported with `vocab` (default: read from
+    `data_config.vocab_path`).
     """
     policy = keras.mixed_precision.global_policy()
     if export_config.export_dtype == "float32" and policy.name != "float32":
@@ -127,7 +128,7 @@ def export_trained_model(model: keras.Model, model_config: ModelConfig, data_con
             model = rebuilt
         finally:
             keras.mixed_precision.set_global_policy(policy)
-    vocab = (captions.Vocabulary.load(data_config.vocab_path)
-             if aqa_model.has_caption_head(model) else None)
+    if vocab is None and aqa_model.has_caption_head(model):
+        vocab = captions.Vocabulary.load(data_config.vocab_path)
     return export_saved_model(model, data_config, export_config.export_path(model_dir),
                               flags_file, vocab=vocab, eval_config=eval_config)

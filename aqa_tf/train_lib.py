@@ -170,4 +170,4 @@ class TrainingRun:
         """SavedModel of the loaded (best) weights (`export_lib.export_trained_model`)."""
         return export_lib.export_trained_model(
             self.model, self.model_config, self.data_config, export_config, self.folder.path,
-            self.eval_config, flags_file)
+            self.eval_config, flags_file, vocab=self.evaluator.vocab)
