@@ -5,6 +5,8 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As aqa_tf/__init__.py does, for tests that import TensorFlow before the package.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
