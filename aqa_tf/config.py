@@ -125,6 +125,16 @@ class DataConfig(Config):
         choices=("jitter", "random_end_last_k"))
     temporal_jitter: int = option(3, "Window-end jitter, frames.")
     random_end_k: int = option(10, "k of 'random_end_last_k'.")
+    stored_height: int = option(
+        128, "Height of the stored frames (the converter's --height; MTL-AQA: 128). Training "
+        "checks the records against it; the export resizes any video to the stored size "
+        "first, as the converter does.")
+    stored_width: int = option(
+        171, "Width of the stored frames (the converter's --width; MTL-AQA: 171).")
+    frame_rate: float = option(
+        0.0, "Frame rate (frames/s) of the videos the records were cut from; recorded in the "
+        "export, and `aqa_tf.predict` resamples videos to it. 0: unknown (MTL-AQA keeps each "
+        "broadcast's native rate), predict keeps a video's own rate.")
     resize_height: int = option(0, "Resize frames to this height before cropping (0: keep the "
                                 "stored size).")
     resize_width: int = option(0, "Resize frames to this width before cropping (0: keep the "
@@ -177,6 +187,10 @@ class DataConfig(Config):
             raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
         if self.batch_size <= 0:
             raise ConfigError(f"batch_size={self.batch_size} must be positive")
+        if self.stored_height <= 0 or self.stored_width <= 0 or self.frame_rate < 0:
+            raise ConfigError(f"stored_height={self.stored_height} and stored_width="
+                              f"{self.stored_width} must be positive, frame_rate="
+                              f"{self.frame_rate} >= 0")
         if self.temporal_jitter < 0 or self.random_end_k < 1:
             raise ConfigError(f"temporal_jitter={self.temporal_jitter} must be >= 0 and "
                               f"random_end_k={self.random_end_k} >= 1")

@@ -1,13 +1,18 @@
 """SavedModel export (TF Serving layout `<export_dir>/<name>/<version>/`).
 
-The exported model contains its own preprocessing: `serving_default` takes the raw uint8 frames
-of a dive and returns the score and the class probabilities; models with a caption head also get
-a `caption` signature that returns the generated commentary as strings.
+The exported model contains its own preprocessing: `serving_default` takes the uint8 frames of a
+dive at any size and returns the score, the class probabilities and the per-clip contributions;
+`serving_jpeg` takes JPEG-encoded frames; models with a caption head also get `caption` and
+`caption_jpeg`, which return the generated commentary as strings. `assets.extra/aqa_tf.json`
+records how a video is prepared (stored size, frame rate, window, clips).
+
+Used by `aqa_tf.train` (after training) and `aqa_tf.export` (from weights alone).
 """
 
+import json
 import os
 import shutil
-from typing import Optional
+from typing import Dict, Optional
 
 import keras
 import tensorflow as tf
@@ -17,12 +22,19 @@ from aqa_tf.config import DataConfig, EvalConfig, ExportConfig, ModelConfig
 from aqa_tf.data import captions
 from aqa_tf.data import pipeline
 from aqa_tf.models import aqa_model
+from aqa_tf.weights import sources
 
 EFFECTIVE_FLAGS = "flags.txt"
 
 
+METADATA_FILE = "aqa_tf.json"  # in assets.extra/: what a client needs to prepare a video
+METADATA_VERSION = 1
+SIGNATURES = ("serving_default", "serving_jpeg")
+CAPTION_SIGNATURES = ("caption", "caption_jpeg")
+
+
 def take_window(video: tf.Tensor, window_length: int) -> tf.Tensor:
-    """The last `window_length` frames of `[batch, T, H, W, 3]` (the first frame repeated in
+    """The last `window_length` frames of `[batch, T, ...]` (the first frame repeated in
     front when T is shorter), i.e. the window ending at the clip's last frame."""
     length = tf.shape(video)[1]
     pad = tf.maximum(window_length - length, 0)
@@ -31,13 +43,64 @@ def take_window(video: tf.Tensor, window_length: int) -> tf.Tensor:
     return video[:, -window_length:]
 
 
+def resize_to_stored(frames: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
+    """uint8 `[N, H, W, 3]` of any size -> uint8 `[N, stored_height, stored_width, 3]`, as the
+    converter resizes (`aqa_tf.data.video.resize_frame`): area averaging when the width
+    shrinks, bilinear otherwise, rounded back to uint8. Frames already at the stored size
+    pass unchanged."""
+    height, width = data_config.stored_height, data_config.stored_width
+    shape = tf.shape(frames)
+
+    def resize():
+        method = tf.cond(shape[2] > width,
+                         lambda: tf.image.resize(frames, [height, width], method="area"),
+                         lambda: tf.image.resize(frames, [height, width], method="bilinear"))
+        return tf.cast(tf.round(tf.clip_by_value(method, 0.0, 255.0)), tf.uint8)
+
+    same = tf.logical_and(tf.equal(shape[1], height), tf.equal(shape[2], width))
+    resized = tf.cond(same, lambda: tf.reshape(frames, [-1, height, width, 3]), resize)
+    return tf.ensure_shape(resized, [None, height, width, 3])
+
+
+def video_at_stored_size(video: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
+    """uint8 `[batch, T, H, W, 3]` (any size) -> the window `[batch, window_length, h, w, 3]`
+    at the stored size."""
+    window = take_window(video, data_config.window_length)
+    shape = tf.shape(window)
+    frames = tf.reshape(window, tf.concat([[-1], shape[2:]], axis=0))
+    frames = resize_to_stored(frames, data_config)
+    return tf.reshape(frames, [shape[0], shape[1], data_config.stored_height,
+                               data_config.stored_width, 3])
+
+
+def decode_jpeg_video(jpegs: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
+    """string `[batch, T]` JPEG frames -> the window, uint8 `[batch, window_length, h, w, 3]`
+    at the stored size (each frame decoded and resized on its own, so frames of different
+    sizes may share a batch)."""
+    window = take_window(jpegs, data_config.window_length)
+    shape = tf.shape(window)
+
+    def decode(jpeg):
+        frame = tf.io.decode_jpeg(jpeg, channels=3)
+        return resize_to_stored(frame[tf.newaxis], data_config)[0]
+
+    frames = tf.map_fn(decode, tf.reshape(window, [-1]), parallel_iterations=16,
+                       fn_output_signature=tf.TensorSpec(
+                           [data_config.stored_height, data_config.stored_width, 3], tf.uint8))
+    return tf.reshape(frames, [shape[0], shape[1], data_config.stored_height,
+                               data_config.stored_width, 3])
+
+
 def serving_fn(model: keras.Model, data_config: DataConfig):
-    """The function behind `serving_default` (also used by tests for parity)."""
+    """The function behind `serving_default` (also used by tests for parity): uint8 video of
+    any size -> `score`, `<sub-action>_probabilities` and, where the model has them, per-clip
+    contributions (`clip_weights` or `clip_scores`, see `aqa_model.clip_contributions`)."""
     model = aqa_model.inference_model(model)
     class_names = [n for n in tasks.CLASS_OUTPUTS if n in model.output]
+    contributions = aqa_model.clip_contributions(model)
 
     def serve(video, difficulty):
-        window = take_window(video, data_config.window_length)
+        window = video_at_stored_size(video, data_config)
         inputs = {"video": pipeline.preprocess_video_batch(window, data_config)}
         if "difficulty" in model.input:
             inputs["difficulty"] = difficulty
@@ -45,6 +108,9 @@ def serving_fn(model: keras.Model, data_config: DataConfig):
         result = {"score": tf.cast(outputs["score"], tf.float32)}
         for name in class_names:
             result[f"{name}_probabilities"] = tf.nn.softmax(tf.cast(outputs[name], tf.float32))
+        if contributions is not None:
+            name, per_clip = contributions
+            result[name] = tf.cast(per_clip(inputs, training=False), tf.float32)
         return result
 
     return serve
@@ -52,15 +118,16 @@ def serving_fn(model: keras.Model, data_config: DataConfig):
 
 def caption_fn(model: keras.Model, data_config: DataConfig, vocab: captions.Vocabulary,
                method: str = "greedy", beam_size: int = 3):
-    """The function behind the `caption` signature: uint8 video -> `caption` strings `[batch]`
-    (words up to the first `<eos>`) and `caption_ids` int32 `[batch, max_words + 1]`."""
+    """The function behind the `caption` signature: uint8 video of any size -> `caption`
+    strings `[batch]` (words up to the first `<eos>`) and `caption_ids` int32
+    `[batch, max_words + 1]`."""
     generator = aqa_model.CaptionGenerator(model, data_config.max_caption_words, method,
                                            beam_size)
     words = tf.constant([vocab.ix_to_word.get(i, "<unk>")
                          for i in range(max(vocab.ix_to_word) + 1)])
 
     def caption(video):
-        window = take_window(video, data_config.window_length)
+        window = video_at_stored_size(video, data_config)
         ids = tf.cast(generator(pipeline.preprocess_video_batch(window, data_config)), tf.int32)
         keep = tf.cumsum(tf.cast(tf.equal(ids, tasks.EOS_ID), tf.int32), axis=1) == 0
         text = tf.strings.reduce_join(tf.ragged.boolean_mask(tf.gather(words, ids), keep),
@@ -70,40 +137,77 @@ def caption_fn(model: keras.Model, data_config: DataConfig, vocab: captions.Voca
     return caption
 
 
+def metadata(model: keras.Model, data_config: DataConfig) -> Dict:
+    """What `assets.extra/aqa_tf.json` records: how a video is prepared for the signatures
+    (stored size, frame rate, window and clips) and what they return."""
+    contributions = aqa_model.clip_contributions(aqa_model.inference_model(model))
+    outputs = model.output
+    return {
+        "version": METADATA_VERSION,
+        "stored_height": data_config.stored_height, "stored_width": data_config.stored_width,
+        "frame_rate": data_config.frame_rate, "window_length": data_config.window_length,
+        "num_clips": data_config.num_clips, "clip_length": data_config.clip_length,
+        # Window-relative frame index of every clip frame, [num_clips][clip_length].
+        "clip_frames": pipeline.clip_indices(data_config).numpy().tolist(),
+        "crop_size": data_config.crop_size,
+        "class_names": {name: list(tasks.class_names(name, int(outputs[name].shape[-1])))
+                        for name in tasks.CLASS_OUTPUTS if name in outputs},
+        "uses_difficulty": "difficulty" in model.input,
+        "clip_contribution": contributions[0] if contributions else None,
+        "signatures": list(SIGNATURES) + (list(CAPTION_SIGNATURES)
+                                          if aqa_model.has_caption_head(model) else []),
+    }
+
+
 def export_saved_model(model: keras.Model, data_config: DataConfig, export_path: str,
                        flags_file: str = "", vocab: Optional[captions.Vocabulary] = None,
                        eval_config: EvalConfig = EvalConfig()) -> str:
-    """Writes a SavedModel with a `serving_default` signature to `export_path`.
+    """Writes a SavedModel to `export_path` (the contract is in README, "Serving").
 
-    Signature inputs: `video` uint8 `[batch, frames, height, width, 3]` (the frames of the dive
-    ending at its last frame, at the stored resolution) and `difficulty` float32 `[batch]`
-    (used only by models that multiply by difficulty; pass anything otherwise).
-    Outputs: `score` `[batch]` and `<sub-action>_probabilities` `[batch, classes]`.
-    With a caption head (and `vocab`), a second signature `caption`: input `video` as above,
-    outputs `caption` (string `[batch]`) and `caption_ids` (int32 `[batch, max_words + 1]`).
+    - `serving_default`: `video` uint8 `[batch, frames, height, width, 3]` (the frames of the
+      dive ending at its last frame, any size: resized in the graph to the stored size, as the
+      converter does) and `difficulty` float32 `[batch]` (read only by models that multiply by
+      difficulty; pass anything otherwise). Outputs: `score` `[batch]`,
+      `<sub-action>_probabilities` `[batch, classes]`, and `clip_weights` or `clip_scores`
+      `[batch, num_clips]` where the model has them.
+    - `serving_jpeg`: the same with `frames` string `[batch, frames]` of JPEG-encoded frames.
+    - With a caption head (and `vocab`): `caption` (input `video` as above) and `caption_jpeg`
+      (input `frames`), outputs `caption` (string `[batch]`) and `caption_ids`
+      (int32 `[batch, max_words + 1]`).
+    - `assets.extra/aqa_tf.json` (`metadata`) and the run's effective flags (`flags.txt`).
     """
     if os.path.exists(export_path):
         shutil.rmtree(export_path)
     archive = keras.export.ExportArchive()
     archive.track(model)
+    serve = serving_fn(model, data_config)
+    video_spec = tf.TensorSpec([None, None, None, None, 3], tf.uint8, name="video")
+    jpeg_spec = tf.TensorSpec([None, None], tf.string, name="frames")
+    difficulty_spec = tf.TensorSpec([None], tf.float32, name="difficulty")
+    archive.add_endpoint(name="serving_default", fn=serve,
+                         input_signature=[video_spec, difficulty_spec])
     archive.add_endpoint(
-        name="serving_default", fn=serving_fn(model, data_config),
-        input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.uint8, name="video"),
-                         tf.TensorSpec([None], tf.float32, name="difficulty")])
+        name="serving_jpeg",
+        fn=lambda frames, difficulty: serve(decode_jpeg_video(frames, data_config), difficulty),
+        input_signature=[jpeg_spec, difficulty_spec])
     if aqa_model.has_caption_head(model):
         if vocab is None:
             raise ValueError("a model with a caption head is exported with its vocabulary")
+        caption = caption_fn(model, data_config, vocab, eval_config.caption_decoding,
+                             eval_config.caption_beam_size)
+        archive.add_endpoint(name="caption", fn=caption, input_signature=[video_spec])
         archive.add_endpoint(
-            name="caption", fn=caption_fn(model, data_config, vocab,
-                                          eval_config.caption_decoding,
-                                          eval_config.caption_beam_size),
-            input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.uint8,
-                                           name="video")])
+            name="caption_jpeg",
+            fn=lambda frames: caption(decode_jpeg_video(frames, data_config)),
+            input_signature=[jpeg_spec])
     archive.write_out(export_path, verbose=False)
+    # assets.extra/ is where SavedModel consumers (TF Serving) expect non-graph files.
+    extra = os.path.join(export_path, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, METADATA_FILE), "w") as f:
+        json.dump(metadata(model, data_config), f, indent=2)
     if flags_file and os.path.exists(flags_file):
-        # assets.extra/ is where SavedModel consumers (TF Serving) expect non-graph files.
-        os.makedirs(os.path.join(export_path, "assets.extra"), exist_ok=True)
-        shutil.copy(flags_file, os.path.join(export_path, "assets.extra", EFFECTIVE_FLAGS))
+        shutil.copy(flags_file, os.path.join(extra, EFFECTIVE_FLAGS))
     return export_path
 
 
@@ -132,3 +236,22 @@ def export_trained_model(model: keras.Model, model_config: ModelConfig, data_con
         vocab = captions.Vocabulary.load(data_config.vocab_path)
     return export_saved_model(model, data_config, export_config.export_path(model_dir),
                               flags_file, vocab=vocab, eval_config=eval_config)
+
+
+def export_from_checkpoint(model_config: ModelConfig, data_config: DataConfig,
+                           export_config: ExportConfig, checkpoint: str,
+                           source: str = "keras_model", eval_config: EvalConfig = EvalConfig(),
+                           flags_file: str = "",
+                           vocab: Optional[captions.Vocabulary] = None) -> str:
+    """Exports a model that was not trained here: builds it from the configs, loads
+    `checkpoint` (a checkpoint source of `aqa_tf.registry.CHECKPOINT_SOURCES`: our
+    `.weights.h5`, or e.g. the MTL-AQA authors' PyTorch files converted on the fly) and writes
+    the same SavedModel as training does. The export is named after `experiment_name`, else
+    after the checkpoint file. Returns its path."""
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    model = aqa_model.build_aqa_model(model_config, data_config)
+    sources.load_initial_weights(model, checkpoint, source, model_config.backbone)
+    name = os.path.basename(checkpoint).split(".")[0]
+    return export_trained_model(model, model_config, data_config, export_config, name,
+                                eval_config, flags_file, vocab)

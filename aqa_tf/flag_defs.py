@@ -21,6 +21,7 @@ from aqa_tf.config import (ConfigError, DataConfig, EvalConfig, ExportConfig, Mo
 from aqa_tf.data import captions
 from aqa_tf.data import shards
 from aqa_tf.data.synthetic import SyntheticDataConfig
+from aqa_tf.data.video import VideoError
 
 FLAGS = flags.FLAGS
 C = TypeVar("C")
@@ -158,12 +159,12 @@ def write_flagfile(path: str) -> str:
 
 def run(main: Callable[[List[str]], Any]):
     """`absl.app.run(main)`, where a user's mistake (an invalid option value, a missing file,
-    unreadable data) ends the program with one clear message and exit status 2, not a
+    unreadable data or video) ends the program with one clear message and exit status 2, not a
     traceback."""
     def guarded(argv):
         try:
             return main(argv)
-        except (ConfigError, FileNotFoundError, shards.DataError) as error:
+        except (ConfigError, FileNotFoundError, shards.DataError, VideoError) as error:
             print(f"error: {error}", file=sys.stderr, flush=True)
             sys.exit(2)
 

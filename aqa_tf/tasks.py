@@ -25,6 +25,25 @@ MTL_AQA_NUM_CLASSES = {
     "twists": 8,         # tw_no class index
 }
 
+# Display names of the MTL-AQA classes (`aqa_tf.predict`, the export's metadata). ss_no and tw_no
+# count half turns: ss_no 7 is 3.5 somersaults (the commentaries of such dives say "three and
+# a half").
+MTL_AQA_CLASS_NAMES = {
+    "position": ("free", "tuck", "pike"),
+    "armstand": ("no armstand", "armstand"),
+    "rotation_type": ("inward", "reverse", "backward", "forward"),
+    "somersaults": tuple(f"{k / 2:g} somersaults" for k in range(10)),
+    "twists": tuple(f"{k / 2:g} twists" for k in range(8)),
+}
+
+
+def class_names(name: str, count: int) -> tuple:
+    """Display names of the `count` classes of output `name` (MTL-AQA's when the count is
+    theirs, else the class indices)."""
+    known = MTL_AQA_CLASS_NAMES.get(name, ())
+    return tuple(known) if len(known) == count else tuple(str(i) for i in range(count))
+
+
 # Caption special tokens (the MTL-AQA `vocab.json` convention).
 EOS = "<eos>"
 SOS = "<sos>"

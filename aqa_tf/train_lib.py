@@ -59,9 +59,11 @@ class TrainingRun:
     # --- construction steps ---------------------------------------------------------------------
     def _check_data(self) -> Tuple[float, float]:
         """Reads the scores of both splits (every record, no frames): a shard that cannot be
-        read stops the run here, named. Returns the training score range."""
+        read stops the run here, named; checks the stored frame size against the config.
+        Returns the training score range."""
         try:
             evaluation.read_scores(self.data_config, self.data_config.test_split)
+            pipeline.check_stored_size(self.data_config)
             return evaluation.score_range(self.data_config)
         except tf.errors.DataLossError as error:
             raise shards.DataError(self._describe_bad_shards(error)) from error

@@ -27,6 +27,7 @@ import numpy as np
 from aqa_tf.data import captions
 from aqa_tf.data import features
 from aqa_tf.data.shards import ShardedWriter
+from aqa_tf.data.video import resize_frame
 from tfrecords_tools.common import ConversionReport
 
 Key = Tuple[int, int]
@@ -73,14 +74,6 @@ def frame_range(end_frame: int, sample_length: int, jitter_margin: int) -> Tuple
     """
     first_required = max(1, end_frame - sample_length + 1)
     return first_required, max(1, first_required - jitter_margin), end_frame + jitter_margin
-
-
-def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    import cv2
-    if frame.shape[1] == width and frame.shape[0] == height:
-        return frame
-    interpolation = cv2.INTER_AREA if frame.shape[1] > width else cv2.INTER_LINEAR
-    return cv2.resize(frame, (width, height), interpolation=interpolation)
 
 
 def read_frames_from_folder(key: Key, first: int, last: int, end_frame: int, frames_dir: str,
@@ -157,8 +150,9 @@ def convert_sample(key: Key, annotation: dict, caption_words: Optional[List[str]
         hi = end_frame
         while hi + 1 <= last and hi + 1 in frames:
             hi += 1
-        jpegs = [features.encode_jpeg(_resize(frames[n], options["width"], options["height"]),
-                                      options["jpeg_quality"]) for n in range(lo, hi + 1)]
+        size = options["width"], options["height"]
+        jpegs = [features.encode_jpeg(resize_frame(frames[n], *size), options["jpeg_quality"])
+                 for n in range(lo, hi + 1)]
         caption = vocab.encode(caption_words, where=f"caption of {sample_key}") \
             if caption_words else []
         sample = features.Sample(

@@ -18,23 +18,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from aqa_tf.data import captions
+from aqa_tf.data.video import write_video
 
 FILLER_FRAMES = 5  # frames of empty scene between two dives of an event video
-
-
-def write_event_video(path: str, frames: np.ndarray, fps: int = 25, crf: int = 10):
-    """Writes RGB uint8 frames `[T, H, W, 3]` as an H.264 .mp4 (PyAV), near-lossless."""
-    import av
-    with av.open(path, mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "g": "12"}  # keyframes often: seeking is exercised
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def write_raw_dataset(out_dir: str, samples: Sequence, vocab: captions.Vocabulary, fps: int = 25,
@@ -76,7 +62,7 @@ def write_raw_dataset(out_dir: str, samples: Sequence, vocab: captions.Vocabular
         video = np.concatenate(pieces)
         if write_videos:
             os.makedirs(os.path.join(out_dir, "videos"), exist_ok=True)
-            write_event_video(os.path.join(out_dir, "videos", f"{event:02d}.mp4"), video, fps)
+            write_video(os.path.join(out_dir, "videos", f"{event:02d}.mp4"), video, fps)
         if write_frames:
             folder = os.path.join(out_dir, "frames", f"{event:02d}")
             os.makedirs(folder, exist_ok=True)

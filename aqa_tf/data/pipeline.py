@@ -14,7 +14,7 @@ from typing import Dict, Optional, Tuple
 import tensorflow as tf
 
 from aqa_tf import tasks
-from aqa_tf.config import DataConfig
+from aqa_tf.config import ConfigError, DataConfig
 from aqa_tf.data import features
 from aqa_tf.data import shards
 from aqa_tf.registry import NORMALIZATIONS
@@ -245,6 +245,22 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
         drop_remainder = training
     ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def check_stored_size(config: DataConfig, split: str = "train"):
+    """Checks that the first record of `split` stores frames of `stored_height` x
+    `stored_width` (what the export resizes videos to); a mismatch raises ConfigError."""
+    spec = {features.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+            features.WIDTH: tf.io.FixedLenFeature([], tf.int64)}
+    for serialized in tf.data.TFRecordDataset(_split_files(config, split)[:1]).take(1):
+        ctx, _ = tf.io.parse_single_sequence_example(serialized, context_features=spec)
+        size = int(ctx[features.HEIGHT]), int(ctx[features.WIDTH])
+        if size != (config.stored_height, config.stored_width):
+            raise ConfigError(
+                f"the records in {config.data_dir} store {size[0]}x{size[1]} (height x width) "
+                f"frames, but --stored_height/--stored_width say {config.stored_height}x"
+                f"{config.stored_width}: set them to the records' size (the export resizes "
+                "videos to it)")
 
 
 def num_examples(config: DataConfig, split: str) -> int:

@@ -1,7 +1,9 @@
 """`build_aqa_model(config)`: TimeDistributed(backbone) -> aggregation -> fc6 -> task heads."""
 
+from typing import Optional, Tuple
+
 import keras
-from keras import layers
+from keras import layers, ops
 
 from aqa_tf import tasks
 from aqa_tf.config import DataConfig, ModelConfig
@@ -134,6 +136,38 @@ def inference_model(model: keras.Model) -> keras.Model:
     return keras.Model({k: v for k, v in model.input.items() if k != CAPTION_TOKENS},
                        {k: v for k, v in model.output.items() if k != tasks.CAPTION_OUTPUT},
                        name=f"{model.name}_inference")
+
+
+CLIP_WEIGHTS = "clip_weights"
+CLIP_SCORES = "clip_scores"
+
+
+def clip_contributions(model: keras.Model) -> Optional[Tuple[str, keras.Model]]:
+    """What each clip contributes to the score, as `(name, model)` where `model` maps the
+    model's inputs (without `caption_tokens`) to `[batch, num_clips]`:
+
+    - `clip_weights` for Weight-Decider models: the softmax weights of each clip averaged over
+      the feature elements (they sum to one over the clips);
+    - `clip_scores` for averaging models: the score the heads give one clip's features alone
+      (the model scores the average of the clip features);
+    - None for the LSTM aggregations and MSCADC (one clip).
+    """
+    inputs = {k: v for k, v in model.input.items() if k != CAPTION_TOKENS}
+    names = {layer.name for layer in model.layers}
+    if "weight_decider" in names:
+        weights = model.get_layer("weight_decider").output[1]
+        return CLIP_WEIGHTS, keras.Model(inputs, ops.mean(weights, axis=-1), name=CLIP_WEIGHTS)
+    if "clip_average" not in names:
+        return None
+    x = model.get_layer("clip_average").input
+    if "fc6" in names:
+        x = model.get_layer("fc6")(x)
+    x = model.get_layer("score_regressor")(x)
+    if "difficulty" in inputs:
+        scores = model.get_layer("execution")(x) * ops.expand_dims(inputs["difficulty"], -1)
+    else:
+        scores = model.get_layer(tasks.SCORE_OUTPUT)(x)
+    return CLIP_SCORES, keras.Model(inputs, scores, name=CLIP_SCORES)
 
 
 class CaptionGenerator:

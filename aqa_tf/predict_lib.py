@@ -1,0 +1,363 @@
+"""Scoring video files with a trained model: one dive, or a scan over a long video.
+
+`Scorer` wraps an exported SavedModel (its signatures and `assets.extra/aqa_tf.json`) or a Keras
+model built from configs and weights (the same signature functions, `aqa_tf.export_lib`). Videos
+are decoded by `aqa_tf.data.video` at the model's frame rate and stored size, so the signatures
+receive frames exactly as the converter stores them. `aqa_tf.predict` is the command line.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from aqa_tf import tasks
+from aqa_tf.config import ConfigError
+from aqa_tf.data import video as video_lib
+
+
+def warn(message: str):
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class Scorer:
+    """A model that scores windows of frames at its stored size.
+
+    Attributes:
+      meta: the export metadata (`export_lib.metadata`): stored size, frame rate, window,
+        clips, class names, clip contribution kind, signatures.
+    """
+
+    def __init__(self, serve, caption, meta: Dict, description: str):
+        self._serve, self._caption = serve, caption
+        self.meta, self.description = meta, description
+
+    @classmethod
+    def from_saved_model(cls, path: str) -> "Scorer":
+        """Loads an export of `aqa_tf.train` / `aqa_tf.export`.
+
+        Raises:
+          ConfigError: not a folder, not a SavedModel, no `serving_default`, no metadata.
+        """
+        import tensorflow as tf
+        from aqa_tf import export_lib
+        if not os.path.isdir(path):
+            raise ConfigError(f"model {path}: no such folder (expected an export "
+                              "<export_dir>/<name>/<version>)")
+        if not tf.saved_model.contains_saved_model(path):
+            raise ConfigError(f"model {path}: not a SavedModel (no saved_model.pb)")
+        loaded = tf.saved_model.load(path)
+        if "serving_default" not in loaded.signatures:
+            raise ConfigError(f"model {path}: no serving_default signature (it has: "
+                              f"{', '.join(loaded.signatures.keys()) or 'none'})")
+        meta_path = os.path.join(path, "assets.extra", export_lib.METADATA_FILE)
+        if not os.path.exists(meta_path):
+            raise ConfigError(f"model {path}: no assets.extra/{export_lib.METADATA_FILE} (not "
+                              "an aqa-tf export, or one made before it was recorded: export "
+                              "it again with `python -m aqa_tf.export`)")
+        with open(meta_path) as f:
+            meta = json.load(f)
+        serve = loaded.signatures["serving_default"]
+        caption = loaded.signatures.get("caption")
+        return cls(lambda video, difficulty: serve(video=video, difficulty=difficulty),
+                   (lambda video: caption(video=video)) if caption is not None else None,
+                   meta, f"SavedModel {path}")
+
+    @classmethod
+    def from_keras(cls, model, data_config, vocab=None, eval_config=None,
+                   description: str = "Keras model") -> "Scorer":
+        """The same signature functions on a Keras model (a checkpoint not exported)."""
+        import tensorflow as tf
+        from aqa_tf import export_lib
+        from aqa_tf.config import EvalConfig
+        from aqa_tf.models import aqa_model
+        eval_config = eval_config or EvalConfig()
+        serve = tf.function(export_lib.serving_fn(model, data_config))
+        caption = None
+        if aqa_model.has_caption_head(model) and vocab is not None:
+            caption = tf.function(export_lib.caption_fn(
+                model, data_config, vocab, eval_config.caption_decoding,
+                eval_config.caption_beam_size))
+        return cls(serve, caption, export_lib.metadata(model, data_config), description)
+
+    @property
+    def window_length(self) -> int:
+        return int(self.meta["window_length"])
+
+    @property
+    def stored_size(self):
+        return int(self.meta["stored_height"]), int(self.meta["stored_width"])
+
+    def score(self, windows: np.ndarray, difficulty: Optional[np.ndarray] = None) -> Dict:
+        """uint8 `[batch, frames, h, w, 3]` -> numpy outputs of `serving_default`."""
+        import tensorflow as tf
+        if difficulty is None:
+            difficulty = np.zeros([len(windows)], np.float32)
+        out = self._serve(tf.constant(windows, tf.uint8),
+                          tf.constant(difficulty, tf.float32))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def caption(self, windows: np.ndarray) -> Optional[List[str]]:
+        """The commentary of each window, or None without a caption head."""
+        import tensorflow as tf
+        if self._caption is None:
+            return None
+        out = self._caption(tf.constant(windows, tf.uint8))
+        return [t.decode("utf-8") for t in out["caption"].numpy()]
+
+
+def read_video(scorer: Scorer, path: str, progress: bool = True) -> video_lib.Video:
+    """Decodes `path` at the model's frame rate (its own rate, with a warning, when the model
+    does not record one) and stored size."""
+    rate = float(scorer.meta.get("frame_rate") or 0.0)
+    video = video_lib.read_video(path, rate, scorer.stored_size, progress=progress)
+    if rate <= 0:
+        warn(f"the model does not record the frame rate it was trained at: {path} is read at "
+             f"its own {video.source_rate:.3g} frames/s")
+    return video
+
+
+def window_ending_at(frames: np.ndarray, end: int, length: int) -> np.ndarray:
+    """The `length` frames ending at index `end` (the first frame repeated in front when there
+    are fewer), as the signatures pad."""
+    window = frames[max(0, end - length + 1):end + 1]
+    if len(window) < length:
+        window = np.concatenate([np.repeat(window[:1], length - len(window), axis=0), window])
+    return window
+
+
+def end_index(video: video_lib.Video, end_time: Optional[float] = None,
+              end_frame: Optional[int] = None) -> int:
+    """Index (at the model's rate) of the window's last frame: the video's last frame, the
+    frame shown at `end_time` seconds, or the source video's frame number `end_frame`
+    (1-based)."""
+    duration = video.times[-1] + 1.0 / video.frame_rate
+    if end_frame is not None:
+        if end_frame < 1:
+            raise ConfigError(f"--end_frame={end_frame}: frame numbers start at 1")
+        end_time = (end_frame - 1) / video.source_rate
+    if end_time is None:
+        return len(video.frames) - 1
+    if not 0 <= end_time < duration + 1e-6:
+        raise ConfigError(f"window end {end_time:.3f} s is outside {video.path} "
+                          f"(0 to {duration:.3f} s)")
+    return video.index_at(end_time)
+
+
+def _top_classes(outputs: Dict, index: int, meta: Dict, top: int = 3) -> Dict[str, List]:
+    result = {}
+    for name, labels in meta.get("class_names", {}).items():
+        probs = outputs.get(f"{name}_probabilities")
+        if probs is None:
+            continue
+        order = np.argsort(-probs[index])[:top]
+        result[name] = [[labels[i], float(probs[index][i])] for i in order]
+    return result
+
+
+def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
+               end_frame: Optional[int] = None, difficulty: Optional[float] = None,
+               progress: bool = True, video: Optional[video_lib.Video] = None) -> Dict:
+    """Scores `path` as one dive whose window ends at its last frame (or at `end_time` /
+    `end_frame`). Returns a JSON-ready dict (score, sub-actions, commentary, per-clip
+    contributions, the window's times) plus `"window"` (its uint8 frames, for plots)."""
+    video = video or read_video(scorer, path, progress)
+    end = end_index(video, end_time, end_frame)
+    length = scorer.window_length
+    if end + 1 < length:
+        warn(f"{path}: the window ends at frame {end + 1} at {video.frame_rate:.3g} frames/s, "
+             f"fewer than the model's {length}-frame window: the first frame is repeated in "
+             "front, as the signature does")
+    window = window_ending_at(video.frames, end, length)
+    outputs = scorer.score(window[None], None if difficulty is None else np.array([difficulty]))
+    result = {
+        "video": path, "source_size": list(video.source_size),
+        "source_frame_rate": video.source_rate, "frame_rate": video.frame_rate,
+        "window_start_time": float(video.times[max(0, end - length + 1)]),
+        "window_end_time": float(video.times[end]),
+        "score": float(outputs["score"][0]),
+        "sub_actions": _top_classes(outputs, 0, scorer.meta),
+    }
+    kind = scorer.meta.get("clip_contribution")
+    if kind and kind in outputs:
+        result[kind] = [float(v) for v in outputs[kind][0]]
+    commentary = scorer.caption(window[None])
+    if commentary is not None:
+        result["commentary"] = commentary[0]
+    result["window"] = window
+    return result
+
+
+def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,
+         difficulty: Optional[float] = None, progress: bool = True,
+         video: Optional[video_lib.Video] = None) -> List[Dict]:
+    """Scores every window position of a long video, ends `stride` frames apart (at the
+    model's rate). Returns one row per window: its start and end time, score and top-1
+    sub-actions."""
+    from tqdm import tqdm
+    video = video or read_video(scorer, path, progress)
+    length = scorer.window_length
+    if stride <= 0:
+        raise ConfigError(f"--scan_stride={stride} must be positive")
+    ends = list(range(min(length, len(video.frames)) - 1, len(video.frames), stride))
+    rows = []
+    for first in tqdm(range(0, len(ends), batch_size), desc=f"scanning {os.path.basename(path)}",
+                      unit="batch", disable=not progress, leave=False):
+        batch_ends = ends[first:first + batch_size]
+        windows = np.stack([window_ending_at(video.frames, e, length) for e in batch_ends])
+        difficulties = None if difficulty is None else np.full([len(windows)], difficulty)
+        outputs = scorer.score(windows, difficulties)
+        for i, end in enumerate(batch_ends):
+            row = {"start_time": float(video.times[max(0, end - length + 1)]),
+                   "end_time": float(video.times[end]), "end_index": end,
+                   "score": float(outputs["score"][i])}
+            for name, ranked in _top_classes(outputs, i, scorer.meta, top=1).items():
+                row[name], row[f"{name}_probability"] = ranked[0]
+            rows.append(row)
+    return rows
+
+
+def format_result(result: Dict) -> str:
+    """The table `aqa_tf.predict` prints for one dive."""
+    height, width = result["source_size"]
+    lines = [f"{result['video']}  ({width}x{height}, {result['source_frame_rate']:.3g} frames/s"
+             + (f" read at {result['frame_rate']:.3g}" if abs(
+                 result["frame_rate"] - result["source_frame_rate"]) > 1e-3 else "")
+             + f"; window {result['window_start_time']:.2f}-{result['window_end_time']:.2f} s)",
+             f"  {'score':<16}{result['score']:.2f}"]
+    for name, ranked in result["sub_actions"].items():
+        best, prob = ranked[0]
+        others = "   ".join(f"{label} {p:.2f}" for label, p in ranked[1:])
+        lines.append(f"  {name:<16}{best} ({prob:.2f})" + (f"    then: {others}" if others
+                                                           else ""))
+    for kind, title in (("clip_weights", "clip weights"), ("clip_scores", "clip scores")):
+        if kind in result:
+            lines.append(f"  {title:<16}" + " ".join(f"{v:.3f}" if kind == "clip_weights"
+                                                     else f"{v:.1f}" for v in result[kind]))
+    if "commentary" in result:
+        lines.append(f"  {'commentary':<16}{result['commentary']}")
+    return "\n".join(lines)
+
+
+def json_ready(result: Dict) -> Dict:
+    return {k: v for k, v in result.items() if k != "window"}
+
+
+def write_timeline(rows: Sequence[Dict], prefix: str) -> List[str]:
+    """`<prefix>.csv` and `<prefix>.json` of a scan; returns their paths."""
+    if not rows:
+        raise ValueError("empty timeline")
+    with open(prefix + ".csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(prefix + ".json", "w") as f:
+        json.dump(list(rows), f, indent=1)
+    return [prefix + ".csv", prefix + ".json"]
+
+
+def plot_timeline(rows: Sequence[Dict], path: str, title: str = "") -> str:
+    """PNG: score of the window ending at each time, the best window marked, and below it the
+    top-1 label of each sub-action over time (one coloured band per label)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heads = [k for k in rows[0] if k in tasks.CLASS_OUTPUTS]
+    fig, axes = plt.subplots(1 + len(heads), 1, sharex=True, dpi=100,
+                             figsize=(10, 3 + 0.45 * len(heads)),
+                             gridspec_kw={"height_ratios": [6] + [1] * len(heads)})
+    axes = np.atleast_1d(axes)
+    times = np.array([r["end_time"] for r in rows])
+    scores = np.array([r["score"] for r in rows])
+    best = int(np.argmax(scores))
+    axes[0].plot(times, scores, color="tab:blue", linewidth=1.5)
+    axes[0].axvspan(rows[best]["start_time"], rows[best]["end_time"], color="tab:orange",
+                    alpha=0.25, label=f"best window: {scores[best]:.1f} points")
+    axes[0].plot([times[best]], [scores[best]], "o", color="tab:orange")
+    axes[0].set_ylabel("score of the window\nending here")
+    axes[0].legend(loc="upper left")
+    axes[0].set_title(title)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    cmap = plt.get_cmap("tab10")
+    for ax, head in zip(axes[1:], heads):
+        labels = [r[head] for r in rows]
+        names = sorted(set(labels), key=labels.index)
+        for i, label in enumerate(labels):
+            ax.axvspan(times[i] - step / 2, times[i] + step / 2, linewidth=0,
+                       color=cmap(names.index(label) % 10))
+        # Name each run of equal labels once, in its middle.
+        start = 0
+        for i in range(1, len(labels) + 1):
+            if i == len(labels) or labels[i] != labels[start]:
+                if times[i - 1] - times[start] >= 0.08 * (times[-1] - times[0] + step):
+                    ax.text((times[start] + times[i - 1]) / 2, 0.5, labels[start], ha="center",
+                            va="center", fontsize=7, transform=ax.get_xaxis_transform())
+                start = i
+        ax.set_yticks([])
+        ax.set_ylabel(head, rotation=0, ha="right", va="center", fontsize=8)
+    axes[-1].set_xlabel("time of the window's last frame (s)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_dive(result: Dict, meta: Dict, path: str) -> str:
+    """PNG: the first, middle and last frame of each clip of the window (one column per clip)
+    above each clip's contribution (Weight-Decider weights or per-clip scores), with the
+    score and top sub-actions in the title."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clips = np.asarray(meta["clip_frames"])
+    kind = next((k for k in ("clip_weights", "clip_scores") if k in result), None)
+    rows = 3 + (1 if kind else 0)
+    fig, axes = plt.subplots(rows, len(clips), dpi=100, squeeze=False,
+                             figsize=(max(6, 1.6 * len(clips)), 1.3 * rows + 1.2),
+                             gridspec_kw={"height_ratios": [1, 1, 1] + ([1.6] if kind else [])})
+    for c, frames in enumerate(clips):
+        for r, pick in enumerate((frames[0], frames[len(frames) // 2], frames[-1])):
+            ax = axes[r][c]
+            ax.imshow(result["window"][pick])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"clip {c + 1}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(("first", "middle", "last")[r], fontsize=8)
+    if kind:
+        gs = axes[3][0].get_gridspec()
+        for ax in axes[3]:
+            ax.remove()
+        bar = fig.add_subplot(gs[3, :])
+        values = result[kind]
+        bar.bar(np.arange(1, len(values) + 1), values, color="tab:blue")
+        bar.set_xticks(np.arange(1, len(values) + 1))
+        bar.set_xlim(0.5, len(values) + 0.5)
+        bar.set_ylabel("Weight-Decider\nweight" if kind == "clip_weights" else "clip score")
+        bar.set_xlabel("clip")
+    top = ", ".join(ranked[0][0] for ranked in result["sub_actions"].values())
+    fig.suptitle(f"{os.path.basename(result['video'])}: score {result['score']:.1f}"
+                 + (f" ({top})" if top else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+@dataclasses.dataclass
+class OutputPaths:
+    """Where `aqa_tf.predict` writes the files of one video."""
+
+    folder: str
+    video: str
+
+    def file(self, suffix: str) -> str:
+        stem = os.path.splitext(os.path.basename(self.video))[0]
+        return os.path.join(self.folder, f"{stem}_{suffix}")
