@@ -131,6 +131,10 @@ class DataConfig(Config):
         "first, as the converter does.")
     stored_width: int = option(
         171, "Width of the stored frames (the converter's --width; MTL-AQA: 171).")
+    stored_jpeg_quality: int = option(
+        90, "JPEG quality of the stored frames (the converter's --jpeg_quality). "
+        "`aqa_tf.predict` encodes a video's frames at it, so that the model sees the "
+        "compression it was trained on; 0: it feeds the decoded frames as they are.")
     frame_rate: float = option(
         0.0, "Frame rate (frames/s) of the videos the records were cut from; recorded in the "
         "export, and `aqa_tf.predict` resamples videos to it. 0: unknown (MTL-AQA keeps each "
@@ -187,6 +191,9 @@ class DataConfig(Config):
             raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
         if self.batch_size <= 0:
             raise ConfigError(f"batch_size={self.batch_size} must be positive")
+        if not 0 <= self.stored_jpeg_quality <= 100:
+            raise ConfigError(f"stored_jpeg_quality={self.stored_jpeg_quality} must be in "
+                              "[0, 100]")
         if self.stored_height <= 0 or self.stored_width <= 0 or self.frame_rate < 0:
             raise ConfigError(f"stored_height={self.stored_height} and stored_width="
                               f"{self.stored_width} must be positive, frame_rate="
@@ -260,7 +267,13 @@ class ModelConfig(Config):
     caption_attention: bool = option(
         False, "Additive attention over the clip features feeding the caption decoder (paper "
         "000).")
-    # Not an option: the number of words of the vocabulary file (MTL-AQA: 5781).
+    caption_vocab_size: int = option(
+        0, "Words the caption head can produce (rows of its embedding and output layer). 0: "
+        "all words of the vocabulary file. The MTL-AQA authors' released S2VT has 5779 (their "
+        "opts.py) while their vocab.json has 5781 words: 5779 imports it, and the words with "
+        "ids from 5779 on are never generated.")
+    # Not an option: the caption head's vocabulary size (--caption_vocab_size, else the number
+    # of words of the vocabulary file; MTL-AQA: 5781).
     vocab_size: int = 0
 
     @property

@@ -145,7 +145,8 @@ def metadata(model: keras.Model, data_config: DataConfig) -> Dict:
     return {
         "version": METADATA_VERSION,
         "stored_height": data_config.stored_height, "stored_width": data_config.stored_width,
-        "frame_rate": data_config.frame_rate, "window_length": data_config.window_length,
+        "frame_rate": data_config.frame_rate, "jpeg_quality": data_config.stored_jpeg_quality,
+        "window_length": data_config.window_length,
         "num_clips": data_config.num_clips, "clip_length": data_config.clip_length,
         # Window-relative frame index of every clip frame, [num_clips][clip_length].
         "clip_frames": pipeline.clip_indices(data_config).numpy().tolist(),

@@ -121,12 +121,16 @@ def _vocab_size(heads, data_config: DataConfig) -> int:
     path = data_config.vocab_path
     if not os.path.exists(path):
         raise FileNotFoundError(f"the caption head needs the vocabulary {path} (--vocab_file)")
-    return len(captions.Vocabulary.load(path))
+    words = len(captions.Vocabulary.load(path))
+    if FLAGS.caption_vocab_size > words:
+        raise ConfigError(f"--caption_vocab_size={FLAGS.caption_vocab_size} is more than the "
+                          f"{words} words of {path}")
+    return FLAGS.caption_vocab_size or words
 
 
 def model_config_from_flags() -> ModelConfig:
-    """The model config; with a caption head, its vocabulary size is read from the vocabulary
-    file (`--vocab_file`, or `<data_dir>/vocab.json`)."""
+    """The model config; with a caption head, its vocabulary size is `--caption_vocab_size`, else
+    read from the vocabulary file (`--vocab_file`, or `<data_dir>/vocab.json`)."""
     vocab_size = _vocab_size(FLAGS.heads, data_config_from_flags())
     return config_from_flags(ModelConfig, vocab_size=vocab_size)
 

@@ -61,11 +61,24 @@ class Scorer:
                               "it again with `python -m aqa_tf.export`)")
         with open(meta_path) as f:
             meta = json.load(f)
-        serve = loaded.signatures["serving_default"]
-        caption = loaded.signatures.get("caption")
-        return cls(lambda video, difficulty: serve(video=video, difficulty=difficulty),
-                   (lambda video: caption(video=video)) if caption is not None else None,
-                   meta, f"SavedModel {path}")
+        signatures = loaded.signatures
+        missing = [name for name in meta.get("signatures", []) if name not in signatures]
+        if missing:
+            raise ConfigError(f"model {path}: lacks the signature(s) {', '.join(missing)} that "
+                              f"assets.extra/{export_lib.METADATA_FILE} lists")
+
+        def serve(video, difficulty):
+            if video.dtype == tf.string:
+                return signatures["serving_jpeg"](frames=video, difficulty=difficulty)
+            return signatures["serving_default"](video=video, difficulty=difficulty)
+
+        def caption(video):
+            if video.dtype == tf.string:
+                return signatures["caption_jpeg"](frames=video)
+            return signatures["caption"](video=video)
+
+        return cls(serve, caption if "caption" in signatures else None, meta,
+                   f"SavedModel {path}")
 
     @classmethod
     def from_keras(cls, model, data_config, vocab=None, eval_config=None,
@@ -76,12 +89,24 @@ class Scorer:
         from aqa_tf.config import EvalConfig
         from aqa_tf.models import aqa_model
         eval_config = eval_config or EvalConfig()
-        serve = tf.function(export_lib.serving_fn(model, data_config))
+        serve_uint8 = tf.function(export_lib.serving_fn(model, data_config))
+
+        def serve(video, difficulty):
+            if video.dtype == tf.string:
+                video = export_lib.decode_jpeg_video(video, data_config)
+            return serve_uint8(video, difficulty)
+
         caption = None
         if aqa_model.has_caption_head(model) and vocab is not None:
-            caption = tf.function(export_lib.caption_fn(
+            caption_uint8 = tf.function(export_lib.caption_fn(
                 model, data_config, vocab, eval_config.caption_decoding,
                 eval_config.caption_beam_size))
+
+            def caption(video):
+                if video.dtype == tf.string:
+                    video = export_lib.decode_jpeg_video(video, data_config)
+                return caption_uint8(video)
+
         return cls(serve, caption, export_lib.metadata(model, data_config), description)
 
     @property
@@ -92,22 +117,43 @@ class Scorer:
     def stored_size(self):
         return int(self.meta["stored_height"]), int(self.meta["stored_width"])
 
+    @property
+    def jpeg_quality(self) -> int:
+        return int(self.meta.get("jpeg_quality") or 0)
+
+    def model_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Frames at the stored size -> what `score` takes: JPEG strings at the quality the
+        records were stored at (so that the model sees the compression it was trained on,
+        decoded in the graph as the training pipeline decodes), or the uint8 frames when the
+        model records no quality."""
+        if not self.jpeg_quality:
+            return frames
+        from aqa_tf.data import features
+        return np.array([features.encode_jpeg(f, self.jpeg_quality) for f in frames],
+                        dtype=object)
+
     def score(self, windows: np.ndarray, difficulty: Optional[np.ndarray] = None) -> Dict:
-        """uint8 `[batch, frames, h, w, 3]` -> numpy outputs of `serving_default`."""
+        """Windows `[batch, frames]` of `model_frames` (or uint8 `[batch, frames, h, w, 3]`) ->
+        numpy outputs of `serving_default`."""
         import tensorflow as tf
         if difficulty is None:
             difficulty = np.zeros([len(windows)], np.float32)
-        out = self._serve(tf.constant(windows, tf.uint8),
-                          tf.constant(difficulty, tf.float32))
+        out = self._serve(_tensor(windows), tf.constant(difficulty, tf.float32))
         return {k: v.numpy() for k, v in out.items()}
 
     def caption(self, windows: np.ndarray) -> Optional[List[str]]:
         """The commentary of each window, or None without a caption head."""
-        import tensorflow as tf
         if self._caption is None:
             return None
-        out = self._caption(tf.constant(windows, tf.uint8))
+        out = self._caption(_tensor(windows))
         return [t.decode("utf-8") for t in out["caption"].numpy()]
+
+
+def _tensor(windows: np.ndarray):
+    import tensorflow as tf
+    if windows.dtype == object:
+        return tf.constant(windows.tolist(), tf.string)
+    return tf.constant(windows, tf.uint8)
 
 
 def read_video(scorer: Scorer, path: str, progress: bool = True) -> video_lib.Video:
@@ -173,7 +219,8 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
              f"fewer than the model's {length}-frame window: the first frame is repeated in "
              "front, as the signature does")
     window = window_ending_at(video.frames, end, length)
-    outputs = scorer.score(window[None], None if difficulty is None else np.array([difficulty]))
+    model_window = scorer.model_frames(window)[None]
+    outputs = scorer.score(model_window, None if difficulty is None else np.array([difficulty]))
     result = {
         "video": path, "source_size": list(video.source_size),
         "source_frame_rate": video.source_rate, "frame_rate": video.frame_rate,
@@ -185,7 +232,7 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
     kind = scorer.meta.get("clip_contribution")
     if kind and kind in outputs:
         result[kind] = [float(v) for v in outputs[kind][0]]
-    commentary = scorer.caption(window[None])
+    commentary = scorer.caption(model_window)
     if commentary is not None:
         result["commentary"] = commentary[0]
     result["window"] = window
@@ -204,11 +251,12 @@ def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,
     if stride <= 0:
         raise ConfigError(f"--scan_stride={stride} must be positive")
     ends = list(range(min(length, len(video.frames)) - 1, len(video.frames), stride))
+    frames = scorer.model_frames(video.frames)  # each frame encoded once
     rows = []
     for first in tqdm(range(0, len(ends), batch_size), desc=f"scanning {os.path.basename(path)}",
                       unit="batch", disable=not progress, leave=False):
         batch_ends = ends[first:first + batch_size]
-        windows = np.stack([window_ending_at(video.frames, e, length) for e in batch_ends])
+        windows = np.stack([window_ending_at(frames, e, length) for e in batch_ends])
         difficulties = None if difficulty is None else np.full([len(windows)], difficulty)
         outputs = scorer.score(windows, difficulties)
         for i, end in enumerate(batch_ends):

@@ -32,8 +32,8 @@ MTL_AQA_CLASS_NAMES = {
     "position": ("free", "tuck", "pike"),
     "armstand": ("no armstand", "armstand"),
     "rotation_type": ("inward", "reverse", "backward", "forward"),
-    "somersaults": tuple(f"{k / 2:g} somersaults" for k in range(10)),
-    "twists": tuple(f"{k / 2:g} twists" for k in range(8)),
+    "somersaults": tuple(f"{k / 2:g} somersault" + "s" * (k != 2) for k in range(10)),
+    "twists": tuple(f"{k / 2:g} twist" + "s" * (k != 2) for k in range(8)),
 }
 
 

@@ -263,3 +263,126 @@ def test_truncated_shard_is_named(tiny_dir, tmp_path):
     assert proc.returncode != 0
     assert "training data cannot be read" in proc.stderr
     assert "train-00001-of-00002.tfrecord: truncated or corrupt after" in proc.stderr
+
+
+# --- Scoring video files with the trained quickstart model (aqa_tf.predict) ----------------------
+@pytest.fixture(scope="module")
+def exported_at_30fps(trained_run, tmp_path_factory):
+    """The trained weights exported again by `aqa_tf.export`, recording 30 frames/s (the rate
+    of the test videos below, so that no resampling separates them from the records)."""
+    model_dir, _ = trained_run
+    folder = tmp_path_factory.mktemp("export_30fps")
+    run([sys.executable, "-m", "aqa_tf.export", f"--flagfile={model_dir}/flags.txt",
+         f"--checkpoint={model_dir}/best.weights.h5", "--frame_rate=30",
+         f"--export_dir={folder}", "--experiment_name=quickstart_30fps"])
+    return str(folder / "quickstart_30fps" / "1")
+
+
+def _test_predictions(model_dir):
+    import csv
+    with open(os.path.join(model_dir, "test_predictions.csv"), newline="") as f:
+        return {row["sample_key"]: row for row in csv.DictReader(f)}
+
+
+def _render_test_dive(index, height, width):
+    """Test sample `index` of the synthetic dataset (seed 0) rendered at `height` x `width`,
+    cut at its annotated end frame."""
+    from aqa_tf.data import synthetic
+    sample = synthetic.make_sample("test", index, 0, 54, height, width)
+    return sample.sample_key, sample.frames[:sample.end_index + 1]
+
+
+def test_predict_gives_the_evaluation_pipelines_score(trained_run, exported_at_30fps, tmp_path):
+    """Two test dives in one 30 frames/s event video (MTL-AQA layout), rendered at 1280x720
+    and at the stored 86x64: the converter (`tfrecords_tools.mtl_aqa`) makes their records
+    from the video, `aqa_tf.evaluate` scores the records, and `aqa_tf.predict` scores the same
+    video at the annotated end frames: same score within 0.1 points, same top-1 sub-actions."""
+    import csv
+    import pickle
+    from aqa_tf.data import synthetic
+    from tfrecords_tools import mtl_aqa, mtl_aqa_raw
+    model_dir, _ = trained_run
+    with open(os.path.join(exported_at_30fps, "assets.extra", "aqa_tf.json")) as f:
+        names = json.load(f)["class_names"]
+    for height, width in ((720, 1280), (64, 86)):
+        raw, records = tmp_path / f"raw_{width}", str(tmp_path / f"records_{width}")
+        samples = [synthetic.make_sample(split, i, 0, 54, height, width)
+                   for split, i in (("train", 0), ("train", 1), ("test", 0), ("test", 1))]
+        # (Two training samples: the evaluation reads the training split's score range.)
+        mtl_aqa_raw.write_raw_dataset(str(raw), samples, synthetic.synthetic_vocabulary(),
+                                      fps=30, write_frames=False, train_keys=[(1, 1), (1, 2)])
+        report = mtl_aqa.convert(str(raw), records, videos_dir=str(raw / "videos"),
+                                 sample_length=54, width=86, height=64, num_workers=1,
+                                 progress=False)
+        assert report.written == {"train": 2, "test": 2}, report.summary()
+        metrics = str(tmp_path / f"eval_{width}.json")
+        run([sys.executable, "-m", "aqa_tf.evaluate", f"--flagfile={model_dir}/flags.txt",
+             f"--data_dir={records}", "--val_fraction=0", f"--checkpoint={model_dir}",
+             f"--output_json={metrics}"])
+        with open(metrics.replace(".json", "_predictions.csv"), newline="") as f:
+            evaluated = {row["sample_key"]: row for row in csv.DictReader(f)}
+        with open(raw / "final_annotations_dict.pkl", "rb") as f:
+            annotations = pickle.load(f)
+        for key in ("02_001", "02_002"):
+            end_frame = annotations[(2, int(key[3:]))]["end_frame"]
+            out = str(tmp_path / f"{key}_{width}.json")
+            run([sys.executable, "-m", "aqa_tf.predict", str(raw / "videos" / "02.mp4"),
+                 f"--model={exported_at_30fps}", f"--end_frame={end_frame}",
+                 f"--output_json={out}", "--noprogress"])
+            with open(out) as f:
+                result = json.load(f)[0]
+            row = evaluated[key]
+            print(f"{width}x{height} {key}: predict {result['score']:.4f}, evaluation "
+                  f"{row['pred_score']}, true {row['true_score']}")
+            assert abs(result["score"] - float(row["pred_score"])) < 0.1
+            for head, ranked in result["sub_actions"].items():
+                assert names[head].index(ranked[0][0]) == int(row[f"pred_{head}"]), (key, head)
+
+
+def test_jpeg_signature_gives_the_uint8_score(trained_run, synthetic_dir):
+    """The stored JPEG frames of four test records sent as strings, and the same frames
+    decoded (by TensorFlow, as the training pipeline decodes them) sent as uint8."""
+    import tensorflow as tf
+    from aqa_tf.data import features
+    model_dir, _ = trained_run
+    signatures = tf.saved_model.load(
+        os.path.join(model_dir, "export", "quickstart", "1")).signatures
+    records = tf.data.TFRecordDataset(sorted(glob.glob(os.path.join(synthetic_dir, "test-*"))))
+    jpegs = [features.parse_to_numpy(r.numpy())["frames"] for r in records.take(4)]
+    frames = np.stack([[tf.io.decode_jpeg(j).numpy() for j in video] for video in jpegs])
+    uint8 = signatures["serving_default"](video=tf.constant(frames), difficulty=tf.zeros([4]))
+    strings = signatures["serving_jpeg"](frames=tf.constant(jpegs), difficulty=tf.zeros([4]))
+    print("uint8", uint8["score"].numpy(), "jpeg", strings["score"].numpy())
+    np.testing.assert_allclose(strings["score"], uint8["score"], atol=0.05)
+    np.testing.assert_allclose(strings["twists_probabilities"], uint8["twists_probabilities"],
+                               atol=1e-3)
+
+
+def test_scan_finds_the_better_dive_in_a_broadcast(trained_run, tmp_path):
+    """Two test dives of different quality separated by non-dive frames: the best-scoring
+    window of `--scan` ends within one clip length of the better dive's end."""
+    import csv
+    from aqa_tf.data import video
+    model_dir, _ = trained_run
+    expected = _test_predictions(model_dir)
+    by_score = sorted(expected.values(), key=lambda r: float(r["true_score"]))
+    worse, better = by_score[len(by_score) // 10], by_score[-len(by_score) // 10]
+    index = {key: int(key.split("_")[1]) - 1 for key in expected}  # keys <event>_<number>
+    empty = np.full((30, 64, 86, 3), 40, np.uint8)  # an empty scene between dives
+    _, worse_frames = _render_test_dive(index[worse["sample_key"]], 64, 86)
+    _, better_frames = _render_test_dive(index[better["sample_key"]], 64, 86)
+    pieces = [empty, worse_frames, empty, better_frames, empty]
+    better_end = sum(len(p) for p in pieces[:4]) - 1
+    path = str(tmp_path / "broadcast.mp4")
+    video.write_video(path, np.concatenate(pieces), 25)
+    run([sys.executable, "-m", "aqa_tf.predict", path,
+         f"--model={os.path.join(model_dir, 'export', 'quickstart', '1')}", "--scan",
+         "--scan_stride=2", f"--output_dir={tmp_path}", "--noprogress"])
+    with open(tmp_path / "broadcast_timeline.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    best = max(rows, key=lambda r: float(r["score"]))
+    print(f"worse dive {worse['true_score']}, better dive {better['true_score']}; best window "
+          f"ends at frame {best['end_index']} ({float(best['score']):.1f}), better dive's end "
+          f"{better_end}")
+    assert abs(int(best["end_index"]) - better_end) <= 16
+    assert os.path.getsize(tmp_path / "broadcast_timeline.png") > 20_000

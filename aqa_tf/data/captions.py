@@ -33,6 +33,10 @@ class Vocabulary:
                 ordered.append(w)
         return cls(dict(enumerate(ordered)))
 
+    def beyond(self, size: int) -> Dict[int, str]:
+        """The words with ids `>= size`: those a caption head of `size` words never produces."""
+        return {i: w for i, w in sorted(self.ix_to_word.items()) if i >= size}
+
     @classmethod
     def load(cls, path: str) -> "Vocabulary":
         with open(path, "r", encoding="utf-8") as f:

@@ -63,7 +63,8 @@ def _open(path: str):
     try:
         container = av.open(path)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
-        raise VideoError(f"{path}: not a video file PyAV can read ({_reason(error)})") from None
+        raise VideoError(f"{path}: cannot be opened as a video, it is not one or it is "
+                         f"truncated ({_reason(error)})") from None
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: has no video stream")
@@ -112,8 +113,10 @@ def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int
         stream = container.streams.video[0]
         source_rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
         source_size = (stream.codec_context.height, stream.codec_context.width)
-        total = stream.frames or (int(float(stream.duration * stream.time_base) * source_rate)
-                                  if stream.duration and stream.time_base else None)
+        announced = stream.frames  # 0 when the container does not say
+        total = announced or (int(float(stream.duration * stream.time_base) * source_rate)
+                              if stream.duration and stream.time_base else None)
+        decoded = 0
         resample = frame_rate > 0 and abs(frame_rate - source_rate) > 1e-3
         frames: List[np.ndarray] = []
         times: List[float] = []
@@ -124,6 +127,7 @@ def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int
         with bar:
             for seconds, frame in _decoded_frames(container, path):
                 bar.update(1)
+                decoded += 1
                 image = frame.to_ndarray(format="rgb24")
                 if size is not None:
                     image = resize_frame(image, size[1], size[0])
@@ -147,6 +151,9 @@ def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int
                     frames.append(held)
     if not frames:
         raise VideoError(f"{path}: no decodable frames")
+    if announced and decoded < announced - 2:  # a frame or two may be dropped by the decoder
+        raise VideoError(f"{path}: truncated or corrupt, only {decoded} of the {announced} "
+                         "frames its header announces could be decoded")
     return Video(path=path, frames=np.stack(frames), frame_rate=frame_rate if resample
                  else source_rate, source_rate=source_rate, source_size=source_size,
                  times=np.asarray(times, np.float64))

@@ -82,6 +82,13 @@ def main(argv):
           f"({'whole model' if source.whole_model else 'backbone'} {target.name})")
     if report["ignored"]:
         print(f"not used by {target.name}: " + ", ".join(report["ignored"]))
+    if source.whole_model and aqa_model.has_caption_head(target):
+        from aqa_tf.data import captions
+        beyond = captions.Vocabulary.load(data_config.vocab_path).beyond(model_config.vocab_size)
+        if beyond:
+            print(f"the caption head has {model_config.vocab_size} words: it never produces "
+                  f"these words of {data_config.vocab_path}: " +
+                  ", ".join(f"{i} {w!r}" for i, w in beyond.items()))
 
 
 if __name__ == "__main__":

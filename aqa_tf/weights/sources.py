@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import keras
 import numpy as np
 
+from aqa_tf.config import ConfigError
 from aqa_tf.models import aqa_model
 from aqa_tf.registry import CHECKPOINT_SOURCES
 from aqa_tf.weights import mapping
@@ -132,6 +133,15 @@ def convert_mtl_aqa(model: keras.Model, state_dict: Dict[str, np.ndarray], backb
     ignore = []
     if "caption" not in model.output:
         ignore.append("model_caption.")
+    elif "model_caption.embedding.weight" in state_dict:
+        rows = state_dict["model_caption.embedding.weight"].shape[0]
+        words = model.get_layer(aqa_model.CAPTIONER_LAYER).vocab_size
+        if rows != words:
+            raise ConfigError(
+                f"the checkpoint's caption model has {rows} words (model_caption.embedding."
+                f"weight) but the caption head is built with {words}: add "
+                f"--caption_vocab_size={rows} (the authors' S2VT has 5779 words while their "
+                "vocab.json has 5781)")
     if "position" not in model.output:
         ignore += ["model_dive_classifier.", "model_position_classifier."]
     return mapping.load_into(model, state_dict, mtl_aqa_module_of_layer(backbone),

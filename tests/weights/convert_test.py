@@ -197,29 +197,53 @@ class _S2VT(torch.nn.Module):
             log_probs.append(torch.log_softmax(self.out(out2[:, 0]), -1))
         return torch.stack(log_probs, 1)
 
+    def greedy(self, feats, steps):
+        """Greedy decoding as the authors' sampler: from `<sos>` (1), each step feeds the
+        argmax word of the previous one; token ids `[batch, steps]`."""
+        batch, clips, _ = feats.shape
+        out1, state1 = self.rnn1(feats)
+        _, state2 = self.rnn2(torch.cat([out1, torch.zeros(batch, clips, self.word)], 2))
+        word, ids = torch.ones(batch, 1, dtype=torch.long), []
+        for _ in range(steps):
+            out1, state1 = self.rnn1(torch.zeros(batch, 1, self.dim_vid), state1)
+            out2, state2 = self.rnn2(torch.cat([out1, self.embedding(word)], 2), state2)
+            word = self.out(out2[:, 0]).argmax(-1, keepdim=True)
+            ids.append(word[:, 0])
+        return torch.stack(ids, 1)
 
-def test_mtl_aqa_c3d_avg_checkpoints_convert_with_parity(tmp_path):
-    from aqa_tf.config import DataConfig, ModelConfig
-    from aqa_tf.models.aqa_model import build_aqa_model
+
+def _authors_c3d_avg_parts(folder, s2vt, epoch=99):
+    """The authors' C3D-AVG-MTL part files (random weights) with `s2vt` as `model_caption`;
+    returns the PyTorch modules."""
     cnn = _randomise(_C3D(), seed=11)
     fc6 = torch.nn.Module()
     fc6.fc = torch.nn.Linear(8192, 4096)
     regressor = torch.nn.Module()
     regressor.fc_final_score = torch.nn.Linear(4096, 1)
     classifier = torch.nn.Module()
-    suffixes = {"position": "fc_position", "armstand": "fc_armstand",
-                "rotation_type": "fc_rot_type", "somersaults": "fc_ss_no", "twists": "fc_tw_no"}
     for name, count in torch_reference.MTL_AQA_CLASSES.items():
-        setattr(classifier, suffixes[name], torch.nn.Linear(4096, count))
+        setattr(classifier, MTL_AQA_CLASSIFIER_KEYS[name], torch.nn.Linear(4096, count))
     for i, module in enumerate((fc6, regressor, classifier)):
         _randomise(module, seed=20 + i)
-    s2vt = _randomise(_S2VT(20, 8192), seed=24)
     # The authors' C3D_altered ends at pool5: its state dict has no fc layers.
     cnn_state = {k: v for k, v in cnn.state_dict().items() if not k.startswith("fc")}
-    _save_parts(tmp_path, {"model_CNN": cnn_state, "model_my_fc6": fc6,
-                           "model_score_regressor": regressor,
-                           "model_dive_classifier": classifier,
-                           "model_caption": s2vt}, epoch=99)
+    _save_parts(folder, {"model_CNN": cnn_state, "model_my_fc6": fc6,
+                         "model_score_regressor": regressor, "model_dive_classifier": classifier,
+                         "model_caption": s2vt}, epoch=epoch)
+    return cnn, fc6, regressor, classifier
+
+
+MTL_AQA_CLASSIFIER_KEYS = {"position": "fc_position", "armstand": "fc_armstand",
+                           "rotation_type": "fc_rot_type", "somersaults": "fc_ss_no",
+                           "twists": "fc_tw_no"}
+
+
+def test_mtl_aqa_c3d_avg_checkpoints_convert_with_parity(tmp_path):
+    from aqa_tf.config import DataConfig, ModelConfig
+    from aqa_tf.models.aqa_model import build_aqa_model
+    s2vt = _randomise(_S2VT(20, 8192), seed=24)
+    cnn, fc6, regressor, classifier = _authors_c3d_avg_parts(tmp_path, s2vt)
+    suffixes = MTL_AQA_CLASSIFIER_KEYS
     state = sources.read_mtl_aqa_parts(str(tmp_path), "c3d", epoch=99)
 
     # Without a caption head the caption model is reported as not used.
@@ -346,3 +370,49 @@ def test_training_starts_from_a_pytorch_checkpoint_converted_on_the_fly(tmp_path
     assert len(report["loaded"]) == len(aqa_model.backbone_of(model).weights)
     clip = np.random.default_rng(0).standard_normal((2, 8, 48, 48, 3)).astype("float32")
     _compare(reference, aqa_model.backbone_of(model), clip)
+
+
+def test_the_authors_5779_word_s2vt_converts_and_captions_as_pytorch(tmp_path):
+    """The released S2VT has 5779 words (the authors' opts.py) while vocab.json has 5781: the
+    converter says how to build it, converts it with --caption_vocab_size, names the words it
+    can never produce, and its greedy captions equal the PyTorch model's."""
+    import subprocess
+    import sys
+    from tests.conftest import REPO_ROOT, mtl_aqa_annotations
+    from aqa_tf.config import DataConfig, ModelConfig
+    from aqa_tf.models import aqa_model
+    vocab_file = f"{mtl_aqa_annotations()}/vocab.json"
+    s2vt = _randomise(_S2VT(5779, 8192), seed=25)
+    _authors_c3d_avg_parts(tmp_path, s2vt, epoch=7)
+    out = tmp_path / "authors.weights.h5"
+    model_flags = ["--backbone=c3d", "--heads=score,dive,caption", f"--vocab_file={vocab_file}",
+                   "--caption_hidden=32", "--caption_embedding=16", "--num_frames=32",
+                   "--sample_length=32", "--max_caption_words=12"]
+    command = [sys.executable, "-m", "aqa_tf.weights.convert", "--source=mtl_aqa",
+               f"--checkpoint={tmp_path}", "--checkpoint_epoch=7", f"--out={out}"] + model_flags
+    refused = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "--caption_vocab_size=5779" in refused.stderr and "Traceback" not in refused.stderr
+    converted = subprocess.run(command + ["--caption_vocab_size=5779"], cwd=REPO_ROOT,
+                               capture_output=True, text=True)
+    assert converted.returncode == 0, converted.stderr[-2000:]
+    assert "5779 'lien', 5780 'questions'" in converted.stdout, converted.stdout
+
+    data = DataConfig(sample_length=32, num_frames=32, clip_length=16, crop_size=112,
+                      max_caption_words=12)
+    model = aqa_model.build_aqa_model(
+        ModelConfig(heads=("score", "dive", "caption"), vocab_size=5779, caption_hidden=32,
+                    caption_embedding=16), data)
+    model.load_weights(str(out))
+    generator = aqa_model.CaptionGenerator(model, data.max_caption_words)
+    video = np.random.default_rng(8).uniform(-1, 1, (2, 2, 16, 112, 112, 3)).astype("float32")
+    got = np.asarray(generator(video))
+    clip_features = np.asarray(generator.features({"video": video}, training=False))
+    with torch.no_grad():
+        expected = s2vt.greedy(torch.from_numpy(clip_features.copy()), got.shape[1]).numpy()
+    # Our captions end at their first <eos> (and always end with one): compare up to it.
+    expected[:, -1] = 0
+    expected[np.cumsum(expected == 0, axis=1) > 0] = 0
+    print("greedy ids", got.tolist())
+    np.testing.assert_array_equal(got, expected)
+    assert got.max() < 5779 and len(set(got[got > 0].tolist())) > 3

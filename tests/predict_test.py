@@ -1,0 +1,309 @@
+"""Scoring a user's video: decoding (`aqa_tf.data.video`), the export's signatures for videos of
+any size and as JPEG strings, `aqa_tf.export` from weights alone, and `aqa_tf.predict` with its
+errors. The model here has random weights (the quickstart network); what a trained model gives
+on real-looking dives is tested in tests/train_test.py."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def run_cli(module, *args, expect=0):
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == expect, f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def quickstart_model(*extra_flags):
+    """The quickstart model (random weights, seed 1) and its data config."""
+    import keras
+    from absl import flags
+    from aqa_tf import flag_defs
+    from aqa_tf.models import aqa_model
+    flag_defs.define_flags()
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS([sys.argv[0], f"--flagfile={REPO_ROOT}/configs/quickstart.cfg", *extra_flags])
+    data_config = flag_defs.data_config_from_flags()
+    model_config = flag_defs.model_config_from_flags()
+    flags.FLAGS.unparse_flags()
+    keras.utils.set_random_seed(1)
+    return aqa_model.build_aqa_model(model_config, data_config), data_config
+
+
+def dive_frames(height, width, index=0, split="test"):
+    """A synthetic dive rendered at `height` x `width`, cut at its annotated end frame."""
+    from aqa_tf.data import synthetic
+    sample = synthetic.make_sample(split, index, 0, 54, height, width)
+    return sample.frames[:sample.end_index + 1]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The quickstart model's weights exported by `aqa_tf.export` in its own process."""
+    folder = tmp_path_factory.mktemp("export")
+    model, data_config = quickstart_model()
+    weights = str(folder / "random.weights.h5")
+    model.save_weights(weights)
+    proc = run_cli("aqa_tf.export", "--flagfile=configs/quickstart.cfg",
+                   f"--checkpoint={weights}", f"--export_dir={folder}", "--experiment_name=qs",
+                   "--export_version=3")
+    path = str(folder / "qs" / "3")
+    assert f"SavedModel: {path}" in proc.stdout
+    return path, model, data_config
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    from aqa_tf.data import video
+    folder = tmp_path_factory.mktemp("videos")
+    paths = {"720p": str(folder / "dive_1280x720.mp4"), "stored": str(folder / "dive_86x64.mp4")}
+    video.write_video(paths["720p"], dive_frames(720, 1280), 25)
+    video.write_video(paths["stored"], dive_frames(64, 86), 25)
+    return paths
+
+
+def test_read_video_resamples_and_resizes(tmp_path):
+    from aqa_tf.data import video
+    # Frame k of a 50 frames/s video is a flat grey of value 5 k: which frames a 25 frames/s
+    # reading keeps can be read off the pixels.
+    frames = np.repeat(np.arange(0, 200, 5, dtype=np.uint8)[:, None, None, None], 3, axis=3)
+    frames = np.broadcast_to(frames, (40, 48, 64, 3)).copy()
+    path = str(tmp_path / "ramp.mp4")
+    video.write_video(path, frames, 50, crf=0)
+    native = video.read_video(path)
+    assert native.frames.shape == (40, 48, 64, 3) and native.frame_rate == 50
+    assert native.source_size == (48, 64)
+    np.testing.assert_allclose(native.frames.mean(axis=(1, 2, 3)), np.arange(0, 200, 5), atol=1.5)
+    half = video.read_video(path, frame_rate=25, size=(24, 30))
+    assert half.frames.shape == (20, 24, 30, 3) and half.frame_rate == 25
+    np.testing.assert_allclose(half.times, np.arange(20) / 25)
+    np.testing.assert_allclose(half.frames.mean(axis=(1, 2, 3)), np.arange(0, 200, 10), atol=1.5)
+    # Up-sampling repeats frames: 50 -> 75 frames/s shows frame k at outputs 1.5 k .. 1.5 k + 1.
+    up = video.read_video(path, frame_rate=75)
+    assert len(up.frames) == 60
+    assert up.index_at(0.5) == 37 and half.index_at(0.5) == 12
+
+
+def test_signature_resizes_any_video_as_the_converter_does():
+    """`resize_to_stored` (in the graph) against the converter's OpenCV resize."""
+    import tensorflow as tf
+    from aqa_tf import export_lib
+    from aqa_tf.config import DataConfig
+    from aqa_tf.data import video
+    config = DataConfig(stored_height=64, stored_width=86)
+    for height, width in ((720, 1280), (128, 171), (48, 60)):
+        frames = dive_frames(height, width)[-4:]
+        ours = export_lib.resize_to_stored(tf.constant(frames), config).numpy()
+        theirs = np.stack([video.resize_frame(f, 86, 64) for f in frames])
+        diff = np.abs(ours.astype(int) - theirs.astype(int))
+        print(f"{width}x{height}: mean abs diff {diff.mean():.3f}, max {diff.max()}")
+        assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 8
+    stored = dive_frames(64, 86)[-2:]
+    np.testing.assert_array_equal(
+        export_lib.resize_to_stored(tf.constant(stored), config).numpy(), stored)
+
+
+def test_export_from_weights_alone_equals_the_keras_model(exported):
+    import tensorflow as tf
+    from aqa_tf.data import pipeline
+    path, model, data_config = exported
+    with open(os.path.join(path, "assets.extra", "aqa_tf.json")) as f:
+        meta = json.load(f)
+    assert (meta["stored_height"], meta["stored_width"], meta["frame_rate"]) == (64, 86, 25.0)
+    assert meta["jpeg_quality"] == 90
+    assert meta["window_length"] == 48 and meta["num_clips"] == 3
+    assert meta["clip_frames"][1] == list(range(16, 32))
+    assert meta["class_names"]["position"] == ["free", "tuck", "pike"]
+    assert meta["clip_contribution"] == "clip_scores"
+    assert meta["signatures"] == ["serving_default", "serving_jpeg"]
+    assert os.path.exists(os.path.join(path, "assets.extra", "flags.txt"))
+
+    video = np.random.default_rng(0).integers(0, 256, (2, 50, 64, 86, 3), dtype=np.uint8)
+    script = (
+        "import numpy as np, tensorflow as tf\n"
+        f"m = tf.saved_model.load({path!r})\n"
+        f"v = np.load({path + '/../video.npy'!r})\n"
+        "out = m.signatures['serving_default'](video=tf.constant(v), difficulty=tf.zeros([2]))\n"
+        f"np.savez({path + '/../served.npz'!r}, **{{k: t.numpy() for k, t in out.items()}})\n")
+    np.save(path + "/../video.npy", video)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    served = np.load(path + "/../served.npz")
+    window = tf.constant(video[:, -48:])
+    expected = model({"video": pipeline.preprocess_video_batch(window, data_config)},
+                     training=False)
+    assert set(served.files) == {"score", "clip_scores"} | {
+        f"{n}_probabilities" for n in meta["class_names"]}
+    np.testing.assert_allclose(served["score"], np.asarray(expected["score"]), atol=1e-4)
+    for name in meta["class_names"]:
+        np.testing.assert_allclose(served[f"{name}_probabilities"],
+                                   tf.nn.softmax(expected[name]).numpy(), atol=1e-4)
+    assert served["clip_scores"].shape == (2, 3)
+
+
+def test_jpeg_and_any_size_signatures_agree_with_the_stored_size_one(exported):
+    import tensorflow as tf
+    from aqa_tf.data import features, video
+    path = exported[0]
+    signatures = tf.saved_model.load(path).signatures
+    big = dive_frames(720, 1280, index=3)
+    stored = np.stack([video.resize_frame(f, 86, 64) for f in big])
+    zero = tf.zeros([1])
+    at_stored = signatures["serving_default"](video=tf.constant(stored[None]), difficulty=zero)
+    at_720p = signatures["serving_default"](video=tf.constant(big[None]), difficulty=zero)
+    # JPEG strings against the same images decoded, as uint8.
+    jpegs = [features.encode_jpeg(f, 90) for f in stored]
+    decoded = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs])
+    as_uint8 = signatures["serving_default"](video=tf.constant(decoded[None]), difficulty=zero)
+    as_jpeg = signatures["serving_jpeg"](frames=tf.constant([jpegs]), difficulty=zero)
+    np.testing.assert_allclose(as_jpeg["score"], as_uint8["score"], atol=1e-4)
+    for name, out in (("1280x720 uint8", at_720p), ("JPEG strings", as_jpeg)):
+        diff = abs(float(out["score"][0]) - float(at_stored["score"][0]))
+        print(f"{name}: score {float(out['score'][0]):.4f} vs {float(at_stored['score'][0]):.4f}")
+        assert diff < 0.05, name
+        np.testing.assert_allclose(out["position_probabilities"],
+                                   at_stored["position_probabilities"], atol=0.01)
+
+
+def test_predict_scores_a_video_file(exported, videos, tmp_path):
+    import tensorflow as tf
+    from aqa_tf.data import video
+    path = exported[0]
+    out_json = str(tmp_path / "results.json")
+    proc = run_cli("aqa_tf.predict", videos["720p"], videos["stored"], f"--model={path}",
+                   "--plot", f"--output_dir={tmp_path}", f"--output_json={out_json}",
+                   "--noprogress")
+    print(proc.stdout)
+    for line in ("score", "position", "armstand", "rotation_type", "somersaults", "twists",
+                 "clip scores", "plot"):
+        assert f"\n  {line} " in proc.stdout, line
+    with open(out_json) as f:
+        results = json.load(f)
+    assert [r["video"] for r in results] == [videos["720p"], videos["stored"]]
+    assert results[0]["source_size"] == [720, 1280] and results[0]["frame_rate"] == 25
+    assert len(results[0]["clip_scores"]) == 3
+    assert os.path.getsize(tmp_path / "dive_1280x720_clips.png") > 20_000
+    # The printed score is the signature's on the last 48 frames resized and JPEG-encoded as
+    # the converter stores them (quality 90: the model's stored_jpeg_quality).
+    from aqa_tf.data import features
+    frames = video.read_video(videos["720p"], size=(64, 86)).frames[-48:]
+    expected = tf.saved_model.load(path).signatures["serving_jpeg"](
+        frames=tf.constant([[features.encode_jpeg(f, 90) for f in frames]]),
+        difficulty=tf.zeros([1]))
+    assert abs(results[0]["score"] - float(expected["score"][0])) < 1e-4
+    # --end_frame picks an earlier window: a different score.
+    proc = run_cli("aqa_tf.predict", videos["720p"], f"--model={path}", "--end_frame=30",
+                   f"--output_json={out_json}", "--noprogress")
+    assert "fewer than the model's 48-frame window" in proc.stderr
+    with open(out_json) as f:
+        early = json.load(f)[0]
+    assert early["window_end_time"] == pytest.approx(29 / 25)
+
+
+def test_predict_from_flags_and_weights_equals_the_export(exported, videos, tmp_path):
+    path = exported[0]
+    results = {}
+    for name, source in (("export", [f"--model={path}"]),
+                         ("weights", ["--flagfile=configs/quickstart.cfg",
+                                      f"--checkpoint={os.path.dirname(os.path.dirname(path))}"
+                                      "/random.weights.h5"])):
+        out = str(tmp_path / f"{name}.json")
+        proc = run_cli("aqa_tf.predict", videos["stored"], *source, f"--output_json={out}",
+                       "--noprogress")
+        with open(out) as f:
+            results[name] = json.load(f)[0]
+    assert "random.weights.h5 (keras_model)" in proc.stdout
+    assert abs(results["export"]["score"] - results["weights"]["score"]) < 1e-4
+    assert results["export"]["sub_actions"] == pytest.approx(results["weights"]["sub_actions"])
+
+
+def test_scan_writes_a_timeline(exported, tmp_path):
+    from aqa_tf.data import video
+    broadcast = np.concatenate([np.full((20, 64, 86, 3), 40, np.uint8), dive_frames(64, 86, 1),
+                                np.full((20, 64, 86, 3), 40, np.uint8), dive_frames(64, 86, 2)])
+    path = str(tmp_path / "broadcast.mp4")
+    video.write_video(path, broadcast, 25)
+    proc = run_cli("aqa_tf.predict", path, f"--model={exported[0]}", "--scan",
+                   "--scan_stride=4", f"--output_dir={tmp_path}", "--noprogress")
+    import csv
+    with open(tmp_path / "broadcast_timeline.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(range(47, len(broadcast), 4))
+    assert float(rows[1]["end_time"]) - float(rows[0]["end_time"]) == pytest.approx(4 / 25)
+    assert {"start_time", "end_time", "score", "position", "twists_probability"} <= set(rows[0])
+    assert os.path.getsize(tmp_path / "broadcast_timeline.png") > 20_000
+    assert f"{len(rows)} windows; best" in proc.stdout
+
+
+def _zero_frame_video(path):
+    import av
+    container = av.open(path, "w")
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    container.start_encoding()
+    container.close()
+
+
+def _truncated(source, path):
+    with open(source, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) // 2])
+
+
+def test_bad_inputs_give_one_clear_line(exported, videos, tmp_path):
+    import av
+    import tensorflow as tf
+    from aqa_tf.data import video
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    _zero_frame_video(str(tmp_path / "empty.mp4"))
+    _truncated(videos["stored"], str(tmp_path / "truncated.mp4"))
+    # With the index in front (as streaming sites write them) a truncated file still opens.
+    frames = dive_frames(64, 86)
+    with av.open(str(tmp_path / "faststart.mp4"), "w", options={"movflags": "faststart"}) as c:
+        stream = c.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 86, 64, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    _truncated(str(tmp_path / "faststart.mp4"), str(tmp_path / "truncated_faststart.mp4"))
+    no_signature = tmp_path / "other_model"
+
+    class Other(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def double(self, x):
+            return 2 * x
+
+    module = Other()
+    tf.saved_model.save(module, str(no_signature), signatures={"double": module.double})
+    model = f"--model={exported[0]}"
+    cases = {
+        str(tmp_path / "missing.mp4"): ([model], "no such file"),
+        str(text): ([model], "cannot be opened as a video"),
+        str(tmp_path / "truncated.mp4"): ([model], "it is truncated"),
+        str(tmp_path / "truncated_faststart.mp4"): ([model], "truncated or corrupt, only"),
+        str(tmp_path / "empty.mp4"): ([model], "has no video stream"),
+        videos["stored"]: ([f"--model={no_signature}"], "no serving_default signature"),
+    }
+    for path, (args, problem) in cases.items():
+        proc = run_cli("aqa_tf.predict", path, *args, "--noprogress", expect=2)
+        last = proc.stderr.strip().splitlines()[-1]
+        print(last)
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert last.startswith("error: ") and problem in last, last
+        if "signature" in problem:
+            assert str(no_signature) in last
+            continue
+        assert path in last
+        if os.path.exists(path):
+            with pytest.raises(video.VideoError, match=problem):
+                video.read_video(path)
