@@ -81,7 +81,7 @@ def main(argv):
     for path in videos:  # Before loading the model: a typo fails at once.
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file")
-    from aqa_tf import predict_lib
+    from aqa_tf import predict_lib, reporting
     scorer = load_scorer()
     if scorer.meta.get("uses_difficulty") and FLAGS.difficulty is None:
         raise flag_defs.ConfigError("this model multiplies its prediction by the degree of "
@@ -96,8 +96,8 @@ def main(argv):
             stride = FLAGS.scan_stride or int(scorer.meta["clip_length"])
             rows = predict_lib.scan(scorer, path, stride, FLAGS.predict_batch_size,
                                     FLAGS.difficulty, FLAGS.progress, video=video)
-            files = predict_lib.write_timeline(rows, out.file("timeline"))
-            files.append(predict_lib.plot_timeline(rows, out.file("timeline.png"),
+            files = reporting.write_timeline(rows, out.file("timeline"))
+            files.append(reporting.plot_timeline(rows, out.file("timeline.png"),
                                                    os.path.basename(path)))
             best = max(rows, key=lambda r: r["score"])
             print(f"{path}: {len(rows)} windows; best {best['score']:.2f} points for the window "
@@ -107,9 +107,9 @@ def main(argv):
             continue
         result = predict_lib.score_dive(scorer, path, FLAGS.end_time, FLAGS.end_frame,
                                         FLAGS.difficulty, FLAGS.progress, video=video)
-        print(predict_lib.format_result(result), flush=True)
+        print(reporting.format_result(result), flush=True)
         if FLAGS.plot:
-            print(f"  {'plot':<16}" + predict_lib.plot_dive(result, scorer.meta,
+            print(f"  {'plot':<16}" + reporting.plot_dive(result, scorer.meta,
                                                             out.file("clips.png")), flush=True)
         results.append(predict_lib.json_ready(result))
     if FLAGS.output_json:

@@ -1,10 +1,15 @@
-"""Human-facing outputs of a run: the final table, a predictions file, a scatter plot."""
+"""Human-facing outputs: the final table, predictions file and scatter plot of a run; the table,
+timeline and plots of `aqa_tf.predict`."""
 
 import csv
-from typing import Dict, Sequence
+import json
+import os
+from typing import Dict, List, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from aqa_tf import tasks
 
 
 def format_report(result: Dict) -> str:
@@ -65,6 +70,132 @@ def scatter_plot(path: str, true_scores: ArrayLike, pred_scores: ArrayLike, spea
     ax.set_ylabel("predicted score")
     ax.set_title(f"{title}\nSpearman rho = {spearman:.4f}")
     ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def format_result(result: Dict) -> str:
+    """The table `aqa_tf.predict` prints for one dive."""
+    height, width = result["source_size"]
+    lines = [f"{result['video']}  ({width}x{height}, {result['source_frame_rate']:.3g} frames/s"
+             + (f" read at {result['frame_rate']:.3g}" if abs(
+                 result["frame_rate"] - result["source_frame_rate"]) > 1e-3 else "")
+             + f"; window {result['window_start_time']:.2f}-{result['window_end_time']:.2f} s)",
+             f"  {'score':<16}{result['score']:.2f}"]
+    for name, ranked in result["sub_actions"].items():
+        best, prob = ranked[0]
+        others = "   ".join(f"{label} {p:.2f}" for label, p in ranked[1:])
+        lines.append(f"  {name:<16}{best} ({prob:.2f})" + (f"    then: {others}" if others
+                                                           else ""))
+    for kind, title in (("clip_weights", "clip weights"), ("clip_scores", "clip scores")):
+        if kind in result:
+            lines.append(f"  {title:<16}" + " ".join(f"{v:.3f}" if kind == "clip_weights"
+                                                     else f"{v:.1f}" for v in result[kind]))
+    if "commentary" in result:
+        lines.append(f"  {'commentary':<16}{result['commentary']}")
+    return "\n".join(lines)
+
+
+def write_timeline(rows: Sequence[Dict], prefix: str) -> List[str]:
+    """`<prefix>.csv` and `<prefix>.json` of a scan; returns their paths."""
+    if not rows:
+        raise ValueError("empty timeline")
+    with open(prefix + ".csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(prefix + ".json", "w") as f:
+        json.dump(list(rows), f, indent=1)
+    return [prefix + ".csv", prefix + ".json"]
+
+
+def plot_timeline(rows: Sequence[Dict], path: str, title: str = "") -> str:
+    """PNG: score of the window ending at each time, the best window marked, and below it the
+    top-1 label of each sub-action over time (one coloured band per label)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heads = [k for k in rows[0] if k in tasks.CLASS_OUTPUTS]
+    fig, axes = plt.subplots(1 + len(heads), 1, sharex=True, dpi=100,
+                             figsize=(10, 3 + 0.45 * len(heads)),
+                             gridspec_kw={"height_ratios": [6] + [1] * len(heads)})
+    axes = np.atleast_1d(axes)
+    times = np.array([r["end_time"] for r in rows])
+    scores = np.array([r["score"] for r in rows])
+    best = int(np.argmax(scores))
+    axes[0].plot(times, scores, color="tab:blue", linewidth=1.5)
+    axes[0].axvspan(rows[best]["start_time"], rows[best]["end_time"], color="tab:orange",
+                    alpha=0.25, label=f"best window: {scores[best]:.1f} points")
+    axes[0].plot([times[best]], [scores[best]], "o", color="tab:orange")
+    axes[0].set_ylabel("score of the window\nending here")
+    axes[0].legend(loc="upper left")
+    axes[0].set_title(title)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    cmap = plt.get_cmap("tab10")
+    for ax, head in zip(axes[1:], heads):
+        labels = [r[head] for r in rows]
+        names = sorted(set(labels), key=labels.index)
+        for i, label in enumerate(labels):
+            ax.axvspan(times[i] - step / 2, times[i] + step / 2, linewidth=0,
+                       color=cmap(names.index(label) % 10))
+        # Name each run of equal labels once, in its middle.
+        start = 0
+        for i in range(1, len(labels) + 1):
+            if i == len(labels) or labels[i] != labels[start]:
+                if times[i - 1] - times[start] >= 0.08 * (times[-1] - times[0] + step):
+                    ax.text((times[start] + times[i - 1]) / 2, 0.5, labels[start], ha="center",
+                            va="center", fontsize=7, transform=ax.get_xaxis_transform())
+                start = i
+        ax.set_yticks([])
+        ax.set_ylabel(head, rotation=0, ha="right", va="center", fontsize=8)
+    axes[-1].set_xlabel("time of the window's last frame (s)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_dive(result: Dict, meta: Dict, path: str) -> str:
+    """PNG: the first, middle and last frame of each clip of the window (one column per clip)
+    above each clip's contribution (Weight-Decider weights or per-clip scores), with the
+    score and top sub-actions in the title."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clips = np.asarray(meta["clip_frames"])
+    kind = next((k for k in ("clip_weights", "clip_scores") if k in result), None)
+    rows = 3 + (1 if kind else 0)
+    fig, axes = plt.subplots(rows, len(clips), dpi=100, squeeze=False,
+                             figsize=(max(6, 1.6 * len(clips)), 1.3 * rows + 1.2),
+                             gridspec_kw={"height_ratios": [1, 1, 1] + ([1.6] if kind else [])})
+    for c, frames in enumerate(clips):
+        for r, pick in enumerate((frames[0], frames[len(frames) // 2], frames[-1])):
+            ax = axes[r][c]
+            ax.imshow(result["window"][pick])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"clip {c + 1}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(("first", "middle", "last")[r], fontsize=8)
+    if kind:
+        gs = axes[3][0].get_gridspec()
+        for ax in axes[3]:
+            ax.remove()
+        bar = fig.add_subplot(gs[3, :])
+        values = result[kind]
+        bar.bar(np.arange(1, len(values) + 1), values, color="tab:blue")
+        bar.set_xticks(np.arange(1, len(values) + 1))
+        bar.set_xlim(0.5, len(values) + 0.5)
+        bar.set_ylabel("Weight-Decider\nweight" if kind == "clip_weights" else "clip score")
+        bar.set_xlabel("clip")
+    top = ", ".join(ranked[0][0] for ranked in result["sub_actions"].values())
+    fig.suptitle(f"{os.path.basename(result['video'])}: score {result['score']:.1f}"
+                 + (f" ({top})" if top else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

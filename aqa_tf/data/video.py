@@ -8,7 +8,7 @@ broadcast at 1280x720 never sits in memory at full size.
 
 import dataclasses
 import os
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -76,7 +76,7 @@ def _reason(error: Exception) -> str:
     return text.split(": '")[0].strip() or type(error).__name__
 
 
-def _decoded_frames(container, path: str) -> Iterator[Tuple[float, "av.VideoFrame"]]:
+def _decoded_frames(container, path: str) -> Iterator[Tuple[float, object]]:
     """(time in seconds, frame) in presentation order; a corrupt stream raises VideoError."""
     import av
     stream = container.streams.video[0]
@@ -94,6 +94,21 @@ def _decoded_frames(container, path: str) -> Iterator[Tuple[float, "av.VideoFram
                          f"({_reason(error)})") from None
 
 
+def _sample_and_hold(timed_images, frame_rate: float, source_rate: float):
+    """(time, image) in presentation order -> (time, image) at `frame_rate`: each output time
+    shows the last source frame presented at or before it."""
+    count, held, last = 0, None, 0.0
+    for seconds, image in timed_images:
+        while held is not None and count / frame_rate < seconds - 1e-6:
+            yield count / frame_rate, held
+            count += 1
+        held, last = image, seconds
+    if held is not None:  # the last frame is shown for one source frame period
+        while count / frame_rate < last + 1.0 / source_rate - 1e-6:
+            yield count / frame_rate, held
+            count += 1
+
+
 def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int]] = None,
                progress: bool = False) -> Video:
     """Decodes `path` to uint8 RGB frames.
@@ -106,9 +121,11 @@ def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int
       progress: show a progress bar (tqdm) while decoding.
 
     Raises:
-      VideoError: missing or unreadable file, no video stream, a corrupt stream, no frames.
+      VideoError: missing or unreadable file, no video stream, a corrupt or truncated stream,
+        no frames.
     """
     from tqdm import tqdm
+    decoded = 0
     with _open(path) as container:
         stream = container.streams.video[0]
         source_rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
@@ -116,39 +133,29 @@ def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int
         announced = stream.frames  # 0 when the container does not say
         total = announced or (int(float(stream.duration * stream.time_base) * source_rate)
                               if stream.duration and stream.time_base else None)
-        decoded = 0
         resample = frame_rate > 0 and abs(frame_rate - source_rate) > 1e-3
-        frames: List[np.ndarray] = []
-        times: List[float] = []
-        start = None
-        held = None  # the latest decoded frame (resampling: sample and hold)
-        bar = tqdm(total=total, desc=f"decoding {os.path.basename(path)}", unit="frame",
-                   disable=not progress, leave=False)
-        with bar:
+
+        def images(bar):
+            nonlocal decoded
+            start = None
             for seconds, frame in _decoded_frames(container, path):
                 bar.update(1)
                 decoded += 1
                 image = frame.to_ndarray(format="rgb24")
                 if size is not None:
                     image = resize_frame(image, size[1], size[0])
-                if start is None:
-                    start = seconds
-                seconds -= start
-                if not resample:
-                    frames.append(image)
-                    times.append(seconds)
-                    continue
-                # Emit the held frame for every output time before this frame's time.
-                while held is not None and len(times) / frame_rate < seconds - 1e-6:
-                    times.append(len(times) / frame_rate)
-                    frames.append(held)
-                held = image
-            if resample and held is not None:
-                end = (len(times) and times[-1]) or 0.0
-                last_shown = max(end, seconds) + 1.0 / source_rate
-                while len(times) / frame_rate < last_shown - 1e-6:
-                    times.append(len(times) / frame_rate)
-                    frames.append(held)
+                start = seconds if start is None else start
+                yield seconds - start, image
+
+        with tqdm(total=total, desc=f"decoding {os.path.basename(path)}", unit="frame",
+                  disable=not progress, leave=False) as bar:
+            timed = images(bar)
+            if resample:
+                timed = _sample_and_hold(timed, frame_rate, source_rate)
+            times, frames = [], []
+            for seconds, image in timed:
+                times.append(seconds)
+                frames.append(image)
     if not frames:
         raise VideoError(f"{path}: no decodable frames")
     if announced and decoded < announced - 2:  # a frame or two may be dropped by the decoder
