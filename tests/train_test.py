@@ -42,7 +42,8 @@ def train_command(data_dir, model_dir, *extra):
 
 def run(cmd, timeout=3600):
     # A guard against a hung run, not a speed bar: the 30-epoch quickstart takes ~5 min on the
-    # AVX-512 development machines and ~43 min on a 2-core AMD EPYC without AVX-512 (Zen 3).
+    # AVX-512 development machines and ~10 min on a 2-core AMD EPYC Zen 3 (43 min there before
+    # aqa_tf turned TensorFlow's oneDNN kernels on).
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc.stdout
