@@ -35,7 +35,8 @@ def compute_metrics(true_scores: ArrayLike, pred_scores: ArrayLike,
     samples with a missing class label (-1) out of that sub-action's accuracy.
 
     Returns:
-      dict with `spearman`, `mae` (points), `r_l2` (if `score_range`), `num_samples`, and
+      dict with `spearman`, `mae` (points), `r_l2` (if `score_range` is not empty),
+      `num_samples`, and
       `accuracy/<sub-action>` for every class output given.
     """
     true_scores = np.asarray(true_scores, np.float64)
@@ -44,7 +45,8 @@ def compute_metrics(true_scores: ArrayLike, pred_scores: ArrayLike,
     t, p = true_scores[valid], pred_scores[valid]
     out = {"num_samples": int(len(true_scores)), "spearman": spearman(t, p),
            "mae": float(np.mean(np.abs(t - p))) if len(t) else float("nan")}
-    if score_range is not None and len(t):
+    # R-l2 needs a score range; a training split whose scores are all equal has none.
+    if score_range is not None and score_range[1] > score_range[0] and len(t):
         out["r_l2"] = relative_l2(t, p, score_range)
     for name, logits in (pred_logits or {}).items():
         labels = np.asarray(true_classes[name])

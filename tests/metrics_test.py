@@ -21,3 +21,8 @@ def test_compute_metrics_numbers():
 def test_constant_prediction_has_zero_correlation_and_majority_rate():
     assert metrics.spearman([1, 2, 3], [5, 5, 5]) == 0.0
     assert metrics.majority_rate([0, 1, 1, 2, -1]) == 0.5
+
+
+def test_an_empty_score_range_leaves_r_l2_out():
+    out = metrics.compute_metrics([30.0, 40.0], [31.0, 38.0], score_range=(36.0, 36.0))
+    assert "r_l2" not in out and out["mae"] == 1.5
