@@ -249,10 +249,7 @@ def export_from_checkpoint(model_config: ModelConfig, data_config: DataConfig,
     `.weights.h5`, or e.g. the MTL-AQA authors' PyTorch files converted on the fly) and writes
     the same SavedModel as training does. The export is named after `experiment_name`, else
     after the checkpoint file. Returns its path."""
-    if not os.path.exists(checkpoint):
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    model = aqa_model.build_aqa_model(model_config, data_config)
-    sources.load_initial_weights(model, checkpoint, source, model_config.backbone)
+    model = sources.model_from_checkpoint(model_config, data_config, checkpoint, source)
     name = os.path.basename(checkpoint).split(".")[0]
     return export_trained_model(model, model_config, data_config, export_config, name,
                                 eval_config, flags_file, vocab)

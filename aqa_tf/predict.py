@@ -52,8 +52,6 @@ def load_scorer():
     if not FLAGS.checkpoint:
         raise flag_defs.ConfigError("give --model (an exported model) or --flagfile and "
                                     "--checkpoint")
-    if not os.path.exists(FLAGS.checkpoint):
-        raise FileNotFoundError(f"checkpoint {FLAGS.checkpoint} does not exist")
     data_config = flag_defs.data_config_from_flags()
     model_config = flag_defs.model_config_from_flags()
     from aqa_tf import devices
@@ -61,9 +59,8 @@ def load_scorer():
     from aqa_tf.models import aqa_model
     from aqa_tf.weights import sources
     devices.configure_run(0, "none")
-    model = aqa_model.build_aqa_model(model_config, data_config)
-    sources.load_initial_weights(model, FLAGS.checkpoint, FLAGS.checkpoint_source,
-                                 model_config.backbone)
+    model = sources.model_from_checkpoint(model_config, data_config, FLAGS.checkpoint,
+                                          FLAGS.checkpoint_source)
     vocab = (captions.Vocabulary.load(data_config.vocab_path)
              if aqa_model.has_caption_head(model) else None)
     return predict_lib.Scorer.from_keras(model, data_config, vocab,

@@ -236,3 +236,14 @@ def load_initial_weights(model: keras.Model, path: str, source: str, backbone: s
     spec = CHECKPOINT_SOURCES.get(source, "init_weights_source")
     target = model if spec.whole_model else aqa_model.backbone_of(model)
     return spec.load(target, path, backbone)
+
+
+def model_from_checkpoint(model_config, data_config, path: str,
+                          source: str = "keras_model") -> keras.Model:
+    """The model the configs describe, with the weights of checkpoint `path` (family `source`):
+    what `aqa_tf.export` and `aqa_tf.predict --checkpoint` score or export."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    model = aqa_model.build_aqa_model(model_config, data_config)
+    load_initial_weights(model, path, source, model_config.backbone)
+    return model
