@@ -29,7 +29,7 @@ EFFECTIVE_FLAGS = "flags.txt"
 
 METADATA_FILE = "aqa_tf.json"  # in assets.extra/: what a client needs to prepare a video
 METADATA_VERSION = 1
-SIGNATURES = ("serving_default", "serving_jpeg")
+SIGNATURES = ("serving_default", "serving_jpeg", "metadata")
 CAPTION_SIGNATURES = ("caption", "caption_jpeg")
 
 
@@ -175,6 +175,8 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
     - With a caption head (and `vocab`): `caption` (input `video` as above) and `caption_jpeg`
       (input `frames`), outputs `caption` (string `[batch]`) and `caption_ids`
       (int32 `[batch, max_words + 1]`).
+    - `metadata`: no inputs; output `json` (string scalar), the text of `aqa_tf.json`, so that
+      a client of a model server learns how to prepare a video from the server itself.
     - `assets.extra/aqa_tf.json` (`metadata`) and the run's effective flags (`flags.txt`).
     """
     if os.path.exists(export_path):
@@ -191,6 +193,9 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
         name="serving_jpeg",
         fn=lambda frames, difficulty: serve(decode_jpeg_video(frames, data_config), difficulty),
         input_signature=[jpeg_spec, difficulty_spec])
+    meta_json = json.dumps(metadata(model, data_config), indent=2)
+    archive.add_endpoint(name="metadata", fn=lambda: {"json": tf.constant(meta_json)},
+                         input_signature=[])
     if aqa_model.has_caption_head(model):
         if vocab is None:
             raise ValueError("a model with a caption head is exported with its vocabulary")
@@ -206,7 +211,7 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
     extra = os.path.join(export_path, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     with open(os.path.join(extra, METADATA_FILE), "w") as f:
-        json.dump(metadata(model, data_config), f, indent=2)
+        f.write(meta_json)
     if flags_file and os.path.exists(flags_file):
         shutil.copy(flags_file, os.path.join(extra, EFFECTIVE_FLAGS))
     return export_path

@@ -21,7 +21,8 @@ from aqa_tf import flag_defs
 from aqa_tf import registry
 
 flag_defs.define_flags()
-flags.DEFINE_string("model", "", "Exported model folder (<export_dir>/<name>/<version>).")
+flags.DEFINE_string("model", "", "Exported model: a SavedModel folder (<export_dir>/<name>/"
+                    "<version>) or a .tflite file (aqa_tf.export --format=tflite).")
 flags.DEFINE_string("checkpoint", "", "Instead of --model: weights of the model the flags "
                     "(--flagfile) describe, e.g. <model_dir>/best.weights.h5.")
 flags.DEFINE_enum("checkpoint_source", "keras_model", registry.CHECKPOINT_SOURCES.names(),
@@ -48,7 +49,7 @@ FLAGS = flags.FLAGS
 def load_scorer():
     from aqa_tf import predict_lib
     if FLAGS.model:
-        return predict_lib.Scorer.from_saved_model(FLAGS.model)
+        return predict_lib.Scorer.from_path(FLAGS.model)
     if not FLAGS.checkpoint:
         raise flag_defs.ConfigError("give --model (an exported model) or --flagfile and "
                                     "--checkpoint")

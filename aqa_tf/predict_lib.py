@@ -25,6 +25,12 @@ def warn(message: str):
 class Scorer:
     """A model that scores windows of frames at its stored size.
 
+    The model behind it is a backend: `serve(windows, difficulty)` takes numpy windows
+    (`[batch, frames]` JPEG strings as an object array, or uint8 `[batch, frames, h, w, 3]`) and
+    float32 `[batch]` difficulties and returns the outputs of `serving_default` as numpy arrays;
+    `caption(windows)` returns those of `caption`, or is None. Backends: a SavedModel, a Keras
+    model, a LiteRT model (`aqa_tf.tflite_lib`), a TF Serving server (`aqa_tf.serving_client`).
+
     Attributes:
       meta: the export metadata (`export_lib.metadata`): stored size, frame rate, window,
         clips, class names, clip contribution kind, signatures.
@@ -33,6 +39,14 @@ class Scorer:
     def __init__(self, serve, caption, meta: Dict, description: str):
         self._serve, self._caption = serve, caption
         self.meta, self.description = meta, description
+
+    @classmethod
+    def from_path(cls, path: str) -> "Scorer":
+        """A SavedModel folder, or a `.tflite` file (`aqa_tf.export --format=tflite`)."""
+        if path.endswith(".tflite"):
+            from aqa_tf import tflite_lib
+            return tflite_lib.scorer(path)
+        return cls.from_saved_model(path)
 
     @classmethod
     def from_saved_model(cls, path: str) -> "Scorer":
@@ -65,18 +79,20 @@ class Scorer:
             raise ConfigError(f"model {path}: lacks the signature(s) {', '.join(missing)} that "
                               f"assets.extra/{export_lib.METADATA_FILE} lists")
 
-        def serve(video, difficulty):
+        def serve(windows, difficulty):
+            video, difficulty = _tensor(windows), tf.constant(difficulty, tf.float32)
             if video.dtype == tf.string:
                 return signatures["serving_jpeg"](frames=video, difficulty=difficulty)
             return signatures["serving_default"](video=video, difficulty=difficulty)
 
-        def caption(video):
+        def caption(windows):
+            video = _tensor(windows)
             if video.dtype == tf.string:
                 return signatures["caption_jpeg"](frames=video)
             return signatures["caption"](video=video)
 
-        return cls(serve, caption if "caption" in signatures else None, meta,
-                   f"SavedModel {path}")
+        return cls(_numpy_outputs(serve), _numpy_outputs(caption) if "caption" in signatures
+                   else None, meta, f"SavedModel {path}")
 
     @classmethod
     def from_keras(cls, model, data_config, vocab=None, eval_config=None,
@@ -89,10 +105,11 @@ class Scorer:
         eval_config = eval_config or EvalConfig()
         serve_uint8 = tf.function(export_lib.serving_fn(model, data_config))
 
-        def serve(video, difficulty):
+        def serve(windows, difficulty):
+            video = _tensor(windows)
             if video.dtype == tf.string:
                 video = export_lib.decode_jpeg_video(video, data_config)
-            return serve_uint8(video, difficulty)
+            return serve_uint8(video, tf.constant(difficulty, tf.float32))
 
         caption = None
         if aqa_model.has_caption_head(model) and vocab is not None:
@@ -100,14 +117,16 @@ class Scorer:
                 model, data_config, vocab, eval_config.caption_decoding,
                 eval_config.caption_beam_size))
 
-            def decode_and_caption(video):
+            def decode_and_caption(windows):
+                video = _tensor(windows)
                 if video.dtype == tf.string:
                     video = export_lib.decode_jpeg_video(video, data_config)
                 return caption_uint8(video)
 
-            caption = decode_and_caption
+            caption = _numpy_outputs(decode_and_caption)
 
-        return cls(serve, caption, export_lib.metadata(model, data_config), description)
+        return cls(_numpy_outputs(serve), caption, export_lib.metadata(model, data_config),
+                   description)
 
     @property
     def window_length(self) -> int:
@@ -135,18 +154,23 @@ class Scorer:
     def score(self, windows: np.ndarray, difficulty: Optional[np.ndarray] = None) -> Dict:
         """Windows `[batch, frames]` of `model_frames` (or uint8 `[batch, frames, h, w, 3]`) ->
         numpy outputs of `serving_default`."""
-        import tensorflow as tf
         if difficulty is None:
             difficulty = np.zeros([len(windows)], np.float32)
-        out = self._serve(_tensor(windows), tf.constant(difficulty, tf.float32))
-        return {k: v.numpy() for k, v in out.items()}
+        return self._serve(windows, np.asarray(difficulty, np.float32))
 
     def caption(self, windows: np.ndarray) -> Optional[List[str]]:
         """The commentary of each window, or None without a caption head."""
         if self._caption is None:
             return None
-        out = self._caption(_tensor(windows))
-        return [t.decode("utf-8") for t in out["caption"].numpy()]
+        out = self._caption(windows)
+        return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in out["caption"]]
+
+
+def _numpy_outputs(fn):
+    """`fn` with its dict of tensors returned as numpy arrays."""
+    def wrapped(*args):
+        return {k: v.numpy() for k, v in fn(*args).items()}
+    return wrapped
 
 
 def _tensor(windows: np.ndarray):
