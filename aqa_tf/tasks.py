@@ -6,11 +6,20 @@ weights, metrics and serving outputs.
 
 # Model outputs.
 SCORE_OUTPUT = "score"
+# With per-action score normalisation (paper 003): the regressor's output, the score divided by
+# its action's training standard deviation; the loss is computed on it.
+NORMALIZED_SCORE_OUTPUT = "normalized_score"
+# Model input of multi-action models: the action index of each sample (records' action_id).
+ACTION_INPUT = "action"
 CAPTION_OUTPUT = "caption"
 # Sub-action classification outputs (paper 001: the dive is described by five labels).
 CLASS_OUTPUTS = ("position", "armstand", "rotation_type", "somersaults", "twists")
 # Model input of captioning models: the words read under teacher forcing (`<sos> w1 .. wn`).
 CAPTION_TOKENS = "caption_tokens"
+
+# AQA-7 actions used by paper 003, in the index order of the dataset (action_id 1..6).
+AQA7_ACTIONS = ("diving", "gym_vault", "ski_big_air", "snowboard_big_air", "sync_diving_3m",
+                "sync_diving_10m")
 
 # Heads a model can have (`--heads`): the score regressor, the sub-action classifiers
 # ("dive") and the caption generator.

@@ -36,7 +36,8 @@ def inspect_paths(paths: List[str], decode_frames: bool = True,
     splits = collections.defaultdict(lambda: {
         "count": 0, "labels": {n: collections.Counter() for n in features.CLASS_LABELS},
         "final_score": [], "difficulty": [], "caption_length": [], "num_frames": [],
-        "frame_shapes": collections.Counter(), "missing": collections.Counter()})
+        "frame_shapes": collections.Counter(), "missing": collections.Counter(),
+        "action_scores": collections.defaultdict(list)})
     sample_frames = None
     if not files:
         problems.append(f"no TFRecord files found in {paths}")
@@ -70,6 +71,9 @@ def inspect_paths(paths: List[str], decode_frames: bool = True,
                         problems.append(f"{where}: {name} is {value}")
                     else:
                         stats[name].append(value)
+                if record["action_id"] != 0:  # multi-action datasets (AQA-7)
+                    action = f"{record['action_id']} {record['action_name']}".strip()
+                    stats["action_scores"][action].append(record["final_score"])
                 stats["caption_length"].append(len(record["caption"]))
                 stats["num_frames"].append(record["num_frames"])
                 if record["num_frames"] != len(record["frames"]):
@@ -103,6 +107,11 @@ def inspect_paths(paths: List[str], decode_frames: bool = True,
             values = np.array(stats[name], np.float64)
             s[name] = ({"min": float(values.min()), "max": float(values.max()),
                         "mean": float(values.mean())} if len(values) else None)
+        # Per action: scores of different actions live on different scales (AQA-7).
+        s["actions"] = {a: {"count": len(v), "min": float(min(v)), "max": float(max(v)),
+                            "mean": float(np.mean(v))}
+                        for a, v in sorted(stats["action_scores"].items(),
+                                           key=lambda item: int(item[0].split()[0]))}
         summary[split] = s
     return {"files": per_file, "splits": summary, "problems": problems,
             "sample_frames": sample_frames}
@@ -138,6 +147,9 @@ def main(argv):
             if s[name]:
                 print(f"  {name:<15} min {s[name]['min']:.2f}  mean {s[name]['mean']:.2f}  "
                       f"max {s[name]['max']:.2f}")
+        for action, a in s["actions"].items():
+            print(f"  action {action:<20} {a['count']:>4} samples, final_score min "
+                  f"{a['min']:.2f}  mean {a['mean']:.2f}  max {a['max']:.2f}")
         for name, hist in s["labels"].items():
             print(f"  {name:<15} {hist}")
         if s["missing"]:

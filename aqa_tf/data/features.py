@@ -3,12 +3,13 @@
 Every writer (`aqa_tf.data.synthetic`, `tfrecords_tools.mtl_aqa`) and every reader
 (`aqa_tf.data.pipeline`, `tfrecords_tools.inspect`) imports this module.
 
-Schema version 1. One `tf.train.SequenceExample` per sample:
+Schema version 2. One `tf.train.SequenceExample` per sample:
 
 Context (per sample):
   schema_version   int64    `SCHEMA_VERSION`.
   sample_key       bytes    e.g. b"01_001" (`<event:02d>_<sample:03d>` for MTL-AQA).
-  action_id        int64    action class for multi-action datasets (AQA-7); 0 for MTL-AQA.
+  action_id        int64    action class for multi-action datasets (AQA-7: 1..6); 0 for MTL-AQA.
+  action_name      bytes    its name (AQA-7: b"diving", b"gym_vault", ...); optional, b"".
   num_frames       int64    length of the `frames` feature list.
   height, width    int64    size of every stored frame, pixels.
   start_frame      int64    annotated first frame of the action in the source video (1-based), or -1.
@@ -16,17 +17,19 @@ Context (per sample):
   end_index        int64    index into `frames` (0-based) of the frame at `end_frame`; the stored
                             frames may extend past it by the temporal-jitter margin.
   final_score      float    judges' score; `MISSING_FLOAT` if unknown.
-  difficulty       float    degree of difficulty; `MISSING_FLOAT` if unknown.
+  difficulty       float    degree of difficulty; optional, `MISSING_FLOAT` if unknown.
   position, armstand, rotation_type, ss_no, tw_no
-                   int64    dive sub-action classes; `MISSING_INT` if unknown.
+                   int64    dive sub-action classes; optional, `MISSING_INT` if unknown.
   caption          int64[]  caption token ids `<sos> w1 ... wn <eos>` (full length, uncut);
                             empty if the sample has no caption.
 
 Feature lists (per frame, in temporal order):
   frames           bytes    one JPEG-encoded RGB frame per entry.
 
-Missing labels are stored as `MISSING_INT` (-1) / `MISSING_FLOAT` (-1.0) so that score-only
-datasets share the schema; losses mask them out.
+Optional keys are written only when a sample has them, and read as `MISSING_INT` (-1) /
+`MISSING_FLOAT` (-1.0) / b"" when absent: datasets without sub-actions or difficulty (AQA-7;
+FineDiving, JIGSAWS later) write no fake labels, and losses mask the missing ones out. Version 1
+records (which wrote every key, `MISSING_*` for unknown values) read the same way.
 """
 
 import dataclasses
@@ -37,7 +40,8 @@ import tensorflow as tf
 
 from aqa_tf import tasks
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 MISSING_INT = -1
 MISSING_FLOAT = -1.0
@@ -46,6 +50,7 @@ MISSING_FLOAT = -1.0
 SCHEMA_VERSION_KEY = "schema_version"
 SAMPLE_KEY = "sample_key"
 ACTION_ID = "action_id"
+ACTION_NAME = "action_name"
 NUM_FRAMES = "num_frames"
 HEIGHT = "height"
 WIDTH = "width"
@@ -67,6 +72,8 @@ FLOAT_LABELS = (FINAL_SCORE, DIFFICULTY)
 CLASS_LABELS = (POSITION, ARMSTAND, ROTATION_TYPE, SS_NO, TW_NO)
 INT_CONTEXT = (SCHEMA_VERSION_KEY, ACTION_ID, NUM_FRAMES, HEIGHT, WIDTH, START_FRAME,
                END_FRAME, END_INDEX) + CLASS_LABELS
+# Keys written only when the sample has a value (read back as the missing value).
+OPTIONAL_KEYS = (DIFFICULTY, ACTION_NAME) + CLASS_LABELS
 
 # Record label keys (named as in the MTL-AQA annotation files) -> model output names
 # (`aqa_tf.tasks`, the one vocabulary shared by heads, losses, metrics and serving outputs).
@@ -90,6 +97,7 @@ class Sample:
     tw_no: int = MISSING_INT
     caption: Sequence[int] = ()
     action_id: int = 0
+    action_name: str = ""
     start_frame: int = MISSING_INT
     end_frame: int = MISSING_INT
     end_index: int = MISSING_INT
@@ -133,9 +141,13 @@ def make_sequence_example(sample: Sample) -> tf.train.SequenceExample:
         CAPTION: _int64(sample.caption),
     }
     for name in (ACTION_ID, HEIGHT, WIDTH, START_FRAME, END_FRAME, END_INDEX) + CLASS_LABELS:
-        context[name] = _int64([getattr(sample, name)])
+        if name not in OPTIONAL_KEYS or getattr(sample, name) != MISSING_INT:
+            context[name] = _int64([getattr(sample, name)])
     for name in FLOAT_LABELS:
-        context[name] = _float([getattr(sample, name)])
+        if name not in OPTIONAL_KEYS or getattr(sample, name) != MISSING_FLOAT:
+            context[name] = _float([getattr(sample, name)])
+    if sample.action_name:
+        context[ACTION_NAME] = _bytes([sample.action_name.encode("utf-8")])
     frames = tf.train.FeatureList(feature=[_bytes([f]) for f in sample.frames])
     return tf.train.SequenceExample(
         context=tf.train.Features(feature=context),
@@ -146,10 +158,17 @@ def serialize_sample(sample: Sample) -> bytes:
     return make_sequence_example(sample).SerializeToString()
 
 
+def _missing(name: str):
+    return {tf.int64: MISSING_INT, tf.float32: MISSING_FLOAT, tf.string: b""}[_DTYPES[name]]
+
+
+_DTYPES = {**{name: tf.int64 for name in INT_CONTEXT},
+           **{name: tf.float32 for name in FLOAT_LABELS},
+           SAMPLE_KEY: tf.string, ACTION_NAME: tf.string}
 CONTEXT_SPEC = {
-    **{name: tf.io.FixedLenFeature([], tf.int64) for name in INT_CONTEXT},
-    **{name: tf.io.FixedLenFeature([], tf.float32) for name in FLOAT_LABELS},
-    SAMPLE_KEY: tf.io.FixedLenFeature([], tf.string),
+    **{name: tf.io.FixedLenFeature([], dtype, default_value=_missing(name)
+                                   if name in OPTIONAL_KEYS else None)
+       for name, dtype in _DTYPES.items()},
     CAPTION: tf.io.VarLenFeature(tf.int64),
 }
 SEQUENCE_SPEC = {FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)}
@@ -176,16 +195,28 @@ def parse_to_numpy(serialized: bytes) -> Dict[str, object]:
     ctx = example.context.feature
     out = {}
     for name in INT_CONTEXT:
-        out[name] = int(ctx[name].int64_list.value[0])
+        out[name] = (int(ctx[name].int64_list.value[0]) if name in ctx
+                     else _required(name, ctx, MISSING_INT))
     for name in FLOAT_LABELS:
-        out[name] = float(ctx[name].float_list.value[0])
+        out[name] = (float(ctx[name].float_list.value[0]) if name in ctx
+                     else _required(name, ctx, MISSING_FLOAT))
     out[SAMPLE_KEY] = ctx[SAMPLE_KEY].bytes_list.value[0].decode("utf-8")
+    out[ACTION_NAME] = (ctx[ACTION_NAME].bytes_list.value[0].decode("utf-8")
+                        if ACTION_NAME in ctx else "")
     out[CAPTION] = [int(v) for v in ctx[CAPTION].int64_list.value]
     out[FRAMES] = [f.bytes_list.value[0] for f in example.feature_lists.feature_list[FRAMES].feature]
-    if out[SCHEMA_VERSION_KEY] != SCHEMA_VERSION:
+    if out[SCHEMA_VERSION_KEY] not in READABLE_SCHEMA_VERSIONS:
         raise ValueError(f"record {out[SAMPLE_KEY]!r}: schema version {out[SCHEMA_VERSION_KEY]}, "
-                         f"this code reads version {SCHEMA_VERSION}")
+                         f"this code reads versions {READABLE_SCHEMA_VERSIONS}")
     return out
+
+
+def _required(name: str, context, missing):
+    """The value of an optional key that a record left out; a required one raises."""
+    if name in OPTIONAL_KEYS:
+        return missing
+    key = context[SAMPLE_KEY].bytes_list.value[0].decode("utf-8") if SAMPLE_KEY in context else "?"
+    raise ValueError(f"record {key!r}: no {name!r}")
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:

@@ -14,6 +14,10 @@ commentary describes the dive with a small fixed vocabulary.
 `tfrecords_tools.synthesize --format=mtl_aqa_raw` writes the same dives as event videos (.mp4),
 extracted frames and annotation pickles in the real MTL-AQA layout instead, to exercise the
 real-data converter end to end.
+
+`write_aqa7_tree` renders the same athlete as six AQA-7 actions (paper 003), each with its own
+colours, direction, number of athletes, video length and score range, in the AQA-7 release
+layout (frames + Split_4 .mat files) for `tfrecords_tools.aqa7`.
 """
 
 import dataclasses
@@ -25,6 +29,7 @@ from typing import Iterator, List
 import numpy as np
 
 from aqa_tf.config import Config, ConfigError, option
+from aqa_tf.data import aqa7 as _aqa7
 from aqa_tf.data import captions
 from aqa_tf.data import features
 from aqa_tf.data import shards
@@ -399,3 +404,141 @@ def ensure_dataset(out_dir: str, config: SyntheticDataConfig) -> bool:
             return False
     write_tfrecords(out_dir, config)
     return True
+
+
+# --- AQA-7 (paper 003): the same rendered athlete, styled and scored differently per action ---
+
+AQA7_ACTIONS = _aqa7.ACTIONS
+
+
+@dataclasses.dataclass(frozen=True)
+class AQA7Style:
+    """How one synthetic AQA-7 action looks and is scored.
+
+    Attributes:
+      score_range: (low, high) of its scores: the ranges of paper 003, Table 1.
+      decimals: scores are rounded to this many decimals.
+      scoring: "product" (diving: difficulty x execution), "sum" (vault: D + E score),
+        "holistic" (big air: mostly execution) -- how the rendered dive's difficulty and
+        execution make the score, all visible in the frames.
+      channels: RGB channel order: a different permutation per action, so the sky, the water
+        and the athlete have other colours.
+      mirror: flip left-right (the athlete travels the other way).
+      two_athletes: split screen of two synchronised athletes (sync diving).
+      length: mean video length relative to `num_frames` (Table 1's average sequence lengths
+        over diving's 97).
+    """
+
+    score_range: tuple
+    decimals: int
+    scoring: str
+    channels: tuple
+    mirror: bool
+    two_athletes: bool
+    length: float
+
+
+AQA7_STYLES = {
+    "diving": AQA7Style((21.6, 102.6), 2, "product", (0, 1, 2), False, False, 1.0),
+    "gym_vault": AQA7Style((12.3, 16.87), 3, "sum", (2, 1, 0), True, False, 0.9),
+    "ski_big_air": AQA7Style((8.0, 50.0), 2, "holistic", (1, 2, 0), False, False, 1.35),
+    "snowboard_big_air": AQA7Style((8.0, 50.0), 2, "holistic", (2, 0, 1), True, False, 1.25),
+    "sync_diving_3m": AQA7Style((46.2, 104.88), 2, "product", (0, 2, 1), False, True, 1.6),
+    "sync_diving_10m": AQA7Style((49.8, 99.36), 2, "product", (1, 0, 2), True, True, 1.1),
+}
+_MAX_DIFFICULTY, _MIN_DIFFICULTY = 4.1, 1.6
+
+
+def aqa7_score(style: AQA7Style, spec: DiveSpec) -> float:
+    """The action's score of a rendered dive: its quality in [0, 1] mapped onto the action's
+    score range (a monotonic function of what the frames show)."""
+    d = (spec.difficulty - _MIN_DIFFICULTY) / (_MAX_DIFFICULTY - _MIN_DIFFICULTY)
+    e = spec.execution / 10.0
+    quality = {"product": spec.difficulty * spec.execution / (_MAX_DIFFICULTY * 10.0),
+               "sum": 0.5 * d + 0.5 * e,
+               "holistic": 0.3 * d + 0.7 * e}[style.scoring]
+    low, high = style.score_range
+    return float(np.round(low + (high - low) * np.clip(quality, 0.0, 1.0), style.decimals))
+
+
+def render_aqa7_video(action: str, spec: DiveSpec, num_frames: int, height: int, width: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """uint8 `[num_frames, height, width, 3]`: the dive of `spec` in the style of `action`; the
+    action ends on the last frame (AQA-7 videos are trimmed to the action). A row of
+    `action index` white squares at the top left marks the action as well."""
+    style = AQA7_STYLES[action]
+    if style.two_athletes:
+        left = width // 2
+        state = rng.bit_generator.state
+        first = render_video(spec, num_frames, height, left, num_frames - 1, rng)
+        rng.bit_generator.state = state  # the same dive, in sync
+        second = render_video(spec, num_frames, height, width - left, num_frames - 1, rng)
+        frames = np.concatenate([first, second], axis=2)
+    else:
+        frames = render_video(spec, num_frames, height, width, num_frames - 1, rng)
+    frames = frames[..., list(style.channels)]
+    if style.mirror:
+        frames = frames[:, :, ::-1]
+    frames = np.ascontiguousarray(frames)
+    size = max(2, height // 16)
+    for k in range(_aqa7.action_index(action)):
+        frames[:, 1:1 + size, 1 + k * (size + 1):1 + k * (size + 1) + size] = 255
+    return frames
+
+
+@dataclasses.dataclass
+class AQA7RawSample:
+    """One sample written by `write_aqa7_tree`."""
+
+    split: str
+    action_index: int
+    action_name: str
+    sample_number: int
+    sample_key: str
+    final_score: float
+    num_frames: int
+
+
+def write_aqa7_tree(root: str, num_train_per_action: int, num_test_per_action: int,
+                    num_frames: int = 24, height: int = 48, width: int = 64, seed: int = 0,
+                    actions=AQA7_ACTIONS, jpeg_quality: int = 95) -> List[AQA7RawSample]:
+    """Writes a synthetic AQA-7 release under `root` (the layout of `aqa_tf.data.aqa7`): frames
+    `<action>-out/<sample:03d>/img_<frame:05d>.jpg` and both `Split_4` .mat files (float64
+    rows [action index, sample number, score], as MATLAB writes them).
+
+    Each action numbers its samples 1..train+test and draws its test samples at random. Video
+    lengths vary per action (`AQA7Style.length` x `num_frames`) and per sample (+-15%, at least
+    16 frames), so some are shorter than `num_frames` (the pipeline pads those in front).
+
+    Returns:
+      The samples written, train and test, in the order of the split files.
+    """
+    from scipy.io import savemat
+    written = []
+    for action in actions:
+        index = _aqa7.action_index(action)
+        style = AQA7_STYLES[action]
+        count = num_train_per_action + num_test_per_action
+        order = np.random.default_rng(_sample_seed(seed, f"aqa7-split:{action}", 0)).permutation(
+            count) + 1
+        test_numbers = set(int(n) for n in order[num_train_per_action:])
+        for number in range(1, count + 1):
+            rng = np.random.default_rng(_sample_seed(seed, f"aqa7:{action}", number))
+            length = max(16, int(round(num_frames * style.length * rng.uniform(0.85, 1.15))))
+            spec = sample_dive_spec(rng)
+            frames = render_aqa7_video(action, spec, length, height, width, rng)
+            folder = _aqa7.sample_dir(root, action, number)
+            os.makedirs(folder, exist_ok=True)
+            for i, frame in enumerate(frames):
+                with open(os.path.join(folder, _aqa7.FRAME_PATTERN.format(frame=i + 1)),
+                          "wb") as f:
+                    f.write(features.encode_jpeg(frame, jpeg_quality))
+            written.append(AQA7RawSample(
+                "test" if number in test_numbers else "train", index, action, number,
+                _aqa7.sample_key(action, number), aqa7_score(style, spec), length))
+    os.makedirs(os.path.join(root, _aqa7.SPLIT_DIR), exist_ok=True)
+    for split, (name, variable) in _aqa7.SPLIT_FILES.items():
+        rows = np.array([[s.action_index, s.sample_number, s.final_score] for s in written
+                         if s.split == split], np.float64).reshape(-1, 3)
+        savemat(os.path.join(root, _aqa7.SPLIT_DIR, name), {variable: rows})
+    return [s for split in ("train", "test") for s in written if s.split == split]
