@@ -33,6 +33,7 @@ from keras import layers, ops
 
 from aqa_tf import tasks
 from aqa_tf.models.backbones.base import torch_batch_norm
+from aqa_tf.models.layers import tflite_ops
 
 BOTTLENECK = 12
 # Our sub-action output names -> the authors' head suffixes.
@@ -77,7 +78,7 @@ def _edge(x, axis, edge: slice):
 def _conv_bn_relu(x, filters, prefix, conv, bn, padding=0, dilation=1, kernel=3):
     if padding:
         x = layers.ZeroPadding3D(padding, name=f"{prefix}_{conv}_pad")(x)
-    x = layers.Conv3D(filters, kernel, dilation_rate=dilation, name=f"{prefix}_{conv}")(x)
+    x = tflite_ops.Conv3D(filters, kernel, dilation_rate=dilation, name=f"{prefix}_{conv}")(x)
     x = torch_batch_norm(f"{prefix}_{bn}")(x)
     return layers.ReLU(name=f"{prefix}_{conv}_relu")(x)
 
@@ -96,7 +97,7 @@ def context_trunk(feature_map: keras.KerasTensor, prefix: str,
     x = layers.Conv3D(width, 1, name=f"{prefix}_cntxt_conv6")(x)
     x = torch_batch_norm(f"{prefix}_head_bn1")(x)
     x = layers.ReLU(name=f"{prefix}_head_bn1_relu")(x)
-    x = layers.MaxPooling3D(2, strides=2, name=f"{prefix}_head_pool1")(x)
+    x = tflite_ops.MaxPooling3D(2, strides=2, name=f"{prefix}_head_pool1")(x)
     return _conv_bn_relu(x, width, prefix, "head_conv2", "head_bn2", padding=1)
 
 
@@ -132,6 +133,6 @@ def caption_features(feature_map: keras.KerasTensor) -> keras.KerasTensor:
     x = context_trunk(feature_map, "cap")
     x = layers.ZeroPadding3D(1, name="cap_head_conv3_pad")(x)
     x = layers.Conv3D(BOTTLENECK, 3, name="cap_head_conv3")(x)
-    x = layers.MaxPooling3D(2, strides=1, name="cap_head_pool3")(x)
+    x = tflite_ops.MaxPooling3D(2, strides=1, name="cap_head_pool3")(x)
     x = layers.Permute((4, 1, 2, 3), name="cap_to_channels_first")(x)
     return layers.Flatten(name="cap_flatten")(x)

@@ -4,6 +4,7 @@ import keras
 from keras import layers
 
 from aqa_tf.models.backbones.base import Backbone, register_backbone, scaled_width
+from aqa_tf.models.layers import tflite_ops
 
 # (name, filters) of the eight 3x3x3 convolutions and the pools that follow some of them.
 _C3D_CONVS = (("conv1", 64), ("conv2", 128), ("conv3a", 256), ("conv3b", 256),
@@ -71,7 +72,7 @@ class C3DBackbone(Backbone):
                     # PyTorch MaxPool3d(padding=(0, 1, 1)) pads with -inf; after ReLU every value
                     # is >= 0 and every window keeps a real element, so zero padding is identical.
                     x = layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name="pool5_pad")(x)
-                x = layers.MaxPooling3D(pool_size, strides=pool_size, name=pool_name)(x)
+                x = tflite_ops.MaxPooling3D(pool_size, strides=pool_size, name=pool_name)(x)
         x = layers.Permute((4, 1, 2, 3), name="to_channels_first")(x)
         features = layers.Flatten(name="flatten")(x)
         if fc6_units:

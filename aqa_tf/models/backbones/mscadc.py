@@ -20,6 +20,7 @@ from keras import layers
 
 from aqa_tf.models.backbones.base import (Backbone, register_backbone, scaled_width,
                                           torch_batch_norm)
+from aqa_tf.models.layers import tflite_ops
 
 # (conv name, bn name, filters, padding, dilation, pool after)
 _BODY = (("conv1", "bn1", 32, 1, 1, (1, 2, 2)),
@@ -55,12 +56,12 @@ class MSCADCBody(Backbone):
         x = clips
         for conv, bn, filters, padding, dilation, pool in _BODY:
             x = layers.ZeroPadding3D(padding, name=f"{conv}_pad")(x)
-            x = layers.Conv3D(scaled_width(filters, width_multiplier), 3,
-                              dilation_rate=dilation, name=conv)(x)
+            x = tflite_ops.Conv3D(scaled_width(filters, width_multiplier), 3,
+                                  dilation_rate=dilation, name=conv)(x)
             x = torch_batch_norm(bn)(x)
             x = layers.ReLU(name=f"{conv}_relu")(x)
             if pool:
-                x = layers.MaxPooling3D(pool, strides=pool, name=f"pool{conv[4]}")(x)
+                x = tflite_ops.MaxPooling3D(pool, strides=pool, name=f"pool{conv[4]}")(x)
         if min(x.shape[1:4]) < 1:
             raise ValueError(f"MSCADC body: input {clip_length}x{image_size}x{image_size} is too "
                              "small (the feature map would be empty); the paper uses 16x180x180")

@@ -18,6 +18,7 @@ from keras import layers
 
 from aqa_tf.models.backbones.base import (Backbone, register_depths, scaled_width,
                                           torch_batch_norm)
+from aqa_tf.models.layers import tflite_ops
 
 # depth -> (block type, blocks per stage)
 RESNET3D_DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
@@ -61,7 +62,7 @@ def stem_max_pool(x: keras.KerasTensor) -> keras.KerasTensor:
     """3x3x3 max-pool, stride 2. PyTorch pads it with -inf; after the stem's ReLU zero padding
     gives the same result."""
     x = layers.ZeroPadding3D(1, name="maxpool_pad")(x)
-    return layers.MaxPooling3D(3, strides=2, name="maxpool")(x)
+    return tflite_ops.MaxPooling3D(3, strides=2, name="maxpool")(x)
 
 
 def _basic_block(x, in_planes, planes, stride, prefix, shortcut):

@@ -23,6 +23,7 @@ import keras
 from keras import layers
 
 from aqa_tf.models.backbones.base import Backbone, register_backbone, scaled_width
+from aqa_tf.models.layers import tflite_ops
 
 BN_EPSILON, BN_MOMENTUM = 1e-3, 0.999
 # Mixed blocks: base index -> (branch0, (branch1 reduce, out), (branch2 reduce, out), branch3).
@@ -67,7 +68,7 @@ def max_pool(x: keras.KerasTensor, pool, strides, padding, name: str) -> keras.K
     # every window keeps a real element, so zero padding gives the same result.
     if any(padding):
         x = layers.ZeroPadding3D(padding, name=f"{name}_pad")(x)
-    return layers.MaxPooling3D(pool, strides=strides, name=name)(x)
+    return tflite_ops.MaxPooling3D(pool, strides=strides, name=name)(x)
 
 
 def mixed(x: keras.KerasTensor, spec: tuple, name: str, scale) -> keras.KerasTensor:
@@ -110,7 +111,7 @@ class S3D(Backbone):
             else:
                 x = mixed(x, MIXED[index], f"base_{index}", scale)
         time_window = min(2, int(x.shape[1]))
-        x = layers.AveragePooling3D((time_window, int(x.shape[2]), int(x.shape[3])), strides=1,
+        x = tflite_ops.AveragePooling3D((time_window, int(x.shape[2]), int(x.shape[3])), strides=1,
                                     name="avgpool")(x)
         features = layers.GlobalAveragePooling3D(name="time_average")(x)
         super().__init__(inputs=clips, outputs=features, **kwargs)
