@@ -5,6 +5,14 @@ r"""Measures input-pipeline, training and inference throughput on this machine.
 Each measurement runs `--warmup_steps` untimed steps, then `--benchmark_steps` timed ones. The
 model measurements feed one fixed in-memory batch, so they measure the model alone; the input
 pipeline is measured on the records of `--data_dir` (skipped, and said so, when there are none).
+
+  python -m aqa_tf.benchmark --flagfile configs/quickstart.cfg --format=tflite \
+      --checkpoint runs/quickstart/best.weights.h5
+
+converts the model to each TFLite variant (`--quantize`) and prints, per variant, the file
+size, the LiteRT latency per sample (batch 1, `--tflite_threads`) beside TensorFlow's, and the
+parity with the SavedModel on the windows of `--parity_split` (max |score difference|, Spearman
+between their scores, top-1 sub-action agreement, Spearman with the judges).
 """
 
 import json
@@ -15,12 +23,25 @@ import time
 from absl import flags
 
 from aqa_tf import flag_defs
+from aqa_tf import registry
 
 flag_defs.define_flags()
 flags.DEFINE_integer("warmup_steps", 2, "Untimed steps before each measurement.")
 flags.DEFINE_integer("benchmark_steps", 5, "Timed steps of each measurement.")
 flags.DEFINE_string("benchmark_output", "", "JSON file for the results (default: "
                     "benchmark_<backbone>_<precision>.json in the current folder).")
+flags.DEFINE_enum("format", "keras", ["keras", "tflite"], "keras: training and inference "
+                  "of the Keras model; tflite: the LiteRT variants of the export.")
+flags.DEFINE_list("quantize", ["none", "float16", "dynamic_int8", "int8"],
+                  "With --format=tflite: the variants to measure.")
+flags.DEFINE_string("checkpoint", "", "With --format=tflite: weights to convert (default: "
+                    "random weights; parity on real data needs trained ones).")
+flags.DEFINE_enum("checkpoint_source", "keras_model", registry.CHECKPOINT_SOURCES.names(),
+                  "Family of --checkpoint (see `aqa_tf.export`).")
+flags.DEFINE_string("parity_split", "test", "With --format=tflite: split of --data_dir whose "
+                    "windows compare each variant with the SavedModel ('' to skip).")
+flags.DEFINE_integer("parity_samples", 0, "Windows of --parity_split to compare (0: all).")
+flags.DEFINE_integer("tflite_threads", 0, "LiteRT interpreter threads (0: one per core).")
 FLAGS = flags.FLAGS
 
 
@@ -83,6 +104,8 @@ def _print_results(results, model_name):
 
 def main(argv):
     del argv
+    if FLAGS.format == "tflite":
+        return tflite_main()
     train_config = flag_defs.train_config_from_flags()
     from aqa_tf import devices
     devices.setup_devices(train_config.cpu_replicas)
@@ -132,6 +155,110 @@ def main(argv):
     with open(output, "w") as f:
         json.dump(results, f, indent=2)
     print(f"Written to {output}")
+
+
+def tflite_main():
+    """Size, latency and SavedModel parity of each TFLite variant (`--format=tflite`)."""
+    import tempfile
+    import numpy as np
+    import tensorflow as tf
+    from aqa_tf import devices, export_lib, predict_lib, tflite_lib
+    from aqa_tf.data import pipeline, shards
+    from aqa_tf.models import aqa_model
+    from aqa_tf.weights import sources
+    data_config = flag_defs.data_config_from_flags()
+    model_config = flag_defs.model_config_from_flags()
+    devices.configure_run(flag_defs.train_config_from_flags().seed, "none")
+    if FLAGS.checkpoint:
+        model = sources.model_from_checkpoint(model_config, data_config, FLAGS.checkpoint,
+                                              FLAGS.checkpoint_source)
+    else:
+        model = aqa_model.build_aqa_model(model_config, data_config)
+    window = np.random.default_rng(0).integers(
+        0, 256, (data_config.window_length, data_config.stored_height, data_config.stored_width,
+                 3), dtype=np.uint8)
+    keras_fn = tf.function(export_lib.window_fn(model, data_config))
+    keras_step = lambda: keras_fn(tf.constant(window[None]), tf.zeros([1]))["score"].numpy()
+    keras_ms = 1000 * _timed(keras_step, FLAGS.warmup_steps, FLAGS.benchmark_steps) / max(
+        FLAGS.benchmark_steps, 1)
+    threads = FLAGS.tflite_threads or os.cpu_count()
+    pattern = shards.shard_pattern(data_config.data_dir, FLAGS.parity_split or "none")
+    have_records = bool(FLAGS.parity_split and data_config.data_dir and tf.io.gfile.glob(pattern))
+    rows, scorers = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for quantize in FLAGS.quantize:
+            representative = None
+            if quantize == "int8":
+                representative = (tflite_lib.representative_windows(data_config)
+                                  if have_records else _random_windows(data_config))
+            try:
+                blob = tflite_lib.convert(model, data_config, quantize, representative)
+            except tflite_lib.ConversionError as error:
+                rows[quantize] = {"error": str(error)}
+                continue
+            path = os.path.join(folder, f"{quantize}.tflite")
+            with open(path, "wb") as f:
+                f.write(blob)
+            lite = tflite_lib.LiteModel(path, threads)
+            rows[quantize] = {"size_mb": len(blob) / 1e6,
+                              "latency_ms": tflite_lib.latency_ms(
+                                  lite, window, FLAGS.warmup_steps, FLAGS.benchmark_steps)}
+            scorers[quantize] = tflite_lib.scorer(path, threads)
+        if have_records and scorers:
+            saved = export_lib.export_saved_model(model, data_config,
+                                                  os.path.join(folder, "saved_model"))
+            windows = pipeline.serving_windows(data_config, FLAGS.parity_split)
+            if FLAGS.parity_samples:
+                windows = windows.take(FLAGS.parity_samples)
+            compared = tflite_lib.parity(predict_lib.Scorer.from_saved_model(saved), scorers,
+                                         windows.as_numpy_iterator())
+            for quantize, figures in compared.items():
+                if quantize in rows:
+                    rows[quantize].update(figures)
+            rows["saved_model"] = compared["reference"]
+    results = {"backbone": model_config.backbone, "width_multiplier": model_config.width_multiplier,
+               "checkpoint": FLAGS.checkpoint or "random weights",
+               "tensorflow_latency_ms": keras_ms, "tflite_threads": threads,
+               "parity_split": FLAGS.parity_split if have_records else None,
+               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+               "variants": rows}
+    _print_tflite(results)
+    output = FLAGS.benchmark_output or f"benchmark_tflite_{model_config.backbone}.json"
+    with open(output, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"Written to {output}")
+
+
+def _random_windows(data_config, count: int = 8):
+    """int8 calibration windows when there are no records (random pixels: the quantisation
+    ranges will not fit real videos; said in the output)."""
+    import numpy as np
+    shape = (1, data_config.window_length, data_config.stored_height, data_config.stored_width, 3)
+    return lambda: (np.random.default_rng(i).integers(0, 256, shape, dtype=np.uint8)
+                    for i in range(count))
+
+
+def _print_tflite(results):
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    print(f"\nTFLite: {results['backbone']} (width {results['width_multiplier']}), "
+          f"{results['checkpoint']}, {results['machine']}, {results['tflite_threads']} threads; "
+          f"TensorFlow float32 {results['tensorflow_latency_ms']:.1f} ms/sample")
+    print(f"  {'variant':<14}{'MB':>8}{'ms/sample':>11}{'max|dscore|':>13}{'rho(SM)':>9}"
+          f"{'top-1 agree':>13}{'rho(judges)':>13}")
+    for name, row in results["variants"].items():
+        if "error" in row:
+            print(f"  {name:<14}not converted: {row['error']}")
+            continue
+        print(f"  {name:<14}{fmt(row.get('size_mb'), '.2f'):>8}"
+              f"{fmt(row.get('latency_ms'), '.1f'):>11}"
+              f"{fmt(row.get('max_abs_score_diff'), '.2e'):>13}"
+              f"{fmt(row.get('spearman_vs_reference'), '.4f'):>9}"
+              f"{fmt(row.get('top1_agreement'), '.3f'):>13}"
+              f"{fmt(row.get('spearman_vs_judges'), '.4f'):>13}")
+    if results["parity_split"] is None:
+        print("  (no records for the parity columns: give --data_dir and --parity_split)")
 
 
 if __name__ == "__main__":

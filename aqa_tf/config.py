@@ -125,6 +125,27 @@ class DataConfig(Config):
         choices=("jitter", "random_end_last_k"))
     temporal_jitter: int = option(3, "Window-end jitter, frames.")
     random_end_k: int = option(10, "k of 'random_end_last_k'.")
+    actions: Tuple[str, ...] = option(
+        (), "Multi-action datasets (AQA-7): the actions whose training records train and "
+        "validate the model. Empty: every record (all-action).", choices=tasks.AQA7_ACTIONS)
+    test_actions: Tuple[str, ...] = option(
+        (), "The actions of the test split that are evaluated (zero-shot: the action left out "
+        "of --actions). Empty: those of --actions.", choices=tasks.AQA7_ACTIONS)
+    train_samples: int = option(
+        0, "Keep this many training samples (a seeded choice, fixed for the run; the fine-"
+        "tuning protocol of paper 003). 0: all.")
+    test_samples: int = option(
+        0, "Evaluate this many test samples (a seeded choice; paper 003 fine-tuning: 50). 0: "
+        "all.")
+    score_normalization: str = option(
+        "global", "global: scores divided by --score_std for the loss (MTL-AQA: 17). "
+        "per_action: divided by the training standard deviation of their action (paper 003, "
+        "AQA-7); the model reads the action of each sample and multiplies its prediction back "
+        "to judges' points.", choices=("global", "per_action"))
+    pad_mode: str = option(
+        "repeat_first", "How a window longer than the stored video is filled in front: "
+        "repeat_first (the first frame, MTL-AQA) or zeros (black frames: paper 003 zero-pads "
+        "AQA-7 videos to 103 frames).", choices=("repeat_first", "zeros"))
     stored_height: int = option(
         128, "Height of the stored frames (the converter's --height; MTL-AQA: 128). Training "
         "checks the records against it; the export resizes any video to the stored size "
@@ -157,6 +178,15 @@ class DataConfig(Config):
     vocab_file: str = option("", "Caption vocabulary (MTL-AQA vocab.json format). Empty: "
                              "<data_dir>/vocab.json, which the converters write.")
     seed: int = _seed()
+    # Not an option: with score_normalization=per_action, the training standard deviation of
+    # each action's scores, indexed by action id (index 0 unused: MTL-AQA records have action
+    # 0). Measured on the training records (`evaluation.with_action_score_stds`).
+    action_score_std: Tuple[float, ...] = ()
+
+    @property
+    def evaluated_test_actions(self) -> Tuple[str, ...]:
+        """The actions evaluated on the test split (empty: every record)."""
+        return self.test_actions or self.actions
 
     @property
     def vocab_path(self) -> str:
@@ -198,6 +228,9 @@ class DataConfig(Config):
             raise ConfigError(f"stored_height={self.stored_height} and stored_width="
                               f"{self.stored_width} must be positive, frame_rate="
                               f"{self.frame_rate} >= 0")
+        if self.train_samples < 0 or self.test_samples < 0:
+            raise ConfigError(f"train_samples={self.train_samples} and test_samples="
+                              f"{self.test_samples} must be >= 0 (0: all)")
         if self.temporal_jitter < 0 or self.random_end_k < 1:
             raise ConfigError(f"temporal_jitter={self.temporal_jitter} must be >= 0 and "
                               f"random_end_k={self.random_end_k} >= 1")
@@ -319,8 +352,12 @@ class TrainConfig(Config):
         None, "Separate Adam learning rate of the (pretrained) backbone, as paper 002; unset: "
         "--learning_rate.")
     lr_schedule: str = option(
-        "constant", "Learning-rate schedule: constant (paper 001) or cosine decay to zero over "
-        "all training steps (both rates follow it).", choices=("constant", "cosine"))
+        "constant", "Learning-rate schedule: constant (paper 001), cosine decay to zero over "
+        "all training steps, or step: multiplied by --lr_decay_factor every --lr_decay_steps "
+        "steps (paper 003: halved every 3K iterations). Both rates follow it.",
+        choices=("constant", "cosine", "step"))
+    lr_decay_steps: int = option(3000, "Steps between two decays of --lr_schedule=step.")
+    lr_decay_factor: float = option(0.5, "Factor of each decay of --lr_schedule=step.")
     score_loss_weight: float = option(1.0, "alpha of paper 001, eq. 4.")
     class_loss_weight: float = option(1.0, "beta of paper 001, eq. 4.")
     caption_loss_weight: float = option(0.01, "gamma of paper 001, eq. 4.")

@@ -30,7 +30,7 @@ def main(argv):
     from aqa_tf import evaluation, reporting, run_folder
     from aqa_tf.models import aqa_model
 
-    data_config = flag_defs.data_config_from_flags()
+    data_config = evaluation.with_action_score_stds(flag_defs.data_config_from_flags())
     model_config = flag_defs.model_config_from_flags()
     checkpoint = run_folder.resolve_checkpoint(FLAGS.checkpoint)
     model = aqa_model.build_aqa_model(model_config, data_config)

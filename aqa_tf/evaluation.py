@@ -39,6 +39,38 @@ def read_scores(data_config: DataConfig, split: str) -> np.ndarray:
     return scores[np.isfinite(scores) & (scores >= 0)]
 
 
+def action_score_stds(data_config: DataConfig) -> Tuple[float, ...]:
+    """Per-action standard deviation of the training split's scores (paper 003: "we divide the
+    raw scores of all the actions by the training standard deviation of the corresponding
+    action"), indexed by action id; 1.0 for ids without training scores. Population deviation
+    (numpy's default, ddof=0), as the converter's per-action summary. Every training record
+    counts, whatever `--actions` keeps: a zero-shot model scales its unseen action by that
+    action's own deviation."""
+    spec = {features.FINAL_SCORE: tf.io.FixedLenFeature([], tf.float32),
+            features.ACTION_ID: tf.io.FixedLenFeature([], tf.int64)}
+    ds = tf.data.TFRecordDataset(shards.shard_files(data_config.data_dir,
+                                                    data_config.train_split)).map(
+        lambda s: tf.io.parse_single_sequence_example(s, context_features=spec)[0])
+    by_action: Dict[int, list] = {}
+    for record in ds.as_numpy_iterator():
+        score = float(record[features.FINAL_SCORE])
+        if np.isfinite(score) and score >= 0:
+            by_action.setdefault(int(record[features.ACTION_ID]), []).append(score)
+    table = [1.0] * (max(by_action, default=0) + 1)
+    for action, scores in by_action.items():
+        std = float(np.std(scores))
+        table[action] = std if std > 0 else 1.0
+    return tuple(table)
+
+
+def with_action_score_stds(data_config: DataConfig) -> DataConfig:
+    """`data_config` with `action_score_std` measured on its training records when it
+    normalises scores per action (unchanged otherwise)."""
+    if data_config.score_normalization != "per_action" or data_config.action_score_std:
+        return data_config
+    return dataclasses.replace(data_config, action_score_std=action_score_stds(data_config))
+
+
 def score_range(data_config: DataConfig) -> Tuple[float, float]:
     """(min, max) score of the training split: the range R-l2 is relative to."""
     scores = read_scores(data_config, data_config.train_split)
@@ -52,6 +84,8 @@ class Predictions:
     keys: List[str]
     targets: Dict[str, np.ndarray]
     outputs: Dict[str, np.ndarray]
+    # Action id of every sample (0 for single-action datasets such as MTL-AQA).
+    actions: Optional[np.ndarray] = None
 
 
 class Predictor:
@@ -72,9 +106,11 @@ class Predictor:
                          if caption_generator is not None else None)
 
     def __call__(self, dataset: tf.data.Dataset) -> Predictions:
-        keys, targets, outputs = [], {}, {}
+        keys, targets, outputs, actions = [], {}, {}, []
         for inputs, batch_targets in dataset:
             keys += [k.decode("utf-8") for k in inputs["sample_key"].numpy()]
+            if tasks.ACTION_INPUT in inputs:
+                actions.append(inputs[tasks.ACTION_INPUT].numpy())
             result = dict(self.predict_batch({k: inputs[k] for k in self.input_names}))
             if self._caption is not None:
                 result["caption_ids"] = self._caption(inputs["video"])
@@ -84,7 +120,8 @@ class Predictor:
                 dtype = np.int32 if name == "caption_ids" else np.float32
                 outputs.setdefault(name, []).append(np.asarray(value, dtype))
         return Predictions(keys, {k: np.concatenate(v) for k, v in targets.items()},
-                           {k: np.concatenate(v) for k, v in outputs.items()})
+                           {k: np.concatenate(v) for k, v in outputs.items()},
+                           np.concatenate(actions) if actions else None)
 
 
 def caption_texts(predictions: Predictions,
@@ -113,6 +150,10 @@ def evaluate_predictions(predictions: Predictions, score_range: Tuple[float, flo
     result = metrics_lib.compute_metrics(
         targets["score"], outputs["score"], {n: targets[n] for n in names},
         {n: outputs[n] for n in names}, score_range)
+    if predictions.actions is not None and np.any(predictions.actions > 0):
+        # Multi-action datasets (AQA-7): Spearman per action and its Fisher-z average.
+        result.update(metrics_lib.per_action_metrics(targets["score"], outputs["score"],
+                                                     predictions.actions, tasks.AQA7_ACTIONS))
     if "caption_ids" in outputs and vocab is not None:
         result.update(caption_metrics.caption_scores(*caption_texts(predictions, vocab)))
     return result
@@ -134,6 +175,9 @@ def _mean_accuracy(metrics: Dict) -> float:
 
 SELECTION_RULES.register("spearman", SelectionRule(
     "spearman", lambda m: float(m["spearman"])))  # the papers' criterion
+SELECTION_RULES.register("spearman_fisher_z", SelectionRule(
+    "Fisher-z average of the per-action Spearman rho",  # multi-action models (paper 003)
+    lambda m: float(m.get("spearman_fisher_z", m["spearman"]))))
 SELECTION_RULES.register("spearman_accuracy", SelectionRule(
     "spearman + mean sub-action accuracy",  # multitask models, whose every head should be good
     lambda m: float(m["spearman"]) + _mean_accuracy(m)))
@@ -202,6 +246,9 @@ class Evaluator:
             f"{files_prefix}_scatter.png", predictions.targets["score"],
             predictions.outputs["score"], metrics["spearman"],
             title=f"{split} split, {checkpoint_label}")
+        if "spearman_fisher_z" in metrics:
+            info["action_table"] = reporting.write_action_table(
+                f"{files_prefix}_actions", metrics, title=f"{split} split, {checkpoint_label}")
         result = {**info, "split": split, "metrics": metrics,
                   "checkpoint_description": checkpoint_description,
                   "majority_rates": {n: metrics_lib.majority_rate(predictions.targets[n])

@@ -43,6 +43,16 @@ def take_window(video: tf.Tensor, window_length: int) -> tf.Tensor:
     return video[:, -window_length:]
 
 
+def blank_padding(window: tf.Tensor, length: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
+    """With `pad_mode=zeros`, the frames `take_window` added in front of a video of `length`
+    frames become black (uint8 `[batch, window_length, h, w, 3]`)."""
+    if data_config.pad_mode != "zeros":
+        return window
+    pad = tf.maximum(data_config.window_length - length, 0)
+    keep = tf.range(data_config.window_length) >= pad
+    return window * tf.cast(tf.reshape(keep, [1, -1, 1, 1, 1]), window.dtype)
+
+
 def resize_to_stored(frames: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
     """uint8 `[N, H, W, 3]` of any size -> uint8 `[N, stored_height, stored_width, 3]`, as the
     converter resizes (`aqa_tf.data.video.resize_frame`): area averaging when the width
@@ -69,8 +79,9 @@ def video_at_stored_size(video: tf.Tensor, data_config: DataConfig) -> tf.Tensor
     shape = tf.shape(window)
     frames = tf.reshape(window, tf.concat([[-1], shape[2:]], axis=0))
     frames = resize_to_stored(frames, data_config)
-    return tf.reshape(frames, [shape[0], shape[1], data_config.stored_height,
-                               data_config.stored_width, 3])
+    window = tf.reshape(frames, [shape[0], shape[1], data_config.stored_height,
+                                 data_config.stored_width, 3])
+    return blank_padding(window, tf.shape(video)[1], data_config)
 
 
 def decode_jpeg_video(jpegs: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
@@ -79,31 +90,49 @@ def decode_jpeg_video(jpegs: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
     sizes may share a batch)."""
     window = take_window(jpegs, data_config.window_length)
     shape = tf.shape(window)
+    frames = decode_jpeg_frames(tf.reshape(window, [-1]), data_config)
+    window = tf.reshape(frames, [shape[0], shape[1], data_config.stored_height,
+                                 data_config.stored_width, 3])
+    return blank_padding(window, tf.shape(jpegs)[1], data_config)
 
+
+def decode_jpeg_frames(jpegs: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
+    """string `[N]` JPEG frames -> uint8 `[N, stored_height, stored_width, 3]`."""
     def decode(jpeg):
         frame = tf.io.decode_jpeg(jpeg, channels=3)
         return resize_to_stored(frame[tf.newaxis], data_config)[0]
 
-    frames = tf.map_fn(decode, tf.reshape(window, [-1]), parallel_iterations=16,
-                       fn_output_signature=tf.TensorSpec(
-                           [data_config.stored_height, data_config.stored_width, 3], tf.uint8))
-    return tf.reshape(frames, [shape[0], shape[1], data_config.stored_height,
-                               data_config.stored_width, 3])
+    return tf.map_fn(decode, jpegs, parallel_iterations=16,
+                     fn_output_signature=tf.TensorSpec(
+                         [data_config.stored_height, data_config.stored_width, 3], tf.uint8))
 
 
 def serving_fn(model: keras.Model, data_config: DataConfig):
     """The function behind `serving_default` (also used by tests for parity): uint8 video of
     any size -> `score`, `<sub-action>_probabilities` and, where the model has them, per-clip
     contributions (`clip_weights` or `clip_scores`, see `aqa_model.clip_contributions`)."""
+    outputs_of = window_fn(model, data_config)
+
+    def serve(video, difficulty, action=None):
+        return outputs_of(video_at_stored_size(video, data_config), difficulty, action)
+
+    return serve
+
+
+def window_fn(model: keras.Model, data_config: DataConfig):
+    """`serving_fn` after the window is cut and resized: uint8 `[batch, window_length,
+    stored_height, stored_width, 3]` and float32 `[batch]` difficulty -> the outputs of
+    `serving_default` (what the TFLite export contains, `aqa_tf.tflite_lib`)."""
     model = aqa_model.inference_model(model)
     class_names = [n for n in tasks.CLASS_OUTPUTS if n in model.output]
     contributions = aqa_model.clip_contributions(model)
 
-    def serve(video, difficulty):
-        window = video_at_stored_size(video, data_config)
+    def serve(window, difficulty, action=None):
         inputs = {"video": pipeline.preprocess_video_batch(window, data_config)}
         if "difficulty" in model.input:
             inputs["difficulty"] = difficulty
+        if tasks.ACTION_INPUT in model.input:
+            inputs[tasks.ACTION_INPUT] = action
         outputs = model(inputs, training=False)
         result = {"score": tf.cast(outputs["score"], tf.float32)}
         for name in class_names:
@@ -154,6 +183,12 @@ def metadata(model: keras.Model, data_config: DataConfig) -> Dict:
         "class_names": {name: list(tasks.class_names(name, int(outputs[name].shape[-1])))
                         for name in tasks.CLASS_OUTPUTS if name in outputs},
         "uses_difficulty": "difficulty" in model.input,
+        "pad_mode": data_config.pad_mode,
+        # Multi-action models (paper 003) read the action index; their scores are the
+        # regressor's output times the action's training deviation.
+        "uses_action": tasks.ACTION_INPUT in model.input,
+        "actions": list(tasks.AQA7_ACTIONS) if tasks.ACTION_INPUT in model.input else [],
+        "action_score_std": list(data_config.action_score_std),
         "clip_contribution": contributions[0] if contributions else None,
         "signatures": list(SIGNATURES) + (list(CAPTION_SIGNATURES)
                                           if aqa_model.has_caption_head(model) else []),
@@ -175,8 +210,9 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
     - With a caption head (and `vocab`): `caption` (input `video` as above) and `caption_jpeg`
       (input `frames`), outputs `caption` (string `[batch]`) and `caption_ids`
       (int32 `[batch, max_words + 1]`).
-    - `metadata`: no inputs; output `json` (string scalar), the text of `aqa_tf.json`, so that
-      a client of a model server learns how to prepare a video from the server itself.
+    - `metadata`: input `batch` int32 `[batch]` (any values); output `json` string `[batch]`,
+      each the text of `aqa_tf.json`, so that a client of a model server learns how to prepare
+      a video from the server itself.
     - `assets.extra/aqa_tf.json` (`metadata`) and the run's effective flags (`flags.txt`).
     """
     if os.path.exists(export_path):
@@ -187,15 +223,30 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
     video_spec = tf.TensorSpec([None, None, None, None, 3], tf.uint8, name="video")
     jpeg_spec = tf.TensorSpec([None, None], tf.string, name="frames")
     difficulty_spec = tf.TensorSpec([None], tf.float32, name="difficulty")
-    archive.add_endpoint(name="serving_default", fn=serve,
-                         input_signature=[video_spec, difficulty_spec])
-    archive.add_endpoint(
-        name="serving_jpeg",
-        fn=lambda frames, difficulty: serve(decode_jpeg_video(frames, data_config), difficulty),
-        input_signature=[jpeg_spec, difficulty_spec])
+    if tasks.ACTION_INPUT in model.input:  # multi-action models read the action (paper 003)
+        action_spec = tf.TensorSpec([None], tf.int32, name=tasks.ACTION_INPUT)
+        archive.add_endpoint(name="serving_default", fn=serve,
+                             input_signature=[video_spec, difficulty_spec, action_spec])
+        archive.add_endpoint(
+            name="serving_jpeg",
+            fn=lambda frames, difficulty, action: serve(
+                decode_jpeg_video(frames, data_config), difficulty, action),
+            input_signature=[jpeg_spec, difficulty_spec, action_spec])
+    else:
+        archive.add_endpoint(name="serving_default", fn=serve,
+                             input_signature=[video_spec, difficulty_spec])
+        archive.add_endpoint(
+            name="serving_jpeg",
+            fn=lambda frames, difficulty: serve(decode_jpeg_video(frames, data_config),
+                                                difficulty),
+            input_signature=[jpeg_spec, difficulty_spec])
     meta_json = json.dumps(metadata(model, data_config), indent=2)
-    archive.add_endpoint(name="metadata", fn=lambda: {"json": tf.constant(meta_json)},
-                         input_signature=[])
+    # One ignored input: TF Serving's REST API and its request batching need a signature
+    # with a batched input.
+    archive.add_endpoint(
+        name="metadata",
+        fn=lambda batch: {"json": tf.fill(tf.shape(batch), tf.constant(meta_json))},
+        input_signature=[tf.TensorSpec([None], tf.int32, name="batch")])
     if aqa_model.has_caption_head(model):
         if vocab is None:
             raise ValueError("a model with a caption head is exported with its vocabulary")

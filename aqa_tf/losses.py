@@ -86,8 +86,13 @@ def build_losses(output_names: Sequence[str], score_std: float, score_weight: fl
     eq. 4; authors: 1, 1, 0.01).
     """
     losses, weights = {}, {}
+    per_action = tasks.NORMALIZED_SCORE_OUTPUT in output_names
     for name in output_names:
-        if name == tasks.SCORE_OUTPUT:
+        if name == tasks.SCORE_OUTPUT and per_action:
+            continue  # paper 003: the loss compares per-action normalised scores
+        if name == tasks.NORMALIZED_SCORE_OUTPUT:
+            losses[name], weights[name] = ScoreLoss(1.0), score_weight
+        elif name == tasks.SCORE_OUTPUT:
             losses[name], weights[name] = ScoreLoss(score_std), score_weight
         elif name in tasks.CLASS_OUTPUTS:
             losses[name], weights[name] = MaskedSparseCategoricalCrossentropy(), class_weight

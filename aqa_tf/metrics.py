@@ -1,6 +1,6 @@
 """Evaluation metrics computed over a whole evaluation set (not averaged per batch)."""
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -61,3 +61,33 @@ def majority_rate(labels: ArrayLike) -> float:
     labels = np.asarray(labels)
     labels = labels[labels >= 0]
     return float(np.bincount(labels).max() / len(labels)) if len(labels) else float("nan")
+
+
+def fisher_z_mean(correlations: Sequence[float]) -> float:
+    """The average of correlations through Fisher's z (paper 003, after its ref. [6]):
+    `tanh(mean(atanh(rho)))`. Correlations of +-1 are clipped just inside (atanh is infinite
+    there); NaNs are left out."""
+    rhos = np.asarray([r for r in correlations if np.isfinite(r)], np.float64)
+    if not len(rhos):
+        return float("nan")
+    return float(np.tanh(np.mean(np.arctanh(np.clip(rhos, -0.9999999, 0.9999999)))))
+
+
+def per_action_metrics(true_scores: ArrayLike, pred_scores: ArrayLike, actions: ArrayLike,
+                       names: Sequence[str]) -> Dict[str, float]:
+    """Spearman per action (`spearman/<name>`, action id `i` named `names[i - 1]`), their
+    Fisher-z average `spearman_fisher_z` (the number paper 003 reports) and their plain mean
+    `spearman_action_mean`. Samples with a missing score are left out."""
+    true_scores = np.asarray(true_scores, np.float64)
+    pred_scores = np.asarray(pred_scores, np.float64)
+    actions = np.asarray(actions)
+    valid = np.isfinite(true_scores) & (true_scores >= 0)
+    out = {}
+    for action in sorted(set(actions[valid].tolist())):
+        keep = valid & (actions == action)
+        name = names[action - 1] if 0 < action <= len(names) else f"action_{action}"
+        out[f"spearman/{name}"] = spearman(true_scores[keep], pred_scores[keep])
+    rhos = list(out.values())
+    out["spearman_fisher_z"] = fisher_z_mean(rhos)
+    out["spearman_action_mean"] = float(np.nanmean(rhos)) if rhos else float("nan")
+    return out

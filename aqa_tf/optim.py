@@ -45,6 +45,10 @@ def make_optimizer(train_config: TrainConfig, backbone: keras.Model,
     if train_config.lr_schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             train_config.learning_rate, decay_steps=max(1, train_config.epochs * steps_per_epoch))
+    elif train_config.lr_schedule == "step":
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            train_config.learning_rate, decay_steps=max(1, train_config.lr_decay_steps),
+            decay_rate=train_config.lr_decay_factor, staircase=True)
     if train_config.backbone_learning_rate is None:
         return keras.optimizers.Adam(learning_rate)
     optimizer = TwoRateAdam(

@@ -19,6 +19,7 @@ from absl import flags
 
 from aqa_tf import flag_defs
 from aqa_tf import registry
+from aqa_tf import tasks
 
 flag_defs.define_flags()
 flags.DEFINE_string("model", "", "Exported model: a SavedModel folder (<export_dir>/<name>/"
@@ -33,6 +34,9 @@ flags.DEFINE_integer("end_frame", None, "The window ends at this frame of the vi
                      "at the video's own frame rate; default: the last frame).")
 flags.DEFINE_float("difficulty", None, "Degree of difficulty of the dive, for models that "
                    "multiply their prediction by it (--multiply_difficulty).")
+flags.DEFINE_enum("action", None, list(tasks.AQA7_ACTIONS), "What the video shows, for "
+                  "multi-action models (AQA-7, paper 003), which score each action on its own "
+                  "scale.")
 flags.DEFINE_bool("scan", False, "Slide the window over the whole video and write a timeline "
                   "<output_dir>/<video>_timeline.{csv,json,png}.")
 flags.DEFINE_integer("scan_stride", 0, "Frames (at the model's frame rate) between two scanned "
@@ -53,9 +57,9 @@ def load_scorer():
     if not FLAGS.checkpoint:
         raise flag_defs.ConfigError("give --model (an exported model) or --flagfile and "
                                     "--checkpoint")
-    data_config = flag_defs.data_config_from_flags()
+    from aqa_tf import devices, evaluation
+    data_config = evaluation.with_action_score_stds(flag_defs.data_config_from_flags())
     model_config = flag_defs.model_config_from_flags()
-    from aqa_tf import devices
     from aqa_tf.data import captions
     from aqa_tf.models import aqa_model
     from aqa_tf.weights import sources
@@ -84,6 +88,13 @@ def main(argv):
     if scorer.meta.get("uses_difficulty") and FLAGS.difficulty is None:
         raise flag_defs.ConfigError("this model multiplies its prediction by the degree of "
                                     "difficulty: give --difficulty")
+    action = None
+    if scorer.meta.get("uses_action"):
+        if FLAGS.action is None:
+            raise flag_defs.ConfigError("this model scores several actions, each on its own "
+                                        "scale: give --action (" + ", ".join(
+                                            scorer.meta.get("actions", [])) + ")")
+        action = scorer.meta["actions"].index(FLAGS.action) + 1
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     print(f"Model: {scorer.description}", flush=True)
     results = []
@@ -93,7 +104,8 @@ def main(argv):
         if FLAGS.scan:
             stride = FLAGS.scan_stride or int(scorer.meta["clip_length"])
             rows = predict_lib.scan(scorer, path, stride, FLAGS.predict_batch_size,
-                                    FLAGS.difficulty, FLAGS.progress, video=video)
+                                    FLAGS.difficulty, FLAGS.progress, video=video,
+                                    action=action)
             files = reporting.write_timeline(rows, out.file("timeline"))
             files.append(reporting.plot_timeline(rows, out.file("timeline.png"),
                                                    os.path.basename(path)))
@@ -104,7 +116,8 @@ def main(argv):
             results.append({"video": path, "timeline": rows})
             continue
         result = predict_lib.score_dive(scorer, path, FLAGS.end_time, FLAGS.end_frame,
-                                        FLAGS.difficulty, FLAGS.progress, video=video)
+                                        FLAGS.difficulty, FLAGS.progress, video=video,
+                                        action=action)
         print(reporting.format_result(result), flush=True)
         if FLAGS.plot:
             print(f"  {'plot':<16}" + reporting.plot_dive(result, scorer.meta,

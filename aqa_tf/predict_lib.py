@@ -79,11 +79,12 @@ class Scorer:
             raise ConfigError(f"model {path}: lacks the signature(s) {', '.join(missing)} that "
                               f"assets.extra/{export_lib.METADATA_FILE} lists")
 
-        def serve(windows, difficulty):
+        def serve(windows, difficulty, action=None):
             video, difficulty = _tensor(windows), tf.constant(difficulty, tf.float32)
+            extra = {} if action is None else {"action": tf.constant(action, tf.int32)}
             if video.dtype == tf.string:
-                return signatures["serving_jpeg"](frames=video, difficulty=difficulty)
-            return signatures["serving_default"](video=video, difficulty=difficulty)
+                return signatures["serving_jpeg"](frames=video, difficulty=difficulty, **extra)
+            return signatures["serving_default"](video=video, difficulty=difficulty, **extra)
 
         def caption(windows):
             video = _tensor(windows)
@@ -105,11 +106,12 @@ class Scorer:
         eval_config = eval_config or EvalConfig()
         serve_uint8 = tf.function(export_lib.serving_fn(model, data_config))
 
-        def serve(windows, difficulty):
+        def serve(windows, difficulty, action=None):
             video = _tensor(windows)
             if video.dtype == tf.string:
                 video = export_lib.decode_jpeg_video(video, data_config)
-            return serve_uint8(video, tf.constant(difficulty, tf.float32))
+            action = None if action is None else tf.constant(action, tf.int32)
+            return serve_uint8(video, tf.constant(difficulty, tf.float32), action)
 
         caption = None
         if aqa_model.has_caption_head(model) and vocab is not None:
@@ -151,12 +153,20 @@ class Scorer:
         return np.array([features.encode_jpeg(f, self.jpeg_quality) for f in frames],
                         dtype=object)
 
-    def score(self, windows: np.ndarray, difficulty: Optional[np.ndarray] = None) -> Dict:
+    def score(self, windows: np.ndarray, difficulty: Optional[np.ndarray] = None,
+              action: Optional[np.ndarray] = None) -> Dict:
         """Windows `[batch, frames]` of `model_frames` (or uint8 `[batch, frames, h, w, 3]`) ->
-        numpy outputs of `serving_default`."""
+        numpy outputs of `serving_default`. `action`: int `[batch]` action indices, for
+        multi-action models (`meta["uses_action"]`, paper 003)."""
         if difficulty is None:
             difficulty = np.zeros([len(windows)], np.float32)
-        return self._serve(windows, np.asarray(difficulty, np.float32))
+        difficulty = np.asarray(difficulty, np.float32)
+        if not self.meta.get("uses_action"):
+            return self._serve(windows, difficulty)
+        if action is None:
+            raise ConfigError("this model scores several actions on their own scales: give "
+                              f"the action ({', '.join(self.meta.get('actions', []))})")
+        return self._serve(windows, difficulty, np.asarray(action, np.int32))
 
     def caption(self, windows: np.ndarray) -> Optional[List[str]]:
         """The commentary of each window, or None without a caption head."""
@@ -191,13 +201,24 @@ def read_video(scorer: Scorer, path: str, progress: bool = True) -> video_lib.Vi
     return video
 
 
-def window_ending_at(frames: np.ndarray, end: int, length: int) -> np.ndarray:
-    """The `length` frames ending at index `end` (the first frame repeated in front when there
-    are fewer), as the signatures pad."""
+def window_ending_at(frames: np.ndarray, end: int, length: int,
+                     blank: Optional[np.ndarray] = None) -> np.ndarray:
+    """The `length` frames ending at index `end`; when there are fewer, the first frame is
+    repeated in front (as the signatures pad), or `blank` (a black frame, `pad_mode=zeros`)."""
     window = frames[max(0, end - length + 1):end + 1]
     if len(window) < length:
-        window = np.concatenate([np.repeat(window[:1], length - len(window), axis=0), window])
+        fill = window[:1] if blank is None else np.asarray(blank)[None]
+        window = np.concatenate([np.repeat(fill, length - len(window), axis=0), window])
     return window
+
+
+def _blank(scorer: Scorer, frames: np.ndarray) -> Optional[np.ndarray]:
+    """The padding frame of a `pad_mode=zeros` model, in the form of `frames` (uint8 or the
+    model's JPEG strings); None for models that repeat the first frame."""
+    if scorer.meta.get("pad_mode") != "zeros":
+        return None
+    black = np.zeros(scorer.stored_size + (3,), np.uint8)
+    return black if frames.dtype != object else scorer.model_frames(black[None])[0]
 
 
 def end_index(video: video_lib.Video, end_time: Optional[float] = None,
@@ -231,7 +252,8 @@ def _top_classes(outputs: Dict, index: int, meta: Dict, top: int = 3) -> Dict[st
 
 def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
                end_frame: Optional[int] = None, difficulty: Optional[float] = None,
-               progress: bool = True, video: Optional[video_lib.Video] = None) -> Dict:
+               progress: bool = True, video: Optional[video_lib.Video] = None,
+               action: Optional[int] = None) -> Dict:
     """Scores `path` as one dive whose window ends at its last frame (or at `end_time` /
     `end_frame`). Returns a JSON-ready dict (score, sub-actions, commentary, per-clip
     contributions, the window's times) plus `"window"` (its uint8 frames, for plots)."""
@@ -242,9 +264,10 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
         warn(f"{path}: the window ends at frame {end + 1} at {video.frame_rate:.3g} frames/s, "
              f"fewer than the model's {length}-frame window: the first frame is repeated in "
              "front, as the signature does")
-    window = window_ending_at(video.frames, end, length)
+    window = window_ending_at(video.frames, end, length, _blank(scorer, video.frames))
     model_window = scorer.model_frames(window)[None]
-    outputs = scorer.score(model_window, None if difficulty is None else np.array([difficulty]))
+    outputs = scorer.score(model_window, None if difficulty is None else np.array([difficulty]),
+                           None if action is None else np.array([action]))
     result = {
         "video": path, "source_size": list(video.source_size),
         "source_frame_rate": video.source_rate, "frame_rate": video.frame_rate,
@@ -265,7 +288,7 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
 
 def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,
          difficulty: Optional[float] = None, progress: bool = True,
-         video: Optional[video_lib.Video] = None) -> List[Dict]:
+         video: Optional[video_lib.Video] = None, action: Optional[int] = None) -> List[Dict]:
     """Scores every window position of a long video, ends `stride` frames apart (at the
     model's rate). Returns one row per window: its start and end time, score and top-1
     sub-actions."""
@@ -280,9 +303,11 @@ def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,
     for first in tqdm(range(0, len(ends), batch_size), desc=f"scanning {os.path.basename(path)}",
                       unit="batch", disable=not progress, leave=False):
         batch_ends = ends[first:first + batch_size]
-        windows = np.stack([window_ending_at(frames, e, length) for e in batch_ends])
+        windows = np.stack([window_ending_at(frames, e, length, _blank(scorer, frames))
+                            for e in batch_ends])
         difficulties = None if difficulty is None else np.full([len(windows)], difficulty)
-        outputs = scorer.score(windows, difficulties)
+        actions = None if action is None else np.full([len(windows)], action)
+        outputs = scorer.score(windows, difficulties, actions)
         for i, end in enumerate(batch_ends):
             row = {"start_time": float(video.times[max(0, end - length + 1)]),
                    "end_time": float(video.times[end]), "end_index": end,

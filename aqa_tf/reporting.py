@@ -24,6 +24,11 @@ def format_report(result: Dict) -> str:
     if "r_l2" in m:
         lines.append(f"  {'R-l2 (x100)':<28}{m['r_l2']:>10.4f}")
     lines.append(f"  {'MAE (points)':<28}{m['mae']:>10.3f}")
+    for key in sorted(k for k in m if k.startswith("spearman/")):
+        lines.append(f"  {'Spearman ' + key.split('/', 1)[1]:<28}{m[key]:>10.4f}")
+    if "spearman_fisher_z" in m:
+        lines.append(f"  {'Spearman, Fisher-z average':<28}{m['spearman_fisher_z']:>10.4f}"
+                     f"   (plain mean {m['spearman_action_mean']:.4f})")
     for name, rate in result.get("majority_rates", {}).items():
         acc = m.get(f"accuracy/{name}", float("nan"))
         lines.append(f"  {'accuracy ' + name:<28}{acc:>10.4f}   (majority class {rate:.4f})")
@@ -41,7 +46,7 @@ def format_report(result: Dict) -> str:
 def write_predictions(path: str, keys: Sequence[str], targets: Dict[str, np.ndarray],
                       outputs: Dict[str, np.ndarray]):
     """CSV: sample key, true and predicted score, true and predicted class per sub-action."""
-    class_names = [n for n in outputs if n != "score" and n in targets]
+    class_names = [n for n in tasks.CLASS_OUTPUTS if n in outputs and n in targets]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["sample_key", "true_score", "pred_score"] +
@@ -51,6 +56,52 @@ def write_predictions(path: str, keys: Sequence[str], targets: Dict[str, np.ndar
             for n in class_names:
                 row += [int(targets[n][i]), int(np.argmax(outputs[n][i]))]
             writer.writerow(row)
+
+
+def action_rows(metrics: Dict) -> List[tuple]:
+    """(action, Spearman) of every action, then the Fisher-z average and the plain mean."""
+    rows = [(k.split("/", 1)[1], float(v)) for k, v in metrics.items()
+            if k.startswith("spearman/")]
+    return rows + [("Fisher-z average", float(metrics["spearman_fisher_z"])),
+                   ("plain mean", float(metrics["spearman_action_mean"]))]
+
+
+def write_action_table(prefix: str, metrics: Dict, title: str = "") -> Dict[str, str]:
+    """The per-action Spearman table of a multi-action evaluation (paper 003, Table 2 style):
+    `<prefix>.txt` and a bar chart `<prefix>.png`. Returns their paths."""
+    rows = action_rows(metrics)
+    with open(f"{prefix}.txt", "w") as f:
+        f.write((title + "\n" if title else "") + f"{'action':<22}{'Spearman':>10}\n")
+        f.writelines(f"{name:<22}{rho:>10.4f}\n" for name, rho in rows)
+    return {"table": f"{prefix}.txt", "plot": plot_action_bars(
+        f"{prefix}.png", {title or "model": dict(rows[:-1])}, title)}
+
+
+def plot_action_bars(path: str, series: Dict[str, Dict[str, float]], title: str = "") -> str:
+    """Grouped bars: Spearman per action (x) for each named series (e.g. models or protocols),
+    the Fisher-z average last. Returns the PNG path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(a for values in series.values() for a in values))
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) + 2), 4), dpi=100)
+    for i, (label, values) in enumerate(series.items()):
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(names))]
+        ax.bar(xs, [values.get(n, np.nan) for n in names], width, label=label)
+    ax.axhline(0, color="k", linewidth=0.8)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([n.replace("_", "\n") for n in names], fontsize=8)
+    ax.set_ylabel("Spearman rho")
+    ax.set_ylim(min(-0.1, ax.get_ylim()[0]), 1.0)
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def scatter_plot(path: str, true_scores: ArrayLike, pred_scores: ArrayLike, spearman: float,

@@ -50,6 +50,7 @@ class TrainingRun:
         self.folder = run_folder.RunFolder(train_config.model_dir)
         self.has_val = data_config.val_fraction > 0
         self.score_range = self._check_data()
+        self.data_config = data_config = evaluation.with_action_score_stds(data_config)
         self.num_train_examples = pipeline.num_examples(data_config, "train")
         self.model = self._build_model()
         self.evaluator = evaluation.Evaluator(self.model, data_config, self.score_range,

@@ -21,6 +21,12 @@ CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO_ROOT, 
 
 
 @pytest.fixture(scope="module")
+def aqa7_videos(tmp_path_factory):
+    from tests.conftest import aqa7_records
+    return aqa7_records(tmp_path_factory.mktemp("aqa7"), 2, 1, num_frames=24, seed=5)
+
+
+@pytest.fixture(scope="module")
 def long_videos(tmp_path_factory):
     return synthetic_records(tmp_path_factory.mktemp("long_videos"), num_train=4, num_test=2,
                              num_frames=110, height=40, width=54, seed=5)
@@ -41,11 +47,11 @@ def test_every_paper_row_has_a_config():
             "paper000_row3_s3d_gru2_att.cfg", "paper000_row4_c3d_gru8_att.cfg",
             "paper000_row5_c3d_lstm8_att.cfg", "paper000_row6_c3d_gru2_att.cfg",
             "paper000_c3d_lstm_encoder_mtl.cfg", "paper003_c3d_lstm.cfg",
-            "quickstart.cfg"} <= names
+            "paper003_aqa7_c3d_lstm.cfg", "quickstart.cfg"} <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_config_trains_one_step(config, long_videos, tmp_path):
+def test_config_trains_one_step(config, long_videos, aqa7_videos, tmp_path):
     import keras
     from absl import flags
     from aqa_tf import flag_defs, train_lib
@@ -54,7 +60,8 @@ def test_config_trains_one_step(config, long_videos, tmp_path):
     FLAGS = flags.FLAGS
     FLAGS.unparse_flags()
     os.chdir(REPO_ROOT)  # configs include each other by repository-relative paths
-    FLAGS([sys.argv[0], f"--flagfile=configs/{config}", f"--data_dir={long_videos}",
+    data_dir = aqa7_videos if "aqa7" in config else long_videos
+    FLAGS([sys.argv[0], f"--flagfile=configs/{config}", f"--data_dir={data_dir}",
            f"--model_dir={tmp_path}", "--nosynthesize_if_missing", "--init_weights=",
            "--width_multiplier=0.0625", "--crop_size=32", "--batch_size=2", "--epochs=1",
            "--steps_per_epoch=1", "--val_fraction=0", "--mixed_precision=none",

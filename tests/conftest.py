@@ -56,3 +56,19 @@ def truncated_copy(records_dir: str, destination: str, shard: str, keep: float) 
     with open(path, "wb") as f:
         f.write(data[: int(len(data) * keep)])
     return destination
+
+
+def aqa7_records(folder, num_train_per_action: int, num_test_per_action: int,
+                 num_frames: int = 24, height: int = 48, width: int = 64, seed: int = 0,
+                 stored_height: int = 40, stored_width: int = 54) -> str:
+    """A synthetic AQA-7 release (`synthetic.write_aqa7_tree`) converted to records by
+    `tfrecords_tools.aqa7` into `<folder>/records`; returns that folder."""
+    from aqa_tf.data import synthetic
+    from tfrecords_tools import aqa7
+    root = os.path.join(str(folder), "raw")
+    synthetic.write_aqa7_tree(root, num_train_per_action, num_test_per_action,
+                              num_frames=num_frames, height=height, width=width, seed=seed)
+    out = os.path.join(str(folder), "records")
+    aqa7.convert(root, out, width=stored_width, height=stored_height, num_shards_train=2,
+                 num_shards_test=1, num_workers=1, progress=False)
+    return out

@@ -125,8 +125,8 @@ def test_export_from_weights_alone_equals_the_keras_model(exported):
     assert meta["signatures"] == ["serving_default", "serving_jpeg", "metadata"]
     assert os.path.exists(os.path.join(path, "assets.extra", "flags.txt"))
     # The `metadata` signature serves the same text (for clients of a model server).
-    served_meta = tf.saved_model.load(path).signatures["metadata"]()["json"].numpy()
-    assert json.loads(served_meta) == meta
+    served = tf.saved_model.load(path).signatures["metadata"](batch=tf.zeros([2], tf.int32))
+    assert served["json"].shape == [2] and json.loads(served["json"][1].numpy()) == meta
 
     video = np.random.default_rng(0).integers(0, 256, (2, 50, 64, 86, 3), dtype=np.uint8)
     script = (

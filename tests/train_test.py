@@ -360,6 +360,31 @@ def test_jpeg_signature_gives_the_uint8_score(trained_run, synthetic_dir):
                                atol=1e-3)
 
 
+def test_tflite_matches_the_saved_model_on_the_test_split(trained_run, tmp_path):
+    """The issue's deployment bars, on the trained quickstart model and its 100 test windows
+    (sent to both as a client sends them: the stored JPEG frames): float32 TFLite within 1e-3
+    points of the SavedModel with the same top-1 sub-actions; float16 Spearman >= 0.999."""
+    from aqa_tf import predict_lib, tflite_lib
+    from aqa_tf.data import pipeline
+    model_dir, _ = trained_run
+    model, data_config = keras_model_of_run(model_dir)
+    scorers = {}
+    for quantize in ("none", "float16"):
+        path = str(tmp_path / f"{quantize}.tflite")
+        with open(path, "wb") as f:
+            f.write(tflite_lib.convert(model, data_config, quantize))
+        scorers[quantize] = tflite_lib.scorer(path)
+    saved = predict_lib.Scorer.from_saved_model(
+        os.path.join(model_dir, "export", "quickstart", "1"))
+    figures = tflite_lib.parity(saved, scorers, pipeline.serving_windows(
+        data_config, "test").as_numpy_iterator(), progress=False)
+    print(json.dumps(figures, indent=1))
+    assert figures["none"]["samples"] == 100
+    assert figures["none"]["max_abs_score_diff"] <= 1e-3
+    assert figures["none"]["top1_agreement"] == 1.0
+    assert figures["float16"]["spearman_vs_reference"] >= 0.999
+
+
 def test_scan_finds_the_better_dive_in_a_broadcast(trained_run, tmp_path):
     """Two test dives of different quality separated by non-dive frames: the best-scoring
     window of `--scan` ends within one clip length of the better dive's end."""

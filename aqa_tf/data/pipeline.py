@@ -9,6 +9,7 @@ Three stages, as in the TF Model Garden video input path:
 Everything runs inside the TensorFlow graph with AUTOTUNE parallelism (no Python per frame).
 """
 
+import dataclasses
 from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
@@ -88,6 +89,21 @@ def _to_model_frames(frames_uint8: tf.Tensor, config: DataConfig) -> tf.Tensor:
     return frames
 
 
+def black_frame(config: DataConfig) -> tf.Tensor:
+    """A black frame after normalisation, `[1, 1, 3]`: the padding of `pad_mode=zeros`."""
+    mean, std = NORMALIZATIONS.get(config.normalization, "normalization")
+    return tf.reshape((0.0 - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32),
+                      [1, 1, 3])
+
+
+def action_score_table(config: DataConfig):
+    """`action_score_std` of a per-action normalised configuration (checked)."""
+    if not config.action_score_std:
+        raise ConfigError("score_normalization=per_action needs the per-action score standard "
+                          "deviations of the training split (evaluation.with_action_score_stds)")
+    return config.action_score_std
+
+
 def _decode_frames(jpegs: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
                    config: DataConfig) -> tf.Tensor:
     """Decodes `[N]` JPEG strings to uint8 `[N, h, w, 3]`.
@@ -122,7 +138,8 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
     # Window-relative clip frames -> stored-frame indices; a window longer than the stored
     # video starts with copies of the first frame.
     relative = tf.cast(clip_indices(config), tf.int64)
-    stored = tf.maximum(end - config.window_length + 1 + relative, 0)
+    wanted = end - config.window_length + 1 + relative
+    stored = tf.maximum(wanted, 0)
     flat = tf.reshape(stored, [-1])
     unique, position = tf.unique(flat)
     frames = _decode_frames(tf.gather(jpegs, unique), record[features.HEIGHT],
@@ -132,13 +149,22 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
         flip = tf.random.stateless_uniform([], seed + 1, 0, 2, dtype=tf.int32)
         frames = tf.cond(flip > 0, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
     video = tf.gather(frames, position)
+    if config.pad_mode == "zeros":  # frames before the video's first are black
+        before = tf.reshape(wanted < 0, [-1, 1, 1, 1])
+        video = tf.where(before, black_frame(config), video)
     video = tf.reshape(video, [config.num_clips, config.clip_length, config.crop_size,
                                config.crop_size, 3])
+    action = tf.cast(record[features.ACTION_ID], tf.int32)
     inputs = {"video": video,
-              "difficulty": tf.cast(record[features.DIFFICULTY], tf.float32)}
+              "difficulty": tf.cast(record[features.DIFFICULTY], tf.float32),
+              tasks.ACTION_INPUT: action}
     if with_keys:
         inputs["sample_key"] = record[features.SAMPLE_KEY]
-    targets = {tasks.SCORE_OUTPUT: tf.cast(record[features.FINAL_SCORE], tf.float32)}
+    score = tf.cast(record[features.FINAL_SCORE], tf.float32)
+    targets = {tasks.SCORE_OUTPUT: score}
+    if config.score_normalization == "per_action":
+        std = tf.gather(tf.constant(action_score_table(config), tf.float32), action)
+        targets[tasks.NORMALIZED_SCORE_OUTPUT] = tf.where(score >= 0, score / std, -1.0)
     for label, output in features.CLASS_LABEL_TO_OUTPUT.items():
         targets[output] = tf.cast(record[label], tf.int32)
     if include_caption:
@@ -198,7 +224,40 @@ def _records(config: DataConfig, split: str, training: bool) -> tf.data.Dataset:
             return tf.equal(in_validation(ctx[features.SAMPLE_KEY], config), want_val)
 
         ds = ds.filter(keep)
+    actions = config.evaluated_test_actions if split == "test" else config.actions
+    if actions:
+        ds = ds.filter(_action_filter(actions))
+    count = {"train": config.train_samples, "test": config.test_samples}.get(split, 0)
+    if count:
+        keys = tf.constant(chosen_keys(config, split, count))
+        ds = ds.filter(lambda s: tf.reduce_any(tf.equal(_context(s, features.SAMPLE_KEY), keys)))
     return ds
+
+
+def _context(serialized: tf.Tensor, key: str) -> tf.Tensor:
+    spec = {key: features.CONTEXT_SPEC[key]}
+    return tf.io.parse_single_sequence_example(serialized, context_features=spec)[0][key]
+
+
+def _action_filter(actions):
+    ids = tf.constant([tasks.AQA7_ACTIONS.index(a) + 1 for a in actions], tf.int64)
+    return lambda serialized: tf.reduce_any(tf.equal(_context(serialized, features.ACTION_ID),
+                                                     ids))
+
+
+def chosen_keys(config: DataConfig, split: str, count: int):
+    """The `count` sample keys of `split` (after the validation carve-out and the action
+    filter) that `train_samples` / `test_samples` keep: a seeded choice (`val_seed`) among the
+    keys in sorted order, so it is the same in every epoch and every process."""
+    import numpy as np
+    unlimited = dataclasses.replace(config, train_samples=0, test_samples=0)
+    keys = sorted(k.decode("utf-8") for k in _records(unlimited, split, training=False).map(
+        lambda s: _context(s, features.SAMPLE_KEY)).as_numpy_iterator())
+    if count > len(keys):
+        raise ConfigError(f"{split}_samples={count}, but the {split} split has only "
+                          f"{len(keys)} samples (after the action filter)")
+    chosen = np.random.default_rng(config.val_seed).choice(len(keys), count, replace=False)
+    return [keys[i] for i in sorted(chosen)]
 
 
 def build_dataset(config: DataConfig, split: str, training: bool, with_keys: bool = False,
@@ -245,6 +304,28 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
         drop_remainder = training
     ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def serving_windows(config: DataConfig, split: str) -> tf.data.Dataset:
+    """The windows of a split as a client sends them to an export: one element per record,
+    `{"sample_key": string, "frames": string [<= window_length] (the stored JPEG frames of the
+    window ending at the annotated end; fewer when the video is shorter: the export pads them
+    as its `pad_mode` says), "difficulty":
+    float32, "action": int32, "score": float32}`. For parity checks of exports (`aqa_tf.tflite_lib`) and
+    calibration data (int8 quantisation)."""
+    def window(serialized):
+        record = features.parse_sequence_example(serialized)
+        jpegs = record[features.FRAMES]
+        num_stored = tf.cast(tf.shape(jpegs)[0], tf.int64)
+        end = window_end(record[features.END_INDEX], num_stored, config, training=False)
+        start = tf.maximum(end - config.window_length + 1, 0)
+        return {"sample_key": record[features.SAMPLE_KEY], "frames": jpegs[start:end + 1],
+                "difficulty": tf.cast(record[features.DIFFICULTY], tf.float32),
+                "action": tf.cast(record[features.ACTION_ID], tf.int32),
+                "score": tf.cast(record[features.FINAL_SCORE], tf.float32)}
+
+    return _records(config, split, training=False).map(window,
+                                                       num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def check_stored_size(config: DataConfig, split: str = "train"):

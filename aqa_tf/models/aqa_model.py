@@ -12,6 +12,7 @@ from aqa_tf.models import mscadc_heads
 from aqa_tf.models.backbones import build_backbone
 from aqa_tf.models.captioning import S2VTCaptioner
 from aqa_tf.models.layers.aggregation import aggregate, build_aggregation
+from aqa_tf.models.layers import clip_encoder
 
 BACKBONE_LAYER = "clip_encoder"
 CAPTIONER_LAYER = "captioner"
@@ -46,11 +47,20 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
     video = keras.Input((data_config.num_clips, data_config.clip_length, data_config.crop_size,
                          data_config.crop_size, 3), name="video")
     backbone = build_clip_backbone(model_config, data_config)
-    clip_features = layers.TimeDistributed(backbone, name=BACKBONE_LAYER)(video)
+    clip_features = clip_encoder.TimeDistributed(backbone, name=BACKBONE_LAYER)(video)
     backbone_features = clip_features
     inputs = {"video": video}
     if model_config.multiply_difficulty:
         inputs["difficulty"] = keras.Input((), name="difficulty")
+    if data_config.score_normalization == "per_action":
+        if model_config.multiply_difficulty:
+            raise ValueError("--multiply_difficulty and --score_normalization=per_action do "
+                             "not combine (the action's deviation scales the whole score)")
+        if not data_config.action_score_std:
+            raise ValueError("score_normalization=per_action: the per-action score deviations "
+                             "of the training split are missing (evaluation."
+                             "with_action_score_stds)")
+        inputs[tasks.ACTION_INPUT] = keras.Input((), dtype="int32", name=tasks.ACTION_INPUT)
     if getattr(backbone, "spatial_features", False):
         return _build_dense_head_model(model_config, data_config, inputs, clip_features)
     for i, units in enumerate(model_config.projection_units):
@@ -65,9 +75,8 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
         x = layers.Dropout(model_config.dropout, name="fc6_dropout")(x)
     # Paper 002 (--multiply_difficulty): the regressor predicts the execution part and the
     # model returns difficulty x prediction (difficulty read from the record).
-    outputs = {tasks.SCORE_OUTPUT: heads.score_output(
-        layers.Dense(1, dtype="float32", name="score_regressor")(x), model_config.score_std,
-        inputs.get("difficulty"))}
+    outputs = _score_outputs(layers.Dense(1, dtype="float32", name="score_regressor")(x),
+                             model_config, data_config, inputs)
     if "dive" in model_config.heads:
         outputs.update(heads.dive_heads(x, model_config.class_counts))
     if "caption" in model_config.heads:
@@ -92,8 +101,8 @@ def _build_dense_head_model(model_config: ModelConfig, data_config: DataConfig, 
             "clip_length (paper 001: --num_frames=16 --clip_length=16 --frame_step=6.5)")
     feature_map = layers.Reshape(tuple(clip_features.shape[2:]), name="whole_action")(
         clip_features)
-    outputs = {"score": heads.score_output(mscadc_heads.score_regressor(feature_map),
-                                           model_config.score_std, inputs.get("difficulty"))}
+    outputs = _score_outputs(mscadc_heads.score_regressor(feature_map), model_config,
+                             data_config, inputs)
     if "dive" in model_config.heads:
         outputs.update(mscadc_heads.dive_classifier(feature_map, model_config.class_counts))
     if "caption" in model_config.heads:
@@ -104,6 +113,16 @@ def _build_dense_head_model(model_config: ModelConfig, data_config: DataConfig, 
         _add_caption_head(model_config, data_config, inputs, outputs, caption_input)
     name = f"{model_config.backbone}_" + ("mtl" if len(model_config.heads) > 1 else "stl")
     return keras.Model(inputs=inputs, outputs=outputs, name=name)
+
+
+def _score_outputs(normalised, model_config: ModelConfig, data_config: DataConfig, inputs):
+    """The score output(s) of the regressor's `[batch, 1]` output: `score` in points (global
+    `score_std`, difficulty x execution, or per-action deviations with `normalized_score`)."""
+    if tasks.ACTION_INPUT in inputs:
+        return heads.per_action_score_outputs(normalised, inputs[tasks.ACTION_INPUT],
+                                              data_config.action_score_std)
+    return {tasks.SCORE_OUTPUT: heads.score_output(normalised, model_config.score_std,
+                                                   inputs.get("difficulty"))}
 
 
 def backbone_of(model: keras.Model) -> keras.Model:
@@ -165,6 +184,10 @@ def clip_contributions(model: keras.Model) -> Optional[Tuple[str, keras.Model]]:
     x = model.get_layer("score_regressor")(x)
     if "difficulty" in inputs:
         scores = model.get_layer("execution")(x) * ops.expand_dims(inputs["difficulty"], -1)
+    elif tasks.ACTION_INPUT in inputs:  # per-action deviations (paper 003)
+        table = ops.convert_to_tensor(model.get_layer(tasks.SCORE_OUTPUT).action_score_std)
+        std = ops.take(table, ops.cast(inputs[tasks.ACTION_INPUT], "int32"))
+        scores = model.get_layer(tasks.NORMALIZED_SCORE_OUTPUT)(x) * ops.expand_dims(std, -1)
     else:
         scores = model.get_layer(tasks.SCORE_OUTPUT)(x)
     return CLIP_SCORES, keras.Model(inputs, scores, name=CLIP_SCORES)

@@ -1,9 +1,11 @@
 """Task heads of the AQA models (paper 001: score regressor and dive classifier)."""
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import keras
 from keras import layers, ops
+
+from aqa_tf import tasks
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
@@ -37,6 +39,39 @@ class MultiplyDifficulty(layers.Layer):
 
     def compute_output_shape(self, execution_shape, difficulty_shape):
         return execution_shape
+
+
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class PerActionScore(layers.Layer):
+    """Per-action score normalisation (paper 003): the regressor predicts the score divided by
+    its action's training standard deviation; `score = std[action] * regressor_output`.
+
+    Inputs `[batch, 1]` and the action ids `[batch]` (int); output `[batch]` in points.
+    """
+
+    def __init__(self, action_score_std: Sequence[float] = (), **kwargs):
+        super().__init__(**kwargs)
+        self.action_score_std = tuple(float(v) for v in action_score_std)
+
+    def call(self, normalised, action):
+        table = ops.convert_to_tensor(self.action_score_std, "float32")
+        std = ops.take(table, ops.reshape(ops.cast(action, "int32"), (-1,)))
+        return ops.squeeze(ops.cast(normalised, "float32"), axis=-1) * std
+
+    def compute_output_shape(self, normalised_shape, action_shape):
+        return normalised_shape[:-1]
+
+    def get_config(self):
+        return {**super().get_config(), "action_score_std": list(self.action_score_std)}
+
+
+def per_action_score_outputs(normalised: keras.KerasTensor, action: keras.KerasTensor,
+                             action_score_std: Sequence[float]) -> Dict[str, keras.KerasTensor]:
+    """`score` in points and `normalized_score` (what the loss compares, paper 003) from the
+    regressor's output `[batch, 1]` and the action ids `[batch]`."""
+    return {tasks.SCORE_OUTPUT: PerActionScore(action_score_std, name="score")(normalised,
+                                                                              action),
+            tasks.NORMALIZED_SCORE_OUTPUT: ScoreOutput(1.0, name="normalized_score")(normalised)}
 
 
 def score_output(normalised: keras.KerasTensor, score_std: float,

@@ -1,0 +1,229 @@
+r"""Paper 003's multi-action protocols on AQA-7: one command trains every model a protocol
+needs and writes its results table.
+
+  python -m aqa_tf.protocols --protocol=all_action --flagfile configs/paper003_aqa7_c3d_lstm.cfg
+  python -m aqa_tf.protocols --protocol=single_action --flagfile configs/paper003_aqa7_c3d_lstm.cfg
+  python -m aqa_tf.protocols --protocol=zero_shot --flagfile configs/paper003_aqa7_c3d_lstm.cfg
+  python -m aqa_tf.protocols --protocol=finetune --flagfile configs/paper003_aqa7_c3d_lstm.cfg \
+      --pretrained_dir runs/paper003_aqa7/zero_shot
+
+- all_action (Table 2): one model on the six actions; Spearman per action and their Fisher-z
+  average.
+- single_action (Table 2): one model per action, trained and tested on it.
+- zero_shot (Table 3, "multi-action" row): for each action, a model trained on the other five and
+  tested on it; the untrained model's Spearman on it is the random-initialisation row
+  (`--evaluate_before_training`, `metrics/epoch_000.json`).
+- finetune (Table 4): for each action and training-set size ({25, 75, 125}; {15, 25, 35} for the
+  synchronised-diving actions), fine-tuning from the zero-shot model that never saw the action
+  (`--pretrained_dir`, "AA") and from random initialisation ("RI"), tested on 50 samples of the
+  action's test split; iterations and step size scale with the size as the paper's rule
+  (`finetune_schedule`).
+
+Each model is a `python -m aqa_tf.train` run in `<protocol_dir>/<run>/` with the flags of this
+command plus the protocol's own (`--actions`, `--test_actions`, ...): a run that finished is not
+trained again, an interrupted one resumes. The checkpoint of each run is chosen on its
+validation split (or is the last one where there is none); the test split never chooses. The
+results go to `<protocol_dir>/results.{json,txt,png}`.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from typing import Dict, List, Tuple
+
+from absl import flags
+
+from aqa_tf import flag_defs
+from aqa_tf import tasks
+
+flag_defs.define_flags()
+flags.DEFINE_enum("protocol", None, ["all_action", "single_action", "zero_shot", "finetune"],
+                  "Paper 003 protocol to run.")
+flags.DEFINE_string("protocol_dir", "", "Folder of the protocol's runs and results (default: "
+                    "<model_dir>/<protocol>).")
+flags.DEFINE_list("protocol_actions", list(tasks.AQA7_ACTIONS), "The actions the per-action "
+                  "protocols run (single_action, zero_shot, finetune): all six by default.")
+flags.DEFINE_string("pretrained_dir", "", "finetune: the zero_shot protocol folder whose "
+                    "<action>/best.weights.h5 (trained without that action) initialise the "
+                    "'AA' models.")
+flags.DEFINE_list("finetune_sizes", [], "finetune: training-set sizes (default: the paper's "
+                  "25,75,125, and 15,25,35 for the synchronised-diving actions).")
+flags.DEFINE_integer("finetune_test_samples", 50, "finetune: test samples of the action.")
+flags.DEFINE_integer("finetune_batch_size", 15, "finetune: batch size (paper: 15 videos).")
+flags.DEFINE_bool("dry_run", False, "Print the runs' commands and stop.")
+FLAGS = flags.FLAGS
+
+SYNC_DIVING = ("sync_diving_3m", "sync_diving_10m")
+# Paper 003, Sec. 5.3: {25, 75, 125} samples -> {500, 1200, 2000} iterations and a learning-rate
+# step of {100, 300, 500} iterations; "similar scaling" for 15 and 35 samples. Between and
+# beyond the paper's points the iterations and steps are interpolated linearly in the size.
+_SCHEDULE_POINTS = ((25, 500, 100), (75, 1200, 300), (125, 2000, 500))
+
+
+def finetune_schedule(samples: int) -> Tuple[int, int]:
+    """(iterations, step size) for `samples` training samples (paper 003's rule)."""
+    points = _SCHEDULE_POINTS
+    low, high = (points[0], points[1]) if samples <= points[1][0] else (points[1], points[2])
+    t = (samples - low[0]) / (high[0] - low[0])
+    iterations = low[1] + t * (high[1] - low[1])
+    step = low[2] + t * (high[2] - low[2])
+    return max(100, int(round(iterations, -2))), max(10, int(round(step)))
+
+
+def finetune_sizes(action: str) -> List[int]:
+    if FLAGS.finetune_sizes:
+        return [int(s) for s in FLAGS.finetune_sizes]
+    return [15, 25, 35] if action in SYNC_DIVING else [25, 75, 125]
+
+
+def plan(protocol: str) -> List[Tuple[str, List[str]]]:
+    """(run name, extra flags) of every model of `protocol`."""
+    actions = FLAGS.protocol_actions
+    unknown = [a for a in actions if a not in tasks.AQA7_ACTIONS]
+    if unknown:
+        raise flag_defs.ConfigError(f"--protocol_actions: unknown {', '.join(unknown)}; known: "
+                                    f"{', '.join(tasks.AQA7_ACTIONS)}")
+    if protocol == "all_action":
+        return [("all_action", [f"--actions={','.join(tasks.AQA7_ACTIONS)}", "--test_actions="])]
+    if protocol == "single_action":
+        return [(a, [f"--actions={a}", f"--test_actions={a}"]) for a in actions]
+    if protocol == "zero_shot":
+        return [(a, [f"--actions={','.join(o for o in tasks.AQA7_ACTIONS if o != a)}",
+                     f"--test_actions={a}", "--evaluate_before_training"]) for a in actions]
+    if not FLAGS.pretrained_dir:
+        raise flag_defs.ConfigError("--protocol=finetune needs --pretrained_dir (the folder of "
+                                    "a zero_shot protocol run)")
+    runs = []
+    for action in actions:
+        pretrained = os.path.join(FLAGS.pretrained_dir, action, "best.weights.h5")
+        if not FLAGS.dry_run and not os.path.exists(pretrained):
+            raise FileNotFoundError(f"{pretrained}: the zero_shot model without {action} "
+                                    "(run --protocol=zero_shot first)")
+        for size in finetune_sizes(action):
+            iterations, step = finetune_schedule(size)
+            common = [f"--actions={action}", f"--test_actions={action}",
+                      f"--train_samples={size}", f"--test_samples={FLAGS.finetune_test_samples}",
+                      "--val_fraction=0", f"--batch_size={FLAGS.finetune_batch_size}",
+                      # One epoch = 100 iterations: the test curve of Fig. 3.
+                      "--steps_per_epoch=100", f"--epochs={max(1, iterations // 100)}",
+                      "--lr_schedule=step", f"--lr_decay_steps={step}", "--lr_decay_factor=0.5",
+                      "--test_every_epoch"]
+            runs.append((f"{action}_{size}_aa", common + [
+                f"--init_weights={pretrained}", "--init_weights_source=keras_model"]))
+            # Random initialisation of what the protocol trains (the frozen backbone keeps its
+            # pretrained weights, as in the paper: only the LSTM and regressor start afresh).
+            runs.append((f"{action}_{size}_ri", common))
+    return runs
+
+
+def _read(path: str) -> Dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _test_metrics(run_dir: str) -> Dict:
+    return _read(os.path.join(run_dir, "final_metrics.json"))["metrics"]
+
+
+def _best_test_over_epochs(run_dir: str) -> float:
+    """The best test Spearman over the epochs (what paper 003's Table 4 reports: optimistic,
+    selected on test; shown beside the honest final figure)."""
+    folder = os.path.join(run_dir, "metrics")
+    values = [_read(os.path.join(folder, name)).get("test", {}).get("spearman")
+              for name in sorted(os.listdir(folder)) if name.startswith("epoch_")]
+    values = [v for v in values if v is not None]
+    return max(values) if values else float("nan")
+
+
+def collect(protocol: str, runs: List[Tuple[str, List[str]]], folder: str) -> Dict:
+    """The results table of a finished protocol: series name -> {action: Spearman, ...} and
+    their Fisher-z averages."""
+    from aqa_tf import metrics as metrics_lib
+    series: Dict[str, Dict[str, float]] = {}
+    if protocol == "all_action":
+        m = _test_metrics(os.path.join(folder, "all_action"))
+        series["all-action"] = {k.split("/", 1)[1]: v for k, v in m.items()
+                                if k.startswith("spearman/")}
+    elif protocol in ("single_action", "zero_shot"):
+        label = "single-action" if protocol == "single_action" else "multi-action (zero-shot)"
+        series[label] = {name: _test_metrics(os.path.join(folder, name))["spearman"]
+                         for name, _ in runs}
+        if protocol == "zero_shot":
+            series["random initialisation"] = {
+                name: _read(os.path.join(folder, name, "metrics", "epoch_000.json"))["test"][
+                    "spearman"] for name, _ in runs}
+    else:
+        for name, _ in runs:
+            action, size, init = name.rsplit("_", 2)
+            run_dir = os.path.join(folder, name)
+            series.setdefault(f"{init.upper()} final", {})[f"{action}_{size}"] = (
+                _test_metrics(run_dir)["spearman"])
+            series.setdefault(f"{init.upper()} best over iterations (on test, as the paper)",
+                              {})[f"{action}_{size}"] = _best_test_over_epochs(run_dir)
+    return {"protocol": protocol, "series": series,
+            "fisher_z": {label: metrics_lib.fisher_z_mean(list(values.values()))
+                         for label, values in series.items()},
+            "plain_mean": {label: float(sum(values.values()) / max(len(values), 1))
+                           for label, values in series.items()}}
+
+
+def write_results(results: Dict, folder: str) -> List[str]:
+    from aqa_tf import reporting
+    columns = list(dict.fromkeys(k for values in results["series"].values() for k in values))
+    width = max([12] + [len(c) + 2 for c in columns])
+    lines = [f"Paper 003 protocol {results['protocol']} (test split, Spearman rho)",
+             f"{'':<58}" + "".join(f"{c:>{width}}" for c in columns) + f"{'Fisher-z':>10}"]
+    for label, values in results["series"].items():
+        lines.append(f"{label:<58}" + "".join(
+            f"{values.get(c, math.nan):>{width}.4f}" for c in columns)
+            + f"{results['fisher_z'][label]:>10.4f}")
+    paths = [os.path.join(folder, f"results.{ext}") for ext in ("json", "txt", "png")]
+    with open(paths[0], "w") as f:
+        json.dump(results, f, indent=2)
+    with open(paths[1], "w") as f:
+        f.write("\n".join(lines) + "\n")
+    series = {label: {**values, "Fisher-z": results["fisher_z"][label]}
+              for label, values in results["series"].items()}
+    reporting.plot_action_bars(paths[2], series, f"paper 003 {results['protocol']}")
+    print("\n".join(lines), flush=True)
+    return paths
+
+
+def main(argv):
+    del argv
+    if FLAGS.protocol is None:
+        raise flag_defs.ConfigError("--protocol is required (all_action, single_action, "
+                                    "zero_shot, finetune)")
+    train_config = flag_defs.train_config_from_flags()
+    folder = FLAGS.protocol_dir or os.path.join(train_config.model_dir or "runs",
+                                                FLAGS.protocol)
+    runs = plan(FLAGS.protocol)
+    os.makedirs(folder, exist_ok=True)
+    # The flags of this command (not the protocol's own): every run starts from them.
+    base = flag_defs.write_flagfile(os.path.join(folder, "protocol_flags.txt"))
+    for index, (name, extra) in enumerate(runs, 1):
+        run_dir = os.path.join(folder, name)
+        command = [sys.executable, "-m", "aqa_tf.train", f"--flagfile={base}", *extra,
+                   f"--model_dir={run_dir}", f"--experiment_name={FLAGS.protocol}_{name}",
+                   f"--export_dir={os.path.join(folder, 'saved_models')}"]
+        print(f"[{index}/{len(runs)}] {name}: {' '.join(command[1:])}", flush=True)
+        if FLAGS.dry_run:
+            continue
+        if os.path.exists(os.path.join(run_dir, "final_metrics.json")):
+            print("  finished before: kept", flush=True)
+            continue
+        with open(os.path.join(folder, f"{name}.log"), "w") as log:
+            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
+        if code != 0:
+            raise flag_defs.ConfigError(f"run {name} failed (exit {code}); its output: "
+                                        f"{os.path.join(folder, name + '.log')}")
+    if FLAGS.dry_run:
+        return
+    paths = write_results(collect(FLAGS.protocol, runs, folder), folder)
+    print("Results: " + ", ".join(paths), flush=True)
+
+
+if __name__ == "__main__":
+    flag_defs.run(main)

@@ -1,0 +1,191 @@
+"""Paper 003 on AQA-7: Fisher-z averaging, per-action score normalisation, the action filters of
+the protocols, a multi-action model that learns on synthetic six-action data, and the protocols
+command (`aqa_tf.protocols`) end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aqa_tf import metrics, tasks
+from tests.conftest import REPO_ROOT, aqa7_records
+
+def test_fisher_z_average_is_the_hand_computation():
+    rhos = [0.6177, 0.6746, 0.4955, 0.3648, 0.8410, 0.7343]  # paper 003, Table 2, last row
+    z = [0.5 * np.log((1 + r) / (1 - r)) for r in rhos]
+    expected = (np.exp(2 * np.mean(z)) - 1) / (np.exp(2 * np.mean(z)) + 1)
+    assert metrics.fisher_z_mean(rhos) == pytest.approx(expected, abs=1e-12)
+    assert metrics.fisher_z_mean(rhos) == pytest.approx(0.6478, abs=5e-4)  # the paper's figure
+    # It weighs high correlations more than the plain mean does.
+    assert metrics.fisher_z_mean([0.95, 0.1]) > np.mean([0.95, 0.1]) + 0.1
+    assert metrics.fisher_z_mean([0.3, 0.3]) == pytest.approx(0.3)
+    assert metrics.fisher_z_mean([1.0, 0.5]) < 1.0  # finite at rho = 1
+
+
+def test_per_action_metrics_name_every_action():
+    actions = np.array([1, 1, 1, 2, 2, 2, 2])
+    true = np.array([10, 20, 30, 1, 2, 3, 4], float)
+    pred = np.array([11, 19, 35, 4, 3, 2, 1], float)
+    m = metrics.per_action_metrics(true, pred, actions, tasks.AQA7_ACTIONS)
+    assert m["spearman/diving"] == pytest.approx(1.0) and m["spearman/gym_vault"] == -1.0
+    assert m["spearman_action_mean"] == pytest.approx(0.0)
+
+
+@pytest.fixture(scope="module")
+def aqa7_data(tmp_path_factory):
+    """Six synthetic actions, 20 training and 10 test videos each, 40x54 stored frames."""
+    return aqa7_records(tmp_path_factory.mktemp("aqa7_learning"), 20, 10, num_frames=24,
+                        height=64, width=86, seed=11)
+
+
+def _data_config(data_dir, **changes):
+    from aqa_tf.config import DataConfig
+    fields = dict(data_dir=data_dir, stored_height=40, stored_width=54, sample_length=32,
+                  num_frames=32, clip_length=16, clip_stride=16, crop_size=32, batch_size=8,
+                  val_fraction=0.0, pad_mode="zeros", score_normalization="per_action")
+    fields.update(changes)
+    return DataConfig(**fields)
+
+
+def test_per_action_deviation_from_training_only_and_scores_back_in_points(aqa7_data):
+    import keras
+    import tensorflow as tf
+    from aqa_tf import evaluation
+    from aqa_tf.config import ModelConfig
+    from aqa_tf.data import features, pipeline
+    from aqa_tf.models import aqa_model
+    config = evaluation.with_action_score_stds(_data_config(aqa7_data))
+    with open(os.path.join(aqa7_data, "aqa7_actions.json")) as f:
+        summary = {a["index"]: a for a in json.load(f)["actions"]}
+    train = {}
+    for serialized in tf.data.TFRecordDataset(tf.io.gfile.glob(f"{aqa7_data}/train-*")):
+        record = features.parse_to_numpy(serialized.numpy())
+        train.setdefault(record["action_id"], []).append(record["final_score"])
+    for action in range(1, 7):
+        assert config.action_score_std[action] == pytest.approx(np.std(train[action]), rel=1e-6)
+        assert config.action_score_std[action] == pytest.approx(
+            summary[action]["train_score_std"], rel=1e-6)
+    # Targets: the loss compares score / std(action); the model's score output is in points.
+    inputs, targets = next(iter(pipeline.build_dataset(config, "test", training=False)))
+    std = np.take(config.action_score_std, inputs["action"].numpy())
+    np.testing.assert_allclose(targets["normalized_score"], targets["score"] / std, rtol=1e-6)
+    keras.utils.set_random_seed(0)
+    model = aqa_model.build_aqa_model(ModelConfig(width_multiplier=0.0625, fc_units=8,
+                                                  heads=("score",)), config)
+    out = model({k: inputs[k] for k in model.input}, training=False)
+    np.testing.assert_allclose(out["score"], out["normalized_score"] * std, rtol=1e-5)
+
+
+def test_action_filters_and_sample_counts(aqa7_data):
+    from aqa_tf.data import pipeline
+    config = _data_config(aqa7_data, actions=("gym_vault", "diving"), test_actions=("ski_big_air",),
+                          train_samples=7, test_samples=4, score_normalization="global")
+    keys = [k.decode() for k in pipeline.build_dataset(config, "train", training=False,
+                                                       with_keys=True).unbatch().map(
+        lambda x, y: x["sample_key"]).as_numpy_iterator()]
+    assert len(keys) == 7 and all(k.startswith(("gym_vault_", "diving_")) for k in keys)
+    assert keys == [k.decode() for k in pipeline.build_dataset(
+        config, "train", training=False, with_keys=True).unbatch().map(
+        lambda x, y: x["sample_key"]).as_numpy_iterator()]  # the same choice every time
+    test = [k for k, _ in pipeline.build_dataset(config, "test", training=False,
+                                                 with_keys=True).unbatch().map(
+        lambda x, y: (x["sample_key"], y["score"])).as_numpy_iterator()]
+    assert len(test) == 4 and all(k.startswith(b"ski_big_air_") for k in test)
+
+
+def _train(data_dir, model_dir, *extra, timeout=1800):
+    command = [sys.executable, "-m", "aqa_tf.train", "--flagfile=configs/base_aqa7.cfg",
+               f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+               f"--export_dir={model_dir}/export", "--stored_height=40", "--stored_width=54",
+               "--sample_length=32", "--num_frames=32", "--clip_length=16", "--clip_stride=16",
+               "--crop_size=32", "--random_end_k=2", "--backbone=c3d", "--backbone_batch_norm",
+               "--width_multiplier=0.125", "--aggregation=average", "--fc_units=64",
+               "--dropout=0.25", "--batch_size=8", "--learning_rate=1e-3", "--lr_schedule=cosine",
+               "--verbose=2", "--notest_every_epoch", *extra]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout
+
+
+def test_all_action_run_reports_every_action_and_exports_points(aqa7_data, tmp_path):
+    """An all-action training run (two epochs: what is checked here is the reporting and the
+    export, not learning) reports Spearman per action and the Fisher-z average, writes the
+    action table and plot, and its export scores in points for the action it is given, as
+    the evaluation does."""
+    model_dir = str(tmp_path / "all_action")
+    stdout = _train(aqa7_data, model_dir, "--epochs=2", "--val_fraction=0.15")
+    with open(os.path.join(model_dir, "final_metrics.json")) as f:
+        final = json.load(f)["metrics"]
+    assert set(k for k in final if k.startswith("spearman/")) == {
+        f"spearman/{a}" for a in tasks.AQA7_ACTIONS}
+    rhos = [final[f"spearman/{a}"] for a in tasks.AQA7_ACTIONS]
+    assert final["spearman_fisher_z"] == pytest.approx(metrics.fisher_z_mean(rhos))
+    assert final["spearman_action_mean"] == pytest.approx(np.mean(rhos))
+    assert "Spearman, Fisher-z average" in stdout
+    for suffix in ("actions.txt", "actions.png"):
+        assert os.path.exists(os.path.join(model_dir, f"test_{suffix}"))
+    # The export scores in points for the action it is given.
+    from aqa_tf import predict_lib
+    from aqa_tf.data import pipeline
+    import dataclasses
+    scorer = predict_lib.Scorer.from_saved_model(os.path.join(model_dir, "export",
+                                                              "all_action", "1"))
+    assert scorer.meta["uses_action"] and scorer.meta["pad_mode"] == "zeros"
+    element = next(pipeline.serving_windows(dataclasses.replace(
+        _data_config(aqa7_data)), "test").as_numpy_iterator())
+    served = scorer.score(np.asarray(element["frames"], object)[None],
+                          action=[element["action"]])["score"][0]
+    with open(os.path.join(model_dir, "test_predictions.csv")) as f:
+        rows = {line.split(",")[0]: float(line.split(",")[2]) for line in f.readlines()[1:]}
+    assert served == pytest.approx(rows[element["sample_key"].decode()], abs=0.05)
+
+
+def test_zero_shot_protocol_reports_every_held_out_action(aqa7_data, tmp_path):
+    folder = str(tmp_path / "zero_shot")
+    command = [sys.executable, "-m", "aqa_tf.protocols", "--protocol=zero_shot",
+               "--flagfile=configs/base_aqa7.cfg", f"--data_dir={aqa7_data}",
+               f"--protocol_dir={folder}", "--stored_height=40", "--stored_width=54",
+               "--sample_length=32", "--num_frames=32", "--clip_length=16", "--clip_stride=16",
+               "--crop_size=32", "--width_multiplier=0.0625", "--fc_units=8", "--epochs=1",
+               "--steps_per_epoch=2", "--batch_size=4", "--val_fraction=0", "--verbose=2"]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(os.path.join(folder, "results.json")) as f:
+        results = json.load(f)
+    for series in ("multi-action (zero-shot)", "random initialisation"):
+        assert set(results["series"][series]) == set(tasks.AQA7_ACTIONS)
+        assert np.isfinite(results["fisher_z"][series])
+    assert os.path.exists(os.path.join(folder, "results.png"))
+    for action in tasks.AQA7_ACTIONS:  # trained without the action it is tested on
+        with open(os.path.join(folder, action, "flags.txt")) as f:
+            flags_text = f.read()
+        assert f"--test_actions={action}\n" in flags_text
+        trained_on = [line for line in flags_text.splitlines() if line.startswith("--actions=")]
+        assert action not in trained_on[0].split("=", 1)[1].split(",")
+
+
+def test_protocol_plans_parse_and_scale_the_finetuning_schedule():
+    from aqa_tf import protocols
+    assert protocols.finetune_schedule(25) == (500, 100)
+    assert protocols.finetune_schedule(75) == (1200, 300)
+    assert protocols.finetune_schedule(125) == (2000, 500)
+    iterations, step = protocols.finetune_schedule(15)
+    assert iterations < 500 and step < 100
+    proc = subprocess.run(
+        [sys.executable, "-m", "aqa_tf.protocols", "--protocol=finetune", "--dry_run",
+         "--flagfile=configs/paper003_aqa7_c3d_lstm.cfg", "--pretrained_dir=runs/zs",
+         "--protocol_dir=/tmp/unused_protocol_dir"], cwd=REPO_ROOT, capture_output=True,
+        text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("[")]
+    assert len(lines) == 36  # 6 actions x 3 sizes x (AA, RI)
+    assert any("sync_diving_3m_15_aa" in l and "--train_samples=15" in l and
+               "--init_weights=runs/zs/sync_diving_3m/best.weights.h5" in l for l in lines)
+    bad = subprocess.run([sys.executable, "-m", "aqa_tf.protocols", "--protocol=finetune",
+                          "--flagfile=configs/paper003_aqa7_c3d_lstm.cfg"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "needs --pretrained_dir" in bad.stderr.splitlines()[-1]
