@@ -126,10 +126,16 @@ def _configure(converter, quantize, representative, inputs):
 
 
 def _first_error_line(error: Exception) -> str:
-    """The converter's errors are pages of MLIR locations: keep the lines that say what."""
-    lines = [l.strip() for l in str(error).splitlines() if l.strip()
-             and not l.lstrip().startswith(("loc(", "%", "<unknown>"))]
-    return " ".join(lines[:4])[:600] or type(error).__name__
+    """The converter's errors are pages of MLIR locations: keep what they say (the message after
+    each location, and the `TF Select ops:` summary with the op's shapes)."""
+    kept = []
+    for line in str(error).splitlines():
+        line = line.strip()
+        if "error:" in line or "):" in line:
+            line = line.rsplit("):", 1)[-1].strip() if "):" in line else line
+        if line and not line.startswith(("loc(", "%", "<unknown>")) and line not in kept:
+            kept.append(line)
+    return " ".join(kept)[:800] or type(error).__name__
 
 
 def with_metadata(blob: bytes, meta: Dict) -> bytes:

@@ -67,8 +67,10 @@ def _to_model_frames(frames_uint8: tf.Tensor, config: DataConfig) -> tf.Tensor:
     """
     frames = frames_uint8
     if config.resize_height > 0 and config.resize_width > 0:
-        frames = tf.image.resize(frames, [config.resize_height, config.resize_width],
-                                 method="bilinear")
+        # Resized as float32 (the same values as from uint8; TFLite's RESIZE_BILINEAR has no
+        # uint8-in, float-out form).
+        frames = tf.image.resize(tf.cast(frames, tf.float32),
+                                 [config.resize_height, config.resize_width], method="bilinear")
     shape = tf.shape(frames)
     height, width = shape[1], shape[2]
     short = tf.minimum(height, width)
