@@ -20,7 +20,17 @@ def test_cosine_schedule_decays_to_zero_over_all_steps():
     assert float(np.asarray(constant.learning_rate)) == pytest.approx(1e-3)
 
 
-@pytest.mark.parametrize("field, value", [("select_on", "loss"), ("lr_schedule", "step")])
+@pytest.mark.parametrize("field, value", [("select_on", "loss"), ("lr_schedule", "linear")])
 def test_bad_train_config_names_the_value(field, value):
     with pytest.raises(ValueError, match=f"{field}={value!r}"):
         TrainConfig(model_dir="x", **{field: value}).validate()
+
+
+def test_step_schedule_halves_every_decay_steps():
+    """Paper 003: Adam 1e-3 halved every 3K iterations (--lr_schedule=step)."""
+    backbone = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    config = TrainConfig(model_dir="x", learning_rate=1e-3, lr_schedule="step",
+                         lr_decay_steps=3000, lr_decay_factor=0.5)
+    schedule = optim.make_optimizer(config, backbone)._learning_rate
+    rates = [float(schedule(step)) for step in (0, 2999, 3000, 6000, 9001)]
+    assert rates == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4])
