@@ -12,7 +12,6 @@ another end); `--scan` slides the window over a long video and writes a timeline
 PNG) of the score and the top sub-actions, to find the dives of a broadcast.
 """
 
-import json
 import os
 
 from absl import flags
@@ -123,10 +122,7 @@ def main(argv):
             print(f"  {'plot':<16}" + reporting.plot_dive(result, scorer.meta,
                                                             out.file("clips.png")), flush=True)
         results.append(predict_lib.json_ready(result))
-    if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"Results: {FLAGS.output_json}", flush=True)
+    predict_lib.write_results(FLAGS.output_json, results)
 
 
 if __name__ == "__main__":

@@ -322,6 +322,15 @@ def json_ready(result: Dict) -> Dict:
     return {k: v for k, v in result.items() if k != "window"}
 
 
+def write_results(path: str, results: List[Dict]):
+    """`--output_json` of the scoring CLIs (`aqa_tf.predict`, `aqa_tf.serving_client`)."""
+    if not path:
+        return
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"Results: {path}", flush=True)
+
+
 @dataclasses.dataclass
 class OutputPaths:
     """Where `aqa_tf.predict` writes the files of one video."""

@@ -542,10 +542,7 @@ def main(argv):
             results.append(predict_lib.json_ready(result))
     finally:
         connection.close()
-    if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"Results: {FLAGS.output_json}", flush=True)
+    predict_lib.write_results(FLAGS.output_json, results)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from aqa_tf.data import aqa7
 from aqa_tf.data import features
 from aqa_tf.data.shards import DataError, ShardedWriter
 from aqa_tf.data.video import resize_frame
+from tfrecords_tools import common
 from tfrecords_tools.common import ConversionReport
 
 _FRAME_FILE = re.compile(r"^img_(\d{5})\.jpg$")
@@ -289,15 +290,8 @@ def define_flags():
     from absl import flags
     flags.DEFINE_string("root", None, "AQA-7 release folder: <action>-out/ frame folders and "
                         f"{aqa7.SPLIT_DIR}/ split files.")
-    flags.DEFINE_string("out_dir", None, "Output folder for the TFRecord shards.")
     flags.DEFINE_list("actions", list(aqa7.ACTIONS), "Actions to convert (names).")
-    flags.DEFINE_integer("width", 171, "Stored frame width.")
-    flags.DEFINE_integer("height", 128, "Stored frame height.")
-    flags.DEFINE_integer("num_shards_train", 8, "Shards of the training split.")
-    flags.DEFINE_integer("num_shards_test", 4, "Shards of the test split.")
-    flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per CPU).")
-    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the stored frames.")
-    flags.DEFINE_list("splits", ["train", "test"], "Splits to convert.")
+    common.define_output_flags()
     flags.mark_flags_as_required(["root", "out_dir"])
 
 

@@ -24,3 +24,18 @@ class ConversionReport:
     def save(self, path: str):
         with open(path, "w") as f:
             json.dump(dataclasses.asdict(self), f, indent=2, sort_keys=True)
+
+
+def define_output_flags(width_help: str = "Stored frame width.",
+                        height_help: str = "Stored frame height."):
+    """The output flags every converter shares: folder, stored frame size, shards, workers,
+    JPEG quality and splits."""
+    from absl import flags
+    flags.DEFINE_string("out_dir", None, "Output folder for the TFRecord shards.")
+    flags.DEFINE_integer("width", 171, width_help)
+    flags.DEFINE_integer("height", 128, height_help)
+    flags.DEFINE_integer("num_shards_train", 8, "Shards of the training split.")
+    flags.DEFINE_integer("num_shards_test", 4, "Shards of the test split.")
+    flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per CPU).")
+    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the stored frames.")
+    flags.DEFINE_list("splits", ["train", "test"], "Splits to convert.")

@@ -28,6 +28,7 @@ from aqa_tf.data import captions
 from aqa_tf.data import features
 from aqa_tf.data.shards import ShardedWriter
 from aqa_tf.data.video import resize_frame
+from tfrecords_tools import common
 from tfrecords_tools.common import ConversionReport
 
 Key = Tuple[int, int]
@@ -257,16 +258,10 @@ def define_flags():
                         "Frame file under --frames_dir; fields {event}, {sample}, {frame} "
                         "(frame: 1-based number in the event video, as in the annotations).")
     flags.DEFINE_string("video_pattern", "{event:02d}.mp4", "Video file under --videos_dir.")
-    flags.DEFINE_string("out_dir", None, "Output folder for the TFRecord shards.")
     flags.DEFINE_integer("sample_length", 103, "Frames ending at end_frame that are stored.")
     flags.DEFINE_integer("jitter_margin", 3, "Extra frames stored on each side (temporal jitter).")
-    flags.DEFINE_integer("width", 171, "Stored frame width (MSCADC: 640).")
-    flags.DEFINE_integer("height", 128, "Stored frame height (MSCADC: 360).")
-    flags.DEFINE_integer("num_shards_train", 8, "Shards of the training split.")
-    flags.DEFINE_integer("num_shards_test", 4, "Shards of the test split.")
-    flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per CPU).")
-    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the stored frames.")
-    flags.DEFINE_list("splits", ["train", "test"], "Splits to convert.")
+    common.define_output_flags("Stored frame width (MSCADC: 640).",
+                               "Stored frame height (MSCADC: 360).")
     flags.mark_flags_as_required(["annotations_dir", "out_dir"])
 
 
