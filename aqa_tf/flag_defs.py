@@ -161,6 +161,34 @@ def write_flagfile(path: str) -> str:
     return path
 
 
+def define_scoring_flags():
+    """The flags of the CLIs that score a video file (`aqa_tf.predict`,
+    `aqa_tf.serving_client`): where the window ends, the difficulty and action the model may
+    read, and the JSON output."""
+    from aqa_tf import tasks
+    flags.DEFINE_float("end_time", None, "The window ends at the frame shown at this time "
+                       "(seconds; default: the last frame).")
+    flags.DEFINE_integer("end_frame", None, "The window ends at this frame of the video "
+                         "(1-based, at the video's own frame rate; default: the last frame).")
+    flags.DEFINE_float("difficulty", None, "Degree of difficulty of the dive, for models that "
+                       "multiply their prediction by it (--multiply_difficulty).")
+    flags.DEFINE_enum("action", None, list(tasks.AQA7_ACTIONS), "What the video shows, for "
+                      "multi-action models (AQA-7, paper 003), which score each action on its "
+                      "own scale.")
+    flags.DEFINE_string("output_json", "", "Write the results of all videos to this JSON file.")
+
+
+def scoring_action(meta) -> Optional[int]:
+    """The action index (1-based) that `--action` gives a multi-action model (export metadata
+    `meta`), None for other models; ConfigError when the model needs it and it is missing."""
+    if not meta.get("uses_action"):
+        return None
+    if FLAGS.action is None:
+        raise ConfigError("this model scores several actions, each on its own scale: give "
+                          "--action (" + ", ".join(meta.get("actions", [])) + ")")
+    return list(meta["actions"]).index(FLAGS.action) + 1
+
+
 def run(main: Callable[[List[str]], Any]):
     """`absl.app.run(main)`, where a user's mistake (an invalid option value, a missing file,
     unreadable data or video) ends the program with one clear message and exit status 2, not a

@@ -18,31 +18,21 @@ from absl import flags
 
 from aqa_tf import flag_defs
 from aqa_tf import registry
-from aqa_tf import tasks
 
 flag_defs.define_flags()
+flag_defs.define_scoring_flags()
 flags.DEFINE_string("model", "", "Exported model: a SavedModel folder (<export_dir>/<name>/"
                     "<version>) or a .tflite file (aqa_tf.export --format=tflite).")
 flags.DEFINE_string("checkpoint", "", "Instead of --model: weights of the model the flags "
                     "(--flagfile) describe, e.g. <model_dir>/best.weights.h5.")
 flags.DEFINE_enum("checkpoint_source", "keras_model", registry.CHECKPOINT_SOURCES.names(),
                   "Family of --checkpoint (see `aqa_tf.export`).")
-flags.DEFINE_float("end_time", None, "The window ends at the frame shown at this time "
-                   "(seconds; default: the last frame).")
-flags.DEFINE_integer("end_frame", None, "The window ends at this frame of the video (1-based, "
-                     "at the video's own frame rate; default: the last frame).")
-flags.DEFINE_float("difficulty", None, "Degree of difficulty of the dive, for models that "
-                   "multiply their prediction by it (--multiply_difficulty).")
-flags.DEFINE_enum("action", None, list(tasks.AQA7_ACTIONS), "What the video shows, for "
-                  "multi-action models (AQA-7, paper 003), which score each action on its own "
-                  "scale.")
 flags.DEFINE_bool("scan", False, "Slide the window over the whole video and write a timeline "
                   "<output_dir>/<video>_timeline.{csv,json,png}.")
 flags.DEFINE_integer("scan_stride", 0, "Frames (at the model's frame rate) between two scanned "
                      "windows; 0: the clip length.")
 flags.DEFINE_integer("predict_batch_size", 8, "Windows scored at once while scanning.")
 flags.DEFINE_string("output_dir", ".", "Folder of the PNG and timeline files.")
-flags.DEFINE_string("output_json", "", "Write the results of all videos to this JSON file.")
 flags.DEFINE_bool("plot", False, "Write <output_dir>/<video>_clips.png: frames of each clip and "
                   "its contribution (Weight-Decider weights or per-clip scores).")
 flags.DEFINE_bool("progress", True, "Progress bars while decoding and scanning.")
@@ -87,13 +77,7 @@ def main(argv):
     if scorer.meta.get("uses_difficulty") and FLAGS.difficulty is None:
         raise flag_defs.ConfigError("this model multiplies its prediction by the degree of "
                                     "difficulty: give --difficulty")
-    action = None
-    if scorer.meta.get("uses_action"):
-        if FLAGS.action is None:
-            raise flag_defs.ConfigError("this model scores several actions, each on its own "
-                                        "scale: give --action (" + ", ".join(
-                                            scorer.meta.get("actions", [])) + ")")
-        action = scorer.meta["actions"].index(FLAGS.action) + 1
+    action = flag_defs.scoring_action(scorer.meta)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     print(f"Model: {scorer.description}", flush=True)
     results = []

@@ -33,7 +33,6 @@ import numpy as np
 from absl import flags
 
 from aqa_tf import flag_defs
-from aqa_tf import tasks
 from aqa_tf.config import ConfigError
 
 flags.DEFINE_string("server", "", "gRPC address HOST:PORT of tensorflow_model_server (its "
@@ -49,15 +48,7 @@ flags.DEFINE_string("metadata", "", "Optional: the export's assets.extra/aqa_tf.
                     "(needed only for exports of an older aqa_tf, whose `metadata` signature "
                     "has no input).")
 flags.DEFINE_float("timeout", 60.0, "Seconds to wait for each answer of the server.")
-flags.DEFINE_float("end_time", None, "The window ends at the frame shown at this time "
-                   "(seconds; default: the last frame).")
-flags.DEFINE_integer("end_frame", None, "The window ends at this frame of the video (1-based, "
-                     "at the video's own frame rate; default: the last frame).")
-flags.DEFINE_float("difficulty", None, "Degree of difficulty of the dive, for models that "
-                   "multiply their prediction by it (--multiply_difficulty).")
-flags.DEFINE_enum("action", None, list(tasks.AQA7_ACTIONS), "What the video shows, for "
-                  "multi-action models (AQA-7, paper 003).")
-flags.DEFINE_string("output_json", "", "Write the results of all videos to this JSON file.")
+flag_defs.define_scoring_flags()
 flags.DEFINE_bool("progress", True, "Progress bars while decoding.")
 FLAGS = flags.FLAGS
 
@@ -526,12 +517,7 @@ def main(argv):
     if scorer.meta.get("uses_difficulty") and FLAGS.difficulty is None:
         raise ConfigError("this model multiplies its prediction by the degree of difficulty: "
                           "give --difficulty")
-    action = None
-    if scorer.meta.get("uses_action"):
-        if FLAGS.action is None:
-            raise ConfigError("this model scores several actions, each on its own scale: give "
-                              "--action (" + ", ".join(scorer.meta.get("actions", [])) + ")")
-        action = scorer.meta["actions"].index(FLAGS.action) + 1
+    action = flag_defs.scoring_action(scorer.meta)
     print(f"Model: {scorer.description}", flush=True)
     results = []
     try:
