@@ -141,7 +141,11 @@ class DataConfig(Config):
         "global", "global: scores divided by --score_std for the loss (MTL-AQA: 17). "
         "per_action: divided by the training standard deviation of their action (paper 003, "
         "AQA-7); the model reads the action of each sample and multiplies its prediction back "
-        "to judges' points.", choices=("global", "per_action"))
+        "to judges' points. per_action_standardized: the action's training mean subtracted "
+        "first, then divided by its deviation (not in the paper: every action's targets are "
+        "centred, so the regressor ranks within an action instead of first telling actions "
+        "apart; its prediction is multiplied back and the mean added).",
+        choices=("global", "per_action", "per_action_standardized"))
     pad_mode: str = option(
         "repeat_first", "How a window longer than the stored video is filled in front: "
         "repeat_first (the first frame, MTL-AQA) or zeros (black frames: paper 003 zero-pads "
@@ -182,6 +186,14 @@ class DataConfig(Config):
     # each action's scores, indexed by action id (index 0 unused: MTL-AQA records have action
     # 0). Measured on the training records (`evaluation.with_action_score_stds`).
     action_score_std: Tuple[float, ...] = ()
+    # Not an option: with score_normalization=per_action_standardized, the training mean of each
+    # action's scores, indexed as `action_score_std` (empty otherwise: no offset).
+    action_score_mean: Tuple[float, ...] = ()
+
+    @property
+    def per_action_scores(self) -> bool:
+        """Whether scores are normalised per action (the model reads the action)."""
+        return self.score_normalization in ("per_action", "per_action_standardized")
 
     @property
     def evaluated_test_actions(self) -> Tuple[str, ...]:

@@ -39,13 +39,14 @@ def read_scores(data_config: DataConfig, split: str) -> np.ndarray:
     return scores[np.isfinite(scores) & (scores >= 0)]
 
 
-def action_score_stds(data_config: DataConfig) -> Tuple[float, ...]:
-    """Per-action standard deviation of the training split's scores (paper 003: "we divide the
-    raw scores of all the actions by the training standard deviation of the corresponding
-    action"), indexed by action id; 1.0 for ids without training scores. Population deviation
-    (numpy's default, ddof=0), as the converter's per-action summary. Every training record
-    counts, whatever `--actions` keeps: a zero-shot model scales its unseen action by that
-    action's own deviation."""
+def action_score_statistics(data_config: DataConfig) -> Tuple[Tuple[float, ...],
+                                                              Tuple[float, ...]]:
+    """Per-action standard deviation and mean of the training split's scores, indexed by action
+    id: paper 003, "we divide the raw scores of all the actions by the training standard
+    deviation of the corresponding action". Deviation 1.0 and mean 0.0 for ids without training
+    scores. Population deviation (numpy's default, ddof=0), as the converter's per-action
+    summary. Every training record counts, whatever `--actions` keeps: a zero-shot model scales
+    its unseen action by that action's own statistics."""
     spec = {features.FINAL_SCORE: tf.io.FixedLenFeature([], tf.float32),
             features.ACTION_ID: tf.io.FixedLenFeature([], tf.int64)}
     ds = tf.data.TFRecordDataset(shards.shard_files(data_config.data_dir,
@@ -56,19 +57,29 @@ def action_score_stds(data_config: DataConfig) -> Tuple[float, ...]:
         score = float(record[features.FINAL_SCORE])
         if np.isfinite(score) and score >= 0:
             by_action.setdefault(int(record[features.ACTION_ID]), []).append(score)
-    table = [1.0] * (max(by_action, default=0) + 1)
+    stds = [1.0] * (max(by_action, default=0) + 1)
+    means = [0.0] * len(stds)
     for action, scores in by_action.items():
         std = float(np.std(scores))
-        table[action] = std if std > 0 else 1.0
-    return tuple(table)
+        stds[action] = std if std > 0 else 1.0
+        means[action] = float(np.mean(scores))
+    return tuple(stds), tuple(means)
+
+
+def action_score_stds(data_config: DataConfig) -> Tuple[float, ...]:
+    """Per-action training standard deviations (`action_score_statistics`)."""
+    return action_score_statistics(data_config)[0]
 
 
 def with_action_score_stds(data_config: DataConfig) -> DataConfig:
-    """`data_config` with `action_score_std` measured on its training records when it
-    normalises scores per action (unchanged otherwise)."""
-    if data_config.score_normalization != "per_action" or data_config.action_score_std:
+    """`data_config` with `action_score_std` (and, standardising, `action_score_mean`) measured
+    on its training records when it normalises scores per action (unchanged otherwise)."""
+    if not data_config.per_action_scores or data_config.action_score_std:
         return data_config
-    return dataclasses.replace(data_config, action_score_std=action_score_stds(data_config))
+    stds, means = action_score_statistics(data_config)
+    if data_config.score_normalization != "per_action_standardized":
+        means = ()
+    return dataclasses.replace(data_config, action_score_std=stds, action_score_mean=means)
 
 
 def score_range(data_config: DataConfig) -> Tuple[float, float]:

@@ -189,6 +189,7 @@ def metadata(model: keras.Model, data_config: DataConfig) -> Dict:
         "uses_action": tasks.ACTION_INPUT in model.input,
         "actions": list(tasks.AQA7_ACTIONS) if tasks.ACTION_INPUT in model.input else [],
         "action_score_std": list(data_config.action_score_std),
+        "action_score_mean": list(data_config.action_score_mean),
         "clip_contribution": contributions[0] if contributions else None,
         "signatures": list(SIGNATURES) + (list(CAPTION_SIGNATURES)
                                           if aqa_model.has_caption_head(model) else []),

@@ -13,28 +13,34 @@ class ScoreLoss(keras.losses.Loss):
     """L2 + L1 distance on normalised scores (paper 001, eq. 1; authors' MSELoss + L1Loss).
 
     Both scores are divided by `score_std` (17 for MTL-AQA) before the distance. Samples whose
-    true score is missing (negative, the schema's -1) or not finite get zero loss.
+    true score is missing (negative, the schema's -1, unless `signed`) or not finite get zero
+    loss. `signed`: targets may be negative (per-action standardised scores); only non-finite
+    ones are missing.
 
     y_true: `[batch]` scores in points. y_pred: `[batch]` scores in points.
     """
 
     def __init__(self, score_std: float = 17.0, l1_weight: float = 1.0, l2_weight: float = 1.0,
-                 name: str = "score_loss", **kwargs):
+                 signed: bool = False, name: str = "score_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.score_std = float(score_std)
+        self.signed = bool(signed)
         self.l1_weight = float(l1_weight)
         self.l2_weight = float(l2_weight)
 
     def call(self, y_true, y_pred):
         y_true = ops.reshape(ops.cast(y_true, "float32"), (-1,))
         y_pred = ops.reshape(ops.cast(y_pred, "float32"), (-1,))
-        valid = ops.logical_and(y_true >= 0.0, ops.isfinite(y_true))
-        diff = ops.where(valid, (y_pred - y_true) / self.score_std, 0.0)
+        valid = ops.isfinite(y_true)
+        if not self.signed:
+            valid = ops.logical_and(valid, y_true >= 0.0)
+        diff = ops.where(valid, (y_pred - ops.where(valid, y_true, 0.0)) / self.score_std, 0.0)
         return self.l2_weight * ops.square(diff) + self.l1_weight * ops.abs(diff)
 
     def get_config(self):
         return {**super().get_config(), "score_std": self.score_std,
-                "l1_weight": self.l1_weight, "l2_weight": self.l2_weight}
+                "l1_weight": self.l1_weight, "l2_weight": self.l2_weight,
+                "signed": self.signed}
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
@@ -91,7 +97,8 @@ def build_losses(output_names: Sequence[str], score_std: float, score_weight: fl
         if name == tasks.SCORE_OUTPUT and per_action:
             continue  # paper 003: the loss compares per-action normalised scores
         if name == tasks.NORMALIZED_SCORE_OUTPUT:
-            losses[name], weights[name] = ScoreLoss(1.0), score_weight
+            # Missing targets are NaN (standardised targets can be negative).
+            losses[name], weights[name] = ScoreLoss(1.0, signed=True), score_weight
         elif name == tasks.SCORE_OUTPUT:
             losses[name], weights[name] = ScoreLoss(score_std), score_weight
         elif name in tasks.CLASS_OUTPUTS:

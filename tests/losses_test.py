@@ -25,3 +25,18 @@ def test_build_losses_weights():
     l, w = losses.build_losses(["score", "position", "twists"], 17.0, 1.0, 0.5)
     assert w == {"score": 1.0, "position": 0.5, "twists": 0.5}
     assert isinstance(l["score"], losses.ScoreLoss)
+
+
+def test_signed_score_loss_keeps_negative_targets_and_masks_nan():
+    """Per-action standardised targets are signed; a missing one is NaN and adds nothing (nor a
+    NaN gradient)."""
+    import tensorflow as tf
+    loss = losses.ScoreLoss(1.0, signed=True)
+    y_true = np.array([-0.5, 1.0, np.nan], "float32")
+    y_pred = tf.Variable(np.array([0.5, 1.0, 3.0], "float32"))
+    with tf.GradientTape() as tape:
+        per_sample = loss.call(y_true, y_pred)
+        total = tf.reduce_sum(per_sample)
+    np.testing.assert_allclose(np.asarray(per_sample), [1.0 + 1.0, 0.0, 0.0], atol=1e-6)
+    assert np.isfinite(tape.gradient(total, y_pred).numpy()).all()
+    assert losses.ScoreLoss.from_config(loss.get_config()).signed

@@ -77,6 +77,26 @@ def test_per_action_deviation_from_training_only_and_scores_back_in_points(aqa7_
                                                   heads=("score",)), config)
     out = model({k: inputs[k] for k in model.input}, training=False)
     np.testing.assert_allclose(out["score"], out["normalized_score"] * std, rtol=1e-5)
+    assert config.action_score_mean == ()  # the paper's normalisation only divides
+
+    # Standardised (not in the paper): the training mean is subtracted too and added back.
+    config = evaluation.with_action_score_stds(_data_config(
+        aqa7_data, score_normalization="per_action_standardized"))
+    for action in range(1, 7):
+        assert config.action_score_mean[action] == pytest.approx(np.mean(train[action]),
+                                                                 rel=1e-6)
+        assert config.action_score_std[action] == pytest.approx(np.std(train[action]), rel=1e-6)
+    inputs, targets = next(iter(pipeline.build_dataset(config, "test", training=False)))
+    mean = np.take(config.action_score_mean, inputs["action"].numpy())
+    np.testing.assert_allclose(targets["normalized_score"], (targets["score"] - mean) / std,
+                               rtol=1e-5, atol=1e-5)
+    assert (targets["normalized_score"].numpy() < 0).any()  # signed targets
+    model = aqa_model.build_aqa_model(ModelConfig(width_multiplier=0.0625, fc_units=8,
+                                                  heads=("score",)), config)
+    out = model({k: inputs[k] for k in model.input}, training=False)
+    np.testing.assert_allclose(out["score"], out["normalized_score"] * std + mean, rtol=1e-5)
+    clone = keras.Model.from_config(model.get_config())  # the table travels with the model
+    assert clone.get_layer("score").action_score_mean == config.action_score_mean
 
 
 def test_action_filters_and_sample_counts(aqa7_data):

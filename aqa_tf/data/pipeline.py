@@ -164,9 +164,14 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
         inputs["sample_key"] = record[features.SAMPLE_KEY]
     score = tf.cast(record[features.FINAL_SCORE], tf.float32)
     targets = {tasks.SCORE_OUTPUT: score}
-    if config.score_normalization == "per_action":
+    if config.per_action_scores:
         std = tf.gather(tf.constant(action_score_table(config), tf.float32), action)
-        targets[tasks.NORMALIZED_SCORE_OUTPUT] = tf.where(score >= 0, score / std, -1.0)
+        mean = (tf.gather(tf.constant(config.action_score_mean, tf.float32), action)
+                if config.action_score_mean else 0.0)
+        # Standardised targets are signed: a missing score (< 0) becomes NaN, which the loss
+        # masks.
+        targets[tasks.NORMALIZED_SCORE_OUTPUT] = tf.where(score >= 0, (score - mean) / std,
+                                                          float("nan"))
     for label, output in features.CLASS_LABEL_TO_OUTPUT.items():
         targets[output] = tf.cast(record[label], tf.int32)
     if include_caption:

@@ -52,12 +52,13 @@ def build_aqa_model(model_config: ModelConfig, data_config: DataConfig) -> keras
     inputs = {"video": video}
     if model_config.multiply_difficulty:
         inputs["difficulty"] = keras.Input((), name="difficulty")
-    if data_config.score_normalization == "per_action":
+    if data_config.per_action_scores:
         if model_config.multiply_difficulty:
-            raise ValueError("--multiply_difficulty and --score_normalization=per_action do "
+            raise ValueError("--multiply_difficulty and per-action score normalisation do "
                              "not combine (the action's deviation scales the whole score)")
         if not data_config.action_score_std:
-            raise ValueError("score_normalization=per_action: the per-action score deviations "
+            raise ValueError(f"score_normalization={data_config.score_normalization}: the "
+                             "per-action score deviations "
                              "of the training split are missing (evaluation."
                              "with_action_score_stds)")
         inputs[tasks.ACTION_INPUT] = keras.Input((), dtype="int32", name=tasks.ACTION_INPUT)
@@ -120,7 +121,8 @@ def _score_outputs(normalised, model_config: ModelConfig, data_config: DataConfi
     `score_std`, difficulty x execution, or per-action deviations with `normalized_score`)."""
     if tasks.ACTION_INPUT in inputs:
         return heads.per_action_score_outputs(normalised, inputs[tasks.ACTION_INPUT],
-                                              data_config.action_score_std)
+                                              data_config.action_score_std,
+                                              data_config.action_score_mean)
     return {tasks.SCORE_OUTPUT: heads.score_output(normalised, model_config.score_std,
                                                    inputs.get("difficulty"))}
 
@@ -185,9 +187,8 @@ def clip_contributions(model: keras.Model) -> Optional[Tuple[str, keras.Model]]:
     if "difficulty" in inputs:
         scores = model.get_layer("execution")(x) * ops.expand_dims(inputs["difficulty"], -1)
     elif tasks.ACTION_INPUT in inputs:  # per-action deviations (paper 003)
-        table = ops.convert_to_tensor(model.get_layer(tasks.SCORE_OUTPUT).action_score_std)
-        std = ops.take(table, ops.cast(inputs[tasks.ACTION_INPUT], "int32"))
-        scores = model.get_layer(tasks.NORMALIZED_SCORE_OUTPUT)(x) * ops.expand_dims(std, -1)
+        scores = model.get_layer(tasks.SCORE_OUTPUT).to_points(
+            model.get_layer(tasks.NORMALIZED_SCORE_OUTPUT)(x), inputs[tasks.ACTION_INPUT])
     else:
         scores = model.get_layer(tasks.SCORE_OUTPUT)(x)
     return CLIP_SCORES, keras.Model(inputs, scores, name=CLIP_SCORES)

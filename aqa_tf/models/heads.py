@@ -44,33 +44,50 @@ class MultiplyDifficulty(layers.Layer):
 @keras.saving.register_keras_serializable(package="aqa_tf")
 class PerActionScore(layers.Layer):
     """Per-action score normalisation (paper 003): the regressor predicts the score divided by
-    its action's training standard deviation; `score = std[action] * regressor_output`.
+    its action's training standard deviation; `score = std[action] * regressor_output`, plus
+    `mean[action]` where the targets were standardised (`action_score_mean`; empty: none).
 
     Inputs `[batch, 1]` and the action ids `[batch]` (int); output `[batch]` in points.
     """
 
-    def __init__(self, action_score_std: Sequence[float] = (), **kwargs):
+    def __init__(self, action_score_std: Sequence[float] = (),
+                 action_score_mean: Sequence[float] = (), **kwargs):
         super().__init__(**kwargs)
         self.action_score_std = tuple(float(v) for v in action_score_std)
+        self.action_score_mean = tuple(float(v) for v in action_score_mean)
+
+    def to_points(self, normalised, action):
+        """`normalised` (any shape `[batch, ...]`) in points for the actions `[batch]`."""
+        action = ops.reshape(ops.cast(action, "int32"), (-1,))
+        extra = (1,) * (len(normalised.shape) - 1)
+        std = ops.reshape(ops.take(ops.convert_to_tensor(self.action_score_std, "float32"),
+                                   action), (-1,) + extra)
+        points = ops.cast(normalised, "float32") * std
+        if self.action_score_mean:
+            points += ops.reshape(ops.take(ops.convert_to_tensor(self.action_score_mean,
+                                                                 "float32"), action),
+                                  (-1,) + extra)
+        return points
 
     def call(self, normalised, action):
-        table = ops.convert_to_tensor(self.action_score_std, "float32")
-        std = ops.take(table, ops.reshape(ops.cast(action, "int32"), (-1,)))
-        return ops.squeeze(ops.cast(normalised, "float32"), axis=-1) * std
+        return self.to_points(ops.squeeze(normalised, axis=-1), action)
 
     def compute_output_shape(self, normalised_shape, action_shape):
         return normalised_shape[:-1]
 
     def get_config(self):
-        return {**super().get_config(), "action_score_std": list(self.action_score_std)}
+        return {**super().get_config(), "action_score_std": list(self.action_score_std),
+                "action_score_mean": list(self.action_score_mean)}
 
 
 def per_action_score_outputs(normalised: keras.KerasTensor, action: keras.KerasTensor,
-                             action_score_std: Sequence[float]) -> Dict[str, keras.KerasTensor]:
+                             action_score_std: Sequence[float],
+                             action_score_mean: Sequence[float] = ()
+                             ) -> Dict[str, keras.KerasTensor]:
     """`score` in points and `normalized_score` (what the loss compares, paper 003) from the
     regressor's output `[batch, 1]` and the action ids `[batch]`."""
-    return {tasks.SCORE_OUTPUT: PerActionScore(action_score_std, name="score")(normalised,
-                                                                              action),
+    return {tasks.SCORE_OUTPUT: PerActionScore(action_score_std, action_score_mean,
+                                               name="score")(normalised, action),
             tasks.NORMALIZED_SCORE_OUTPUT: ScoreOutput(1.0, name="normalized_score")(normalised)}
 
 
