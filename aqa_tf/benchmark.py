@@ -6,6 +6,13 @@ Each measurement runs `--warmup_steps` untimed steps, then `--benchmark_steps` t
 model measurements feed one fixed in-memory batch, so they measure the model alone; the input
 pipeline is measured on the records of `--data_dir` (skipped, and said so, when there are none).
 
+Beside samples/s it prints the model's FLOPs per sample (forward, counted by TensorFlow's
+profiler on the traced graph; training counted as 3x forward: the backward pass of a
+convolution or matmul costs two forward ones), the GFLOP/s achieved, and the fraction of a peak
+measured in the same process and precision: a C3D-sized Conv3D (`--peak_conv`, default conv3a
+of C3D: 8x28x28x128 -> 256, 3x3x3) run alone. `--mixed_precision=auto` runs the probe of
+`aqa_tf.precision` and benchmarks what it chose.
+
   python -m aqa_tf.benchmark --flagfile configs/quickstart.cfg --format=tflite \
       --checkpoint runs/quickstart/best.weights.h5
 
@@ -42,6 +49,10 @@ flags.DEFINE_string("parity_split", "test", "With --format=tflite: split of --da
                     "windows compare each variant with the SavedModel ('' to skip).")
 flags.DEFINE_integer("parity_samples", 0, "Windows of --parity_split to compare (0: all).")
 flags.DEFINE_integer("tflite_threads", 0, "LiteRT interpreter threads (0: one per core).")
+flags.DEFINE_list("peak_conv", ["4", "8", "28", "28", "128", "256"],
+                  "The Conv3D whose speed is the peak: batch, frames, height, width, input "
+                  "channels, filters (3x3x3 kernel, 'same' padding). Default: C3D's conv3a on a "
+                  "batch of 4 clips.")
 FLAGS = flags.FLAGS
 
 
@@ -52,26 +63,6 @@ def _timed(step, warmup: int, steps: int) -> float:
     for _ in range(steps):
         step()
     return time.perf_counter() - start
-
-
-def _random_batch(model, model_config, data_config, shape, rng):
-    """A fixed batch of random inputs and targets for `model` (full-length captions: the worst
-    case of the caption head)."""
-    import numpy as np
-    batch = data_config.batch_size
-    x = {"video": rng.standard_normal([batch] + shape).astype("float32")}
-    if "difficulty" in model.input:  # --multiply_difficulty models
-        x["difficulty"] = rng.uniform(1.5, 3.8, batch).astype("float32")
-    y = {"score": rng.uniform(10, 100, batch).astype("float32")}
-    for name, count in model_config.class_counts.items():
-        if name in model.output:
-            y[name] = rng.integers(0, count, batch).astype("int32")
-    if "caption" in model.output:
-        words = rng.integers(2, model_config.vocab_size,
-                             (batch, data_config.max_caption_words)).astype("int32")
-        x["caption_tokens"] = np.concatenate([np.ones((batch, 1), "int32"), words], axis=1)
-        y["caption"] = np.concatenate([words, np.zeros((batch, 1), "int32")], axis=1)
-    return x, y
 
 
 def _input_pipeline(data_config, warmup: int, steps: int) -> dict:
@@ -93,13 +84,54 @@ def _print_results(results, model_name):
 
     print(f"\nBenchmark: {model_name}, input {results['input']}, batch {results['batch_size']}, "
           f"precision {results['precision']}, XLA {results['jit_compile']}, {results['machine']}")
-    print(f"  {'measurement':<26}{'samples/s':>12}")
+    print(f"  {'measurement':<26}{'samples/s':>12}{'GFLOP/s':>10}{'of peak':>9}")
     for key in ("input_pipeline_samples_per_s", "train_samples_per_s", "inference_samples_per_s",
                 "caption_generation_samples_per_s"):
         if key in results:
-            print(f"  {key.replace('_samples_per_s', ''):<26}{fmt(results[key]):>12}")
+            name = key.replace("_samples_per_s", "")
+            line = f"  {name:<26}{fmt(results[key]):>12}"
+            if f"{name}_gflop_per_s" in results:
+                line += (f"{results[f'{name}_gflop_per_s']:>10.1f}"
+                         f"{results[f'{name}_fraction_of_peak']:>9.2f}")
+            print(line)
+    if "forward_gflop_per_sample" in results:
+        print(f"  FLOPs: {results['forward_gflop_per_sample']:.2f} GFLOP per sample forward "
+              f"(training counted 3x); peak: Conv3D {'x'.join(FLAGS.peak_conv)} alone, "
+              f"{results['peak_conv3d_gflop_per_s']:.1f} GFLOP/s in {results['precision']}")
     if results.get("input_pipeline_note"):
         print(f"  (input pipeline: {results['input_pipeline_note']})")
+
+
+def forward_flops(model, x) -> float:
+    """Floating-point operations of one sample's forward pass (TensorFlow's profiler on the
+    inference graph traced at batch 1; multiply-adds count 2)."""
+    import tensorflow as tf
+    from tensorflow.python.profiler import model_analyzer, option_builder
+    from aqa_tf.models import aqa_model
+    inference = aqa_model.inference_model(model)
+    names = list(inference.input.keys())
+    specs = {k: tf.TensorSpec((1,) + tuple(x[k].shape[1:]), x[k].dtype) for k in names}
+    graph = tf.function(lambda inputs: inference(inputs, training=False)).get_concrete_function(
+        specs).graph
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return float(model_analyzer.profile(graph, options=options).total_float_ops)
+
+
+def conv3d_peak(shape, dtype: str, warmup: int, steps: int) -> float:
+    """GFLOP/s of one 3x3x3 'same' Conv3D `[batch, frames, height, width, in] -> filters` in
+    `dtype`, run alone: the peak the model's figures are compared with."""
+    import numpy as np
+    import tensorflow as tf
+    batch, frames, height, width, channels, filters = shape
+    rng = np.random.default_rng(0)
+    x = tf.cast(tf.constant(rng.standard_normal(shape[:5]).astype("float32")), dtype)
+    kernel = tf.cast(tf.constant(rng.standard_normal((3, 3, 3, channels, filters)).astype(
+        "float32") * 0.05), dtype)
+    conv = tf.function(lambda: tf.nn.conv3d(x, kernel, [1] * 5, "SAME"))
+    seconds = _timed(lambda: conv().numpy(), max(warmup, 1), max(steps, 3))
+    flop = 2.0 * batch * frames * height * width * filters * 27 * channels
+    return flop * max(steps, 3) / seconds / 1e9
 
 
 def main(argv):
@@ -111,12 +143,12 @@ def main(argv):
     devices.setup_devices(train_config.cpu_replicas)
     import numpy as np
     import tensorflow as tf
-    from aqa_tf import evaluation, optim
+    from aqa_tf import evaluation, optim, precision as precision_lib
     from aqa_tf.models import aqa_model
 
-    data_config = flag_defs.data_config_from_flags()
+    data_config = evaluation.with_action_score_stds(flag_defs.data_config_from_flags())
     model_config = flag_defs.model_config_from_flags()
-    precision = train_config.mixed_precision
+    precision = precision_lib.choose(model_config, data_config, train_config)
     devices.configure_run(train_config.seed, precision)
     batch, steps, warmup = data_config.batch_size, FLAGS.benchmark_steps, FLAGS.warmup_steps
     results = {
@@ -125,7 +157,7 @@ def main(argv):
         "jit_compile": train_config.jit_compile,
         "input": [data_config.num_clips, data_config.clip_length, data_config.crop_size,
                   data_config.crop_size, 3],
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        "machine": f"{precision_lib.machine_line()}, "
                    f"GPUs: {len(tf.config.list_physical_devices('GPU'))}",
         "warmup_steps": warmup, "benchmark_steps": steps,
     }
@@ -135,9 +167,14 @@ def main(argv):
     model = aqa_model.build_aqa_model(model_config, data_config)
     optim.compile_model(model, model_config, train_config,
                         optim.make_optimizer(train_config, aqa_model.backbone_of(model)))
-    x, y = _random_batch(model, model_config, data_config, results["input"],
-                         np.random.default_rng(0))
+    x, y = precision_lib.random_batch(model, model_config, data_config,
+                                      np.random.default_rng(0))
     results["parameters"] = int(model.count_params())
+    results["forward_gflop_per_sample"] = forward_flops(model, x) / 1e9
+    results["peak_conv3d_gflop_per_s"] = conv3d_peak(
+        [int(v) for v in FLAGS.peak_conv], "bfloat16" if "bfloat16" in precision else
+        "float16" if "float16" in precision else "float32",
+        warmup, steps)
     seconds = _timed(lambda: model.train_on_batch(x, y), warmup, steps)
     results["train_samples_per_s"] = batch * steps / seconds
     predictor = evaluation.Predictor(model, jit_compile=train_config.jit_compile)
@@ -149,6 +186,11 @@ def main(argv):
         generate = tf.function(aqa_model.CaptionGenerator(model, data_config.max_caption_words))
         seconds = _timed(lambda: generate(x_tensor["video"]).numpy(), warmup, steps)
         results["caption_generation_samples_per_s"] = batch * steps / seconds
+    flop = results["forward_gflop_per_sample"]
+    for name, multiple in (("train", 3.0), ("inference", 1.0)):
+        achieved = multiple * flop * results[f"{name}_samples_per_s"]
+        results[f"{name}_gflop_per_s"] = achieved
+        results[f"{name}_fraction_of_peak"] = achieved / results["peak_conv3d_gflop_per_s"]
 
     _print_results(results, model.name)
     output = FLAGS.benchmark_output or f"benchmark_{model_config.backbone}_{precision}.json"

@@ -378,8 +378,15 @@ class TrainConfig(Config):
     cpu_replicas: int = option(
         0, "Split the CPU into this many logical devices (to run MirroredStrategy on a machine "
         "without accelerators, e.g. in tests). 0: do not split.")
-    mixed_precision: str = option("none", "Keras dtype policy.",
-                                  choices=("none", "mixed_bfloat16", "mixed_float16"))
+    mixed_precision: str = option(
+        "none", "Keras dtype policy (none: float32). auto: measured on this machine "
+        "(`aqa_tf.precision`): a short training probe of this model in float32 and "
+        "mixed_bfloat16 on a CPU, keeping the faster (cached in <model_dir>/"
+        "precision_probe.json); on a GPU mixed_bfloat16 (compute capability >= 8) or "
+        "mixed_float16.", choices=("none", "auto", "mixed_bfloat16", "mixed_float16"))
+    precision_probe_steps: int = option(
+        3, "Timed training steps per precision of the --mixed_precision=auto probe (after 2 "
+        "untimed ones).")
     jit_compile: bool = option(False, "Compile train/predict steps with XLA.")
     init_weights: str = option(
         "", "Weights to start from, read as --init_weights_source says (e.g. a .weights.h5 "

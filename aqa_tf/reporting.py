@@ -31,6 +31,8 @@ def format_report(result: Dict) -> str:
                      f"   (plain mean {m['spearman_action_mean']:.4f})")
     for name, rate in result.get("majority_rates", {}).items():
         acc = m.get(f"accuracy/{name}", float("nan"))
+        if np.isnan(acc) and np.isnan(rate):
+            continue  # neither a head nor labels for it (AQA-7 records have no sub-actions)
         lines.append(f"  {'accuracy ' + name:<28}{acc:>10.4f}   (majority class {rate:.4f})")
     from aqa_tf.caption_metrics import METRIC_NAMES
     for name in METRIC_NAMES:

@@ -131,15 +131,29 @@ def _train(data_dir, model_dir, *extra, timeout=1800):
     return proc.stdout
 
 
-def test_all_action_run_reports_every_action_and_exports_points(aqa7_data, tmp_path):
-    """An all-action training run (two epochs: what is checked here is the reporting and the
-    export, not learning) reports Spearman per action and the Fisher-z average, writes the
-    action table and plot, and its export scores in points for the action it is given, as
-    the evaluation does."""
+def test_all_action_model_learns_reports_every_action_and_exports_points(aqa7_data, tmp_path):
+    """An all-action model (one small C3D-AVG on all six synthetic actions, 20 training videos
+    each) learns: its test Fisher-z average Spearman is >= 0.6 and at least 0.4 above the
+    same model untrained (measured: 0.88 vs 0.13 after 12 epochs; best checkpoint at epoch 4).
+    It reports Spearman per action and the Fisher-z average, writes the action table and plot,
+    and its export scores in points for the action it is given, as the evaluation does.
+
+    It uses --score_normalization=per_action_standardized. With the paper's divide-only
+    normalisation the same run stays at chance (test Fisher-z -0.03 vs 0.13 untrained, 12 and 20
+    epochs): the divided targets of the six actions sit at different levels (vault mean/std ~16,
+    diving ~4), so the regressor must tell the actions apart before it can rank within one, and
+    120 videos are too few for that at this size."""
     model_dir = str(tmp_path / "all_action")
-    stdout = _train(aqa7_data, model_dir, "--epochs=2", "--val_fraction=0.15")
+    stdout = _train(aqa7_data, model_dir, "--epochs=6", "--val_fraction=0.15",
+                    "--score_normalization=per_action_standardized")
     with open(os.path.join(model_dir, "final_metrics.json")) as f:
         final = json.load(f)["metrics"]
+    with open(os.path.join(model_dir, "metrics", "epoch_000.json")) as f:
+        untrained = json.load(f)["test"]
+    print(f"all-action test Fisher-z average {final['spearman_fisher_z']:.4f}, untrained "
+          f"{untrained['spearman_fisher_z']:.4f}")  # shown by pytest -rP
+    assert final["spearman_fisher_z"] >= 0.6, final
+    assert final["spearman_fisher_z"] >= untrained["spearman_fisher_z"] + 0.4, (final, untrained)
     assert set(k for k in final if k.startswith("spearman/")) == {
         f"spearman/{a}" for a in tasks.AQA7_ACTIONS}
     rhos = [final[f"spearman/{a}"] for a in tasks.AQA7_ACTIONS]

@@ -1,0 +1,198 @@
+"""`--mixed_precision=auto`: the dtype policy chosen by measuring the model on this machine.
+
+Whether bfloat16 pays on a CPU depends on the CPU: with AVX512_BF16 or AMX its matrix units run
+bf16 about twice as fast as float32 (C3D-AVG inference 1.8x on a Zen 4 EPYC); without them
+(Zen 3, older Xeons) TensorFlow emulates bf16 and it is slower than float32. So on a CPU the
+choice is a short probe: a few training steps of the run's own model (same backbone, heads,
+clip geometry; the batch capped at `PROBE_MAX_BATCH`) in float32 and in mixed_bfloat16, keeping
+the faster. float32 is kept unless bf16 is at least `MIN_SPEEDUP` faster (float32 is the exact
+one). bf16 stops early once it cannot win (without native bf16, TensorFlow's emulation runs a
+step 20x slower or worse: one step tells). The result is cached
+in the run folder (`precision_probe.json`), keyed by the machine and the model, so a resumed
+run does not probe again and a run moved to another machine does.
+
+On a GPU no probe is needed: mixed_bfloat16 where the GPU has bf16 tensor cores (compute
+capability >= 8.0, Ampere and later), mixed_float16 before that.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import time
+from typing import Dict, Optional, Tuple
+
+import keras
+import numpy as np
+
+from aqa_tf import run_folder
+from aqa_tf.config import ConfigError, DataConfig, ModelConfig, TrainConfig
+
+PROBE_FILE = "precision_probe.json"
+CANDIDATES = ("float32", "mixed_bfloat16")
+MIN_SPEEDUP = 1.05
+PROBE_MAX_BATCH = 4
+
+
+def cpu_description() -> Dict[str, str]:
+    """CPU model, family/model numbers and the flags that decide bf16 speed (from
+    /proc/cpuinfo on Linux; `platform` elsewhere)."""
+    info = {"model_name": platform.processor() or platform.machine(), "cores": str(os.cpu_count())}
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read().split("\n\n")[0]
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "model name":
+            info["model_name"] = value
+        elif key in ("cpu family", "model"):
+            info[key.replace(" ", "_")] = value
+        elif key == "flags":
+            wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+            info["flags"] = " ".join(f for f in value.split() if f in wanted)
+    return info
+
+
+def machine_line() -> str:
+    """One line naming the CPU, for every printed speed figure."""
+    cpu = cpu_description()
+    numbers = (f" (family {cpu['cpu_family']} model {cpu['model']})"
+               if "cpu_family" in cpu else "")
+    return (f"{cpu['model_name']}{numbers}, {cpu['cores']} cores, "
+            f"flags: {cpu.get('flags') or 'n/a'}")
+
+
+def random_batch(model: keras.Model, model_config: ModelConfig, data_config: DataConfig,
+                 rng: np.random.Generator) -> Tuple[dict, dict]:
+    """A fixed batch of random inputs and targets for `model` at the configured geometry
+    (full-length captions: the worst case of the caption head)."""
+    batch = data_config.batch_size
+    shape = [data_config.num_clips, data_config.clip_length, data_config.crop_size,
+             data_config.crop_size, 3]
+    x = {"video": rng.standard_normal([batch] + shape).astype("float32")}
+    if "difficulty" in model.input:  # --multiply_difficulty models
+        x["difficulty"] = rng.uniform(1.5, 3.8, batch).astype("float32")
+    if "action" in model.input:  # per-action scores (paper 003)
+        x["action"] = rng.integers(1, len(data_config.action_score_std), batch).astype("int32")
+    y = {"score": rng.uniform(10, 100, batch).astype("float32")}
+    if "normalized_score" in model.output:
+        y["normalized_score"] = rng.standard_normal(batch).astype("float32")
+    for name, count in model_config.class_counts.items():
+        if name in model.output:
+            y[name] = rng.integers(0, count, batch).astype("int32")
+    if "caption" in model.output:
+        words = rng.integers(2, model_config.vocab_size,
+                             (batch, data_config.max_caption_words)).astype("int32")
+        x["caption_tokens"] = np.concatenate([np.ones((batch, 1), "int32"), words], axis=1)
+        y["caption"] = np.concatenate([words, np.zeros((batch, 1), "int32")], axis=1)
+    return x, y
+
+
+def _gpu_policy() -> Optional[str]:
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability",
+                                                                          (0, 0))
+    return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
+
+
+def _probe_key(model_config: ModelConfig, data_config: DataConfig,
+               train_config: TrainConfig) -> str:
+    import tensorflow as tf
+    described = {"machine": cpu_description(), "tensorflow": tf.__version__,
+                 "keras": keras.__version__, "model": dataclasses.asdict(model_config),
+                 "geometry": [data_config.batch_size, data_config.num_clips,
+                              data_config.clip_length, data_config.crop_size],
+                 "jit_compile": train_config.jit_compile,
+                 "freeze_backbone": train_config.freeze_backbone}
+    return hashlib.sha1(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def measure(policy: str, model_config: ModelConfig, data_config: DataConfig,
+            train_config: TrainConfig, steps: int, warmup: int = 2,
+            time_limit: Optional[float] = None) -> float:
+    """Training samples/s of the configured model under `policy` (random batch, the run's
+    optimizer and losses): `warmup` untimed steps, then `steps` timed ones, fewer (at least
+    one) once they have taken `time_limit` seconds."""
+    from aqa_tf import optim
+    from aqa_tf.models import aqa_model
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(train_config.seed)
+    try:
+        model = aqa_model.build_aqa_model(model_config, data_config)
+        optim.compile_model(model, model_config, train_config,
+                            optim.make_optimizer(train_config, aqa_model.backbone_of(model)))
+        x, y = random_batch(model, model_config, data_config, np.random.default_rng(0))
+        for _ in range(warmup):
+            model.train_on_batch(x, y)
+        start, done = time.perf_counter(), 0
+        while done < steps:
+            model.train_on_batch(x, y)
+            done += 1
+            if time_limit is not None and time.perf_counter() - start > time_limit:
+                break
+        return data_config.batch_size * done / (time.perf_counter() - start)
+    finally:
+        keras.backend.clear_session()
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def choose(model_config: ModelConfig, data_config: DataConfig, train_config: TrainConfig,
+           cache_dir: str = "", log=print) -> str:
+    """The Keras policy name for `train_config.mixed_precision` (`auto` resolved as the module
+    docstring says; any other value returned as its policy). Prints what it chose and why."""
+    requested = train_config.mixed_precision
+    if requested != "auto":
+        return "float32" if requested == "none" else requested
+    if train_config.distribution == "multi_worker":
+        # The probe would start TensorFlow's runtime before the collective ops are configured
+        # (and each worker could choose differently).
+        raise ConfigError("--mixed_precision=auto does not combine with --distribution="
+                          "multi_worker: run the probe on one machine of the cluster "
+                          "(python -m aqa_tf.benchmark --mixed_precision=auto ...) and pass "
+                          "the precision it chose")
+    gpu_policy = _gpu_policy()
+    if gpu_policy:
+        log(f"--mixed_precision=auto: {gpu_policy} (GPU)")
+        return gpu_policy
+    key = _probe_key(model_config, data_config, train_config)
+    path = os.path.join(cache_dir, PROBE_FILE) if cache_dir else ""
+    if path and os.path.exists(path):
+        with open(path) as f:
+            cached = json.load(f)
+        if cached.get("key") == key:
+            log(f"--mixed_precision=auto: {cached['chosen']} (probe cached in {path}: "
+                + _figures(cached["train_samples_per_s"]) + ")")
+            return cached["chosen"]
+    steps = max(train_config.precision_probe_steps, 1)
+    probe_data = dataclasses.replace(data_config,
+                                     batch_size=min(data_config.batch_size, PROBE_MAX_BATCH))
+    speeds = {"float32": measure("float32", model_config, probe_data, train_config, steps)}
+    # bf16 has lost once its steps take longer than float32's would at the required speed-up.
+    limit = steps * probe_data.batch_size / speeds["float32"] / MIN_SPEEDUP
+    speeds["mixed_bfloat16"] = measure("mixed_bfloat16", model_config, probe_data, train_config,
+                                       steps, warmup=1, time_limit=limit)
+    chosen = ("mixed_bfloat16" if speeds["mixed_bfloat16"] >= MIN_SPEEDUP * speeds["float32"]
+              else "float32")
+    log(f"--mixed_precision=auto: {chosen} (probe: training steps of this model at batch "
+        f"{probe_data.batch_size} on {machine_line()}: " + _figures(speeds) + ")")
+    if path:
+        os.makedirs(cache_dir, exist_ok=True)
+        run_folder.write_json(path, {"key": key, "chosen": chosen, "machine": machine_line(),
+                                     "steps": steps, "batch_size": probe_data.batch_size,
+                                     "train_samples_per_s": speeds,
+                                     "min_speedup": MIN_SPEEDUP})
+    return chosen
+
+
+def _figures(speeds: Dict[str, float]) -> str:
+    ratio = speeds["mixed_bfloat16"] / speeds["float32"]
+    return (f"float32 {speeds['float32']:.2f}, mixed_bfloat16 {speeds['mixed_bfloat16']:.2f} "
+            f"training samples/s, bf16/fp32 {ratio:.2f}x")

@@ -1,0 +1,76 @@
+"""`--mixed_precision=auto` (`aqa_tf.precision`): the probe runs the model itself, keeps the
+faster precision (bf16 only with a clear margin), caches its answer per machine and model, and
+says what it measured."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from aqa_tf import precision
+from aqa_tf.config import ConfigError, DataConfig, ModelConfig, TrainConfig
+
+MODEL = ModelConfig(width_multiplier=0.0625, fc_units=8, heads=("score",))
+DATA = DataConfig(num_frames=16, sample_length=16, clip_length=16, clip_stride=16, crop_size=32,
+                  batch_size=2)
+TRAIN = TrainConfig(mixed_precision="auto", precision_probe_steps=2)
+
+
+def test_explicit_precisions_are_kept_without_a_probe(monkeypatch):
+    monkeypatch.setattr(precision, "measure", lambda *a, **k: pytest.fail("probed"))
+    for requested, policy in (("none", "float32"), ("mixed_bfloat16", "mixed_bfloat16"),
+                              ("mixed_float16", "mixed_float16")):
+        config = dataclasses.replace(TRAIN, mixed_precision=requested)
+        assert precision.choose(MODEL, DATA, config) == policy
+
+
+@pytest.mark.parametrize("bf16_speedup,expected", [(1.6, "mixed_bfloat16"),
+                                                    (1.02, "float32"), (0.05, "float32")])
+def test_the_faster_wins_bf16_only_with_a_margin(monkeypatch, bf16_speedup, expected):
+    speeds = {"float32": 10.0, "mixed_bfloat16": 10.0 * bf16_speedup}
+    monkeypatch.setattr(precision, "measure", lambda policy, *a, **k: speeds[policy])
+    lines = []
+    assert precision.choose(MODEL, DATA, TRAIN, log=lines.append) == expected
+    assert f"--mixed_precision=auto: {expected} (probe" in lines[0]
+    assert f"bf16/fp32 {bf16_speedup:.2f}x" in lines[0] and " cores" in lines[0]
+
+
+def test_probe_runs_the_model_and_is_cached_per_machine_and_model(tmp_path, monkeypatch):
+    lines = []
+    chosen = precision.choose(MODEL, DATA, TRAIN, cache_dir=str(tmp_path), log=lines.append)
+    assert chosen in precision.CANDIDATES
+    with open(tmp_path / precision.PROBE_FILE) as f:
+        cached = json.load(f)
+    assert cached["chosen"] == chosen and cached["batch_size"] == 2
+    speeds = cached["train_samples_per_s"]
+    assert set(speeds) == set(precision.CANDIDATES) and all(v > 0 for v in speeds.values())
+    # The choice is the faster one (bf16 with the margin).
+    assert (chosen == "mixed_bfloat16") == (
+        speeds["mixed_bfloat16"] >= precision.MIN_SPEEDUP * speeds["float32"])
+    print(lines[0])  # the probe's own line, kept in the test log
+    import keras
+    assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
+
+    # A second run of the same model on the same machine reads the cache...
+    monkeypatch.setattr(precision, "measure", lambda *a, **k: pytest.fail("probed again"))
+    lines.clear()
+    assert precision.choose(MODEL, DATA, TRAIN, cache_dir=str(tmp_path),
+                            log=lines.append) == chosen
+    assert "cached" in lines[0]
+    # ... another model probes again.
+    monkeypatch.setattr(precision, "measure", lambda policy, *a, **k: 1.0)
+    other = dataclasses.replace(MODEL, backbone_batch_norm=not MODEL.backbone_batch_norm)
+    assert precision.choose(other, DATA, TRAIN, cache_dir=str(tmp_path)) == "float32"
+
+
+def test_auto_with_multi_worker_is_a_config_error():
+    with pytest.raises(ConfigError, match="multi_worker"):
+        precision.choose(MODEL, DATA, dataclasses.replace(TRAIN, distribution="multi_worker"))
+
+
+def test_cpu_description_names_the_cpu():
+    described = precision.cpu_description()
+    assert described["model_name"] and int(described["cores"]) >= 1
+    if os.path.exists("/proc/cpuinfo"):
+        assert "cpu_family" in described and "flags" in described
