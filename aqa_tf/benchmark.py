@@ -118,22 +118,6 @@ def forward_flops(model, x) -> float:
     return float(model_analyzer.profile(graph, options=options).total_float_ops)
 
 
-def conv3d_peak(shape, dtype: str, warmup: int, steps: int) -> float:
-    """GFLOP/s of one 3x3x3 'same' Conv3D `[batch, frames, height, width, in] -> filters` in
-    `dtype`, run alone: the peak the model's figures are compared with."""
-    import numpy as np
-    import tensorflow as tf
-    batch, frames, height, width, channels, filters = shape
-    rng = np.random.default_rng(0)
-    x = tf.cast(tf.constant(rng.standard_normal(shape[:5]).astype("float32")), dtype)
-    kernel = tf.cast(tf.constant(rng.standard_normal((3, 3, 3, channels, filters)).astype(
-        "float32") * 0.05), dtype)
-    conv = tf.function(lambda: tf.nn.conv3d(x, kernel, [1] * 5, "SAME"))
-    seconds = _timed(lambda: conv().numpy(), max(warmup, 1), max(steps, 3))
-    flop = 2.0 * batch * frames * height * width * filters * 27 * channels
-    return flop * max(steps, 3) / seconds / 1e9
-
-
 def main(argv):
     del argv
     if FLAGS.format == "tflite":
@@ -171,7 +155,7 @@ def main(argv):
                                       np.random.default_rng(0))
     results["parameters"] = int(model.count_params())
     results["forward_gflop_per_sample"] = forward_flops(model, x) / 1e9
-    results["peak_conv3d_gflop_per_s"] = conv3d_peak(
+    results["peak_conv3d_gflop_per_s"] = precision_lib.conv3d_gflops(
         [int(v) for v in FLAGS.peak_conv], "bfloat16" if "bfloat16" in precision else
         "float16" if "float16" in precision else "float32",
         warmup, steps)

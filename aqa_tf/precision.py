@@ -6,8 +6,10 @@ bf16 about twice as fast as float32 (C3D-AVG inference 1.8x on a Zen 4 EPYC); wi
 choice is a short probe: a few training steps of the run's own model (same backbone, heads,
 clip geometry; the batch capped at `PROBE_MAX_BATCH`) in float32 and in mixed_bfloat16, keeping
 the faster. float32 is kept unless bf16 is at least `MIN_SPEEDUP` faster (float32 is the exact
-one). bf16 stops early once it cannot win (without native bf16, TensorFlow's emulation runs a
-step 20x slower or worse: one step tells). The result is cached
+one). Before the model, one Conv3D is timed in both (a fraction of a second): where bf16 runs
+it at less than `MIN_CONV_RATIO` of float32's speed (no native bf16: TensorFlow emulates it,
+20x slower or worse), the model's bf16 steps are not run, since Conv3D is most of these
+networks' work; bf16 steps also stop early once they cannot win. The result is cached
 in the run folder (`precision_probe.json`), keyed by the machine and the model, so a resumed
 run does not probe again and a run moved to another machine does.
 
@@ -33,6 +35,7 @@ PROBE_FILE = "precision_probe.json"
 CANDIDATES = ("float32", "mixed_bfloat16")
 MIN_SPEEDUP = 1.05
 PROBE_MAX_BATCH = 4
+MIN_CONV_RATIO = 0.5
 
 
 def cpu_description() -> Dict[str, str]:
@@ -90,6 +93,29 @@ def random_batch(model: keras.Model, model_config: ModelConfig, data_config: Dat
         x["caption_tokens"] = np.concatenate([np.ones((batch, 1), "int32"), words], axis=1)
         y["caption"] = np.concatenate([words, np.zeros((batch, 1), "int32")], axis=1)
     return x, y
+
+
+def conv3d_gflops(shape, dtype: str, warmup: int = 1, steps: int = 3) -> float:
+    """GFLOP/s of one 3x3x3 'same' Conv3D `[batch, frames, height, width, in] -> filters`
+    (`shape`, 6 ints) in `dtype`, run alone (multiply-adds count 2)."""
+    import tensorflow as tf
+    batch, frames, height, width, channels, filters = shape
+    rng = np.random.default_rng(0)
+    x = tf.cast(tf.constant(rng.standard_normal(shape[:5]).astype("float32")), dtype)
+    kernel = tf.cast(tf.constant(rng.standard_normal((3, 3, 3, channels, filters)).astype(
+        "float32") * 0.05), dtype)
+    conv = tf.function(lambda: tf.nn.conv3d(x, kernel, [1] * 5, "SAME"))
+    for _ in range(max(warmup, 1)):
+        conv().numpy()
+    start = time.perf_counter()
+    for _ in range(max(steps, 1)):
+        conv().numpy()
+    seconds = time.perf_counter() - start
+    return 2.0 * batch * frames * height * width * filters * 27 * channels * steps / seconds / 1e9
+
+
+# The quick check before the model probe: C3D's conv3a at 1/4 width on 2 clips.
+CONV_CHECK = (2, 8, 28, 28, 64, 64)
 
 
 def _gpu_policy() -> Optional[str]:
@@ -169,26 +195,37 @@ def choose(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
             cached = json.load(f)
         if cached.get("key") == key:
             log(f"--mixed_precision=auto: {cached['chosen']} (probe cached in {path}: "
-                + _figures(cached["train_samples_per_s"]) + ")")
+                f"{cached['how']})")
             return cached["chosen"]
     steps = max(train_config.precision_probe_steps, 1)
     probe_data = dataclasses.replace(data_config,
                                      batch_size=min(data_config.batch_size, PROBE_MAX_BATCH))
+    conv = {dtype: conv3d_gflops(CONV_CHECK, dtype) for dtype in ("float32", "bfloat16")}
+    conv_ratio = conv["bfloat16"] / conv["float32"]
     speeds = {"float32": measure("float32", model_config, probe_data, train_config, steps)}
-    # bf16 has lost once its steps take longer than float32's would at the required speed-up.
-    limit = steps * probe_data.batch_size / speeds["float32"] / MIN_SPEEDUP
-    speeds["mixed_bfloat16"] = measure("mixed_bfloat16", model_config, probe_data, train_config,
-                                       steps, warmup=1, time_limit=limit)
-    chosen = ("mixed_bfloat16" if speeds["mixed_bfloat16"] >= MIN_SPEEDUP * speeds["float32"]
-              else "float32")
-    log(f"--mixed_precision=auto: {chosen} (probe: training steps of this model at batch "
-        f"{probe_data.batch_size} on {machine_line()}: " + _figures(speeds) + ")")
+    if conv_ratio < MIN_CONV_RATIO:
+        speeds["mixed_bfloat16"] = None
+        chosen = "float32"
+        how = (f"a bf16 Conv3D runs at {conv_ratio:.2f}x float32's speed on {machine_line()} "
+               f"({conv['bfloat16']:.1f} vs {conv['float32']:.1f} GFLOP/s), so bf16 training "
+               f"steps were not run; float32: {speeds['float32']:.2f} training samples/s")
+    else:
+        # bf16 has lost once its steps take longer than float32's at the required speed-up.
+        limit = steps * probe_data.batch_size / speeds["float32"] / MIN_SPEEDUP
+        speeds["mixed_bfloat16"] = measure("mixed_bfloat16", model_config, probe_data,
+                                           train_config, steps, warmup=1, time_limit=limit)
+        chosen = ("mixed_bfloat16" if speeds["mixed_bfloat16"] >= MIN_SPEEDUP *
+                  speeds["float32"] else "float32")
+        how = (f"training steps of this model at batch {probe_data.batch_size} on "
+               f"{machine_line()}: " + _figures(speeds))
+    log(f"--mixed_precision=auto: {chosen} (probe: {how})")
     if path:
         os.makedirs(cache_dir, exist_ok=True)
         run_folder.write_json(path, {"key": key, "chosen": chosen, "machine": machine_line(),
-                                     "steps": steps, "batch_size": probe_data.batch_size,
+                                     "how": how, "steps": steps,
+                                     "batch_size": probe_data.batch_size,
                                      "train_samples_per_s": speeds,
-                                     "min_speedup": MIN_SPEEDUP})
+                                     "conv3d_gflop_per_s": conv, "min_speedup": MIN_SPEEDUP})
     return chosen
 
 

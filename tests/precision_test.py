@@ -30,6 +30,7 @@ def test_explicit_precisions_are_kept_without_a_probe(monkeypatch):
 def test_the_faster_wins_bf16_only_with_a_margin(monkeypatch, bf16_speedup, expected):
     speeds = {"float32": 10.0, "mixed_bfloat16": 10.0 * bf16_speedup}
     monkeypatch.setattr(precision, "measure", lambda policy, *a, **k: speeds[policy])
+    monkeypatch.setattr(precision, "conv3d_gflops", lambda shape, dtype: 100.0)
     lines = []
     assert precision.choose(MODEL, DATA, TRAIN, log=lines.append) == expected
     assert f"--mixed_precision=auto: {expected} (probe" in lines[0]
@@ -43,11 +44,15 @@ def test_probe_runs_the_model_and_is_cached_per_machine_and_model(tmp_path, monk
     with open(tmp_path / precision.PROBE_FILE) as f:
         cached = json.load(f)
     assert cached["chosen"] == chosen and cached["batch_size"] == 2
-    speeds = cached["train_samples_per_s"]
-    assert set(speeds) == set(precision.CANDIDATES) and all(v > 0 for v in speeds.values())
-    # The choice is the faster one (bf16 with the margin).
-    assert (chosen == "mixed_bfloat16") == (
-        speeds["mixed_bfloat16"] >= precision.MIN_SPEEDUP * speeds["float32"])
+    speeds, conv = cached["train_samples_per_s"], cached["conv3d_gflop_per_s"]
+    assert speeds["float32"] > 0 and conv["float32"] > 0 and conv["bfloat16"] > 0
+    if conv["bfloat16"] < precision.MIN_CONV_RATIO * conv["float32"]:
+        # No native bf16 here: its model steps were not run.
+        assert chosen == "float32" and speeds["mixed_bfloat16"] is None
+        assert "bf16 training steps were not run" in lines[0]
+    else:  # the faster one (bf16 with the margin)
+        assert (chosen == "mixed_bfloat16") == (
+            speeds["mixed_bfloat16"] >= precision.MIN_SPEEDUP * speeds["float32"])
     print(lines[0])  # the probe's own line, kept in the test log
     import keras
     assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
@@ -62,6 +67,18 @@ def test_probe_runs_the_model_and_is_cached_per_machine_and_model(tmp_path, monk
     monkeypatch.setattr(precision, "measure", lambda policy, *a, **k: 1.0)
     other = dataclasses.replace(MODEL, backbone_batch_norm=not MODEL.backbone_batch_norm)
     assert precision.choose(other, DATA, TRAIN, cache_dir=str(tmp_path)) == "float32"
+
+
+def test_slow_bf16_convolution_skips_the_bf16_model_steps(monkeypatch):
+    policies = []
+    monkeypatch.setattr(precision, "measure", lambda policy, *a, **k: policies.append(policy)
+                        or 10.0)
+    monkeypatch.setattr(precision, "conv3d_gflops",
+                        lambda shape, dtype: 100.0 if dtype == "float32" else 4.0)
+    lines = []
+    assert precision.choose(MODEL, DATA, TRAIN, log=lines.append) == "float32"
+    assert policies == ["float32"]
+    assert "a bf16 Conv3D runs at 0.04x float32's speed" in lines[0]
 
 
 def test_auto_with_multi_worker_is_a_config_error():
