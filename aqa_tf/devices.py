@@ -30,10 +30,32 @@ def _mirrored_strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(devices)
 
 
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """`tf.distribute.MultiWorkerMirroredStrategy` whose `reduce` takes what Keras 3's `fit`
+    gives it: a nested structure (the first batch, reduced to build the model) and per-replica
+    scalars with `axis=0` (the step's logs). TensorFlow's collective strategy reduces one value
+    at a time and fails on both (tensorflow/tensorflow#72388, keras-team/keras#20585);
+    `MirroredStrategy.reduce` maps over structures. Here each value of a structure is reduced
+    as TensorFlow's strategy reduces it, a scalar across the replicas (`axis=None`)."""
+
+    def reduce(self, reduce_op, value, axis):
+        reduce_one = super().reduce
+
+        def reduce_value(v):
+            local = self.experimental_local_results(v)[0]
+            scalar = getattr(local, "shape", None) is not None and local.shape.rank == 0
+            return reduce_one(reduce_op, v, None if scalar else axis)
+
+        return tf.nest.map_structure(reduce_value, value)
+
+
 @DISTRIBUTIONS.register("multi_worker")
 def _multi_worker_strategy() -> tf.distribute.Strategy:
-    """The workers of the TF_CONFIG cluster."""
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    """The workers of the TF_CONFIG cluster (`{"cluster": {"worker": [host:port, ...]}, "task":
+    {"type": "worker", "index": i}}`), each with its local GPUs (or its CPU). Worker 0 is the
+    chief (unless the cluster names a `chief` task). Create it before any other TensorFlow
+    operation: it configures the collective operations."""
+    return MultiWorkerMirroredStrategy()
 
 
 def make_strategy(distribution: str) -> tf.distribute.Strategy:
@@ -41,8 +63,37 @@ def make_strategy(distribution: str) -> tf.distribute.Strategy:
     return DISTRIBUTIONS.get(distribution, "distribution")()
 
 
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` spans several processes (`--distribution=multi_worker`)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: always, except on the workers of a
+    multi-worker cluster other than the chief (worker 0)."""
+    return strategy.extended.should_checkpoint
+
+
+def barrier(strategy: tf.distribute.Strategy):
+    """Returns once every worker of a multi-worker cluster has called it (at once otherwise):
+    a collective sum of nothing."""
+    if is_multi_worker(strategy):
+        strategy.reduce(tf.distribute.ReduceOp.SUM, tf.constant(0.0), axis=None)
+
+
+def worker_name(strategy: tf.distribute.Strategy) -> str:
+    """`worker<i>` of a multi-worker cluster (`chief` for a chief task), '' otherwise."""
+    resolver = strategy.cluster_resolver if is_multi_worker(strategy) else None
+    if resolver is None or not resolver.task_type:
+        return ""
+    return resolver.task_type + ("" if resolver.task_type == "chief" else str(resolver.task_id))
+
+
 def configure_run(seed: int, mixed_precision: str):
-    """Seeds Python, NumPy and the backend, and sets the global dtype policy (`none`: float32)."""
+    """Seeds Python, NumPy and the backend, and sets the global dtype policy (`none`: float32;
+    `auto` must be resolved first, `aqa_tf.precision.choose`)."""
+    if mixed_precision == "auto":
+        raise ValueError("mixed_precision=auto: resolve it with aqa_tf.precision.choose first")
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(
         "float32" if mixed_precision == "none" else mixed_precision)

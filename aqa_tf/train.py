@@ -27,24 +27,46 @@ def main(argv):
     # Devices must be configured before anything touches TensorFlow's runtime.
     from aqa_tf import devices
     devices.setup_devices(train_config.cpu_replicas)
+    # So must the strategy: MultiWorkerMirroredStrategy configures the collective operations.
+    strategy = devices.make_strategy(train_config.distribution)
 
     from aqa_tf import reporting, run_folder, train_lib
-    flags_path = flag_defs.write_flagfile(
-        os.path.join(train_config.model_dir, run_folder.FLAGS_FILE))
+    chief = devices.is_chief(strategy)
+    flags_path = ""
+    if chief:  # the other workers of a cluster leave the run folder to the chief
+        flags_path = flag_defs.write_flagfile(
+            os.path.join(train_config.model_dir, run_folder.FLAGS_FILE))
     if train_config.synthesize_if_missing:
         from aqa_tf.data import synthetic
+        # On a cluster the chief generates first; the other workers then find its dataset (a
+        # shared data_dir) or generate their own.
+        if not chief:
+            devices.barrier(strategy)
         generated = synthetic.ensure_dataset(data_config.data_dir,
                                              flag_defs.synthetic_config_from_flags())
+        if chief:
+            devices.barrier(strategy)
         print(("Generated" if generated else "Using existing") +
               f" synthetic dataset in {data_config.data_dir}", flush=True)
     model_config = flag_defs.model_config_from_flags()  # the vocabulary may be generated above
-    devices.configure_run(train_config.seed, train_config.mixed_precision)
-    strategy = devices.make_strategy(train_config.distribution)
+    from aqa_tf import evaluation, precision
+    policy = precision.choose(model_config, evaluation.with_action_score_stds(data_config),
+                              train_config, cache_dir=train_config.model_dir)
+    devices.configure_run(train_config.seed, policy)
     import keras
     print(f"Strategy {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
           f"replica(s); dtype policy {keras.mixed_precision.global_policy().name}", flush=True)
 
     run = train_lib.TrainingRun(data_config, model_config, train_config, eval_config, strategy)
+    if not run.is_chief:
+        try:
+            run.fit()
+        finally:
+            run.remove_worker_folder()
+        print(f"{devices.worker_name(strategy)} trained; waiting for the chief's evaluation and "
+              "export", flush=True)
+        devices.barrier(strategy)  # the cluster ends together
+        return
     if train_config.evaluate_before_training:
         run.evaluate_untrained()
     run.fit()
@@ -52,6 +74,7 @@ def main(argv):
     export_path = run.export(export_config, flags_path)
     print(reporting.format_report(result), flush=True)
     print(f"SavedModel: {export_path}\nRun folder: {train_config.model_dir}", flush=True)
+    devices.barrier(strategy)
 
 
 if __name__ == "__main__":

@@ -6,17 +6,21 @@ training data.
 """
 
 import os
+import shutil
+import tempfile
 from typing import Dict, Optional, Tuple
 
 import keras
 import tensorflow as tf
 
 from aqa_tf import callbacks as callbacks_lib
+from aqa_tf import devices
 from aqa_tf import evaluation
 from aqa_tf import export_lib
 from aqa_tf import optim
 from aqa_tf import run_folder
-from aqa_tf.config import DataConfig, EvalConfig, ExportConfig, ModelConfig, TrainConfig
+from aqa_tf.config import (ConfigError, DataConfig, EvalConfig, ExportConfig, ModelConfig,
+                           TrainConfig)
 from aqa_tf.data import pipeline
 from aqa_tf.data import shards
 from aqa_tf.models import aqa_model
@@ -39,6 +43,11 @@ class TrainingRun:
     checkpoints, and gives the final (honest) evaluation of the chosen checkpoint.
 
     Build it under the dtype policy and seed of the run (`devices.configure_run`).
+
+    On a multi-worker cluster every worker builds one and calls `fit`; only the chief
+    (`is_chief`) writes the run folder, evaluates and exports. The other workers keep their
+    files in a temporary folder (`remove_worker_folder`), as Keras's multi-worker examples do,
+    starting from a copy of the chief's backup so that they resume from the same epoch.
     """
 
     def __init__(self, data_config: DataConfig, model_config: ModelConfig,
@@ -47,7 +56,11 @@ class TrainingRun:
         self.data_config, self.model_config = data_config, model_config
         self.train_config, self.eval_config = train_config, eval_config
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.folder = run_folder.RunFolder(train_config.model_dir)
+        self.is_chief = devices.is_chief(self.strategy)
+        self.multi_worker = devices.is_multi_worker(self.strategy)
+        self._check_distribution()
+        self.folder = run_folder.RunFolder(train_config.model_dir if self.is_chief
+                                           else self._worker_folder())
         self.has_val = data_config.val_fraction > 0
         self.score_range = self._check_data()
         self.data_config = data_config = evaluation.with_action_score_stds(data_config)
@@ -58,6 +71,28 @@ class TrainingRun:
         self.train_data = self._build_training_data()
 
     # --- construction steps ---------------------------------------------------------------------
+    def _check_distribution(self):
+        replicas = self.strategy.num_replicas_in_sync
+        if self.multi_worker and self.data_config.batch_size % replicas:
+            raise ConfigError(
+                f"batch_size={self.data_config.batch_size} must be a multiple of the {replicas} "
+                "replicas of the cluster: each trains on an equal part of every (global) batch")
+
+    def _worker_folder(self) -> str:
+        """A temporary run folder of a non-chief worker, holding a copy of the chief's backup
+        (taken before this worker joins a training step, so before the chief can back up a
+        newer epoch)."""
+        path = tempfile.mkdtemp(prefix=f"aqa_tf_{devices.worker_name(self.strategy)}_")
+        backup = os.path.join(self.train_config.model_dir, run_folder.BACKUP_DIR)
+        if os.path.isdir(backup):
+            shutil.copytree(backup, os.path.join(path, run_folder.BACKUP_DIR))
+        return path
+
+    def remove_worker_folder(self):
+        """Deletes the temporary folder of a non-chief worker (the chief's run folder stays)."""
+        if not self.is_chief:
+            shutil.rmtree(self.folder.path, ignore_errors=True)
+
     def _check_data(self) -> Tuple[float, float]:
         """Reads the scores of both splits (every record, no frames): a shard that cannot be
         read stops the run here, named; checks the stored frame size against the config.
@@ -94,19 +129,34 @@ class TrainingRun:
         return model
 
     def _build_training_data(self) -> tf.data.Dataset:
+        # On a cluster every worker reads the whole stream and keeps its part of each global
+        # batch (auto-shard policy DATA, below): the streams must be the same sample for sample,
+        # so their order may not depend on thread timing.
         data = pipeline.build_dataset(self.data_config, "train", training=True,
-                                      include_caption=self.evaluator.with_captions)
+                                      include_caption=self.evaluator.with_captions,
+                                      deterministic=True if self.multi_worker else None)
         # Known length: the progress bar shows the epoch's total from the first epoch on.
         data = data.apply(tf.data.experimental.assert_cardinality(
             self.num_train_examples // self.data_config.batch_size))
         data = select_model_io(data, self.model)
-        return data.repeat() if self.train_config.steps_per_epoch else data
+        data = data.repeat() if self.train_config.steps_per_epoch else data
+        if self.multi_worker:
+            # DATA, not left to AUTO (which shards by file where it can: each worker would read
+            # only its shards and form batches of its own): `fit` splits every batch of the
+            # stream across the replicas, so training sees the batches one worker would.
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.DATA)
+            data = data.with_options(options)
+        return data
 
     # --- training ---------------------------------------------------------------------------------
     def callbacks(self) -> list:
         backup = keras.callbacks.BackupAndRestore(
             self.folder.file(run_folder.BACKUP_DIR),
             save_freq=self.train_config.backup_every_steps or "epoch", delete_checkpoint=False)
+        if not self.is_chief:  # it restores and backs up (in its folder); the rest is the chief's
+            return [backup]
         # The epoch's evaluation (metrics JSON, last/best weights) is written before the backup
         # marks the epoch done: a run killed in between trains that epoch again rather than
         # losing its metrics.
@@ -133,7 +183,7 @@ class TrainingRun:
         """Trains to `epochs`, resuming after the last finished epoch of the run folder."""
         done = self.folder.completed_epochs()
         if done:
-            print(f"Resuming {self.folder.path} after epoch {done} of "
+            print(f"Resuming {self.train_config.model_dir} after epoch {done} of "
                   f"{self.train_config.epochs}", flush=True)
         try:
             return self.model.fit(

@@ -215,13 +215,15 @@ def in_validation(sample_key: tf.Tensor, config: DataConfig) -> tf.Tensor:
     return bucket < int(round(config.val_fraction * _HASH_BUCKETS))
 
 
-def _records(config: DataConfig, split: str, training: bool) -> tf.data.Dataset:
+def _records(config: DataConfig, split: str, training: bool,
+             deterministic: Optional[bool] = None) -> tf.data.Dataset:
     files = _split_files(config, split)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
         ds = ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+                       num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=not training if deterministic is None else deterministic)
     if split in ("train", "val") and config.val_fraction > 0:
         want_val = split == "val"
         key_spec = {features.SAMPLE_KEY: tf.io.FixedLenFeature([], tf.string)}
@@ -269,7 +271,8 @@ def chosen_keys(config: DataConfig, split: str, count: int):
 
 def build_dataset(config: DataConfig, split: str, training: bool, with_keys: bool = False,
                   include_caption: bool = False, repeat: bool = False,
-                  drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
+                  drop_remainder: Optional[bool] = None,
+                  deterministic: Optional[bool] = None) -> tf.data.Dataset:
     """Batches of `(inputs, targets)` of one split.
 
     Args:
@@ -283,6 +286,9 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
         `w1 .. wn <eos>`, padded with -1).
       repeat: repeat forever.
       drop_remainder: default True when training (static batch shape), False otherwise.
+      deterministic: the order of the records and samples does not depend on thread timing;
+        default: when not training. Training on several workers needs it: each worker reads
+        the whole stream and keeps its part of every batch (`train_lib`).
 
     Returns:
       A dataset of `(inputs, targets)`: inputs `{"video": float32 [batch, num_clips,
@@ -291,7 +297,9 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
       "twists": int32 [batch] (-1 if missing)}` (+ `"caption"`).
     """
     config.validate()
-    ds = _records(config, split, training)
+    if deterministic is None:
+        deterministic = not training
+    ds = _records(config, split, training, deterministic)
     if training:
         ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
     if repeat:
@@ -306,7 +314,7 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
         record = features.parse_sequence_example(serialized)
         return parse_sample(record, config, training, seed, include_caption, with_keys)
 
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if drop_remainder is None:
         drop_remainder = training
     ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
