@@ -4,6 +4,8 @@ MTL-AQA annotation files are."""
 import os
 import sys
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # As aqa_tf/__init__.py does, for tests that import TensorFlow before the package.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -72,3 +74,11 @@ def aqa7_records(folder, num_train_per_action: int, num_test_per_action: int,
     aqa7.convert(root, out, width=stored_width, height=stored_height, num_shards_train=2,
                  num_shards_test=1, num_workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    """The quickstart's synthetic dataset (240 training, 100 test dives of 54 frames at 64x86),
+    generated once per test module that asks for it."""
+    return synthetic_records(tmp_path_factory.mktemp("synthetic"), num_train=240, num_test=100,
+                             num_frames=54, height=64, width=86, seed=0)
