@@ -20,11 +20,13 @@ concatenated to the decoder input. Because nothing on the encoder side depends o
 teacher-forced training runs as one sequence pass and generation reuses the same layers step
 by step (`begin` / `step`), with identical outputs for the same prefix.
 
-Generation uses keras-hub's samplers (greedy, beam search) through `generate`.
+Generation uses keras-hub's samplers (greedy, beam search) through `generate`. keras-hub is
+imported there, not at module level: importing it imports TensorFlow whenever TensorFlow is
+installed, and the model itself (build, train, teacher forcing) must not need TensorFlow on the
+other Keras backends.
 """
 
 import keras
-import keras_hub
 from keras import layers, ops
 
 from aqa_tf import tasks
@@ -200,6 +202,7 @@ class S2VTCaptioner(layers.Layer):
             logits, states = self.step(previous, visual_step, states)
             return logits, None, (visual, *states)
 
+        import keras_hub  # here only: it imports TensorFlow where installed (module docstring)
         if method == "greedy":
             sampler = keras_hub.samplers.GreedySampler()
         elif method == "beam":
