@@ -60,11 +60,11 @@ def keras_model_of_run(model_dir):
 
 @pytest.fixture(scope="module")
 def trained_run(synthetic_dir, tmp_path_factory):
-    """The quickstart (its flagfile: --mixed_precision=auto included) with a 12-epoch cosine
-    schedule instead of 30, to keep CI short: the 30-epoch run's validation rho passes 0.9 at
-    epoch 10 (the full quickstart's test rho is in README)."""
+    """The quickstart as users run it (its flagfile: 30 epochs, --mixed_precision=auto). A
+    12-epoch schedule was tried to shorten CI: rho passed, but the armstand head stayed at its
+    majority rate (0.71), so the full schedule stays."""
     model_dir = str(tmp_path_factory.mktemp("quickstart_run"))
-    stdout = run(train_command(synthetic_dir, model_dir, "--epochs=12"))
+    stdout = run(train_command(synthetic_dir, model_dir))
     return model_dir, stdout
 
 
