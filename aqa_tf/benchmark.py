@@ -24,7 +24,6 @@ between their scores, top-1 sub-action agreement, Spearman with the judges).
 
 import json
 import os
-import platform
 import time
 
 from absl import flags
@@ -189,6 +188,7 @@ def tflite_main():
     import numpy as np
     import tensorflow as tf
     from aqa_tf import devices, export_lib, predict_lib, tflite_lib
+    from aqa_tf import precision as precision_lib
     from aqa_tf.data import pipeline, shards
     from aqa_tf.models import aqa_model
     from aqa_tf.weights import sources
@@ -246,7 +246,7 @@ def tflite_main():
                "checkpoint": FLAGS.checkpoint or "random weights",
                "tensorflow_latency_ms": keras_ms, "tflite_threads": threads,
                "parity_split": FLAGS.parity_split if have_records else None,
-               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+               "machine": precision_lib.machine_line(),
                "variants": rows}
     _print_tflite(results)
     output = FLAGS.benchmark_output or f"benchmark_tflite_{model_config.backbone}.json"
