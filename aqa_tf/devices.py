@@ -11,6 +11,10 @@ def setup_devices(cpu_replicas: int = 0):
     """Splits the CPU into `cpu_replicas` logical devices. Call it before anything touches
     TensorFlow's runtime (it cannot change devices afterwards)."""
     if cpu_replicas > 1:
+        if keras.backend.backend() != "tensorflow":
+            from aqa_tf.config import ConfigError
+            raise ConfigError(f"--cpu_replicas splits TensorFlow's CPU device: it has no "
+                              f"effect on KERAS_BACKEND={keras.backend.backend()}")
         cpus = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
@@ -59,8 +63,16 @@ def _multi_worker_strategy() -> tf.distribute.Strategy:
 
 
 def make_strategy(distribution: str) -> tf.distribute.Strategy:
-    """The `tf.distribute` strategy registered as `distribution`."""
-    return DISTRIBUTIONS.get(distribution, "distribution")()
+    """The `tf.distribute` strategy registered as `distribution`. On another Keras backend
+    (JAX) only `default` exists: `tf.distribute` strategies drive TensorFlow's devices."""
+    strategy = DISTRIBUTIONS.get(distribution, "distribution")
+    backend = keras.backend.backend()
+    if backend != "tensorflow" and distribution != "default":
+        from aqa_tf.config import ConfigError
+        raise ConfigError(f"--distribution={distribution} is a tf.distribute strategy: it runs "
+                          f"on KERAS_BACKEND=tensorflow, not {backend} (use "
+                          "--distribution=default there)")
+    return strategy()
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:

@@ -111,10 +111,20 @@ class Predictor:
                  caption_generator: Optional[Callable] = None):
         self.model = aqa_model.inference_model(model)
         self.input_names = list(self.model.input.keys())
-        self.predict_batch = tf.function(lambda x: self.model(x, training=False),
-                                         jit_compile=jit_compile, reduce_retracing=True)
-        self._caption = (tf.function(caption_generator, reduce_retracing=True)
-                         if caption_generator is not None else None)
+        self.native = keras.backend.backend() == "tensorflow"
+        if self.native:
+            self.predict_batch = tf.function(lambda x: self.model(x, training=False),
+                                             jit_compile=jit_compile, reduce_retracing=True)
+            self._caption = (tf.function(caption_generator, reduce_retracing=True)
+                             if caption_generator is not None else None)
+        else:
+            # Other Keras backends (JAX): the input pipeline stays tf.data; its batches go to
+            # Keras's own compiled predict step as numpy arrays (a function traced here would
+            # capture the weights as constants, stale once training changes them). Captions are
+            # decoded eagerly.
+            self.predict_batch = lambda x: self.model.predict_on_batch(
+                {k: np.asarray(v) for k, v in x.items()})
+            self._caption = caption_generator
 
     def __call__(self, dataset: tf.data.Dataset) -> Predictions:
         keys, targets, outputs, actions = [], {}, {}, []
@@ -124,7 +134,8 @@ class Predictor:
                 actions.append(inputs[tasks.ACTION_INPUT].numpy())
             result = dict(self.predict_batch({k: inputs[k] for k in self.input_names}))
             if self._caption is not None:
-                result["caption_ids"] = self._caption(inputs["video"])
+                video = inputs["video"] if self.native else np.asarray(inputs["video"])
+                result["caption_ids"] = self._caption(video)
             for name, value in batch_targets.items():
                 targets.setdefault(name, []).append(value.numpy())
             for name, value in result.items():

@@ -65,5 +65,7 @@ def compile_model(model: keras.Model, model_config: ModelConfig, train_config: T
     losses, weights = losses_lib.build_losses(
         list(model.output.keys()), model_config.score_std, train_config.score_loss_weight,
         train_config.class_loss_weight, train_config.caption_loss_weight)
+    # On JAX the steps are always compiled (XLA is JAX's compiler: without it every op runs
+    # on its own, eagerly); --jit_compile chooses for TensorFlow.
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
-                  jit_compile=train_config.jit_compile)
+                  jit_compile=train_config.jit_compile or keras.backend.backend() == "jax")

@@ -7,6 +7,8 @@ training data.
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from typing import Dict, Optional, Tuple
 
@@ -220,7 +222,29 @@ class TrainingRun:
             checkpoint_epoch=info["epoch"], selected_on=info["selected_on"])
 
     def export(self, export_config: ExportConfig, flags_file: str = "") -> str:
-        """SavedModel of the loaded (best) weights (`export_lib.export_trained_model`)."""
-        return export_lib.export_trained_model(
-            self.model, self.model_config, self.data_config, export_config, self.folder.path,
-            self.eval_config, flags_file, vocab=self.evaluator.vocab)
+        """SavedModel of the loaded (best) weights (`export_lib.export_trained_model`).
+
+        The SavedModel's serving functions are TensorFlow (decoding, resizing, windowing
+        around the model): under another Keras backend (JAX) the export runs `aqa_tf.export`
+        in a TensorFlow process on the run's flagfile and best weights (`.weights.h5` files
+        are the same on every backend)."""
+        if keras.backend.backend() == "tensorflow":
+            return export_lib.export_trained_model(
+                self.model, self.model_config, self.data_config, export_config,
+                self.folder.path, self.eval_config, flags_file, vocab=self.evaluator.vocab)
+        if not flags_file:
+            raise ConfigError(f"exporting a model trained on Keras's {keras.backend.backend()} "
+                              "backend needs the run's flagfile (aqa_tf.export runs on "
+                              "TensorFlow)")
+        path = export_config.export_path(self.folder.path)
+        name = os.path.basename(os.path.dirname(path))
+        command = [sys.executable, "-m", "aqa_tf.export", f"--flagfile={flags_file}",
+                   f"--checkpoint={self.folder.file(run_folder.BEST_WEIGHTS)}",
+                   f"--experiment_name={name}"]
+        print(f"Exporting on TensorFlow (the SavedModel's serving functions are TensorFlow): "
+              f"{' '.join(command)}", flush=True)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        if subprocess.run(command, env=env).returncode:
+            raise ConfigError(f"the TensorFlow export failed (above); the trained weights are "
+                              f"in {self.folder.file(run_folder.BEST_WEIGHTS)}")
+        return path
