@@ -7,8 +7,9 @@ model measurements feed one fixed in-memory batch, so they measure the model alo
 pipeline is measured on the records of `--data_dir` (skipped, and said so, when there are none).
 
 Beside samples/s it prints the model's FLOPs per sample (forward, counted by TensorFlow's
-profiler on the traced graph; training counted as 3x forward: the backward pass of a
-convolution or matmul costs two forward ones), the GFLOP/s achieved, and the fraction of a peak
+profiler on the traced graph, or by XLA's cost analysis under `KERAS_BACKEND=jax`, which leaves
+out the multiply-adds on a convolution's zero padding, so it counts fewer on small frames; training
+counted as 3x forward: the backward pass of a convolution or matmul costs two forward ones), the GFLOP/s achieved, and the fraction of a peak
 measured in the same process and precision: a C3D-sized Conv3D (`--peak_conv`, default conv3a
 of C3D: 8x28x28x128 -> 256, 3x3x3) run alone. `--mixed_precision=auto` runs the probe of
 `aqa_tf.precision` and benchmarks what it chose.
@@ -81,8 +82,10 @@ def _print_results(results, model_name):
     def fmt(v):
         return "n/a" if v is None else f"{v:.2f}"
 
+    backend = results["keras_backend"]
     print(f"\nBenchmark: {model_name}, input {results['input']}, batch {results['batch_size']}, "
-          f"precision {results['precision']}, XLA {results['jit_compile']}, {results['machine']}")
+          f"precision {results['precision']}, XLA {results['jit_compile']}, Keras on "
+          f"{backend['backend']} {backend['version']}, {results['machine']}")
     print(f"  {'measurement':<26}{'samples/s':>12}{'GFLOP/s':>10}{'of peak':>9}")
     for key in ("input_pipeline_samples_per_s", "train_samples_per_s", "inference_samples_per_s",
                 "caption_generation_samples_per_s"):
@@ -102,19 +105,43 @@ def _print_results(results, model_name):
 
 
 def forward_flops(model, x) -> float:
-    """Floating-point operations of one sample's forward pass (TensorFlow's profiler on the
-    inference graph traced at batch 1; multiply-adds count 2)."""
-    import tensorflow as tf
-    from tensorflow.python.profiler import model_analyzer, option_builder
+    """Floating-point operations of one sample's forward pass (multiply-adds count 2), on the
+    inference graph at batch 1: TensorFlow's profiler on TensorFlow, XLA's cost analysis of the
+    compiled function on JAX."""
     from aqa_tf.models import aqa_model
+    import keras
     inference = aqa_model.inference_model(model)
     names = list(inference.input.keys())
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def forward(trainable, non_trainable, inputs):
+            return inference.stateless_call(trainable, non_trainable, inputs, training=False)[0]
+
+        one = {k: x[k][:1] for k in names}
+        compiled = jax.jit(forward).lower(
+            [v.value for v in inference.trainable_variables],
+            [v.value for v in inference.non_trainable_variables], one).compile()
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return float(cost["flops"])
+    import tensorflow as tf
+    from tensorflow.python.profiler import model_analyzer, option_builder
     specs = {k: tf.TensorSpec((1,) + tuple(x[k].shape[1:]), x[k].dtype) for k in names}
     graph = tf.function(lambda inputs: inference(inputs, training=False)).get_concrete_function(
         specs).graph
     options = option_builder.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     return float(model_analyzer.profile(graph, options=options).total_float_ops)
+
+
+def _gpu_count() -> int:
+    import keras
+    if keras.backend.backend() == "jax":
+        import jax
+        return len([d for d in jax.devices() if d.platform == "gpu"])
+    import tensorflow as tf
+    return len(tf.config.list_physical_devices("GPU"))
 
 
 def main(argv):
@@ -124,6 +151,7 @@ def main(argv):
     train_config = flag_defs.train_config_from_flags()
     from aqa_tf import devices
     devices.setup_devices(train_config.cpu_replicas)
+    import keras
     import numpy as np
     import tensorflow as tf
     from aqa_tf import evaluation, optim, precision as precision_lib
@@ -137,11 +165,11 @@ def main(argv):
     results = {
         "backbone": model_config.backbone, "width_multiplier": model_config.width_multiplier,
         "heads": list(model_config.heads), "precision": precision, "batch_size": batch,
-        "jit_compile": train_config.jit_compile,
+        "jit_compile": train_config.jit_compile or keras.backend.backend() == "jax",
         "input": [data_config.num_clips, data_config.clip_length, data_config.crop_size,
                   data_config.crop_size, 3],
-        "machine": f"{precision_lib.machine_line()}, "
-                   f"GPUs: {len(tf.config.list_physical_devices('GPU'))}",
+        "machine": f"{precision_lib.machine_line()}, GPUs: {_gpu_count()}",
+        "keras_backend": precision_lib.backend_description(),
         "warmup_steps": warmup, "benchmark_steps": steps,
     }
 
@@ -161,13 +189,17 @@ def main(argv):
     seconds = _timed(lambda: model.train_on_batch(x, y), warmup, steps)
     results["train_samples_per_s"] = batch * steps / seconds
     predictor = evaluation.Predictor(model, jit_compile=train_config.jit_compile)
-    x_tensor = {k: tf.constant(v) for k, v in x.items() if k in predictor.input_names}
-    seconds = _timed(lambda: predictor.predict_batch(x_tensor)["score"].numpy(), warmup, steps)
+    on_tf = keras.backend.backend() == "tensorflow"
+    x_in = {k: tf.constant(v) if on_tf else v for k, v in x.items()
+            if k in predictor.input_names}
+    seconds = _timed(lambda: np.asarray(predictor.predict_batch(x_in)["score"]), warmup, steps)
     results["inference_samples_per_s"] = batch * steps / seconds
     if aqa_model.has_caption_head(model):
-        # Greedy captions of max_caption_words words (an untrained model rarely stops early).
-        generate = tf.function(aqa_model.CaptionGenerator(model, data_config.max_caption_words))
-        seconds = _timed(lambda: generate(x_tensor["video"]).numpy(), warmup, steps)
+        # Greedy captions of max_caption_words words (an untrained model rarely stops early);
+        # a tf.function on TensorFlow, eager on JAX (as the evaluation decodes there).
+        generate = aqa_model.CaptionGenerator(model, data_config.max_caption_words)
+        generate = tf.function(generate) if on_tf else generate
+        seconds = _timed(lambda: np.asarray(generate(x_in["video"])), warmup, steps)
         results["caption_generation_samples_per_s"] = batch * steps / seconds
     flop = results["forward_gflop_per_sample"]
     for name, multiple in (("train", 3.0), ("inference", 1.0)):
