@@ -79,7 +79,12 @@ def _operators(blob: bytes):
     return names
 
 
-CASES = [(name, {}) for name in known_backbones()] + [
+# One backbone per family and block kind: the deeper depths of a family (resnet3d_34/101,
+# r2plus1d_34) are more of the same blocks, with the same operators (basic blocks:
+# resnet3d_18, r2plus1d_18; bottlenecks: resnet3d_50, r2plus1d_50; torchvision's R(2+1)D:
+# r2plus1d_34_ig65m).
+REPEATED_DEPTHS = ("resnet3d_34", "resnet3d_101", "r2plus1d_34")
+CASES = [(name, {}) for name in known_backbones() if name not in REPEATED_DEPTHS] + [
     ("c3d", {"aggregation": "lstm", "heads": ("score",)}),
     ("r2plus1d_18", {"aggregation": "weight_decider", "projection_units": (32,)}),
     ("resnet3d_18", {"multiply_difficulty": True, "heads": ("score",)})]
