@@ -55,7 +55,8 @@ def main(argv):
     devices.configure_run(train_config.seed, policy)
     import keras
     print(f"Strategy {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
-          f"replica(s); dtype policy {keras.mixed_precision.global_policy().name}", flush=True)
+          f"replica(s); dtype policy {keras.mixed_precision.global_policy().name}; Keras on "
+          f"{keras.backend.backend()}", flush=True)
 
     run = train_lib.TrainingRun(data_config, model_config, train_config, eval_config, strategy)
     if not run.is_chief:

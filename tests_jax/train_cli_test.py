@@ -42,7 +42,7 @@ def test_training_command_on_jax_trains_evaluates_and_exports(tmp_path):
                    "--epochs=2", "--batch_size=4", "--val_fraction=0.25",
                    "--noevaluate_before_training",
                    "--mixed_precision=none", "--verbose=2"], backend="jax")
-    assert "dtype policy float32" in stdout
+    assert "dtype policy float32; Keras on jax" in stdout
     # Both epochs evaluated on the validation split and backed up; the loss went down.
     for epoch in (1, 2):
         record = json.load(open(run / "metrics" / f"epoch_{epoch:03d}.json"))
