@@ -8,10 +8,11 @@ pipeline is measured on the records of `--data_dir` (skipped, and said so, when 
 
 Beside samples/s it prints the model's FLOPs per sample (forward, counted by TensorFlow's
 profiler on the traced graph, or by XLA's cost analysis under `KERAS_BACKEND=jax`, which leaves
-out the multiply-adds on a convolution's zero padding, so it counts fewer on small frames; training
-counted as 3x forward: the backward pass of a convolution or matmul costs two forward ones), the GFLOP/s achieved, and the fraction of a peak
-measured in the same process and precision: a C3D-sized Conv3D (`--peak_conv`, default conv3a
-of C3D: 8x28x28x128 -> 256, 3x3x3) run alone. `--mixed_precision=auto` runs the probe of
+out the multiply-adds on a convolution's zero padding, so it counts fewer on small frames;
+training counted as 3x forward: the backward pass of a convolution or matmul costs two forward
+ones), the GFLOP/s achieved, and the fraction of a peak measured in the same process and
+precision: a C3D-sized Conv3D (`--peak_conv`, default conv3a of C3D: 8x28x28x128 -> 256,
+3x3x3) run alone, the fastest of its timed calls. `--mixed_precision=auto` runs the probe of
 `aqa_tf.precision` and benchmarks what it chose.
 
   python -m aqa_tf.benchmark --flagfile configs/quickstart.cfg --format=tflite \
@@ -135,15 +136,6 @@ def forward_flops(model, x) -> float:
     return float(model_analyzer.profile(graph, options=options).total_float_ops)
 
 
-def _gpu_count() -> int:
-    import keras
-    if keras.backend.backend() == "jax":
-        import jax
-        return len([d for d in jax.devices() if d.platform == "gpu"])
-    import tensorflow as tf
-    return len(tf.config.list_physical_devices("GPU"))
-
-
 def main(argv):
     del argv
     if FLAGS.format == "tflite":
@@ -165,10 +157,11 @@ def main(argv):
     results = {
         "backbone": model_config.backbone, "width_multiplier": model_config.width_multiplier,
         "heads": list(model_config.heads), "precision": precision, "batch_size": batch,
-        "jit_compile": train_config.jit_compile or keras.backend.backend() == "jax",
+        "jit_compile": optim.uses_xla(train_config),
         "input": [data_config.num_clips, data_config.clip_length, data_config.crop_size,
                   data_config.crop_size, 3],
-        "machine": f"{precision_lib.machine_line()}, GPUs: {_gpu_count()}",
+        "machine": (f"{precision_lib.machine_line()}, "
+                    f"GPUs: {len(precision_lib.gpu_devices())}"),
         "keras_backend": precision_lib.backend_description(),
         "warmup_steps": warmup, "benchmark_steps": steps,
     }

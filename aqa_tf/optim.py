@@ -65,7 +65,11 @@ def compile_model(model: keras.Model, model_config: ModelConfig, train_config: T
     losses, weights = losses_lib.build_losses(
         list(model.output.keys()), model_config.score_std, train_config.score_loss_weight,
         train_config.class_loss_weight, train_config.caption_loss_weight)
-    # On JAX the steps are always compiled (XLA is JAX's compiler: without it every op runs
-    # on its own, eagerly); --jit_compile chooses for TensorFlow.
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
-                  jit_compile=train_config.jit_compile or keras.backend.backend() == "jax")
+                  jit_compile=uses_xla(train_config))
+
+
+def uses_xla(train_config: TrainConfig) -> bool:
+    """Whether the train and predict steps are XLA-compiled: always on JAX (XLA is JAX's
+    compiler: without it every op runs on its own, eagerly); `--jit_compile` on TensorFlow."""
+    return train_config.jit_compile or keras.backend.backend() == "jax"

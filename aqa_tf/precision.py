@@ -140,19 +140,25 @@ def backend_description() -> Dict[str, str]:
 CONV_CHECK = (2, 8, 28, 28, 64, 64)
 
 
-def _gpu_capability() -> Optional[Tuple[int, int]]:
-    """Compute capability of the backend's first GPU; None without a GPU."""
+def gpu_devices() -> list:
+    """The GPUs of the Keras backend (JAX devices on JAX, TensorFlow's physical devices
+    otherwise)."""
     if keras.backend.backend() == "jax":
         import jax
-        gpus = [d for d in jax.devices() if d.platform == "gpu"]
-        if not gpus:
-            return None
+        return [d for d in jax.devices() if d.platform == "gpu"]
+    import tensorflow as tf
+    return tf.config.list_physical_devices("GPU")
+
+
+def _gpu_capability() -> Optional[Tuple[int, int]]:
+    """Compute capability of the backend's first GPU; None without a GPU."""
+    gpus = gpu_devices()
+    if not gpus:
+        return None
+    if keras.backend.backend() == "jax":
         major, _, minor = str(getattr(gpus[0], "compute_capability", "0.0")).partition(".")
         return int(major), int(minor or 0)
     import tensorflow as tf
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return None
     return tuple(tf.config.experimental.get_device_details(gpus[0]).get("compute_capability",
                                                                          (0, 0)))
 
