@@ -8,8 +8,8 @@ clip geometry; the batch capped at `PROBE_MAX_BATCH`) in float32 and in mixed_bf
 the faster. float32 is kept unless bf16 is at least `MIN_SPEEDUP` faster (float32 is the exact
 one). Before the model, one Conv3D is timed in both (a fraction of a second): where bf16 runs
 it at less than `MIN_CONV_RATIO` of float32's speed (no native bf16: TensorFlow emulates it,
-20x slower or worse), the model's bf16 steps are not run, since Conv3D is most of these
-networks' work; bf16 steps also stop early once they cannot win. The result is cached
+20x slower or worse), float32 is chosen without running model steps, since Conv3D is most of
+these networks' work; bf16 steps also stop early once they cannot win. The result is cached
 in the run folder (`precision_probe.json`), keyed by the machine and the model, so a resumed
 run does not probe again and a run moved to another machine does.
 
@@ -243,14 +243,16 @@ def choose(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
                                      batch_size=min(data_config.batch_size, PROBE_MAX_BATCH))
     conv = {dtype: conv3d_gflops(CONV_CHECK, dtype) for dtype in ("float32", "bfloat16")}
     conv_ratio = conv["bfloat16"] / conv["float32"]
-    speeds = {"float32": measure("float32", model_config, probe_data, train_config, steps)}
     if conv_ratio < MIN_CONV_RATIO:
-        speeds["mixed_bfloat16"] = None
+        # Decided by the convolution alone: no model steps in either precision (float32's
+        # would only print a figure; they took 20-30 s of every quickstart start on a Zen 3).
+        speeds = {"float32": None, "mixed_bfloat16": None}
         chosen = "float32"
         how = (f"a bf16 Conv3D runs at {conv_ratio:.2f}x float32's speed on {machine_line()} "
-               f"({conv['bfloat16']:.1f} vs {conv['float32']:.1f} GFLOP/s), so bf16 training "
-               f"steps were not run; float32: {speeds['float32']:.2f} training samples/s")
+               f"({conv['bfloat16']:.1f} vs {conv['float32']:.1f} GFLOP/s), so no training "
+               "steps were needed")
     else:
+        speeds = {"float32": measure("float32", model_config, probe_data, train_config, steps)}
         # bf16 has lost once its steps take longer than float32's at the required speed-up.
         limit = steps * probe_data.batch_size / speeds["float32"] / MIN_SPEEDUP
         speeds["mixed_bfloat16"] = measure("mixed_bfloat16", model_config, probe_data,
