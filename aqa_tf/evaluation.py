@@ -113,9 +113,13 @@ class Predictor:
         self.input_names = list(self.model.input.keys())
         self.native = keras.backend.backend() == "tensorflow"
         if self.native:
+            # autograph=False: no Python control flow on tensors in either (the decoder loops
+            # with ops.while_loop), and converting the model's code took seconds per process.
             self.predict_batch = tf.function(lambda x: self.model(x, training=False),
-                                             jit_compile=jit_compile, reduce_retracing=True)
-            self._caption = (tf.function(caption_generator, reduce_retracing=True)
+                                             jit_compile=jit_compile, reduce_retracing=True,
+                                             autograph=False)
+            self._caption = (tf.function(caption_generator, reduce_retracing=True,
+                                         autograph=False)
                              if caption_generator is not None else None)
         else:
             # Other Keras backends (JAX): the input pipeline stays tf.data; its batches go to

@@ -104,7 +104,7 @@ class Scorer:
         from aqa_tf.config import EvalConfig
         from aqa_tf.models import aqa_model
         eval_config = eval_config or EvalConfig()
-        serve_uint8 = tf.function(export_lib.serving_fn(model, data_config))
+        serve_uint8 = tf.function(export_lib.serving_fn(model, data_config), autograph=False)
 
         def serve(windows, difficulty, action=None):
             video = _tensor(windows)
@@ -117,7 +117,7 @@ class Scorer:
         if aqa_model.has_caption_head(model) and vocab is not None:
             caption_uint8 = tf.function(export_lib.caption_fn(
                 model, data_config, vocab, eval_config.caption_decoding,
-                eval_config.caption_beam_size))
+                eval_config.caption_beam_size), autograph=False)
 
             def decode_and_caption(windows):
                 video = _tensor(windows)

@@ -310,6 +310,9 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
     seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip(seeds, ds)
 
+    # Not converted by autograph (no Python control flow on tensors here): converting the
+    # pipeline's functions took about 2 s of every process's first dataset.
+    @tf.autograph.experimental.do_not_convert
     def parse(seed, serialized):
         record = features.parse_sequence_example(serialized)
         return parse_sample(record, config, training, seed, include_caption, with_keys)
@@ -328,6 +331,7 @@ def serving_windows(config: DataConfig, split: str) -> tf.data.Dataset:
     as its `pad_mode` says), "difficulty":
     float32, "action": int32, "score": float32}`. For parity checks of exports (`aqa_tf.tflite_lib`) and
     calibration data (int8 quantisation)."""
+    @tf.autograph.experimental.do_not_convert
     def window(serialized):
         record = features.parse_sequence_example(serialized)
         jpegs = record[features.FRAMES]
