@@ -417,6 +417,10 @@ class TrainConfig(Config):
         True, "Evaluate the untrained model on the test split first (a baseline written as "
         "metrics/epoch_000.json).")
     verbose: int = option(1, "Keras fit verbosity: 1 progress bar, 2 a line per epoch.")
+    export_after_training: bool = option(
+        True, "Export a SavedModel of the chosen checkpoint when training ends (--export_dir). "
+        "Off (e.g. for sweeps): `python -m aqa_tf.export --flagfile=<run>/flags.txt "
+        "--checkpoint=<run>/best.weights.h5` exports it later.")
     synthesize_if_missing: bool = option(
         False, "Generate the synthetic diving dataset (--synthetic_* options) into --data_dir if "
         "it is absent (quickstart).")

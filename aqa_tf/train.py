@@ -72,7 +72,8 @@ def main(argv):
         run.evaluate_untrained()
     run.fit()
     result = run.final_evaluation()
-    export_path = run.export(export_config, flags_path)
+    export_path = (run.export(export_config, flags_path) if train_config.export_after_training
+                   else "not exported (--noexport_after_training)")
     print(reporting.format_report(result), flush=True)
     print(f"SavedModel: {export_path}\nRun folder: {train_config.model_dir}", flush=True)
     devices.barrier(strategy)

@@ -185,7 +185,9 @@ def test_zero_shot_protocol_reports_every_held_out_action(aqa7_data, tmp_path):
                f"--protocol_dir={folder}", "--stored_height=40", "--stored_width=54",
                "--sample_length=32", "--num_frames=32", "--clip_length=16", "--clip_stride=16",
                "--crop_size=32", "--width_multiplier=0.0625", "--fc_units=8", "--epochs=1",
-               "--steps_per_epoch=2", "--batch_size=4", "--val_fraction=0", "--verbose=2"]
+               "--steps_per_epoch=2", "--batch_size=4", "--val_fraction=0", "--verbose=2",
+               # (export is the all-action test's; here it would only repeat it six times)
+               "--noexport_after_training"]
     proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(os.path.join(folder, "results.json")) as f:
@@ -200,6 +202,8 @@ def test_zero_shot_protocol_reports_every_held_out_action(aqa7_data, tmp_path):
         assert f"--test_actions={action}\n" in flags_text
         trained_on = [line for line in flags_text.splitlines() if line.startswith("--actions=")]
         assert action not in trained_on[0].split("=", 1)[1].split(",")
+        assert "--noexport_after_training\n" in flags_text
+    assert not os.path.exists(os.path.join(folder, "saved_models"))
 
 
 def test_protocol_plans_parse_and_scale_the_finetuning_schedule():
