@@ -12,7 +12,7 @@ import pytest
 import keras
 
 from aqa_tf.config import DataConfig, ModelConfig
-from aqa_tf.models.backbones import known_backbones
+from tests.conftest import distinct_backbones
 from tests.predict_test import exported, run_cli, videos  # noqa: F401 (module fixtures)
 
 
@@ -79,12 +79,7 @@ def _operators(blob: bytes):
     return names
 
 
-# One backbone per family and block kind: the deeper depths of a family (resnet3d_34/101,
-# r2plus1d_34) are more of the same blocks, with the same operators (basic blocks:
-# resnet3d_18, r2plus1d_18; bottlenecks: resnet3d_50, r2plus1d_50; torchvision's R(2+1)D:
-# r2plus1d_34_ig65m).
-REPEATED_DEPTHS = ("resnet3d_34", "resnet3d_101", "r2plus1d_34")
-CASES = [(name, {}) for name in known_backbones() if name not in REPEATED_DEPTHS] + [
+CASES = [(name, {}) for name in distinct_backbones()] + [
     ("c3d", {"aggregation": "lstm", "heads": ("score",)}),
     ("r2plus1d_18", {"aggregation": "weight_decider", "projection_units": (32,)}),
     ("resnet3d_18", {"multiply_difficulty": True, "heads": ("score",)})]
