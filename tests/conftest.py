@@ -101,20 +101,6 @@ def aqa7_records(folder, num_train_per_action: int, num_test_per_action: int,
     return out
 
 
-# Test modules in the order pytest-xdist hands them to its workers (`--dist loadfile`, with its
-# own reordering by test count turned off in pytest.ini): those whose fixtures train for minutes
-# first, longest first, then the rest in collection order. Reordered by test count, the
-# three-test caption module (a ~10 min training) started last and was the suite's tail.
-SLOW_MODULES_FIRST = ("tests/train_test.py", "tests/caption_train_test.py",
-                      "tests/configs_test.py", "tests/tflite_test.py", "tests/protocols_test.py",
-                      "tests/predict_test.py", "tests/weights/convert_test.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {module: i for i, module in enumerate(SLOW_MODULES_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
-
-
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
     """The quickstart's synthetic dataset (240 training, 100 test dives of 54 frames at 64x86),

@@ -71,11 +71,6 @@ else:
 
     assert keras.backend.backend() == "jax", keras.backend.backend()
 
-    def pytest_collection_modifyitems(items):
-        # The command-line runs (minutes) first: pytest.ini hands modules to the two workers in
-        # collection order, and last they would be the run's tail.
-        items.sort(key=lambda item: not item.nodeid.startswith("tests_jax/train_cli_test.py"))
-
     def pytest_configure(config):
         here = os.path.dirname(os.path.abspath(__file__))
         for arg in config.args:
