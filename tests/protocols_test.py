@@ -134,9 +134,18 @@ def _train(data_dir, model_dir, *extra, timeout=1800):
 def test_all_action_model_learns_reports_every_action_and_exports_points(aqa7_data, tmp_path):
     """An all-action model (one small C3D-AVG on all six synthetic actions, 20 training videos
     each) learns: its test Fisher-z average Spearman is >= 0.6 and at least 0.4 above the
-    same model untrained (measured: 0.88 vs 0.13 after 12 epochs; best checkpoint at epoch 4).
-    It reports Spearman per action and the Fisher-z average, writes the action table and plot,
-    and its export scores in points for the action it is given, as the evaluation does.
+    same model untrained. It reports Spearman per action and the Fisher-z average, writes the
+    action table and plot, and its export scores in points for the action it is given, as the
+    evaluation does.
+
+    Measured (2-core Zen 3 EPYC, two runs side by side, one intra-op thread each): after 10
+    epochs 0.87, 0.88 (seed 0, twice), 0.82, 0.88 (seeds 1, 2); untrained 0.13, -0.07, -0.31.
+    The run tests its last epoch (the cosine schedule has decayed), not a checkpoint chosen on a
+    validation carve-out: with 20 training videos per action that carve-out holds 3 per action,
+    whose per-action Spearman is often +-1, which then outweighs the other actions in the
+    Fisher-z average, so the choice was chance (with --val_fraction=0.15 and 6 epochs: 0.55
+    and 0.87 from the same seed, epochs 2 and 5 chosen). After 6 epochs the last epoch gave
+    0.52 and 0.84 (seed 0 twice: the training stream's order depends on thread timing).
 
     It uses --score_normalization=per_action_standardized. With the paper's divide-only
     normalisation the same run stays at chance (test Fisher-z -0.03 vs 0.13 untrained, 12 and 20
@@ -144,7 +153,7 @@ def test_all_action_model_learns_reports_every_action_and_exports_points(aqa7_da
     diving ~4), so the regressor must tell the actions apart before it can rank within one, and
     120 videos are too few for that at this size."""
     model_dir = str(tmp_path / "all_action")
-    stdout = _train(aqa7_data, model_dir, "--epochs=6", "--val_fraction=0.15",
+    stdout = _train(aqa7_data, model_dir, "--epochs=10", "--val_fraction=0",
                     "--score_normalization=per_action_standardized")
     with open(os.path.join(model_dir, "final_metrics.json")) as f:
         final = json.load(f)["metrics"]
