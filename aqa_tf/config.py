@@ -401,6 +401,14 @@ class TrainConfig(Config):
         False, "Do not train the backbone (paper 003 trains only the LSTM and regressor on top "
         "of a pretrained C3D).")
     seed: int = _seed()
+    deterministic: bool = option(
+        False, "Reproducible runs: the training stream's order does not depend on thread timing "
+        "(default: the parallel input pipeline hands out samples as they are ready, a little "
+        "faster), and TensorFlow's ops run deterministically "
+        "(tf.config.experimental.enable_op_determinism; on GPUs it excludes some of the fastest "
+        "cuDNN algorithms). Same flags, seed, machine and thread count: the same run. Measured "
+        "without it: two runs of one seed gave test Fisher-z 0.55 and 0.87 (small AQA-7 test, "
+        "tests/protocols_test.py).")
     select_on: str = option(
         "spearman", "Criterion of the best checkpoint, on the validation split: Spearman rho "
         "(the papers') or rho + mean sub-action accuracy (multitask models).",

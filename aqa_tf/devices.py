@@ -101,11 +101,14 @@ def worker_name(strategy: tf.distribute.Strategy) -> str:
     return resolver.task_type + ("" if resolver.task_type == "chief" else str(resolver.task_id))
 
 
-def configure_run(seed: int, mixed_precision: str):
+def configure_run(seed: int, mixed_precision: str, deterministic: bool = False):
     """Seeds Python, NumPy and the backend, and sets the global dtype policy (`none`: float32;
-    `auto` must be resolved first, `aqa_tf.precision.choose`)."""
+    `auto` must be resolved first, `aqa_tf.precision.choose`). `deterministic`: TensorFlow's
+    ops run deterministically (the input order is the pipeline's business, `--deterministic`)."""
     if mixed_precision == "auto":
         raise ValueError("mixed_precision=auto: resolve it with aqa_tf.precision.choose first")
     keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(
         "float32" if mixed_precision == "none" else mixed_precision)

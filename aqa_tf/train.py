@@ -52,7 +52,7 @@ def main(argv):
     from aqa_tf import evaluation, precision
     policy = precision.choose(model_config, evaluation.with_action_score_stds(data_config),
                               train_config, cache_dir=train_config.model_dir)
-    devices.configure_run(train_config.seed, policy)
+    devices.configure_run(train_config.seed, policy, train_config.deterministic)
     import keras
     print(f"Strategy {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
           f"replica(s); dtype policy {keras.mixed_precision.global_policy().name}; Keras on "

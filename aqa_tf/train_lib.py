@@ -133,10 +133,11 @@ class TrainingRun:
     def _build_training_data(self) -> tf.data.Dataset:
         # On a cluster every worker reads the whole stream and keeps its part of each global
         # batch (auto-shard policy DATA, below): the streams must be the same sample for sample,
-        # so their order may not depend on thread timing.
+        # so their order may not depend on thread timing. --deterministic asks for the same.
+        ordered = self.multi_worker or self.train_config.deterministic
         data = pipeline.build_dataset(self.data_config, "train", training=True,
                                       include_caption=self.evaluator.with_captions,
-                                      deterministic=True if self.multi_worker else None)
+                                      deterministic=True if ordered else None)
         # Known length: the progress bar shows the epoch's total from the first epoch on.
         data = data.apply(tf.data.experimental.assert_cardinality(
             self.num_train_examples // self.data_config.batch_size))

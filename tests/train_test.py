@@ -160,6 +160,31 @@ def test_killed_run_resumes_from_the_last_finished_epoch(tiny_dir, tmp_path):
         assert json.load(f)["metrics"]["num_samples"] == 16
 
 
+def test_deterministic_runs_repeat_exactly(tiny_dir, tmp_path):
+    """--deterministic: two runs of the same flags (started side by side, one intra-op thread
+    each under xdist) train on the same stream and end with the same losses and predictions.
+    Without it the training stream's order follows thread timing (see the option's help)."""
+    def command(name):
+        return train_command(tiny_dir, str(tmp_path / name), "--epochs=1",
+                             "--steps_per_epoch=3", "--batch_size=4", "--val_fraction=0",
+                             "--deterministic", "--noevaluate_before_training",
+                             "--noexport_after_training")
+    procs = [subprocess.Popen(command(name), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    runs = []
+    for name in ("a", "b"):
+        with open(tmp_path / name / "metrics" / "epoch_001.json") as f:
+            train = json.load(f)["train"]
+        with open(tmp_path / name / "test_predictions.csv") as f:
+            runs.append((train, f.read()))
+    assert runs[0][0]["loss"] == runs[1][0]["loss"], (runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+    assert len(runs[0][1].splitlines()) == 17  # header + the 16 test dives
+
+
 def test_mirrored_strategy_on_two_logical_cpus(tiny_dir, tmp_path):
     model_dir = str(tmp_path / "mirrored")
     stdout = run(train_command(tiny_dir, model_dir, "--epochs=1", "--batch_size=4",
