@@ -12,8 +12,10 @@ out the multiply-adds on a convolution's zero padding, so it counts fewer on sma
 training counted as 3x forward: the backward pass of a convolution or matmul costs two forward
 ones), the GFLOP/s achieved, and the fraction of a peak measured in the same process and
 precision: a C3D-sized Conv3D (`--peak_conv`, default conv3a of C3D: 8x28x28x128 -> 256,
-3x3x3) run alone, the fastest of its timed calls. `--mixed_precision=auto` runs the probe of
-`aqa_tf.precision` and benchmarks what it chose.
+3x3x3) run alone, the fastest of at least 10 timed calls. Training is also compared with
+that Conv3D's own training step (forward and both gradients), since backward kernels run
+slower than forward ones. `--mixed_precision=auto` runs the probe of `aqa_tf.precision` and
+benchmarks what it chose.
 
   python -m aqa_tf.benchmark --flagfile configs/quickstart.cfg --format=tflite \
       --checkpoint runs/quickstart/best.weights.h5
@@ -56,6 +58,8 @@ flags.DEFINE_list("peak_conv", ["4", "8", "28", "28", "128", "256"],
                   "batch of 4 clips.")
 FLAGS = flags.FLAGS
 
+PEAK_STEPS = 10  # timed calls of the peak Conv3D, at least
+
 
 def _timed(step, warmup: int, steps: int) -> float:
     for _ in range(warmup):
@@ -81,7 +85,7 @@ def _input_pipeline(data_config, warmup: int, steps: int) -> dict:
 
 def _print_results(results, model_name):
     def fmt(v):
-        return "n/a" if v is None else f"{v:.2f}"
+        return "n/a" if v is None else f"{v:.4g}"
 
     backend = results["keras_backend"]
     print(f"\nBenchmark: {model_name}, input {results['input']}, batch {results['batch_size']}, "
@@ -101,6 +105,10 @@ def _print_results(results, model_name):
         print(f"  FLOPs: {results['forward_gflop_per_sample']:.2f} GFLOP per sample forward "
               f"(training counted 3x); peak: Conv3D {'x'.join(FLAGS.peak_conv)} alone, "
               f"{results['peak_conv3d_gflop_per_s']:.1f} GFLOP/s in {results['precision']}")
+    if results.get("train_fraction_of_training_peak") is not None:
+        print(f"  Training peak: the same Conv3D's training step alone (forward + both "
+              f"gradients, 3x), {results['peak_conv3d_training_gflop_per_s']:.1f} GFLOP/s; "
+              f"training runs at {results['train_fraction_of_training_peak']:.2f} of it")
     if results.get("input_pipeline_note"):
         print(f"  (input pipeline: {results['input_pipeline_note']})")
 
@@ -175,10 +183,20 @@ def main(argv):
                                       np.random.default_rng(0))
     results["parameters"] = int(model.count_params())
     results["forward_gflop_per_sample"] = forward_flops(model, x) / 1e9
+    peak_dtype = ("bfloat16" if "bfloat16" in precision else
+                  "float16" if "float16" in precision else "float32")
+    peak_shape = [int(v) for v in FLAGS.peak_conv]
+    # The fastest of at least PEAK_STEPS calls after 2 warm-ups: the first calls of a process
+    # run slower (on a 2-core Zen 3, of 3 calls after 1 warm-up the fastest came out anywhere
+    # from 97 to 156 GFLOP/s; of 20, 156-165).
+    peak_warmup, peak_steps = max(warmup, 2), max(steps, PEAK_STEPS)
     results["peak_conv3d_gflop_per_s"] = precision_lib.conv3d_gflops(
-        [int(v) for v in FLAGS.peak_conv], "bfloat16" if "bfloat16" in precision else
-        "float16" if "float16" in precision else "float32",
-        warmup, steps)
+        peak_shape, peak_dtype, peak_warmup, peak_steps)
+    # The same convolution's training step (forward and both gradients) alone: how fast its
+    # kernels train, the ceiling of a training step made of convolutions (backward kernels
+    # run slower than forward ones).
+    results["peak_conv3d_training_gflop_per_s"] = precision_lib.conv3d_gflops(
+        peak_shape, peak_dtype, peak_warmup, peak_steps, training=True)
     seconds = _timed(lambda: model.train_on_batch(x, y), warmup, steps)
     results["train_samples_per_s"] = batch * steps / seconds
     predictor = evaluation.Predictor(model, jit_compile=train_config.jit_compile)
@@ -199,6 +217,9 @@ def main(argv):
         achieved = multiple * flop * results[f"{name}_samples_per_s"]
         results[f"{name}_gflop_per_s"] = achieved
         results[f"{name}_fraction_of_peak"] = achieved / results["peak_conv3d_gflop_per_s"]
+    if results["peak_conv3d_training_gflop_per_s"]:
+        results["train_fraction_of_training_peak"] = (
+            results["train_gflop_per_s"] / results["peak_conv3d_training_gflop_per_s"])
 
     _print_results(results, model.name)
     output = FLAGS.benchmark_output or f"benchmark_{model_config.backbone}_{precision}.json"

@@ -95,26 +95,68 @@ def random_batch(model: keras.Model, model_config: ModelConfig, data_config: Dat
     return x, y
 
 
-def conv3d_gflops(shape, dtype: str, warmup: int = 1, steps: int = 3) -> float:
+def conv3d_gflops(shape, dtype: str, warmup: int = 1, steps: int = 3,
+                  training: bool = False) -> Optional[float]:
     """GFLOP/s of one 3x3x3 'same' Conv3D `[batch, frames, height, width, in] -> filters`
     (`shape`, 6 ints) in `dtype`, run alone (multiply-adds count 2), compiled as the Keras
     backend compiles (tf.function on TensorFlow, jax.jit on JAX); the fastest of `steps`
-    timed calls."""
+    timed calls.
+
+    `training`: its training step instead, the forward pass and both gradients (input and
+    filter), counted as 3x the forward FLOPs as the benchmark counts a model's training: the
+    speed a network made only of this convolution would train at, the ceiling of a training
+    step that the kernels, not the framework, set. None on a backend other than TensorFlow
+    and JAX."""
     batch, frames, height, width, channels, filters = shape
     rng = np.random.default_rng(0)
     x = keras.ops.cast(rng.standard_normal(shape[:5]).astype("float32"), dtype)
     kernel = keras.ops.cast(rng.standard_normal((3, 3, 3, channels, filters)).astype(
         "float32") * 0.05, dtype)
-    conv = _compiled(lambda a, b: keras.ops.conv(a, b, 1, "same"))
+    conv = _training_step() if training else _compiled(
+        lambda a, b: keras.ops.conv(a, b, 1, "same"))
+    if conv is None:
+        return None
+
+    def call():
+        return [np.asarray(t) for t in keras.tree.flatten(conv(x, kernel))]
+
     for _ in range(max(warmup, 1)):
-        np.asarray(conv(x, kernel))
+        call()
     seconds = []
     for _ in range(max(steps, 1)):
         start = time.perf_counter()
-        np.asarray(conv(x, kernel))
+        call()
         seconds.append(time.perf_counter() - start)
     # The fastest step: a peak, not an average over a shared machine's slower moments.
-    return 2.0 * batch * frames * height * width * filters * 27 * channels / min(seconds) / 1e9
+    flop = 2.0 * batch * frames * height * width * filters * 27 * channels
+    return (3.0 if training else 1.0) * flop / min(seconds) / 1e9
+
+
+def _training_step():
+    """`(x, kernel) -> (d loss/dx, d loss/d kernel)` of a 'same' Conv3D, compiled by the
+    backend's compiler; None on backends other than TF and JAX. The loss is the sum of the
+    squared output, so that the gradients need the forward pass (of a plain sum they would
+    not, and the compiler would drop it)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(autograph=False)
+        def step(a, b):
+            with tf.GradientTape() as tape:
+                tape.watch([a, b])
+                loss = tf.reduce_sum(tf.square(tf.cast(keras.ops.conv(a, b, 1, "same"),
+                                                       tf.float32)))
+            return tape.gradient(loss, [a, b])
+        return step
+    if backend == "jax":
+        import jax
+
+        def loss(a, b):
+            return keras.ops.sum(keras.ops.square(keras.ops.cast(
+                keras.ops.conv(a, b, 1, "same"), "float32")))
+        return jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return None
 
 
 def _compiled(fn):

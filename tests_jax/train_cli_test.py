@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,6 +83,10 @@ def test_benchmark_command_on_jax_counts_the_flops_tensorflow_counts(tmp_path):
         assert result["keras_backend"]["backend"] == backend
         assert result["train_samples_per_s"] > 0 and result["inference_samples_per_s"] > 0
         assert 0 < result["train_fraction_of_peak"] and 0 < result["inference_fraction_of_peak"]
+        # ... and against the peak Conv3D's own training step (forward and both gradients).
+        assert result["peak_conv3d_training_gflop_per_s"] > 0
+        assert result["train_fraction_of_training_peak"] == pytest.approx(
+            result["train_gflop_per_s"] / result["peak_conv3d_training_gflop_per_s"])
     jax_flops = results["jax"]["forward_gflop_per_sample"]
     tf_flops = results["tensorflow"]["forward_gflop_per_sample"]
     # TensorFlow's profiler counts every multiply-add of a convolution; XLA's cost analysis
