@@ -137,6 +137,10 @@ def _training_step():
     backend's compiler; None on backends other than TF and JAX. The loss is the sum of the
     squared output, so that the gradients need the forward pass (of a plain sum they would
     not, and the compiler would drop it)."""
+    def loss(a, b):
+        return keras.ops.sum(keras.ops.square(keras.ops.cast(
+            keras.ops.conv(a, b, 1, "same"), "float32")))
+
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -145,16 +149,11 @@ def _training_step():
         def step(a, b):
             with tf.GradientTape() as tape:
                 tape.watch([a, b])
-                loss = tf.reduce_sum(tf.square(tf.cast(keras.ops.conv(a, b, 1, "same"),
-                                                       tf.float32)))
-            return tape.gradient(loss, [a, b])
+                value = loss(a, b)
+            return tape.gradient(value, [a, b])
         return step
     if backend == "jax":
         import jax
-
-        def loss(a, b):
-            return keras.ops.sum(keras.ops.square(keras.ops.cast(
-                keras.ops.conv(a, b, 1, "same"), "float32")))
         return jax.jit(jax.grad(loss, argnums=(0, 1)))
     return None
 
