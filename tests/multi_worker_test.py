@@ -189,10 +189,6 @@ def test_two_workers_train_as_one_and_resume_after_a_worker_is_killed(data_dir, 
     assert glob.glob(str(tmp_path / "tmp_first" / "aqa_tf_worker1_*" / "backup" /
                          "training_metadata.json"))
 
-    # The same command on both workers again (on new ports: the old chief may still hold
-    # its own while it fails): training goes on from the chief's backup.
-    second = processes.start_cluster("second", train_command(data_dir, cluster_dir),
-                                     tmp_path / "tmp_second")
     try:
         chief.wait(timeout=CHIEF_FAILS_WITHIN_S)
     except subprocess.TimeoutExpired:
@@ -202,7 +198,14 @@ def test_two_workers_train_as_one_and_resume_after_a_worker_is_killed(data_dir, 
     output = processes.output(chief)
     assert chief.returncode != 0 and "UnavailableError" in output, output[-3000:]
     assert "Strategy MultiWorkerMirroredStrategy with 2 replica(s)" in output
-    assert backed_up_epochs(cluster_dir) == resumed_from  # it wrote no newer backup
+    # It wrote no newer backup. (Checked before the second cluster starts: that one backs up
+    # epoch 2 into the same folder, sometimes before a busy machine's chief has failed.)
+    assert backed_up_epochs(cluster_dir) == resumed_from
+
+    # The same command on both workers again (on new ports: the old chief's may not be free
+    # yet): training goes on from the chief's backup.
+    second = processes.start_cluster("second", train_command(data_dir, cluster_dir),
+                                     tmp_path / "tmp_second")
 
     # The reference run is stopped once it has written its last epoch's metrics (its final
     # evaluation and export would only take CPU time from the cluster).
