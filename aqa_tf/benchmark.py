@@ -7,15 +7,16 @@ model measurements feed one fixed in-memory batch, so they measure the model alo
 pipeline is measured on the records of `--data_dir` (skipped, and said so, when there are none).
 
 Beside samples/s it prints the model's FLOPs per sample (forward, counted by TensorFlow's
-profiler on the traced graph, or by XLA's cost analysis under `KERAS_BACKEND=jax`, which leaves
-out the multiply-adds on a convolution's zero padding, so it counts fewer on small frames;
-training counted as 3x forward: the backward pass of a convolution or matmul costs two forward
-ones), the GFLOP/s achieved, and the fraction of a peak measured in the same process and
+profiler on the traced graph, or under `KERAS_BACKEND=jax` on the traced JAX computation, its
+convolutions and matrix products; training counted as 3x forward: the backward pass of a
+convolution or matmul costs two forward ones), the GFLOP/s achieved, and the fraction of a peak measured in the same process and
 precision: a C3D-sized Conv3D (`--peak_conv`, default conv3a of C3D: 8x28x28x128 -> 256,
 3x3x3) run alone, the fastest of at least 10 timed calls. Training is also compared with
 that Conv3D's own training step (forward and both gradients), since backward kernels run
 slower than forward ones. `--mixed_precision=auto` runs the probe of `aqa_tf.precision` and
-benchmarks what it chose.
+benchmarks what it chose. Under `KERAS_BACKEND=jax` the model measurements need no TensorFlow
+(a GPU machine with JAX alone; `tools/benchmark_gpu.sh`); `--batch_on_device` keeps the host-to-
+GPU copy of the batch out of the timed steps.
 
   python -m aqa_tf.benchmark --flagfile configs/quickstart.cfg --format=tflite \
       --checkpoint runs/quickstart/best.weights.h5
@@ -52,6 +53,10 @@ flags.DEFINE_string("parity_split", "test", "With --format=tflite: split of --da
                     "windows compare each variant with the SavedModel ('' to skip).")
 flags.DEFINE_integer("parity_samples", 0, "Windows of --parity_split to compare (0: all).")
 flags.DEFINE_integer("tflite_threads", 0, "LiteRT interpreter threads (0: one per core).")
+flags.DEFINE_boolean("batch_on_device", False, "Place the fixed batch on the GPU once, before "
+                     "timing, instead of passing it from host memory at every step: training "
+                     "as Keras's fit runs on JAX, which copies each batch to the GPU while the "
+                     "previous step computes. No effect without a GPU.")
 flags.DEFINE_list("peak_conv", ["4", "8", "28", "28", "128", "256"],
                   "The Conv3D whose speed is the peak: batch, frames, height, width, input "
                   "channels, filters (3x3x3 kernel, 'same' padding). Default: C3D's conv3a on a "
@@ -72,15 +77,30 @@ def _timed(step, warmup: int, steps: int) -> float:
 
 def _input_pipeline(data_config, warmup: int, steps: int) -> dict:
     """Training input pipeline samples/s on the records of `--data_dir` (or why not)."""
-    import tensorflow as tf
-    from aqa_tf.data import pipeline, shards
+    from aqa_tf.data import shards
     pattern = shards.shard_pattern(data_config.data_dir, data_config.train_split)
-    if not (data_config.data_dir and tf.io.gfile.glob(pattern)):
+    if not data_config.data_dir:
+        return {"input_pipeline_samples_per_s": None,
+                "input_pipeline_note": "no --data_dir"}
+    import tensorflow as tf
+    from aqa_tf.data import pipeline
+    if not tf.io.gfile.glob(pattern):
         return {"input_pipeline_samples_per_s": None,
                 "input_pipeline_note": f"no records match {pattern}"}
     iterator = iter(pipeline.build_dataset(data_config, "train", training=True, repeat=True))
     seconds = _timed(lambda: next(iterator), warmup, steps)
     return {"input_pipeline_samples_per_s": data_config.batch_size * steps / seconds}
+
+
+def _on_device(arrays: dict) -> dict:
+    """`arrays` copied to the backend's first GPU."""
+    import keras
+    if keras.backend.backend() == "jax":
+        import jax
+        return jax.device_put(arrays)
+    import tensorflow as tf
+    with tf.device("/GPU:0"):
+        return {k: tf.identity(v) for k, v in arrays.items()}
 
 
 def _print_results(results, model_name):
@@ -90,7 +110,8 @@ def _print_results(results, model_name):
     backend = results["keras_backend"]
     print(f"\nBenchmark: {model_name}, input {results['input']}, batch {results['batch_size']}, "
           f"precision {results['precision']}, XLA {results['jit_compile']}, Keras on "
-          f"{backend['backend']} {backend['version']}, {results['machine']}")
+          f"{backend['backend']} {backend['version']}, {results['machine']}"
+          f"{', batch on the GPU' if results.get('batch_on_device') else ''}")
     print(f"  {'measurement':<26}{'samples/s':>12}{'GFLOP/s':>10}{'of peak':>9}")
     for key in ("input_pipeline_samples_per_s", "train_samples_per_s", "inference_samples_per_s",
                 "caption_generation_samples_per_s"):
@@ -115,8 +136,9 @@ def _print_results(results, model_name):
 
 def forward_flops(model, x) -> float:
     """Floating-point operations of one sample's forward pass (multiply-adds count 2), on the
-    inference graph at batch 1: TensorFlow's profiler on TensorFlow, XLA's cost analysis of the
-    compiled function on JAX."""
+    inference graph at batch 1: TensorFlow's profiler on TensorFlow; on JAX, the convolutions and
+    matrix products of the traced computation (`_jaxpr_flops`: XLA's own cost analysis counts
+    cuDNN's convolutions as nothing on a GPU, and skips the multiply-adds on zero padding)."""
     from aqa_tf.models import aqa_model
     import keras
     inference = aqa_model.inference_model(model)
@@ -128,12 +150,10 @@ def forward_flops(model, x) -> float:
             return inference.stateless_call(trainable, non_trainable, inputs, training=False)[0]
 
         one = {k: x[k][:1] for k in names}
-        compiled = jax.jit(forward).lower(
+        jaxpr = jax.make_jaxpr(forward)(
             [v.value for v in inference.trainable_variables],
-            [v.value for v in inference.non_trainable_variables], one).compile()
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        return float(cost["flops"])
+            [v.value for v in inference.non_trainable_variables], one)
+        return _jaxpr_flops(jaxpr.jaxpr)
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
     specs = {k: tf.TensorSpec((1,) + tuple(x[k].shape[1:]), x[k].dtype) for k in names}
@@ -142,6 +162,35 @@ def forward_flops(model, x) -> float:
     options = option_builder.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     return float(model_analyzer.profile(graph, options=options).total_float_ops)
+
+
+def _jaxpr_flops(jaxpr) -> float:
+    """2 x the multiply-adds of every convolution and matrix product in `jaxpr` (a JAX
+    `Jaxpr`), those of nested computations included (a `scan` body counted `length` times, the
+    costliest branch of a `cond`); elementwise operations are left out."""
+    import math
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        out_size = math.prod(eqn.outvars[0].aval.shape)
+        if name == "conv_general_dilated":
+            kernel = eqn.invars[1].aval.shape
+            out_features = kernel[eqn.params["dimension_numbers"].rhs_spec[0]]
+            total += 2.0 * out_size * math.prod(kernel) / out_features
+        elif name == "dot_general":
+            (contracting, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += 2.0 * out_size * math.prod(lhs[d] for d in contracting)
+        inner = []
+        for value in eqn.params.values():
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                item = getattr(item, "jaxpr", item)  # a ClosedJaxpr's Jaxpr
+                if hasattr(item, "eqns"):
+                    inner.append(_jaxpr_flops(item))
+        if inner:
+            total += (max(inner) if name == "cond" else sum(inner)) * (
+                eqn.params.get("length", 1) if name == "scan" else 1)
+    return total
 
 
 def main(argv):
@@ -153,7 +202,6 @@ def main(argv):
     devices.setup_devices(train_config.cpu_replicas)
     import keras
     import numpy as np
-    import tensorflow as tf
     from aqa_tf import evaluation, optim, precision as precision_lib
     from aqa_tf.models import aqa_model
 
@@ -181,6 +229,9 @@ def main(argv):
                         optim.make_optimizer(train_config, aqa_model.backbone_of(model)))
     x, y = precision_lib.random_batch(model, model_config, data_config,
                                       np.random.default_rng(0))
+    if FLAGS.batch_on_device and precision_lib.gpu_devices():
+        x, y = _on_device(x), _on_device(y)
+    results["batch_on_device"] = bool(FLAGS.batch_on_device and precision_lib.gpu_devices())
     results["parameters"] = int(model.count_params())
     results["forward_gflop_per_sample"] = forward_flops(model, x) / 1e9
     peak_dtype = ("bfloat16" if "bfloat16" in precision else
@@ -201,7 +252,9 @@ def main(argv):
     results["train_samples_per_s"] = batch * steps / seconds
     predictor = evaluation.Predictor(model, jit_compile=train_config.jit_compile)
     on_tf = keras.backend.backend() == "tensorflow"
-    x_in = {k: tf.constant(v) if on_tf else v for k, v in x.items()
+    if on_tf:
+        import tensorflow as tf
+    x_in = {k: (v if tf.is_tensor(v) else tf.constant(v)) if on_tf else v for k, v in x.items()
             if k in predictor.input_names}
     seconds = _timed(lambda: np.asarray(predictor.predict_batch(x_in)["score"]), warmup, steps)
     results["inference_samples_per_s"] = batch * steps / seconds

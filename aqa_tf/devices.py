@@ -1,8 +1,15 @@
 """Devices, distribution strategies (`--distribution`, registered in `registry.DISTRIBUTIONS`),
-the dtype policy and seeding of a run."""
+the dtype policy and seeding of a run.
+
+The strategies are TensorFlow's; TensorFlow is imported where one is made or asked about, so
+that `configure_run` and `setup_devices` serve a run under another Keras backend on a machine
+without TensorFlow (`KERAS_BACKEND=jax python -m aqa_tf.benchmark` on a GPU machine)."""
+
+from __future__ import annotations
+
+import functools
 
 import keras
-import tensorflow as tf
 
 from aqa_tf.registry import DISTRIBUTIONS
 
@@ -15,6 +22,7 @@ def setup_devices(cpu_replicas: int = 0):
             from aqa_tf.config import ConfigError
             raise ConfigError(f"--cpu_replicas splits TensorFlow's CPU device: it has no "
                               f"effect on KERAS_BACKEND={keras.backend.backend()}")
+        import tensorflow as tf
         cpus = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
@@ -23,34 +31,42 @@ def setup_devices(cpu_replicas: int = 0):
 @DISTRIBUTIONS.register("default")
 def _default_strategy() -> tf.distribute.Strategy:
     """One device."""
+    import tensorflow as tf
     return tf.distribute.get_strategy()
 
 
 @DISTRIBUTIONS.register("mirrored")
 def _mirrored_strategy() -> tf.distribute.Strategy:
     """All local GPUs, or the logical CPUs (`--cpu_replicas`) when there is no GPU."""
+    import tensorflow as tf
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices)
 
 
-class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-    """`tf.distribute.MultiWorkerMirroredStrategy` whose `reduce` takes what Keras 3's `fit`
-    gives it: a nested structure (the first batch, reduced to build the model) and per-replica
-    scalars with `axis=0` (the step's logs). TensorFlow's collective strategy reduces one value
-    at a time and fails on both (tensorflow/tensorflow#72388, keras-team/keras#20585);
-    `MirroredStrategy.reduce` maps over structures. Here each value of a structure is reduced
-    as TensorFlow's strategy reduces it, a scalar across the replicas (`axis=None`)."""
+@functools.lru_cache(maxsize=None)
+def _multi_worker_strategy_class():
+    import tensorflow as tf
 
-    def reduce(self, reduce_op, value, axis):
-        reduce_one = super().reduce
+    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        """`tf.distribute.MultiWorkerMirroredStrategy` whose `reduce` takes what Keras 3's `fit`
+        gives it: a nested structure (the first batch, reduced to build the model) and per-replica
+        scalars with `axis=0` (the step's logs). TensorFlow's collective strategy reduces one value
+        at a time and fails on both (tensorflow/tensorflow#72388, keras-team/keras#20585);
+        `MirroredStrategy.reduce` maps over structures. Here each value of a structure is reduced
+        as TensorFlow's strategy reduces it, a scalar across the replicas (`axis=None`)."""
 
-        def reduce_value(v):
-            local = self.experimental_local_results(v)[0]
-            scalar = getattr(local, "shape", None) is not None and local.shape.rank == 0
-            return reduce_one(reduce_op, v, None if scalar else axis)
+        def reduce(self, reduce_op, value, axis):
+            reduce_one = super().reduce
 
-        return tf.nest.map_structure(reduce_value, value)
+            def reduce_value(v):
+                local = self.experimental_local_results(v)[0]
+                scalar = getattr(local, "shape", None) is not None and local.shape.rank == 0
+                return reduce_one(reduce_op, v, None if scalar else axis)
+
+            return tf.nest.map_structure(reduce_value, value)
+
+    return MultiWorkerMirroredStrategy
 
 
 @DISTRIBUTIONS.register("multi_worker")
@@ -59,7 +75,7 @@ def _multi_worker_strategy() -> tf.distribute.Strategy:
     {"type": "worker", "index": i}}`), each with its local GPUs (or its CPU). Worker 0 is the
     chief (unless the cluster names a `chief` task). Create it before any other TensorFlow
     operation: it configures the collective operations."""
-    return MultiWorkerMirroredStrategy()
+    return _multi_worker_strategy_class()()
 
 
 def make_strategy(distribution: str) -> tf.distribute.Strategy:
@@ -77,6 +93,7 @@ def make_strategy(distribution: str) -> tf.distribute.Strategy:
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     """Whether `strategy` spans several processes (`--distribution=multi_worker`)."""
+    import tensorflow as tf
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
@@ -90,6 +107,7 @@ def barrier(strategy: tf.distribute.Strategy):
     """Returns once every worker of a multi-worker cluster has called it (at once otherwise):
     a collective sum of nothing."""
     if is_multi_worker(strategy):
+        import tensorflow as tf
         strategy.reduce(tf.distribute.ReduceOp.SUM, tf.constant(0.0), axis=None)
 
 
@@ -109,6 +127,7 @@ def configure_run(seed: int, mixed_precision: str, deterministic: bool = False):
         raise ValueError("mixed_precision=auto: resolve it with aqa_tf.precision.choose first")
     keras.utils.set_random_seed(seed)
     if deterministic:
+        import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(
         "float32" if mixed_precision == "none" else mixed_precision)

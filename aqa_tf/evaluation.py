@@ -5,14 +5,19 @@ and `aqa_tf.benchmark`.
 dataset (metrics over the whole split, not averaged per batch) and writes the report of one
 split (metrics JSON, predictions CSV, captions CSV, scatter plot). The rules that choose the
 best checkpoint from validation metrics (`--select_on`) are registered here.
+
+TensorFlow (and the record format and input pipeline built on it) is imported where records
+are read or a `tf.function` is made, so that `Predictor` serves a model under Keras's JAX
+backend on a machine without TensorFlow (`aqa_tf.benchmark` on a GPU machine).
 """
+
+from __future__ import annotations
 
 import dataclasses
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from aqa_tf import caption_metrics
 from aqa_tf import metrics as metrics_lib
@@ -21,9 +26,6 @@ from aqa_tf import run_folder
 from aqa_tf import tasks
 from aqa_tf.config import DataConfig, EvalConfig
 from aqa_tf.data import captions
-from aqa_tf.data import features
-from aqa_tf.data import pipeline
-from aqa_tf.data import shards
 from aqa_tf.models import aqa_model
 from aqa_tf.registry import SELECTION_RULES
 
@@ -31,6 +33,8 @@ from aqa_tf.registry import SELECTION_RULES
 def read_scores(data_config: DataConfig, split: str) -> np.ndarray:
     """Final scores of the records of `split` (a shard prefix), read from the record contexts
     only (no frame decoding); missing scores are left out."""
+    import tensorflow as tf
+    from aqa_tf.data import features, shards
     spec = {features.FINAL_SCORE: tf.io.FixedLenFeature([], tf.float32)}
     ds = tf.data.TFRecordDataset(shards.shard_files(data_config.data_dir, split)).map(
         lambda s: tf.io.parse_single_sequence_example(s, context_features=spec)[0][
@@ -47,6 +51,8 @@ def action_score_statistics(data_config: DataConfig) -> Tuple[Tuple[float, ...],
     scores. Population deviation (numpy's default, ddof=0), as the converter's per-action
     summary. Every training record counts, whatever `--actions` keeps: a zero-shot model scales
     its unseen action by that action's own statistics."""
+    import tensorflow as tf
+    from aqa_tf.data import features, shards
     spec = {features.FINAL_SCORE: tf.io.FixedLenFeature([], tf.float32),
             features.ACTION_ID: tf.io.FixedLenFeature([], tf.int64)}
     ds = tf.data.TFRecordDataset(shards.shard_files(data_config.data_dir,
@@ -113,6 +119,7 @@ class Predictor:
         self.input_names = list(self.model.input.keys())
         self.native = keras.backend.backend() == "tensorflow"
         if self.native:
+            import tensorflow as tf
             # autograph=False: no Python control flow on tensors in either (the decoder loops
             # with ops.while_loop), and converting the model's code took seconds per process.
             self.predict_batch = tf.function(lambda x: self.model(x, training=False),
@@ -124,10 +131,10 @@ class Predictor:
         else:
             # Other Keras backends (JAX): the input pipeline stays tf.data; its batches go to
             # Keras's own compiled predict step as numpy arrays (a function traced here would
-            # capture the weights as constants, stale once training changes them). Captions are
-            # decoded eagerly.
+            # capture the weights as constants, stale once training changes them); arrays already
+            # on the device stay there. Captions are decoded eagerly.
             self.predict_batch = lambda x: self.model.predict_on_batch(
-                {k: np.asarray(v) for k, v in x.items()})
+                {k: v if keras.ops.is_tensor(v) else np.asarray(v) for k, v in x.items()})
             self._caption = caption_generator
 
     def __call__(self, dataset: tf.data.Dataset) -> Predictions:
@@ -241,6 +248,7 @@ class Evaluator:
 
     def dataset(self, split: str) -> tf.data.Dataset:
         if split not in self._datasets:
+            from aqa_tf.data import pipeline
             self._datasets[split] = pipeline.build_dataset(
                 self.data_config, split, training=False, with_keys=True,
                 include_caption=self.with_captions)

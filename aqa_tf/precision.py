@@ -117,8 +117,14 @@ def conv3d_gflops(shape, dtype: str, warmup: int = 1, steps: int = 3,
     if conv is None:
         return None
 
-    def call():
-        return [np.asarray(t) for t in keras.tree.flatten(conv(x, kernel))]
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def call():  # waits for the device without copying the result to the host
+            return jax.block_until_ready(conv(x, kernel))
+    else:
+        def call():
+            return [np.asarray(t) for t in keras.tree.flatten(conv(x, kernel))]
 
     for _ in range(max(warmup, 1)):
         call()

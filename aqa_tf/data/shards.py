@@ -2,14 +2,16 @@
 
 A split is stored as `<data_dir>/<split>-00000-of-00004.tfrecord`, ... (written round-robin by
 `ShardedWriter`). The training library, the input pipeline and the dataset tools
-(`tfrecords_tools`) all find and check shards here.
+(`tfrecords_tools`) all find and check shards here. TensorFlow is imported where a function
+reads or writes records, so that the names and globs serve a process without it (the benchmark
+under Keras's JAX backend on a machine with no TensorFlow).
 """
+
+from __future__ import annotations
 
 import glob
 import os
 from typing import List, Sequence
-
-import tensorflow as tf
 
 
 class DataError(RuntimeError):
@@ -32,6 +34,7 @@ def shard_files(data_dir: str, split: str) -> List[str]:
     Raises:
       FileNotFoundError: naming the pattern, if there are none.
     """
+    import tensorflow as tf
     pattern = shard_pattern(data_dir, split)
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
@@ -52,7 +55,7 @@ def expand_paths(paths: Sequence[str]) -> List[str]:
     return files
 
 
-def read_error(path: str, records_read: int, error: tf.errors.OpError) -> str:
+def read_error(path: str, records_read: int, error: "tf.errors.OpError") -> str:
     """The problem report of a shard whose reading failed after `records_read` records."""
     return (f"{path}: truncated or corrupt after {records_read} records: "
             f"{error.message.splitlines()[0]}")
@@ -61,6 +64,7 @@ def read_error(path: str, records_read: int, error: tf.errors.OpError) -> str:
 def check_shards(paths: Sequence[str]) -> List[str]:
     """Reads every record of every file (without parsing); returns one line per file that is
     missing, truncated or corrupt."""
+    import tensorflow as tf
     problems = []
     for path in expand_paths(paths):
         if not os.path.exists(path):
@@ -85,6 +89,7 @@ class ShardedWriter:
     def __init__(self, out_dir: str, split: str, num_shards: int):
         if num_shards <= 0:
             raise ValueError(f"num_shards={num_shards} must be positive")
+        import tensorflow as tf
         os.makedirs(out_dir, exist_ok=True)
         self.paths = [os.path.join(out_dir, shard_name(split, i, num_shards))
                       for i in range(num_shards)]

@@ -18,6 +18,9 @@ real-data converter end to end.
 `write_aqa7_tree` renders the same athlete as six AQA-7 actions (paper 003), each with its own
 colours, direction, number of athletes, video length and score range, in the AQA-7 release
 layout (frames + Split_4 .mat files) for `tfrecords_tools.aqa7`.
+
+The record format (`aqa_tf.data.features`, which needs TensorFlow) is imported by the functions
+that encode, so `SyntheticDataConfig` (a flag group of every command) imports without it.
 """
 
 import dataclasses
@@ -31,7 +34,6 @@ import numpy as np
 from aqa_tf.config import Config, ConfigError, option
 from aqa_tf.data import aqa7 as _aqa7
 from aqa_tf.data import captions
-from aqa_tf.data import features
 from aqa_tf.data import shards
 
 NUM_POSITIONS, NUM_ARMSTAND, NUM_ROTATION_TYPES, NUM_SS, NUM_TW = 3, 2, 4, 10, 8
@@ -287,6 +289,7 @@ SPLIT_EVENTS = {"train": 1, "test": 2}
 
 def make_sample(split: str, index: int, seed: int, num_frames: int, height: int, width: int,
                 jitter_margin: int = 3) -> SyntheticSample:
+    from aqa_tf.data import features
     rng = np.random.default_rng(_sample_seed(seed, split, index))
     spec = sample_dive_spec(rng)
     end_index = num_frames - 1 - jitter_margin
@@ -302,12 +305,14 @@ def generate_split(split: str, num_samples: int, seed: int, num_frames: int, hei
 
 
 def _render_split(args):
+    from aqa_tf.data import features
     split, index, seed, num_frames, height, width, jitter_margin, jpeg_quality = args
     sample = make_sample(split, index, seed, num_frames, height, width, jitter_margin)
     return sample, [features.encode_jpeg(f, jpeg_quality) for f in sample.frames]
 
 
 def to_record(sample: SyntheticSample, jpegs: List[bytes], vocab: captions.Vocabulary) -> bytes:
+    from aqa_tf.data import features
     spec = sample.labels
     # Plausible source-video frame numbers (1-based), as if cut from an event video.
     end_frame = 1000 + sample.end_index
@@ -346,6 +351,7 @@ class SyntheticDataConfig(Config):
 
     def info(self) -> dict:
         """What `dataset_info.json` records of the dataset's making."""
+        from aqa_tf.data import features
         return {**dataclasses.asdict(self), "schema_version": features.SCHEMA_VERSION,
                 "generator_version": GENERATOR_VERSION}
 
@@ -514,6 +520,7 @@ def write_aqa7_tree(root: str, num_train_per_action: int, num_test_per_action: i
       The samples written, train and test, in the order of the split files.
     """
     from scipy.io import savemat
+    from aqa_tf.data import features
     written = []
     for action in actions:
         index = _aqa7.action_index(action)
