@@ -48,6 +48,14 @@ flags.DEFINE_string("reference_dir", "", "The folder of the MTL-AQA authors' C3D
 flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "fp32, or bf16: forward passes under "
                   "torch.autocast(dtype=torch.bfloat16).")
 flags.DEFINE_enum("device", "cpu", ["cpu", "cuda"], "Where the model runs (cuda: GPU 0).")
+flags.DEFINE_enum("cudnn", "deterministic", ["deterministic", "benchmark"], "With "
+                  "--device=cuda: cuDNN's algorithm choice. deterministic: as their "
+                  "train_test_C3DAVG.py (torch.backends.cudnn.deterministic=True); benchmark: "
+                  "cuDNN times the algorithms of each shape and keeps the fastest "
+                  "(cudnn.benchmark=True), PyTorch at its fastest.")
+flags.DEFINE_boolean("batch_on_device", False, "With --device=cuda: move the fixed batch to "
+                     "the GPU once, before timing, instead of at every step as their loop moves "
+                     "each batch (aqa_tf.benchmark's flag of the same name).")
 flags.DEFINE_integer("batch_size", 3, "Samples per batch (their train_batch_size).")
 flags.DEFINE_integer("num_clips", 6, "16-frame clips per sample (their 103-frame samples give 6).")
 flags.DEFINE_integer("warmup_steps", 2, "Untimed steps before each measurement.")
@@ -292,11 +300,14 @@ def _timed(step, warmup: int, steps: int, synchronize) -> float:
 
 def _print_results(results):
     def fmt(v):
-        return "n/a" if v is None else f"{v:.2f}"
+        return "n/a" if v is None else f"{v:.4g}"
 
     print(f"\nReference benchmark: {results['model']} ({results['framework']}), input "
           f"{results['input']}, batch {results['batch_size']}, precision "
-          f"{results['precision']}, device {results['device']}, {results['threads']} threads, "
+          f"{results['precision']}, device {results['device']}"
+          f"{' (cuDNN ' + results['cudnn'] + ')' if results['cudnn'] else ''}"
+          f"{', batch on the GPU' if results['batch_on_device'] else ''}, "
+          f"{results['threads']} threads, "
           f"{results['machine']}")
     print(f"  {'measurement':<26}{'samples/s':>12}")
     for key in ("train_samples_per_s", "inference_samples_per_s",
@@ -329,8 +340,9 @@ def main(argv):
     device = torch.device("cuda:0" if FLAGS.device == "cuda" else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        # As their script: torch.backends.cudnn.deterministic=True (benchmark mode stays off).
-        torch.backends.cudnn.deterministic = True
+        # Their script sets torch.backends.cudnn.deterministic=True (benchmark mode stays off).
+        torch.backends.cudnn.deterministic = FLAGS.cudnn == "deterministic"
+        torch.backends.cudnn.benchmark = FLAGS.cudnn == "benchmark"
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     autocast = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
                 if FLAGS.precision == "bf16" else contextlib.nullcontext())
@@ -353,6 +365,8 @@ def main(argv):
         "machine": f"{_cpu_description()}, {os.cpu_count()} cores, GPUs: {gpus}"
                    + (f" ({torch.cuda.get_device_name(0)})" if gpus else ""),
         "device": FLAGS.device, "threads": threads,
+        "cudnn": FLAGS.cudnn if device.type == "cuda" else None,
+        "batch_on_device": FLAGS.batch_on_device and device.type == "cuda",
         "cpu_bf16_kernels": _cpu_bf16_kernels(torch) if device.type == "cpu" else None,
         "warmup_steps": warmup, "benchmark_steps": steps,
         "input_pipeline_samples_per_s": None,
@@ -368,6 +382,9 @@ def main(argv):
 
     def to_device():
         return {k: v.to(device, non_blocking=False) for k, v in host_batch.items()}
+
+    if FLAGS.batch_on_device and device.type == "cuda":
+        host_batch = to_device()  # .to(device) of a tensor already there returns it
 
     def train_step():
         data = to_device()
