@@ -319,6 +319,29 @@ def choose(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
     return chosen
 
 
+def evaluation_policy(requested: str, run_dir: str, log=print) -> str:
+    """The Keras policy to evaluate a run's checkpoint in: the one the run trained in, so that
+    its final report's figures come out again. An explicit `--mixed_precision` is that policy;
+    `auto` is what training resolved it to: the GPU's policy on a GPU, else the choice its probe
+    recorded in the run folder (`PROBE_FILE` in `run_dir`), float32 where there is none (a
+    checkpoint from elsewhere). No probe runs: which precision trains faster here does not
+    decide how a trained model was evaluated."""
+    if requested != "auto":
+        return "float32" if requested == "none" else requested
+    gpu_policy = _gpu_policy()
+    if gpu_policy:
+        log(f"--mixed_precision=auto: {gpu_policy} (GPU)")
+        return gpu_policy
+    path = os.path.join(run_dir, PROBE_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            chosen = json.load(f)["chosen"]
+        log(f"--mixed_precision=auto: {chosen}, the precision the run trained in ({path})")
+        return chosen
+    log(f"--mixed_precision=auto: float32 (no {PROBE_FILE} in {run_dir or '.'})")
+    return "float32"
+
+
 def _figures(speeds: Dict[str, float]) -> str:
     ratio = speeds["mixed_bfloat16"] / speeds["float32"]
     return (f"float32 {speeds['float32']:.2f}, mixed_bfloat16 {speeds['mixed_bfloat16']:.2f} "

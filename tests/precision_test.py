@@ -92,3 +92,20 @@ def test_cpu_description_names_the_cpu():
     assert described["model_name"] and int(described["cores"]) >= 1
     if os.path.exists("/proc/cpuinfo"):
         assert "cpu_family" in described and "flags" in described
+
+
+def test_evaluation_runs_in_the_precision_the_run_trained_in(tmp_path, monkeypatch):
+    """`aqa_tf.evaluate` reproduces a run's final report: an explicit precision is kept, `auto`
+    takes the probe's recorded choice from the run folder (no probe of its own), float32 where
+    nothing is recorded."""
+    monkeypatch.setattr(precision, "conv3d_gflops", lambda *a, **k: pytest.fail("probed"))
+    monkeypatch.setattr(precision, "_gpu_policy", lambda: None)
+    assert precision.evaluation_policy("mixed_bfloat16", str(tmp_path)) == "mixed_bfloat16"
+    assert precision.evaluation_policy("none", str(tmp_path)) == "float32"
+    lines = []
+    assert precision.evaluation_policy("auto", str(tmp_path), log=lines.append) == "float32"
+    with open(tmp_path / precision.PROBE_FILE, "w") as f:
+        json.dump({"key": "another machine's", "chosen": "mixed_bfloat16"}, f)
+    assert precision.evaluation_policy("auto", str(tmp_path), log=lines.append) == \
+        "mixed_bfloat16"
+    assert "no precision_probe.json" in lines[0] and "the run trained in" in lines[1], lines
