@@ -141,7 +141,12 @@ def _add_caption_head(model_config: ModelConfig, data_config: DataConfig, inputs
         model_config.vocab_size, cell=model_config.caption_cell,
         num_layers=model_config.caption_layers, hidden_units=model_config.caption_hidden,
         embedding_dim=model_config.caption_embedding, dropout=model_config.caption_dropout,
-        attention=model_config.caption_attention, name=CAPTIONER_LAYER)
+        attention=model_config.caption_attention, name=CAPTIONER_LAYER,
+        # float32 under any policy: its recurrent steps are small matrix products (batch x 512)
+        # that gain nothing from bfloat16 and pay its casts. Under mixed_bfloat16 on a 2-core
+        # Zen 4, paper-size C3D-AVG-MTL trained 1.09x faster (0.2425 -> 0.2645 samples/s) and
+        # captioned 1.10x faster (0.8467 -> 0.9354) than with a bfloat16 S2VT.
+        dtype="float32")
     outputs[tasks.CAPTION_OUTPUT] = captioner([clip_features, tokens])
 
 

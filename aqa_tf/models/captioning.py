@@ -69,19 +69,26 @@ class S2VTCaptioner(layers.Layer):
         self.dropout_rate = float(dropout)
         self.attention = bool(attention)
         rnn = layers.GRU if cell == "gru" else layers.LSTM
+        # The sublayers compute in this layer's dtype policy (the global one unless `dtype` is
+        # given); the output projection always in float32.
+        policy = self.dtype_policy
         # reset_after=True (the Keras default) is PyTorch's GRU formulation.
         self.encoder = [rnn(self.hidden_units, return_sequences=True, return_state=True,
-                            name=f"rnn1_l{i}") for i in range(self.num_layers)]
+                            dtype=policy, name=f"rnn1_l{i}") for i in range(self.num_layers)]
         self.decoder = [rnn(self.hidden_units, return_sequences=True, return_state=True,
-                            name=f"rnn2_l{i}") for i in range(self.num_layers)]
-        self.embedding = layers.Embedding(self.vocab_size, self.embedding_dim, name="embedding")
+                            dtype=policy, name=f"rnn2_l{i}") for i in range(self.num_layers)]
+        self.embedding = layers.Embedding(self.vocab_size, self.embedding_dim, dtype=policy,
+                                          name="embedding")
         self.out = layers.Dense(self.vocab_size, dtype="float32", name="out")
-        self.between_layers = layers.Dropout(self.dropout_rate, name="between_layers")
+        self.between_layers = layers.Dropout(self.dropout_rate, dtype=policy,
+                                             name="between_layers")
         if self.attention:
             self.attention_query = layers.Dense(self.hidden_units, use_bias=False,
-                                                name="attention_query")
-            self.attention_key = layers.Dense(self.hidden_units, name="attention_key")
-            self.attention_score = layers.AdditiveAttention(name="attention_score")
+                                                dtype=policy, name="attention_query")
+            self.attention_key = layers.Dense(self.hidden_units, dtype=policy,
+                                              name="attention_key")
+            self.attention_score = layers.AdditiveAttention(dtype=policy,
+                                                            name="attention_score")
 
     def build(self, input_shapes):
         clip_shape, _ = input_shapes
