@@ -229,9 +229,9 @@ def main(argv):
                         optim.make_optimizer(train_config, aqa_model.backbone_of(model)))
     x, y = precision_lib.random_batch(model, model_config, data_config,
                                       np.random.default_rng(0))
-    if FLAGS.batch_on_device and precision_lib.gpu_devices():
-        x, y = _on_device(x), _on_device(y)
     results["batch_on_device"] = bool(FLAGS.batch_on_device and precision_lib.gpu_devices())
+    if results["batch_on_device"]:
+        x, y = _on_device(x), _on_device(y)
     results["parameters"] = int(model.count_params())
     results["forward_gflop_per_sample"] = forward_flops(model, x) / 1e9
     peak_dtype = ("bfloat16" if "bfloat16" in precision else
@@ -254,7 +254,7 @@ def main(argv):
     on_tf = keras.backend.backend() == "tensorflow"
     if on_tf:
         import tensorflow as tf
-    x_in = {k: (v if tf.is_tensor(v) else tf.constant(v)) if on_tf else v for k, v in x.items()
+    x_in = {k: tf.convert_to_tensor(v) if on_tf else v for k, v in x.items()
             if k in predictor.input_names}
     seconds = _timed(lambda: np.asarray(predictor.predict_batch(x_in)["score"]), warmup, steps)
     results["inference_samples_per_s"] = batch * steps / seconds

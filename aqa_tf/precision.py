@@ -281,13 +281,11 @@ def choose(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
         return gpu_policy
     key = _probe_key(model_config, data_config, train_config)
     path = os.path.join(cache_dir, PROBE_FILE) if cache_dir else ""
-    if path and os.path.exists(path):
-        with open(path) as f:
-            cached = json.load(f)
-        if cached.get("key") == key:
-            log(f"--mixed_precision=auto: {cached['chosen']} (probe cached in {path}: "
-                f"{cached['how']})")
-            return cached["chosen"]
+    cached = _read_probe(path) if path else None
+    if cached and cached.get("key") == key:
+        log(f"--mixed_precision=auto: {cached['chosen']} (probe cached in {path}: "
+            f"{cached['how']})")
+        return cached["chosen"]
     steps = max(train_config.precision_probe_steps, 1)
     probe_data = dataclasses.replace(data_config,
                                      batch_size=min(data_config.batch_size, PROBE_MAX_BATCH))
@@ -322,6 +320,14 @@ def choose(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
     return chosen
 
 
+def _read_probe(path: str) -> Optional[dict]:
+    """The probe result cached at `path` (`PROBE_FILE`), None where there is none."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def evaluation_policy(requested: str, run_dir: str, log=print) -> str:
     """The Keras policy to evaluate a run's checkpoint in: the one the run trained in, so that
     its final report's figures come out again. An explicit `--mixed_precision` is that policy;
@@ -336,11 +342,11 @@ def evaluation_policy(requested: str, run_dir: str, log=print) -> str:
         log(f"--mixed_precision=auto: {gpu_policy} (GPU)")
         return gpu_policy
     path = os.path.join(run_dir, PROBE_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            chosen = json.load(f)["chosen"]
-        log(f"--mixed_precision=auto: {chosen}, the precision the run trained in ({path})")
-        return chosen
+    cached = _read_probe(path)
+    if cached:
+        log(f"--mixed_precision=auto: {cached['chosen']}, the precision the run trained in "
+            f"({path})")
+        return cached["chosen"]
     log(f"--mixed_precision=auto: float32 (no {PROBE_FILE} in {run_dir or '.'})")
     return "float32"
 

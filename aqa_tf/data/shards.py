@@ -55,7 +55,7 @@ def expand_paths(paths: Sequence[str]) -> List[str]:
     return files
 
 
-def read_error(path: str, records_read: int, error: "tf.errors.OpError") -> str:
+def read_error(path: str, records_read: int, error: tf.errors.OpError) -> str:
     """The problem report of a shard whose reading failed after `records_read` records."""
     return (f"{path}: truncated or corrupt after {records_read} records: "
             f"{error.message.splitlines()[0]}")
