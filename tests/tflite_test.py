@@ -49,6 +49,34 @@ def test_clip_encoder_folds_clips_at_inference_only():
                         axis=1)
     np.testing.assert_allclose(np.asarray(encoder(video, training=True)), per_clip,
                                rtol=1e-4, atol=1e-5)
+    assert clip_encoder._has_batch_statistics(backbone)
+
+
+def test_clip_encoder_folds_clips_in_training_without_batch_statistics():
+    """C3D (no BatchNorm) trains on all clips in one call: the same features and gradients as
+    Keras's per-clip TimeDistributed, and a graph with one copy of the backbone."""
+    import tensorflow as tf
+    from aqa_tf.models.backbones import build_backbone
+    from aqa_tf.models.layers import clip_encoder
+    backbone = build_backbone("c3d", clip_length=16, image_size=32, width_multiplier=0.125,
+                              name="backbone")
+    assert not clip_encoder._has_batch_statistics(backbone)
+    encoder = clip_encoder.TimeDistributed(backbone, name="clip_encoder")
+    reference = keras.layers.TimeDistributed(backbone)
+    video = tf.constant(np.random.default_rng(2).standard_normal((2, 3, 16, 32, 32, 3)),
+                        "float32")
+    results = []
+    for layer in (encoder, reference):
+        with tf.GradientTape() as tape:
+            features = layer(video, training=True)
+            loss = tf.reduce_sum(features * features)
+        results.append([features] + tape.gradient(loss, backbone.trainable_variables))
+    for folded, looped in zip(*results):
+        np.testing.assert_allclose(np.asarray(folded), np.asarray(looped), rtol=1e-4, atol=1e-5)
+    graph = tf.function(lambda v: encoder(v, training=True)).get_concrete_function(
+        tf.TensorSpec(video.shape, "float32")).graph
+    convs = [op for op in graph.get_operations() if op.type == "Conv3D"]
+    assert len(convs) == 8  # C3D's eight convolutions, once
 
 
 def _small_model(backbone: str, **model_options):
