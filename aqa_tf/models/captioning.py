@@ -30,6 +30,7 @@ import keras
 from keras import layers, ops
 
 from aqa_tf import tasks
+from aqa_tf.models.layers import recurrent
 
 CELLS = ("gru", "lstm")
 
@@ -68,7 +69,9 @@ class S2VTCaptioner(layers.Layer):
         self.embedding_dim = int(embedding_dim)
         self.dropout_rate = float(dropout)
         self.attention = bool(attention)
-        rnn = layers.GRU if cell == "gru" else layers.LSTM
+        # Keras's GRU / LSTM with every step's input product done before the loop (5.6x faster
+        # forward + backward for the 8192-d first encoder GRU on a CPU; models/layers/recurrent).
+        rnn = recurrent.GRU if cell == "gru" else recurrent.LSTM
         # The sublayers compute in this layer's dtype policy (the global one unless `dtype` is
         # given); the output projection always in float32.
         policy = self.dtype_policy
