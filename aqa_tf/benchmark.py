@@ -3,7 +3,9 @@ r"""Measures input-pipeline, training and inference throughput on this machine.
   python -m aqa_tf.benchmark --flagfile configs/mtl_aqa_c3d_avg_mtl.cfg --mixed_precision=mixed_bfloat16
 
 Each measurement runs `--warmup_steps` untimed steps, then `--benchmark_steps` timed ones. The
-model measurements feed one fixed in-memory batch, so they measure the model alone; the input
+model measurements feed one fixed in-memory batch, so they measure the model alone; training
+runs through Keras's `fit`, as `aqa_tf.train` trains (on JAX, `train_on_batch` would wait for
+every step and copy the model state back into the Keras variables after it). The input
 pipeline is measured on the records of `--data_dir` (skipped, and said so, when there are none).
 
 Beside samples/s it prints the model's FLOPs per sample (forward, counted by TensorFlow's
@@ -54,9 +56,10 @@ flags.DEFINE_string("parity_split", "test", "With --format=tflite: split of --da
 flags.DEFINE_integer("parity_samples", 0, "Windows of --parity_split to compare (0: all).")
 flags.DEFINE_integer("tflite_threads", 0, "LiteRT interpreter threads (0: one per core).")
 flags.DEFINE_boolean("batch_on_device", False, "Place the fixed batch on the GPU once, before "
-                     "timing, instead of passing it from host memory at every step: training "
-                     "as Keras's fit runs on JAX, which copies each batch to the GPU while the "
-                     "previous step computes. No effect without a GPU.")
+                     "timing, instead of passing it from host memory at every step (training "
+                     "runs through `fit`, which on JAX copies the next batch to the GPU while "
+                     "a step computes; inference takes the batch from where it lies). No effect "
+                     "without a GPU.")
 flags.DEFINE_list("peak_conv", ["4", "8", "28", "28", "128", "256"],
                   "The Conv3D whose speed is the peak: batch, frames, height, width, input "
                   "channels, filters (3x3x3 kernel, 'same' padding). Default: C3D's conv3a on a "
@@ -72,6 +75,32 @@ def _timed(step, warmup: int, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    return time.perf_counter() - start
+
+
+def _fit_seconds(model, x, y, warmup: int, steps: int) -> float:
+    """Seconds of `steps` training steps on the batch `(x, y)` as `fit` runs them, after `warmup`
+    untimed ones: the model's state stays with the backend between steps and no step waits for
+    the loss of the one before it (`train_on_batch` returns its losses to Python and, on JAX,
+    writes the state back into the Keras variables after every step).
+    The timed call ends after its last step has finished (`fit` returns the final state)."""
+    import keras
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        # A constant dataset has nothing to tune; and tf.data's autotuning thread, once its
+        # period has grown over minutes of long steps, held the destruction of the iterator
+        # (when `fit` returns) for 30 s after 3 steps of 17 s (paper-size C3D-AVG, 2-core CPU).
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        batches = lambda: tf.data.Dataset.from_tensors((x, y)).repeat().with_options(options)
+    else:
+        def batches():
+            while True:
+                yield x, y
+    if warmup:
+        model.fit(batches(), steps_per_epoch=warmup, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(batches(), steps_per_epoch=steps, epochs=1, verbose=0)
     return time.perf_counter() - start
 
 
@@ -248,7 +277,7 @@ def main(argv):
     # run slower than forward ones).
     results["peak_conv3d_training_gflop_per_s"] = precision_lib.conv3d_gflops(
         peak_shape, peak_dtype, peak_warmup, peak_steps, training=True)
-    seconds = _timed(lambda: model.train_on_batch(x, y), warmup, steps)
+    seconds = _fit_seconds(model, x, y, warmup, steps)
     results["train_samples_per_s"] = batch * steps / seconds
     predictor = evaluation.Predictor(model, jit_compile=train_config.jit_compile)
     on_tf = keras.backend.backend() == "tensorflow"
