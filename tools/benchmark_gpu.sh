@@ -15,9 +15,9 @@
 # The reference runs three times per precision: with cuDNN deterministic, as their training
 # script sets it; with cuDNN's benchmark mode, PyTorch at its fastest; and so with the batch
 # moved to the GPU once (--batch_on_device). aqa-tf runs twice: the batch passed from host memory
-# at every step, and placed on the GPU once (--batch_on_device, as Keras's fit on JAX copies the
-# next batch while a step computes). Its peak column is C3D's conv3a over the whole batch's clips
-# (BATCH x CLIPS clips of 8x28x28x128 -> 256).
+# at every step (its training runs through Keras's fit, which on JAX copies the next batch to the
+# GPU while a step computes), and placed on the GPU once (--batch_on_device). Its peak column is
+# C3D's conv3a over the whole batch's clips (BATCH x CLIPS clips of 8x28x28x128 -> 256).
 set -uo pipefail
 if [[ $# -ne 2 ]]; then
   echo "usage: $0 REFERENCE_DIR OUT_DIR" >&2
