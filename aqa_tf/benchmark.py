@@ -279,6 +279,8 @@ def main(argv):
         peak_shape, peak_dtype, peak_warmup, peak_steps, training=True)
     seconds = _fit_seconds(model, x, y, warmup, steps)
     results["train_samples_per_s"] = batch * steps / seconds
+    # The optimizer's step count: `fit` trained exactly warm-up + timed steps.
+    results["train_steps_run"] = int(np.asarray(model.optimizer.iterations))
     predictor = evaluation.Predictor(model, jit_compile=train_config.jit_compile)
     on_tf = keras.backend.backend() == "tensorflow"
     if on_tf:

@@ -100,6 +100,7 @@ def test_benchmark_command_on_jax_needs_no_tensorflow_and_counts_its_flops(tmp_p
     for backend, result in results.items():
         assert result["keras_backend"]["backend"] == backend
         assert result["train_samples_per_s"] > 0 and result["inference_samples_per_s"] > 0
+        assert result["train_steps_run"] == 2  # through fit: 1 warm-up + 1 timed step
         assert 0 < result["train_fraction_of_peak"] and 0 < result["inference_fraction_of_peak"]
         # ... and against the peak Conv3D's own training step (forward and both gradients).
         assert result["peak_conv3d_training_gflop_per_s"] > 0
