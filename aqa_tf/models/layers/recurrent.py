@@ -19,65 +19,42 @@ models built with `keras.layers.GRU` / `LSTM` load unchanged.
 
 import keras
 from keras import layers, ops, tree
-# The backend functions Keras's own GRU and LSTM call (cuDNN kernels, the generic step loop);
-# Keras exports them only under `keras.src`.
+# The generic step loop Keras's own RNN layers call; Keras exports it only under `keras.src`.
 from keras.src import backend
 
 
-def _first(value):
-    return value[0] if tree.is_nested(value) else value
+class _ProjectedLoop(layers.RNN):
+    """The generic loop of an RNN whose input products are done before it.
 
-
-class _ProjectedInputs:
-    """Shared `inner_loop`: cuDNN as Keras takes it, else the projected loop."""
-
-    def _cudnn(self, sequences, initial_state, mask):
-        raise NotImplementedError
-
-    def _projected_step(self, projected, states):
-        raise NotImplementedError
+    Placed after Keras's GRU / LSTM in the method resolution order (`class GRU(layers.GRU,
+    _ProjectedLoop)`), so their `inner_loop` runs first (cuDNN where they take it, its dropout
+    handling and checks) and its fallback, `super().inner_loop`, reaches this one instead of
+    `RNN.inner_loop`. Subclasses give `_input_bias()` and `_projected_step(projected, states)`.
+    """
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
-        if cell.dropout or cell.recurrent_dropout or self.use_cudnn is True:
+        if cell.dropout or cell.recurrent_dropout:  # masks applied per step: Keras's loop
             return super().inner_loop(sequences, initial_state, mask, training=training)
-        mask = _first(mask)
-        if self.use_cudnn == "auto":
-            try:  # what Keras's GRU / LSTM try first (NotImplementedError: no cuDNN here)
-                out = self._cudnn(sequences, initial_state, mask)
-                if backend.backend() == "tensorflow":
-                    self.supports_jit = False  # cuDNN ops are not XLA ops
-                return out
-            except NotImplementedError:
-                pass
         projected = ops.matmul(sequences, cell.kernel)
         if cell.use_bias:
             projected = projected + self._input_bias()
         states = list(initial_state) if tree.is_nested(initial_state) else [initial_state]
         return backend.rnn(self._projected_step, projected, states,
-                           go_backwards=self.go_backwards, mask=mask, unroll=self.unroll,
+                           go_backwards=self.go_backwards,
+                           mask=mask[0] if tree.is_nested(mask) else mask, unroll=self.unroll,
                            input_length=sequences.shape[1],
                            zero_output_for_mask=self.zero_output_for_mask,
                            return_all_outputs=self.return_sequences)
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
-class GRU(_ProjectedInputs, layers.GRU):
+class GRU(layers.GRU, _ProjectedLoop):
     """`keras.layers.GRU` with the input products of all steps computed before the loop."""
 
     def _input_bias(self):
         bias = self.cell.bias
         return bias[0] if self.cell.reset_after else bias
-
-    def _cudnn(self, sequences, initial_state, mask):
-        cell = self.cell
-        return backend.gru(sequences, _first(initial_state), mask, kernel=cell.kernel,
-                           recurrent_kernel=cell.recurrent_kernel, bias=cell.bias,
-                           activation=cell.activation,
-                           recurrent_activation=cell.recurrent_activation,
-                           return_sequences=self.return_sequences,
-                           go_backwards=self.go_backwards, unroll=self.unroll,
-                           reset_after=cell.reset_after)
 
     def _projected_step(self, projected, states):
         cell, units = self.cell, self.units
@@ -103,20 +80,11 @@ class GRU(_ProjectedInputs, layers.GRU):
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
-class LSTM(_ProjectedInputs, layers.LSTM):
+class LSTM(layers.LSTM, _ProjectedLoop):
     """`keras.layers.LSTM` with the input products of all steps computed before the loop."""
 
     def _input_bias(self):
         return self.cell.bias
-
-    def _cudnn(self, sequences, initial_state, mask):
-        cell = self.cell
-        return backend.lstm(sequences, initial_state[0], initial_state[1], mask,
-                            kernel=cell.kernel, recurrent_kernel=cell.recurrent_kernel,
-                            bias=cell.bias, activation=cell.activation,
-                            recurrent_activation=cell.recurrent_activation,
-                            return_sequences=self.return_sequences,
-                            go_backwards=self.go_backwards, unroll=self.unroll)
 
     def _projected_step(self, projected, states):
         cell = self.cell
