@@ -28,6 +28,16 @@ def setup_devices(cpu_replicas: int = 0):
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
 
 
+def gpu_devices() -> list:
+    """The GPUs of the Keras backend (JAX devices on JAX, TensorFlow's physical devices
+    otherwise)."""
+    if keras.backend.backend() == "jax":
+        import jax
+        return [d for d in jax.devices() if d.platform == "gpu"]
+    import tensorflow as tf
+    return tf.config.list_physical_devices("GPU")
+
+
 @DISTRIBUTIONS.register("default")
 def _default_strategy() -> tf.distribute.Strategy:
     """One device."""

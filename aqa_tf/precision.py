@@ -30,6 +30,7 @@ import numpy as np
 
 from aqa_tf import run_folder
 from aqa_tf.config import ConfigError, DataConfig, ModelConfig, TrainConfig
+from aqa_tf.devices import gpu_devices
 
 PROBE_FILE = "precision_probe.json"
 CANDIDATES = ("float32", "mixed_bfloat16")
@@ -185,16 +186,6 @@ def backend_description() -> Dict[str, str]:
 
 # The quick check before the model probe: C3D's conv3a at 1/4 width on 2 clips.
 CONV_CHECK = (2, 8, 28, 28, 64, 64)
-
-
-def gpu_devices() -> list:
-    """The GPUs of the Keras backend (JAX devices on JAX, TensorFlow's physical devices
-    otherwise)."""
-    if keras.backend.backend() == "jax":
-        import jax
-        return [d for d in jax.devices() if d.platform == "gpu"]
-    import tensorflow as tf
-    return tf.config.list_physical_devices("GPU")
 
 
 def _gpu_capability() -> Optional[Tuple[int, int]]:

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
+from aqa_tf import devices
 from aqa_tf import tasks
 from aqa_tf.config import ConfigError, DataConfig
 from aqa_tf.data import features
@@ -321,7 +322,20 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
     if drop_remainder is None:
         drop_remainder = training
     ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    if not autotunes(config):
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        ds = ds.with_options(options)
+    return ds
+
+
+def autotunes(config: DataConfig) -> bool:
+    """Whether tf.data autotuning is on for `config` (`--input_autotune`; 'auto': where the
+    Keras backend sees a GPU)."""
+    if config.input_autotune == "auto":
+        return bool(devices.gpu_devices())
+    return config.input_autotune == "on"
 
 
 def serving_windows(config: DataConfig, split: str) -> tf.data.Dataset:

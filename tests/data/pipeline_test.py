@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aqa_tf.config import DataConfig
+from aqa_tf.config import ConfigError, DataConfig
 from aqa_tf.data import features
 from aqa_tf.data import pipeline
 from aqa_tf.data import shards
@@ -165,3 +165,23 @@ def test_serving_preprocessing_equals_eval_pipeline(data_dir):
                        for t in range(6, 26)])
     served = pipeline.preprocess_video_batch(tf.constant(window[None]), config)
     np.testing.assert_allclose(np.asarray(served)[0], np.asarray(inputs["video"])[0], atol=1e-5)
+
+
+def test_input_autotune_is_off_on_a_cpu_and_changes_no_sample(data_dir):
+    """`--input_autotune`: 'auto' turns tf.data autotuning off where there is no GPU (this
+    test machine), 'on' keeps it; the batches are the same either way."""
+    assert not tf.config.list_physical_devices("GPU")
+    batches = {}
+    for setting, expected in (("auto", False), ("off", False), ("on", True)):
+        config = _config(data_dir, input_autotune=setting)
+        assert pipeline.autotunes(config) is expected
+        ds = pipeline.build_dataset(config, "train", training=True, deterministic=True)
+        assert ds.options().autotune.enabled is (None if expected else False)
+        batches[setting] = [(x["video"].numpy(), y["score"].numpy()) for x, y in ds]
+    for setting in ("off", "on"):
+        assert len(batches[setting]) == len(batches["auto"]) > 0
+        for (video, score), (video0, score0) in zip(batches[setting], batches["auto"]):
+            np.testing.assert_array_equal(video, video0)
+            np.testing.assert_array_equal(score, score0)
+    with pytest.raises(ConfigError, match="input_autotune='fast'"):
+        _config(data_dir, input_autotune="fast").validate()
