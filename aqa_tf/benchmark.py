@@ -87,12 +87,12 @@ def _fit_seconds(model, x, y, warmup: int, steps: int) -> float:
     import keras
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
+        from aqa_tf.data import pipeline
         # A constant dataset has nothing to tune; and tf.data's autotuning thread, once its
         # period has grown over minutes of long steps, held the destruction of the iterator
         # (when `fit` returns) for 30 s after 3 steps of 17 s (paper-size C3D-AVG, 2-core CPU).
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        batches = lambda: tf.data.Dataset.from_tensors((x, y)).repeat().with_options(options)
+        batches = lambda: pipeline.without_autotune(
+            tf.data.Dataset.from_tensors((x, y)).repeat())
     else:
         def batches():
             while True:
@@ -246,7 +246,7 @@ def main(argv):
         "input": [data_config.num_clips, data_config.clip_length, data_config.crop_size,
                   data_config.crop_size, 3],
         "machine": (f"{precision_lib.machine_line()}, "
-                    f"GPUs: {len(precision_lib.gpu_devices())}"),
+                    f"GPUs: {len(devices.gpu_devices())}"),
         "keras_backend": precision_lib.backend_description(),
         "warmup_steps": warmup, "benchmark_steps": steps,
     }
@@ -258,7 +258,7 @@ def main(argv):
                         optim.make_optimizer(train_config, aqa_model.backbone_of(model)))
     x, y = precision_lib.random_batch(model, model_config, data_config,
                                       np.random.default_rng(0))
-    results["batch_on_device"] = bool(FLAGS.batch_on_device and precision_lib.gpu_devices())
+    results["batch_on_device"] = bool(FLAGS.batch_on_device and devices.gpu_devices())
     if results["batch_on_device"]:
         x, y = _on_device(x), _on_device(y)
     results["parameters"] = int(model.count_params())

@@ -323,11 +323,15 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
         drop_remainder = training
     ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    if not autotunes(config):
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        ds = ds.with_options(options)
-    return ds
+    return ds if autotunes(config) else without_autotune(ds)
+
+
+def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` with tf.data autotuning off: its AUTOTUNE parallelism runs at the core count and
+    prefetch buffers adapt as before autotuning."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def autotunes(config: DataConfig) -> bool:
