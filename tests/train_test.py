@@ -331,9 +331,16 @@ def test_tflite_matches_the_saved_model_on_the_test_split(trained_run, tmp_path)
     assert figures["float16"]["spearman_vs_reference"] >= 0.999
 
 
-def test_scan_finds_the_better_dive_in_a_broadcast(trained_run, tmp_path):
-    """Two test dives of different quality separated by non-dive frames: the best-scoring
-    window of `--scan` ends within one clip length of the better dive's end."""
+def test_scan_scores_each_dive_of_a_broadcast_at_its_end(trained_run, tmp_path):
+    """Two test dives of different quality separated by non-dive frames: in the `--scan`
+    timeline the window ending at each dive's end gives the evaluation's score of that dive
+    (within 3 points: the broadcast is an H.264 file, the records JPEG frames), so the better
+    dive scores higher.
+
+    (An earlier form asserted that the best window of the whole timeline ends at the better
+    dive. It failed in CI: a window holding 10 empty frames and the first 38 frames of the
+    poor dive, something the model never saw, scored 64.5 against the dive's 36.6. Windows
+    that straddle non-dive footage mean nothing; README says so.)"""
     import csv
     from aqa_tf.data import video
     model_dir, _ = trained_run
@@ -341,24 +348,27 @@ def test_scan_finds_the_better_dive_in_a_broadcast(trained_run, tmp_path):
     by_score = sorted(expected.values(), key=lambda r: float(r["true_score"]))
     worse, better = by_score[len(by_score) // 10], by_score[-len(by_score) // 10]
     index = {key: int(key.split("_")[1]) - 1 for key in expected}  # keys <event>_<number>
-    empty = np.full((30, 64, 86, 3), 40, np.uint8)  # an empty scene between dives
+    empty = np.full((31, 64, 86, 3), 40, np.uint8)  # an empty scene between dives
     _, worse_frames = _render_test_dive(index[worse["sample_key"]], 64, 86)
     _, better_frames = _render_test_dive(index[better["sample_key"]], 64, 86)
-    # The broadcast cuts away 8 frames after the better dive's entry. (A window that ends deep
-    # in non-dive frames holds half a dive and half something the model never saw: its score
-    # means nothing, and with a long tail one such window outscored the dive in one run.)
     pieces = [empty, worse_frames, empty, better_frames, empty[:8]]
-    better_end = sum(len(p) for p in pieces[:4]) - 1
+    ends = {"worse": len(empty) + len(worse_frames) - 1,
+            "better": sum(len(p) for p in pieces[:4]) - 1}
     path = str(tmp_path / "broadcast.mp4")
     video.write_video(path, np.concatenate(pieces), 25)
     run([sys.executable, "-m", "aqa_tf.predict", path,
          f"--model={os.path.join(model_dir, 'export', 'quickstart', '1')}", "--scan",
          "--scan_stride=2", f"--output_dir={tmp_path}", "--noprogress"])
     with open(tmp_path / "broadcast_timeline.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    best = max(rows, key=lambda r: float(r["score"]))
-    print(f"worse dive {worse['true_score']}, better dive {better['true_score']}; best window "
-          f"ends at frame {best['end_index']} ({float(best['score']):.1f}), better dive's end "
-          f"{better_end}")
-    assert abs(int(best["end_index"]) - better_end) <= 16
+        timeline = {int(row["end_index"]): float(row["score"]) for row in csv.DictReader(f)}
+    # Windows end every 2 frames from frame 47 (the 48-frame window): the 31-frame gaps put
+    # both dives' ends on that grid.
+    scanned = {name: timeline[end] for name, end in ends.items()}
+    evaluated = {"worse": float(worse["pred_score"]), "better": float(better["pred_score"])}
+    print(f"true scores {worse['true_score']} / {better['true_score']}; evaluation "
+          f"{evaluated}; scan at the dives' ends {ends}: {scanned}; best window ends at "
+          f"{max(timeline, key=timeline.get)}")
+    for name in ends:
+        assert abs(scanned[name] - evaluated[name]) <= 3.0, name
+    assert scanned["better"] > scanned["worse"]
     assert os.path.getsize(tmp_path / "broadcast_timeline.png") > 20_000
