@@ -392,8 +392,8 @@ class TrainConfig(Config):
         "precision_probe.json); on a GPU mixed_bfloat16 (compute capability >= 8) or "
         "mixed_float16.", choices=("none", "auto", "mixed_bfloat16", "mixed_float16"))
     precision_probe_steps: int = option(
-        3, "Timed training steps per precision of the --mixed_precision=auto probe (after 2 "
-        "untimed ones).")
+        3, "Least number of timed rounds of the --mixed_precision=auto probe (a training step "
+        "in each precision, after 2 untimed ones); more, up to 25, while they take under 5 s.")
     jit_compile: bool = option(False, "Compile train/predict steps with XLA.")
     init_weights: str = option(
         "", "Weights to start from, read as --init_weights_source says (e.g. a .weights.h5 "

@@ -28,13 +28,17 @@ def test_explicit_precisions_are_kept_without_a_probe(monkeypatch):
 @pytest.mark.parametrize("bf16_speedup,expected", [(1.6, "mixed_bfloat16"),
                                                     (1.02, "float32"), (0.05, "float32")])
 def test_the_faster_wins_bf16_only_with_a_margin(monkeypatch, bf16_speedup, expected):
-    speeds = {"float32": 10.0, "mixed_bfloat16": 10.0 * bf16_speedup}
-    monkeypatch.setattr(precision, "measure", lambda policy, *a, **k: speeds[policy])
+    # Step seconds of three rounds (batch 2): the median round ratio decides, not one step.
+    seconds = {"float32": [0.2, 0.2, 0.9],
+               "mixed_bfloat16": [0.2 / bf16_speedup, 0.2 / bf16_speedup, 0.1]}
+    monkeypatch.setattr(precision, "measure",
+                        lambda policies, *a, **k: {p: seconds[p] for p in policies})
     monkeypatch.setattr(precision, "conv3d_gflops", lambda shape, dtype: 100.0)
     lines = []
     assert precision.choose(MODEL, DATA, TRAIN, log=lines.append) == expected
     assert f"--mixed_precision=auto: {expected} (probe" in lines[0]
-    assert f"bf16/fp32 {bf16_speedup:.2f}x" in lines[0] and " cores" in lines[0]
+    assert f"bf16/fp32 {bf16_speedup:.2f}x (median of the rounds)" in lines[0]
+    assert "3 training steps of this model in each" in lines[0] and " cores" in lines[0]
 
 
 def test_probe_runs_the_model_and_is_cached_per_machine_and_model(tmp_path, monkeypatch):
@@ -51,9 +55,10 @@ def test_probe_runs_the_model_and_is_cached_per_machine_and_model(tmp_path, monk
         assert chosen == "float32" and speeds == {"float32": None, "mixed_bfloat16": None}
         assert "no training steps were needed" in lines[0]
     else:  # the faster one (bf16 with the margin)
-        assert speeds["float32"] > 0
+        assert speeds["float32"] > 0 and speeds["mixed_bfloat16"] > 0
+        assert cached["rounds"] >= TRAIN.precision_probe_steps
         assert (chosen == "mixed_bfloat16") == (
-            speeds["mixed_bfloat16"] >= precision.MIN_SPEEDUP * speeds["float32"])
+            cached["bf16_speedup"] >= precision.MIN_SPEEDUP)
     print(lines[0])  # the probe's own line, kept in the test log
     import keras
     assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
@@ -65,15 +70,16 @@ def test_probe_runs_the_model_and_is_cached_per_machine_and_model(tmp_path, monk
                             log=lines.append) == chosen
     assert "cached" in lines[0]
     # ... another model probes again.
-    monkeypatch.setattr(precision, "measure", lambda policy, *a, **k: 1.0)
+    monkeypatch.setattr(precision, "measure",
+                        lambda policies, *a, **k: dict.fromkeys(policies, [1.0]))
     other = dataclasses.replace(MODEL, backbone_batch_norm=not MODEL.backbone_batch_norm)
     assert precision.choose(other, DATA, TRAIN, cache_dir=str(tmp_path)) == "float32"
 
 
 def test_slow_bf16_convolution_decides_without_model_steps(monkeypatch):
     policies = []
-    monkeypatch.setattr(precision, "measure", lambda policy, *a, **k: policies.append(policy)
-                        or 10.0)
+    monkeypatch.setattr(precision, "measure", lambda p, *a, **k: policies.extend(p)
+                        or dict.fromkeys(p, [1.0]))
     monkeypatch.setattr(precision, "conv3d_gflops",
                         lambda shape, dtype: 100.0 if dtype == "float32" else 4.0)
     lines = []
@@ -109,3 +115,21 @@ def test_evaluation_runs_in_the_precision_the_run_trained_in(tmp_path, monkeypat
     assert precision.evaluation_policy("auto", str(tmp_path), log=lines.append) == \
         "mixed_bfloat16"
     assert "no precision_probe.json" in lines[0] and "the run trained in" in lines[1], lines
+
+
+def test_probe_steps_the_two_models_in_turn_for_its_rounds_and_seconds(monkeypatch):
+    """`measure` alternates the policies' steps (so load on the machine hits both alike), runs
+    at least the requested rounds, and more while they take under `min_seconds`."""
+    import keras
+    calls = []
+    monkeypatch.setattr(keras.Model, "train_on_batch",
+                        lambda self, x, y: calls.append(self.dtype_policy.name))
+    seconds = precision.measure(precision.CANDIDATES, MODEL, DATA, TRAIN, rounds=3, warmup=1,
+                                min_seconds=0.0)
+    assert {p: len(s) for p, s in seconds.items()} == {"float32": 3, "mixed_bfloat16": 3}
+    assert calls == ["float32", "mixed_bfloat16"] + ["float32", "mixed_bfloat16"] * 3
+    calls.clear()
+    seconds = precision.measure(precision.CANDIDATES, MODEL, DATA, TRAIN, rounds=1, warmup=0,
+                                min_seconds=60.0, max_rounds=7)
+    assert len(seconds["float32"]) == 7 and len(calls) == 14
+    assert keras.mixed_precision.global_policy().name == "float32"
