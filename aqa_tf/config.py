@@ -14,6 +14,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from aqa_tf import registry
 from aqa_tf import tasks
 
+# The TFLite variants of an export (`aqa_tf.serving.tflite_lib`): float32, float16 weights,
+# int8 weights with float activations, and int8 calibrated on training windows.
+QUANTIZATIONS = ("none", "float16", "dynamic_int8", "int8")
+
 
 class ConfigError(ValueError):
     """A configuration value (from a flag, a flagfile or code) is invalid; the message names it."""
@@ -57,7 +61,8 @@ def options_of(cls) -> List[Tuple[dataclasses.Field, Option]]:
 
 class Config:
     """Base of the config dataclasses: `validate()` checks every option's choices, then the
-    class's own cross-field rules (`check()`), and returns the config."""
+    class's own cross-field rules (`check()`), and returns the config. An option whose default
+    is None may be None (unset) whatever its choices."""
 
     def validate(self):
         for field, spec in options_of(type(self)):
@@ -65,6 +70,8 @@ class Config:
             if allowed is None:
                 continue
             value = getattr(self, field.name)
+            if value is None and field.default is None:
+                continue
             if isinstance(value, tuple):
                 unknown = [v for v in value if v not in allowed]
                 if unknown:
@@ -290,7 +297,7 @@ class ModelConfig(Config):
         "LSTM weights drawn from N(0, 0.1)).", choices=registry.AGGREGATIONS)
     heads: Tuple[str, ...] = option(
         ("score", "dive"), "Task heads: 'score' (STL) plus 'dive' (sub-action classification) "
-        "and/or 'caption' (commentary generation, S2VT): MTL.", choices=tasks.HEADS)
+        "and/or 'caption' (commentary generation, S2VT): MTL.", choices=registry.HEADS)
     projection_units: Tuple[int, ...] = option(
         (), "Paper 002's feature projection: per-clip fully connected layers (ReLU) between the "
         "backbone and the aggregation, e.g. 256,128 (ResNet-34) or 512,256,128 (ResNet-50/101). "
@@ -343,14 +350,8 @@ class ModelConfig(Config):
                               "no fc6)")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
-        if "caption" in self.heads:
-            if self.vocab_size < 3:
-                raise ConfigError(f"the caption head needs the vocabulary: vocab_size="
-                                  f"{self.vocab_size} (read from vocab.json, see --vocab_file)")
-            if self.caption_layers < 1:
-                raise ConfigError(f"caption_layers={self.caption_layers} must be >= 1")
-            if not 0.0 <= self.caption_dropout < 1.0:
-                raise ConfigError(f"caption_dropout={self.caption_dropout} must be in [0, 1)")
+        for name in self.heads:  # each head checks its own options
+            registry.HEADS.get(name, "heads").check_config(self)
         if self.score_std <= 0:
             raise ConfigError(f"score_std={self.score_std} must be positive")
         for name, count in self.num_classes:
@@ -387,7 +388,7 @@ class TrainConfig(Config):
         "without accelerators, e.g. in tests). 0: do not split.")
     mixed_precision: str = option(
         "none", "Keras dtype policy (none: float32). auto: measured on this machine "
-        "(`aqa_tf.precision`): a short training probe of this model in float32 and "
+        "(`aqa_tf.training.precision`): a short training probe of this model in float32 and "
         "mixed_bfloat16 on a CPU, keeping the faster (cached in <model_dir>/"
         "precision_probe.json); on a GPU mixed_bfloat16 (compute capability >= 8) or "
         "mixed_float16.", choices=("none", "auto", "mixed_bfloat16", "mixed_float16"))
@@ -481,3 +482,183 @@ class ExportConfig(Config):
         name = self.experiment_name or os.path.basename(os.path.normpath(model_dir))
         return os.path.join(self.export_dir, name, str(self.export_version))
 
+
+
+# --- Command-line options of the entries ----------------------------------------------------
+# Options that only a command reads (which weights, which video window, which server...). Each
+# is declared once, here; an entry defines the flags of the classes it reads
+# (`flag_defs.define_config_flags`, possibly with its own default or a subset of the choices),
+# and builds the options with `flag_defs.config_from_flags`.
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointOptions(Config):
+    """Which weights an entry reads (evaluate, export, predict, benchmark, weights.convert)."""
+
+    checkpoint: str = option(
+        "", "Weights to read: a .weights.h5 file (evaluate: or a run folder, whose "
+        "best.weights.h5 is used), or a checkpoint of the family --checkpoint_source names "
+        "(weights.convert: --source), e.g. a PyTorch file or, for mtl_aqa, the folder of its "
+        "<part>_<epoch>.pth files. benchmark: default random weights.")
+    checkpoint_source: str = option(
+        "keras_model", "Family of --checkpoint: keras_model is a .weights.h5 of the whole model "
+        "(what training writes); the others are converted on the fly "
+        "(`aqa_tf.weights.convert`).", choices=registry.CHECKPOINT_SOURCES)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionOptions(Config):
+    """What form of the model an entry writes (export) or measures (benchmark)."""
+
+    format: str = option(
+        "saved_model", "saved_model: the TF Serving SavedModel with every signature; keras: the "
+        "Keras model (benchmark: its training and inference); tflite: LiteRT flatbuffers of the "
+        "score and sub-action model (see --quantize).",
+        choices=("keras", "saved_model", "tflite"))
+    quantize: Tuple[str, ...] = option(
+        ("none",), "With --format=tflite, the variants to write or measure: none (float32), "
+        "float16, dynamic_int8, int8 (calibrated on --calibration_windows training windows).",
+        choices=QUANTIZATIONS)
+    calibration_windows: int = option(32, "Training windows that calibrate int8.")
+
+    def check(self):
+        if self.calibration_windows < 1:
+            raise ConfigError(f"calibration_windows={self.calibration_windows} must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringOptions(Config):
+    """How the entries that score video files (predict, serving_client) read a video and
+    report; `output_json` also names evaluate's metrics file."""
+
+    end_time: Optional[float] = option(
+        None, "The window ends at the frame shown at this time (seconds; default: the last "
+        "frame).")
+    end_frame: Optional[int] = option(
+        None, "The window ends at this frame of the video (1-based, at the video's own frame "
+        "rate; default: the last frame).")
+    difficulty: Optional[float] = option(
+        None, "Degree of difficulty of the dive, for models that multiply their prediction by "
+        "it (--multiply_difficulty).")
+    action: Optional[str] = option(
+        None, "What the video shows, for multi-action models (AQA-7, paper 003), which score "
+        "each action on its own scale.", choices=tasks.AQA7_ACTIONS)
+    output_json: str = option(
+        "", "Write the results to this JSON file (predict, serving_client: those of all "
+        "videos; evaluate: the metrics, default <checkpoint>.<split>_metrics.json).")
+    progress: bool = option(True, "Progress bars while decoding and scanning.")
+
+    def check(self):
+        if self.end_time is not None and self.end_frame is not None:
+            raise ConfigError("give --end_time or --end_frame, not both")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictOptions(Config):
+    """Which model `aqa_tf.predict` runs and what it writes besides the table."""
+
+    model: str = option("", "Exported model: a SavedModel folder (<export_dir>/<name>/"
+                        "<version>) or a .tflite file (aqa_tf.export --format=tflite).")
+    scan: bool = option(False, "Slide the window over the whole video and write a timeline "
+                        "<output_dir>/<video>_timeline.{csv,json,png}.")
+    scan_stride: int = option(0, "Frames (at the model's frame rate) between two scanned "
+                              "windows; 0: the clip length.")
+    predict_batch_size: int = option(8, "Windows scored at once while scanning.")
+    output_dir: str = option(".", "Folder of the PNG and timeline files.")
+    plot: bool = option(False, "Write <output_dir>/<video>_clips.png: frames of each clip and "
+                        "its contribution (Weight-Decider weights or per-clip scores).")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingClientOptions(Config):
+    """Which TF Serving server and model `aqa_tf.serving_client` asks."""
+
+    server: str = option("", "gRPC address HOST:PORT of tensorflow_model_server (its --port, "
+                         "8500 by default).")
+    rest: str = option("", "Instead of --server: URL http://HOST:PORT of its REST API (its "
+                       "--rest_api_port, 8501 by default).")
+    model_name: str = option("quickstart", "Name of the model on the server (the `name` of its "
+                             "models.config entry, or its --model_name).")
+    model_version: str = option("", "Version number, or version label (models.config "
+                                "`version_labels`, e.g. stable). Empty: the latest version the "
+                                "server has.")
+    metadata: str = option(
+        "", "Optional: the export's assets.extra/aqa_tf.json (or the export's folder), read "
+        "instead of asking the server's `metadata` signature (needed only for exports of an "
+        "older aqa_tf, whose `metadata` signature has no input).")
+    timeout: float = option(60.0, "Seconds to wait for each answer of the server.")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions(Config):
+    """What `aqa_tf.evaluate` evaluates."""
+
+    split: str = option("test", "Split to evaluate.", choices=("test", "val"))
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkOptions(Config):
+    """How `aqa_tf.benchmark` measures."""
+
+    warmup_steps: int = option(2, "Untimed steps before each measurement.")
+    benchmark_steps: int = option(5, "Timed steps of each measurement.")
+    benchmark_output: str = option("", "JSON file for the results (default: "
+                                   "benchmark_<backbone>_<precision>.json in the current "
+                                   "folder).")
+    batch_on_device: bool = option(
+        False, "Place the fixed batch on the GPU once, before timing, instead of passing it "
+        "from host memory at every step (inference takes the batch from where it lies). No "
+        "effect without a GPU.")
+    peak_conv: Tuple[int, ...] = option(
+        (4, 8, 28, 28, 128, 256), "The Conv3D whose speed is the peak: batch, frames, height, "
+        "width, input channels, filters (3x3x3 kernel, 'same' padding). Default: C3D's conv3a "
+        "on a batch of 4 clips.")
+    tflite_threads: int = option(0, "LiteRT interpreter threads (0: one per core).")
+    parity_split: str = option("test", "With --format=tflite: split of --data_dir whose windows "
+                               "compare each variant with the SavedModel ('' to skip).")
+    parity_samples: int = option(0, "Windows of --parity_split to compare (0: all).")
+
+    def check(self):
+        if len(self.peak_conv) != 6:
+            raise ConfigError(f"peak_conv={self.peak_conv}: expected 6 sizes (batch, frames, "
+                              "height, width, input channels, filters)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolOptions(Config):
+    """Which paper 003 protocol `aqa_tf.protocols` runs, and how."""
+
+    protocol: Optional[str] = option(
+        None, "Paper 003 protocol to run.",
+        choices=("all_action", "single_action", "zero_shot", "finetune"))
+    protocol_dir: str = option("", "Folder of the protocol's runs and results (default: "
+                               "<model_dir>/<protocol>).")
+    protocol_actions: Tuple[str, ...] = option(
+        tasks.AQA7_ACTIONS, "The actions the per-action protocols run (single_action, "
+        "zero_shot, finetune): all six by default.", choices=tasks.AQA7_ACTIONS)
+    pretrained_dir: str = option(
+        "", "finetune: the zero_shot protocol folder whose <action>/best.weights.h5 (trained "
+        "without that action) initialise the 'AA' models.")
+    finetune_sizes: Tuple[int, ...] = option(
+        (), "finetune: training-set sizes (default: the paper's 25,75,125, and 15,25,35 for the "
+        "synchronised-diving actions).")
+    finetune_test_samples: int = option(50, "finetune: test samples of the action.")
+    finetune_batch_size: int = option(15, "finetune: batch size (paper: 15 videos).")
+    dry_run: bool = option(False, "Print the runs' commands and stop.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions(Config):
+    """What `aqa_tf.weights.convert` converts (the checkpoint: `CheckpointOptions`)."""
+
+    source: Optional[str] = option(None, "Checkpoint family.",
+                                   choices=registry.CHECKPOINT_SOURCES)
+    checkpoint_epoch: Optional[int] = option(
+        None, "mtl_aqa: the epoch in the part file names (unset: <part>.pth).")
+    out: str = option("", "Output Keras weights file (.weights.h5).")
+
+
+# Every class of command-line options of the entries.
+ENTRY_OPTIONS = (CheckpointOptions, ConversionOptions, ScoringOptions, PredictOptions,
+                 ServingClientOptions, EvaluateOptions, BenchmarkOptions, ProtocolOptions,
+                 ConvertOptions)

@@ -8,10 +8,14 @@ without TensorFlow (`KERAS_BACKEND=jax python -m aqa_tf.benchmark` on a GPU mach
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import keras
 
 from aqa_tf.registry import DISTRIBUTIONS
+
+if TYPE_CHECKING:  # annotations only: TensorFlow is imported where it is used
+    import tensorflow as tf
 
 
 def setup_devices(cpu_replicas: int = 0):
@@ -131,10 +135,12 @@ def worker_name(strategy: tf.distribute.Strategy) -> str:
 
 def configure_run(seed: int, mixed_precision: str, deterministic: bool = False):
     """Seeds Python, NumPy and the backend, and sets the global dtype policy (`none`: float32;
-    `auto` must be resolved first, `aqa_tf.precision.choose`). `deterministic`: TensorFlow's
-    ops run deterministically (the input order is the pipeline's business, `--deterministic`)."""
+    `auto` must be resolved first, `aqa_tf.training.precision.choose`). `deterministic`:
+    TensorFlow's ops run deterministically (the input order is the pipeline's business,
+    `--deterministic`)."""
     if mixed_precision == "auto":
-        raise ValueError("mixed_precision=auto: resolve it with aqa_tf.precision.choose first")
+        raise ValueError("mixed_precision=auto: resolve it with "
+                         "aqa_tf.training.precision.choose first")
     keras.utils.set_random_seed(seed)
     if deterministic:
         import tensorflow as tf

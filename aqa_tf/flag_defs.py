@@ -2,20 +2,24 @@
 
 Every option is declared once, as a config field (`config.option`): its flag (type, default,
 help, choices) and its value in the config built by `config_from_flags` come from that field.
-Entry modules (`train`, `evaluate`, `benchmark`, `weights.convert`) call `define_flags()`, build
-their configs with the `*_from_flags` functions and hand them to the library, and run their
-`main` through `run()`, which reports a user's mistake in one line.
+The training-run options are the flags of this module (`define_flags()`; `write_flagfile`
+writes them); the command-line options of the entries (`config.ENTRY_OPTIONS`) are flags of the
+entry that defines them. No module defines flags when imported: each entry defines its flags
+from its `__main__` block, builds its configs with `config_from_flags` (or the `*_from_flags`
+functions), hands them to the library, and runs its `main` through `run()`, which reports a
+user's mistake in one line.
 """
 
 import os
 import sys
 import typing
-from typing import Any, Callable, List, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, TypeVar
 
 from absl import app
 from absl import flags
 
 from aqa_tf import config as config_lib
+from aqa_tf import registry
 from aqa_tf.config import (ConfigError, DataConfig, EvalConfig, ExportConfig, ModelConfig,
                            TrainConfig)
 from aqa_tf.data import captions
@@ -40,40 +44,116 @@ def _element_type(annotation) -> Optional[type]:
     return None
 
 
-def define_config_flags(cls: type, prefix: str = ""):
+def _flag_default(spec: config_lib.Option, default: Any, listed: bool) -> Any:
+    """The flag's form of a field default: a list of strings for a list flag."""
+    default = spec.to_flag(default) if spec.to_flag else default
+    return [str(v) for v in default] if listed and default is not None else default
+
+
+def _caller_module() -> str:
+    """The name absl gives the module that called into this one (`sys.argv[0]` for
+    `__main__`), so that an entry's own flags are listed by its `--help`."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    name = frame.f_globals.get("__name__", "") if frame is not None else ""
+    return sys.argv[0] if name == "__main__" else name
+
+
+def _checked_override(cls: type, field, choices, override: Dict[str, Any]):
+    """(default, choices) of a flag that an entry overrides; the choices must be a subset of the
+    option's and the default among them."""
+    unknown = set(override) - {"default", "choices"}
+    if unknown:
+        raise ValueError(f"{cls.__name__}.{field.name}: cannot override {sorted(unknown)}")
+    default = override.get("default", field.default)
+    if "choices" in override:
+        if choices is None or not set(override["choices"]) <= set(choices):
+            raise ValueError(f"{cls.__name__}.{field.name}: choices {override['choices']} are "
+                             f"not a subset of {choices}")
+        choices = list(override["choices"])
+    values = default if isinstance(default, tuple) else (default,)
+    if choices is not None and default is not None and not set(values) <= set(choices):
+        raise ValueError(f"{cls.__name__}.{field.name}: default {default!r} not in {choices}")
+    return default, choices
+
+
+class _ChoiceListParser(flags.ListParser):
+    """A comma-separated list (as `DEFINE_list`), each value one of `choices` (any without)."""
+
+    def __init__(self, choices: Optional[Sequence[str]] = None):
+        super().__init__()
+        self.choices = tuple(choices) if choices else None
+
+    def parse(self, argument):
+        values = super().parse(argument)
+        unknown = [v for v in values if self.choices and v not in self.choices]
+        if unknown:
+            raise ValueError(f"unknown {', '.join(unknown)}; each value must be one of "
+                             f"{', '.join(self.choices)}")
+        return values
+
+
+def define_config_flags(cls: type, prefix: str = "", *,
+                        overrides: Optional[Dict[str, Dict[str, Any]]] = None,
+                        only: Optional[Sequence[str]] = None, module_name: str = "",
+                        flag_values: flags.FlagValues = FLAGS):
     """Defines a flag `<prefix><field>` for every option of the config class `cls`.
 
-    A flag already defined with the same help (e.g. `--seed`, an option of two configs) is
-    shared; one defined otherwise is an error.
+    Args:
+      cls: a config class (`aqa_tf.config`).
+      prefix: prepended to the field names.
+      overrides: field name -> {"default": ..., "choices": ...}: an entry's own default, or a
+        subset of the option's choices (validated by the flag, like the option's own).
+      only: define these fields alone (the others keep their defaults in `config_from_flags`).
+      module_name: the module the flags belong to (`--help`, `write_flagfile`); default: the
+        caller's.
+      flag_values: where to define them.
+
+    A flag already defined with the same help and default (e.g. `--seed`, an option of two
+    configs) is shared; one defined otherwise is an error.
     """
+    overrides, module_name = overrides or {}, module_name or _caller_module()
     hints = typing.get_type_hints(cls)
+    missing = (set(overrides) | set(only or ())) - {f.name for f, _ in config_lib.options_of(cls)}
+    if missing:
+        raise ValueError(f"{cls.__name__} has no options {sorted(missing)}")
     for field, spec in config_lib.options_of(cls):
-        name = prefix + field.name
-        default = spec.to_flag(field.default) if spec.to_flag else field.default
-        if name in FLAGS:
-            if spec.help not in FLAGS[name].help or FLAGS[name].default != default:
+        if only is not None and field.name not in only:
+            continue
+        name, kind = prefix + field.name, hints[field.name]
+        listed = _element_type(kind) is not None or spec.to_flag is not None
+        default, choices = _checked_override(cls, field, spec.choice_names(),
+                                             overrides.get(field.name, {}))
+        default = _flag_default(spec, default, listed)
+        if name in flag_values:
+            defined = flag_values[name]
+            if spec.help not in defined.help or defined.default != default:
                 raise ValueError(f"flag --{name} is defined twice, differently")
             continue
-        kind, choices = hints[field.name], spec.choice_names()
-        if _element_type(kind) is not None or spec.to_flag:
-            help_text = spec.help + (f" Choices: {', '.join(choices)}." if choices else "")
-            flags.DEFINE_list(name, [str(v) for v in default], help_text)
-            if choices:
-                flags.register_validator(
-                    name, lambda values, allowed=tuple(choices): set(values) <= set(allowed),
-                    message=f"--{name}: each value must be one of {', '.join(choices)}")
-        elif choices is not None:
-            flags.DEFINE_enum(name, default, choices, spec.help)
-        elif kind is bool:
-            flags.DEFINE_boolean(name, default, spec.help)
-        elif kind is int:
-            flags.DEFINE_integer(name, default, spec.help)
-        elif kind in (float, Optional[float]):
-            flags.DEFINE_float(name, default, spec.help)
-        elif kind is str:
-            flags.DEFINE_string(name, default, spec.help)
-        else:
-            raise TypeError(f"{cls.__name__}.{field.name}: no flag type for {kind}")
+        _define(name, kind, listed, default, choices, spec.help,
+                dict(flag_values=flag_values, module_name=module_name))
+
+
+def _define(name: str, kind, listed: bool, default: Any, choices: Optional[List[str]],
+            help_text: str, where: Dict[str, Any]):
+    """Defines one flag of the type that the field's annotation `kind` asks for."""
+    if listed:
+        help_text += f" Choices: {', '.join(choices)}." if choices else ""
+        flags.DEFINE(_ChoiceListParser(choices), name, default, help_text,
+                     serializer=flags.CsvListSerializer(","), **where)
+    elif choices is not None:
+        flags.DEFINE_enum(name, default, choices, help_text, **where)
+    elif kind is bool:
+        flags.DEFINE_boolean(name, default, help_text, **where)
+    elif kind in (int, Optional[int]):
+        flags.DEFINE_integer(name, default, help_text, **where)
+    elif kind in (float, Optional[float]):
+        flags.DEFINE_float(name, default, help_text, **where)
+    elif kind in (str, Optional[str]):
+        flags.DEFINE_string(name, default, help_text, **where)
+    else:
+        raise TypeError(f"--{name}: no flag type for {kind}")
 
 
 def _field_value(kind, spec: config_lib.Option, value: Any, flag: str) -> Any:
@@ -88,13 +168,16 @@ def _field_value(kind, spec: config_lib.Option, value: Any, flag: str) -> Any:
         raise ConfigError(f"--{flag}={','.join(value)}: expected {element.__name__} values")
 
 
-def config_from_flags(cls: Type[C], prefix: str = "", **derived: Any) -> C:
+def config_from_flags(cls: Type[C], prefix: str = "", *, flag_values: flags.FlagValues = FLAGS,
+                      **derived: Any) -> C:
     """The config `cls` with every option read from its flag (and `derived` values for fields
-    that are not options), validated."""
+    that are not options), validated. An option whose flag is not defined (see
+    `define_config_flags(only=...)`) keeps its default."""
     hints = typing.get_type_hints(cls)
-    values = {field.name: _field_value(hints[field.name], spec, FLAGS[prefix + field.name].value,
+    values = {field.name: _field_value(hints[field.name], spec,
+                                       flag_values[prefix + field.name].value,
                                        prefix + field.name)
-              for field, spec in config_lib.options_of(cls)}
+              for field, spec in config_lib.options_of(cls) if prefix + field.name in flag_values}
     return cls(**values, **derived).validate()
 
 
@@ -107,8 +190,8 @@ def define_flags():
     if _defined:
         return
     _defined = True
-    for cls, prefix in TRAINING_CONFIGS:
-        define_config_flags(cls, prefix)
+    for cls, prefix in TRAINING_CONFIGS:  # flags of this module: what write_flagfile writes
+        define_config_flags(cls, prefix, module_name=__name__)
 
 
 def data_config_from_flags() -> DataConfig:
@@ -116,11 +199,12 @@ def data_config_from_flags() -> DataConfig:
 
 
 def _vocab_size(heads, data_config: DataConfig) -> int:
-    if "caption" not in heads:
+    if not any(registry.HEADS.get(name, "heads").writes_words for name in heads):
         return 0
     path = data_config.vocab_path
     if not os.path.exists(path):
-        raise FileNotFoundError(f"the caption head needs the vocabulary {path} (--vocab_file)")
+        raise FileNotFoundError(f"the heads {', '.join(heads)} need the vocabulary {path} "
+                                "(--vocab_file)")
     words = len(captions.Vocabulary.load(path))
     if FLAGS.caption_vocab_size > words:
         raise ConfigError(f"--caption_vocab_size={FLAGS.caption_vocab_size} is more than the "
@@ -161,38 +245,33 @@ def write_flagfile(path: str) -> str:
     return path
 
 
-def define_scoring_flags():
-    """The flags of the CLIs that score a video file (`aqa_tf.predict`,
-    `aqa_tf.serving_client`): where the window ends, the difficulty and action the model may
-    read, and the JSON output."""
-    from aqa_tf import tasks
-    flags.DEFINE_float("end_time", None, "The window ends at the frame shown at this time "
-                       "(seconds; default: the last frame).")
-    flags.DEFINE_integer("end_frame", None, "The window ends at this frame of the video "
-                         "(1-based, at the video's own frame rate; default: the last frame).")
-    flags.DEFINE_float("difficulty", None, "Degree of difficulty of the dive, for models that "
-                       "multiply their prediction by it (--multiply_difficulty).")
-    flags.DEFINE_enum("action", None, list(tasks.AQA7_ACTIONS), "What the video shows, for "
-                      "multi-action models (AQA-7, paper 003), which score each action on its "
-                      "own scale.")
-    flags.DEFINE_string("output_json", "", "Write the results of all videos to this JSON file.")
-
-
-def scoring_action(meta) -> Optional[int]:
-    """The action index (1-based) that `--action` gives a multi-action model (export metadata
-    `meta`), None for other models; ConfigError when the model needs it and it is missing."""
+def scoring_action(meta, action: Optional[str]) -> Optional[int]:
+    """The action index (1-based) that `--action` (`action`) gives a multi-action model (export
+    metadata `meta`), None for other models; ConfigError when the model needs it and it is
+    missing."""
     if not meta.get("uses_action"):
         return None
-    if FLAGS.action is None:
+    if action is None:
         raise ConfigError("this model scores several actions, each on its own scale: give "
                           "--action (" + ", ".join(meta.get("actions", [])) + ")")
-    return list(meta["actions"]).index(FLAGS.action) + 1
+    return list(meta["actions"]).index(action) + 1
+
+
+def _parse_flags(argv: List[str]) -> List[str]:
+    """`FLAGS(argv)`, where an invalid command line (an unknown flag, a value outside a flag's
+    choices or of the wrong type) ends the program with one line and exit status 2, as `run`
+    ends it for an invalid option value."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        print("error: " + " ".join(str(error).split()), file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def run(main: Callable[[List[str]], Any]):
-    """`absl.app.run(main)`, where a user's mistake (an invalid option value, a missing file,
-    unreadable data or video) ends the program with one clear message and exit status 2, not a
-    traceback."""
+    """`absl.app.run(main)`, where a user's mistake (an invalid flag or option value, a missing
+    file, unreadable data or video) ends the program with one clear message and exit status 2,
+    not a traceback or a usage text."""
     def guarded(argv):
         try:
             return main(argv)
@@ -200,4 +279,4 @@ def run(main: Callable[[List[str]], Any]):
             print(f"error: {error}", file=sys.stderr, flush=True)
             sys.exit(2)
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=_parse_flags)

@@ -14,100 +14,95 @@ PNG) of the score and the top sub-actions, to find the dives of a broadcast.
 
 import os
 
-from absl import flags
-
 from aqa_tf import flag_defs
-from aqa_tf import registry
-
-flag_defs.define_flags()
-flag_defs.define_scoring_flags()
-flags.DEFINE_string("model", "", "Exported model: a SavedModel folder (<export_dir>/<name>/"
-                    "<version>) or a .tflite file (aqa_tf.export --format=tflite).")
-flags.DEFINE_string("checkpoint", "", "Instead of --model: weights of the model the flags "
-                    "(--flagfile) describe, e.g. <model_dir>/best.weights.h5.")
-flags.DEFINE_enum("checkpoint_source", "keras_model", registry.CHECKPOINT_SOURCES.names(),
-                  "Family of --checkpoint (see `aqa_tf.export`).")
-flags.DEFINE_bool("scan", False, "Slide the window over the whole video and write a timeline "
-                  "<output_dir>/<video>_timeline.{csv,json,png}.")
-flags.DEFINE_integer("scan_stride", 0, "Frames (at the model's frame rate) between two scanned "
-                     "windows; 0: the clip length.")
-flags.DEFINE_integer("predict_batch_size", 8, "Windows scored at once while scanning.")
-flags.DEFINE_string("output_dir", ".", "Folder of the PNG and timeline files.")
-flags.DEFINE_bool("plot", False, "Write <output_dir>/<video>_clips.png: frames of each clip and "
-                  "its contribution (Weight-Decider weights or per-clip scores).")
-flags.DEFINE_bool("progress", True, "Progress bars while decoding and scanning.")
-FLAGS = flags.FLAGS
+from aqa_tf.config import CheckpointOptions, ConfigError, PredictOptions, ScoringOptions
 
 
-def load_scorer():
-    from aqa_tf import predict_lib
-    if FLAGS.model:
-        return predict_lib.Scorer.from_path(FLAGS.model)
-    if not FLAGS.checkpoint:
-        raise flag_defs.ConfigError("give --model (an exported model) or --flagfile and "
-                                    "--checkpoint")
-    from aqa_tf import devices, evaluation
-    data_config = evaluation.with_action_score_stds(flag_defs.data_config_from_flags())
+def define_flags():
+    """The training-run flags (a model given by `--checkpoint` is described by them), the
+    options of the model (`--model` or `--checkpoint`), of the video window and of the
+    output."""
+    flag_defs.define_flags()
+    for cls in (PredictOptions, CheckpointOptions, ScoringOptions):
+        flag_defs.define_config_flags(cls)
+
+
+def load_scorer(options: PredictOptions, checkpoint: CheckpointOptions):
+    """The scorer of the exported model `options.model`, else of the weights
+    `checkpoint.checkpoint` of the model the training-run flags describe."""
+    from aqa_tf.serving import predict_lib
+    if options.model:
+        return predict_lib.open_scorer(options.model)
+    if not checkpoint.checkpoint:
+        raise ConfigError("give --model (an exported model) or --flagfile and --checkpoint")
+    from aqa_tf import devices
+    from aqa_tf.data import statistics
+    data_config = statistics.with_action_statistics(flag_defs.data_config_from_flags())
     model_config = flag_defs.model_config_from_flags()
-    from aqa_tf.data import captions
-    from aqa_tf.models import aqa_model
     from aqa_tf.weights import sources
     devices.configure_run(0, "none")
-    model = sources.model_from_checkpoint(model_config, data_config, FLAGS.checkpoint,
-                                          FLAGS.checkpoint_source)
-    vocab = (captions.Vocabulary.load(data_config.vocab_path)
-             if aqa_model.has_caption_head(model) else None)
-    return predict_lib.Scorer.from_keras(model, data_config, vocab,
-                                         flag_defs.eval_config_from_flags(),
-                                         f"{FLAGS.checkpoint} ({FLAGS.checkpoint_source})")
+    model = sources.model_from_checkpoint(model_config, data_config, checkpoint.checkpoint,
+                                          checkpoint.checkpoint_source)
+    return predict_lib.Scorer.from_keras(
+        model, data_config, None, flag_defs.eval_config_from_flags(),
+        f"{checkpoint.checkpoint} ({checkpoint.checkpoint_source})")
+
+
+def _scan(scorer, path: str, out, options: PredictOptions, scoring: ScoringOptions, action):
+    """Scores every window of the video `path`, writes its timeline; returns its JSON entry."""
+    from aqa_tf.serving import predict_lib
+    from aqa_tf.metrics import report as reporting
+    video = predict_lib.read_video(scorer, path, scoring.progress)
+    stride = options.scan_stride or int(scorer.meta["clip_length"])
+    rows = predict_lib.scan(scorer, path, stride, options.predict_batch_size,
+                            scoring.difficulty, scoring.progress, video=video, action=action)
+    files = reporting.write_timeline(rows, out.file("timeline"))
+    files.append(reporting.plot_timeline(rows, out.file("timeline.png"),
+                                         os.path.basename(path)))
+    best = max(rows, key=lambda r: r["score"])
+    print(f"{path}: {len(rows)} windows; best {best['score']:.2f} points for the window "
+          f"{best['start_time']:.2f}-{best['end_time']:.2f} s\n  " + "\n  ".join(files),
+          flush=True)
+    return {"video": path, "timeline": rows}
 
 
 def main(argv):
     videos = argv[1:]
     if not videos:
-        raise flag_defs.ConfigError("no video given: python -m aqa_tf.predict VIDEO [VIDEO ...] "
-                                    "--model saved_models/NAME/VERSION")
-    if FLAGS.end_time is not None and FLAGS.end_frame is not None:
-        raise flag_defs.ConfigError("give --end_time or --end_frame, not both")
+        raise ConfigError("no video given: python -m aqa_tf.predict VIDEO [VIDEO ...] "
+                          "--model saved_models/NAME/VERSION")
+    scoring = flag_defs.config_from_flags(ScoringOptions)  # --end_time or --end_frame
+    options = flag_defs.config_from_flags(PredictOptions)
     for path in videos:  # Before loading the model: a typo fails at once.
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file")
-    from aqa_tf import predict_lib, reporting
-    scorer = load_scorer()
-    if scorer.meta.get("uses_difficulty") and FLAGS.difficulty is None:
-        raise flag_defs.ConfigError("this model multiplies its prediction by the degree of "
-                                    "difficulty: give --difficulty")
-    action = flag_defs.scoring_action(scorer.meta)
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    from aqa_tf.serving import predict_lib
+    from aqa_tf.metrics import report as reporting
+    scorer = load_scorer(options, flag_defs.config_from_flags(CheckpointOptions))
+    if scorer.meta.get("uses_difficulty") and scoring.difficulty is None:
+        raise ConfigError("this model multiplies its prediction by the degree of difficulty: "
+                          "give --difficulty")
+    action = flag_defs.scoring_action(scorer.meta, scoring.action)
+    os.makedirs(options.output_dir, exist_ok=True)
     print(f"Model: {scorer.description}", flush=True)
     results = []
     for path in videos:
-        out = predict_lib.OutputPaths(FLAGS.output_dir, path)
-        video = predict_lib.read_video(scorer, path, FLAGS.progress)
-        if FLAGS.scan:
-            stride = FLAGS.scan_stride or int(scorer.meta["clip_length"])
-            rows = predict_lib.scan(scorer, path, stride, FLAGS.predict_batch_size,
-                                    FLAGS.difficulty, FLAGS.progress, video=video,
-                                    action=action)
-            files = reporting.write_timeline(rows, out.file("timeline"))
-            files.append(reporting.plot_timeline(rows, out.file("timeline.png"),
-                                                   os.path.basename(path)))
-            best = max(rows, key=lambda r: r["score"])
-            print(f"{path}: {len(rows)} windows; best {best['score']:.2f} points for the window "
-                  f"{best['start_time']:.2f}-{best['end_time']:.2f} s\n  " + "\n  ".join(files),
-                  flush=True)
-            results.append({"video": path, "timeline": rows})
+        out = predict_lib.OutputPaths(options.output_dir, path)
+        if options.scan:
+            results.append(_scan(scorer, path, out, options, scoring, action))
             continue
-        result = predict_lib.score_dive(scorer, path, FLAGS.end_time, FLAGS.end_frame,
-                                        FLAGS.difficulty, FLAGS.progress, video=video,
+        video = predict_lib.read_video(scorer, path, scoring.progress)
+        result = predict_lib.score_dive(scorer, path, scoring.end_time, scoring.end_frame,
+                                        scoring.difficulty, scoring.progress, video=video,
                                         action=action)
         print(reporting.format_result(result), flush=True)
-        if FLAGS.plot:
+        if options.plot:
             print(f"  {'plot':<16}" + reporting.plot_dive(result, scorer.meta,
                                                             out.file("clips.png")), flush=True)
         results.append(predict_lib.json_ready(result))
-    predict_lib.write_results(FLAGS.output_json, results)
+    predict_lib.write_results(scoring.output_json, results)
 
 
 if __name__ == "__main__":
+    define_flags()
     flag_defs.run(main)

@@ -33,27 +33,16 @@ import subprocess
 import sys
 from typing import Dict, List, Tuple
 
-from absl import flags
-
 from aqa_tf import flag_defs
 from aqa_tf import tasks
+from aqa_tf.config import ConfigError, ProtocolOptions
 
-flag_defs.define_flags()
-flags.DEFINE_enum("protocol", None, ["all_action", "single_action", "zero_shot", "finetune"],
-                  "Paper 003 protocol to run.")
-flags.DEFINE_string("protocol_dir", "", "Folder of the protocol's runs and results (default: "
-                    "<model_dir>/<protocol>).")
-flags.DEFINE_list("protocol_actions", list(tasks.AQA7_ACTIONS), "The actions the per-action "
-                  "protocols run (single_action, zero_shot, finetune): all six by default.")
-flags.DEFINE_string("pretrained_dir", "", "finetune: the zero_shot protocol folder whose "
-                    "<action>/best.weights.h5 (trained without that action) initialise the "
-                    "'AA' models.")
-flags.DEFINE_list("finetune_sizes", [], "finetune: training-set sizes (default: the paper's "
-                  "25,75,125, and 15,25,35 for the synchronised-diving actions).")
-flags.DEFINE_integer("finetune_test_samples", 50, "finetune: test samples of the action.")
-flags.DEFINE_integer("finetune_batch_size", 15, "finetune: batch size (paper: 15 videos).")
-flags.DEFINE_bool("dry_run", False, "Print the runs' commands and stop.")
-FLAGS = flags.FLAGS
+
+def define_flags():
+    """The training-run flags (every run starts from them) and the protocol's options."""
+    flag_defs.define_flags()
+    flag_defs.define_config_flags(ProtocolOptions)
+
 
 SYNC_DIVING = ("sync_diving_3m", "sync_diving_10m")
 # Paper 003, Sec. 5.3: {25, 75, 125} samples -> {500, 1200, 2000} iterations and a learning-rate
@@ -72,19 +61,16 @@ def finetune_schedule(samples: int) -> Tuple[int, int]:
     return max(100, int(round(iterations, -2))), max(10, int(round(step)))
 
 
-def finetune_sizes(action: str) -> List[int]:
-    if FLAGS.finetune_sizes:
-        return [int(s) for s in FLAGS.finetune_sizes]
+def finetune_sizes(action: str, options: ProtocolOptions) -> List[int]:
+    """The training-set sizes of the finetune protocol for `action`."""
+    if options.finetune_sizes:
+        return list(options.finetune_sizes)
     return [15, 25, 35] if action in SYNC_DIVING else [25, 75, 125]
 
 
-def plan(protocol: str) -> List[Tuple[str, List[str]]]:
-    """(run name, extra flags) of every model of `protocol`."""
-    actions = FLAGS.protocol_actions
-    unknown = [a for a in actions if a not in tasks.AQA7_ACTIONS]
-    if unknown:
-        raise flag_defs.ConfigError(f"--protocol_actions: unknown {', '.join(unknown)}; known: "
-                                    f"{', '.join(tasks.AQA7_ACTIONS)}")
+def plan(options: ProtocolOptions) -> List[Tuple[str, List[str]]]:
+    """(run name, extra flags) of every model of the protocol `options.protocol`."""
+    protocol, actions = options.protocol, options.protocol_actions
     if protocol == "all_action":
         return [("all_action", [f"--actions={','.join(tasks.AQA7_ACTIONS)}", "--test_actions="])]
     if protocol == "single_action":
@@ -92,20 +78,20 @@ def plan(protocol: str) -> List[Tuple[str, List[str]]]:
     if protocol == "zero_shot":
         return [(a, [f"--actions={','.join(o for o in tasks.AQA7_ACTIONS if o != a)}",
                      f"--test_actions={a}", "--evaluate_before_training"]) for a in actions]
-    if not FLAGS.pretrained_dir:
-        raise flag_defs.ConfigError("--protocol=finetune needs --pretrained_dir (the folder of "
-                                    "a zero_shot protocol run)")
+    if not options.pretrained_dir:
+        raise ConfigError("--protocol=finetune needs --pretrained_dir (the folder of a "
+                          "zero_shot protocol run)")
     runs = []
     for action in actions:
-        pretrained = os.path.join(FLAGS.pretrained_dir, action, "best.weights.h5")
-        if not FLAGS.dry_run and not os.path.exists(pretrained):
+        pretrained = os.path.join(options.pretrained_dir, action, "best.weights.h5")
+        if not options.dry_run and not os.path.exists(pretrained):
             raise FileNotFoundError(f"{pretrained}: the zero_shot model without {action} "
                                     "(run --protocol=zero_shot first)")
-        for size in finetune_sizes(action):
+        for size in finetune_sizes(action, options):
             iterations, step = finetune_schedule(size)
             common = [f"--actions={action}", f"--test_actions={action}",
-                      f"--train_samples={size}", f"--test_samples={FLAGS.finetune_test_samples}",
-                      "--val_fraction=0", f"--batch_size={FLAGS.finetune_batch_size}",
+                      f"--train_samples={size}", f"--test_samples={options.finetune_test_samples}",
+                      "--val_fraction=0", f"--batch_size={options.finetune_batch_size}",
                       # One epoch = 100 iterations: the test curve of Fig. 3.
                       "--steps_per_epoch=100", f"--epochs={max(1, iterations // 100)}",
                       "--lr_schedule=step", f"--lr_decay_steps={step}", "--lr_decay_factor=0.5",
@@ -140,7 +126,7 @@ def _best_test_over_epochs(run_dir: str) -> float:
 def collect(protocol: str, runs: List[Tuple[str, List[str]]], folder: str) -> Dict:
     """The results table of a finished protocol: series name -> {action: Spearman, ...} and
     their Fisher-z averages."""
-    from aqa_tf import metrics as metrics_lib
+    from aqa_tf.metrics import scores as metrics_lib
     series: Dict[str, Dict[str, float]] = {}
     if protocol == "all_action":
         m = _test_metrics(os.path.join(folder, "all_action"))
@@ -170,7 +156,7 @@ def collect(protocol: str, runs: List[Tuple[str, List[str]]], folder: str) -> Di
 
 
 def write_results(results: Dict, folder: str) -> List[str]:
-    from aqa_tf import reporting
+    from aqa_tf.metrics import report as reporting
     columns = list(dict.fromkeys(k for values in results["series"].values() for k in values))
     width = max([12] + [len(c) + 2 for c in columns])
     lines = [f"Paper 003 protocol {results['protocol']} (test split, Spearman rho)",
@@ -193,23 +179,24 @@ def write_results(results: Dict, folder: str) -> List[str]:
 
 def main(argv):
     del argv
-    if FLAGS.protocol is None:
-        raise flag_defs.ConfigError("--protocol is required (all_action, single_action, "
-                                    "zero_shot, finetune)")
+    options = flag_defs.config_from_flags(ProtocolOptions)
+    if options.protocol is None:
+        raise ConfigError("--protocol is required (all_action, single_action, zero_shot, "
+                          "finetune)")
     train_config = flag_defs.train_config_from_flags()
-    folder = FLAGS.protocol_dir or os.path.join(train_config.model_dir or "runs",
-                                                FLAGS.protocol)
-    runs = plan(FLAGS.protocol)
+    folder = options.protocol_dir or os.path.join(train_config.model_dir or "runs",
+                                                  options.protocol)
+    runs = plan(options)
     os.makedirs(folder, exist_ok=True)
     # The flags of this command (not the protocol's own): every run starts from them.
     base = flag_defs.write_flagfile(os.path.join(folder, "protocol_flags.txt"))
     for index, (name, extra) in enumerate(runs, 1):
         run_dir = os.path.join(folder, name)
         command = [sys.executable, "-m", "aqa_tf.train", f"--flagfile={base}", *extra,
-                   f"--model_dir={run_dir}", f"--experiment_name={FLAGS.protocol}_{name}",
+                   f"--model_dir={run_dir}", f"--experiment_name={options.protocol}_{name}",
                    f"--export_dir={os.path.join(folder, 'saved_models')}"]
         print(f"[{index}/{len(runs)}] {name}: {' '.join(command[1:])}", flush=True)
-        if FLAGS.dry_run:
+        if options.dry_run:
             continue
         if os.path.exists(os.path.join(run_dir, "final_metrics.json")):
             print("  finished before: kept", flush=True)
@@ -217,13 +204,14 @@ def main(argv):
         with open(os.path.join(folder, f"{name}.log"), "w") as log:
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
         if code != 0:
-            raise flag_defs.ConfigError(f"run {name} failed (exit {code}); its output: "
-                                        f"{os.path.join(folder, name + '.log')}")
-    if FLAGS.dry_run:
+            raise ConfigError(f"run {name} failed (exit {code}); its output: "
+                              f"{os.path.join(folder, name + '.log')}")
+    if options.dry_run:
         return
-    paths = write_results(collect(FLAGS.protocol, runs, folder), folder)
+    paths = write_results(collect(options.protocol, runs, folder), folder)
     print("Results: " + ", ".join(paths), flush=True)
 
 
 if __name__ == "__main__":
+    define_flags()
     flag_defs.run(main)

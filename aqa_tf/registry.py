@@ -81,6 +81,13 @@ class Registry(Generic[T]):
 # The project's registries and where their built-ins are registered.
 BACKBONES: Registry[Callable[..., Any]] = Registry(
     "backbone", ["aqa_tf.models.backbones"])
+HEADS: Registry[Callable[..., Any]] = Registry(
+    "head", ["aqa_tf.models.heads.score", "aqa_tf.models.heads.dive",
+             "aqa_tf.models.heads.caption"])
+# The score head's variant of each `--score_normalization`.
+SCORE_HEADS: Registry[Callable[..., Any]] = Registry(
+    "score normalisation", ["aqa_tf.models.heads.score",
+                            "aqa_tf.models.heads.per_action_score"])
 AGGREGATIONS: Registry[Callable[..., Any]] = Registry(
     "aggregation", ["aqa_tf.models.layers.aggregation"])
 CHECKPOINT_SOURCES: Registry[Any] = Registry(
@@ -88,6 +95,6 @@ CHECKPOINT_SOURCES: Registry[Any] = Registry(
 NORMALIZATIONS: Registry[Tuple[Tuple[float, ...], Tuple[float, ...]]] = Registry(
     "normalization", ["aqa_tf.data.normalization"])
 SELECTION_RULES: Registry[Any] = Registry(
-    "selection rule", ["aqa_tf.evaluation"])
+    "selection rule", ["aqa_tf.training.evaluation"])
 DISTRIBUTIONS: Registry[Callable[[], Any]] = Registry(
     "distribution", ["aqa_tf.devices"])

@@ -16,487 +16,20 @@ TF Serving's REST API cannot run, nor its gRPC API under `--enable_batching`
 
 A refusal of the server, a server that cannot be reached or one that does not answer within
 `--timeout` ends the program with one line `error: <server, model, signature>: <what happened>.
-<what to do>` and exit status 2.
+<what to do>` and exit status 2. The client itself is a library, `aqa_tf.serving.client`.
 """
 
-import base64
-import json
 import os
-import re
-import socket
-import urllib.error
-import urllib.parse
-import urllib.request
-from typing import Dict, Optional, Tuple
-
-import numpy as np
-from absl import flags
 
 from aqa_tf import flag_defs
-from aqa_tf.config import ConfigError
+from aqa_tf.config import ConfigError, ScoringOptions, ServingClientOptions
+from aqa_tf.serving import client
 
-flags.DEFINE_string("server", "", "gRPC address HOST:PORT of tensorflow_model_server (its "
-                    "--port, 8500 by default).")
-flags.DEFINE_string("rest", "", "Instead of --server: URL http://HOST:PORT of its REST API (its "
-                    "--rest_api_port, 8501 by default).")
-flags.DEFINE_string("model_name", "quickstart", "Name of the model on the server (the `name` "
-                    "of its models.config entry, or its --model_name).")
-flags.DEFINE_string("model_version", "", "Version number, or version label (models.config "
-                    "`version_labels`, e.g. stable). Empty: the latest version the server has.")
-flags.DEFINE_string("metadata", "", "Optional: the export's assets.extra/aqa_tf.json (or the "
-                    "export's folder), read instead of asking the server's `metadata` signature "
-                    "(needed only for exports of an older aqa_tf, whose `metadata` signature "
-                    "has no input).")
-flags.DEFINE_float("timeout", 60.0, "Seconds to wait for each answer of the server.")
-flag_defs.define_scoring_flags()
-flags.DEFINE_bool("progress", True, "Progress bars while decoding.")
-FLAGS = flags.FLAGS
 
-# The signatures of an export (`aqa_tf.export_lib`, not imported here: it builds Keras models).
-METADATA_SIGNATURE = "metadata"
-EXPORT_SIGNATURES = ("serving_default", "serving_jpeg", "metadata")
-CAPTION_SIGNATURES = ("caption", "caption_jpeg")
-# Keys of aqa_tf.json that `predict_lib` reads to prepare a video.
-REQUIRED_METADATA = ("stored_height", "stored_width", "window_length")
-# The `metadata` signature's input (ignored; its length is the number of copies returned).
-METADATA_INPUT = "batch"
-# TF Serving's answers when a request's inputs do not match a signature's, or when it cannot
-# run a signature that has no inputs (the `metadata` signature of an older export).
-_INPUT_MISMATCH = (r"Expects arg|is not of expected type|input size does not match|"
-                   r"input tensor alias not found|Missing named input|Expected input .* to be")
-_NO_INPUTS = (r"Failed to get input map for signature|Batching Run\(\) must have at least one "
-              r"input|input size does not match")
-# TF Serving's answer (UNAVAILABLE, HTTP 503) when its batching queue is full.
-_QUEUE_FULL = re.compile(r"batch scheduling queue.* is full")
-
-
-class ServingError(ConfigError):
-    """A model server refused a request, could not be reached or did not answer in time.
-
-    A `ConfigError`, so that `flag_defs.run` prints it as one line. `str()` names the server,
-    model and signature, what happened (with the server's own status and message) and what to
-    do.
-
-    Attributes:
-      where: the server, model and signature.
-      status: the gRPC status name (`INVALID_ARGUMENT`) or `HTTP <code>`; empty when the client
-        refused to send the request or never got an answer.
-      message: the server's message, on one line.
-      advice: what to do, or "".
-    """
-
-    def __init__(self, where: str, status: str, message: str, advice: str = ""):
-        self.where, self.status, self.message, self.advice = where, status, message, advice
-        problem = f"{status}: {message}" if status else message
-        super().__init__(f"{where}: {problem.rstrip('.')}"
-                         + (f". {advice[:1].upper()}{advice[1:]}" if advice else ""))
-
-
-def one_line(message: str) -> str:
-    """A TensorFlow or server message on one line: the graph's function names and node lists
-    dropped, the failing node kept as `(node X)`."""
-    nodes = re.findall(r"\{\{node ([^}]+)\}\}", message)
-    message = re.sub(r"\[\[.*?\]\]", " ", message, flags=re.S)
-    message = re.sub(r"\{\{function_node [^}]*\}\}|\[Op:[^\]]*\]", " ", message)
-    message = " ".join(message.split())
-    return message + (f" (node {nodes[-1]})" if nodes else "")
-
-
-def parse_version(text: str) -> Tuple[Optional[int], str]:
-    """`--model_version` -> (version number or None, version label or "")."""
-    text = text.strip()
-    if not text:
-        return None, ""
-    if text.isdigit():
-        return int(text), ""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", text):
-        raise ConfigError(f"--model_version={text}: expected a version number or a version "
-                          "label (letters, digits, _ . -)")
-    return None, text
-
-
-class Connection:
-    """One model on one server: `predict(signature, inputs)` sends numpy inputs to a signature
-    and returns its numpy outputs, or raises `ServingError`."""
-
-    protocol = ""
-    port_flag = ""
-    docker_port = 0
-
-    def __init__(self, address: str, model_name: str, model_version: str = "",
-                 timeout: float = 60.0):
-        if not model_name:
-            raise ConfigError("--model_name is empty: give the name of the model on the server")
-        if timeout <= 0:
-            raise ConfigError(f"--timeout={timeout}: must be positive (seconds)")
-        self.address, self.model_name, self.timeout = address, model_name, timeout
-        self.version, self.label = parse_version(model_version)
-
-    @property
-    def model(self) -> str:
-        if self.version is not None:
-            return f"model {self.model_name} version {self.version}"
-        if self.label:
-            return f"model {self.model_name} version label {self.label}"
-        return f"model {self.model_name}"
-
-    @property
-    def description(self) -> str:
-        return f"{self.model} on the TF Serving {self.protocol} server {self.address}"
-
-    def where(self, signature: str = "") -> str:
-        return (f"{self.protocol} server {self.address}, {self.model}"
-                + (f", signature {signature}" if signature else ""))
-
-    def predict(self, signature: str, inputs: Dict[str, np.ndarray],
-                only_output: str = "output") -> Dict[str, np.ndarray]:
-        """The outputs of `signature` on `inputs` (`only_output`: the name of the output of a
-        signature that has one, which TF Serving's REST API leaves unnamed)."""
-        raise NotImplementedError
-
-    def refused(self, signature: str, status: str, message: str) -> ServingError:
-        """The error for the server's answer `status` / `message` to a request."""
-        message = one_line(message)
-        return ServingError(self.where(signature), status, message,
-                            self.advice(signature, status, message))
-
-    def unreachable(self, reason: str) -> ServingError:
-        return ServingError(self.where(), "", f"cannot reach the server ({one_line(reason)})",
-                            f"is tensorflow_model_server running there and listening with "
-                            f"{self.port_flag}? (docker: -p {self.docker_port}:"
-                            f"{self.docker_port})")
-
-    def timed_out(self, signature: str) -> ServingError:
-        return ServingError(self.where(signature), "DEADLINE_EXCEEDED" if self.protocol == "gRPC"
-                            else "", f"no answer within --timeout={self.timeout:g} s",
-                            "the server may still be loading the model, or be overloaded: "
-                            "retry, or raise --timeout")
-
-    def advice(self, signature: str, status: str, message: str) -> str:
-        """What to do about the server's answer, read from TF Serving's messages."""
-        if re.search(r"Servable not found|Could not find (any versions|version)|"
-                     r"Unrecognized servable version label", message):
-            return ("check --model_name and --model_version against the server's models.config "
-                    "(model name, model_version_policy, version_labels)")
-        if signature == METADATA_SIGNATURE and re.search(_NO_INPUTS, message):
-            return (f"this export's `{METADATA_SIGNATURE}` signature has no input "
-                    f"`{METADATA_INPUT}` (an export of an older aqa_tf): export the model again "
-                    "with this version of aqa_tf (python -m aqa_tf.export), or give --metadata "
-                    "<export>/assets.extra/aqa_tf.json")
-        if re.search(r"signature (key|name)|Function \".*\" not found", message) and (
-                "not found" in message):
-            advice = (f"an aqa-tf export has the signatures {', '.join(EXPORT_SIGNATURES)} (and "
-                      f"{', '.join(CAPTION_SIGNATURES)} with a commentary head): is "
-                      f"--model_name={self.model_name} an export of `python -m aqa_tf.export`?")
-            if signature == METADATA_SIGNATURE:
-                advice += " Otherwise give --metadata <export>/assets.extra/aqa_tf.json"
-            return advice
-        if re.search(_INPUT_MISMATCH, message):
-            return ("the request does not match the signature's inputs: the export and this "
-                    "client disagree; export the model again with this version of aqa_tf "
-                    "(python -m aqa_tf.export)")
-        if re.search(r"image file format|JPEG|DecodeJpeg", message):
-            return "a frame of the request is not a valid JPEG image"
-        if re.search(r"is not in \[0, 0\)", message):
-            return ("the request's window has no frames; the signatures need at least one "
-                    "frame per window")
-        if _QUEUE_FULL.search(message) or status in ("RESOURCE_EXHAUSTED", "HTTP 429"):
-            return ("the server is overloaded (its batching queue, max_enqueued_batches, is "
-                    "full) or the request is larger than it accepts: retry later")
-        return ""
-
-
-class GRPCConnection(Connection):
-    """A model on a TF Serving gRPC server (`PredictionService.Predict`)."""
-
-    protocol = "gRPC"
-    port_flag = "--port"
-    docker_port = 8500
-
-    def __init__(self, address: str, model_name: str, model_version: str = "",
-                 timeout: float = 60.0):
-        if not re.fullmatch(r"[^/\s]+:\d+", address):
-            raise ConfigError(f"--server={address}: expected HOST:PORT, e.g. localhost:8500")
-        super().__init__(address, model_name, model_version, timeout)
-        import grpc
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
-        # A window of 100 JPEG frames is ~1 MB; uint8 frames are far larger than gRPC's 4 MB
-        # default (TF Serving itself accepts messages up to 2 GB).
-        self._channel = grpc.insecure_channel(address, options=[
-            ("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)])
-        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-
-    def request(self, signature: str, inputs: Dict[str, np.ndarray]):
-        """The `PredictRequest` of `signature` on numpy `inputs` (their dtypes kept: object
-        arrays of bytes are DT_STRING)."""
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = self.model_name
-        request.model_spec.signature_name = signature
-        if self.version is not None:
-            request.model_spec.version.value = self.version
-        elif self.label:
-            request.model_spec.version_label = self.label
-        for name, value in inputs.items():
-            value = np.asarray(value)
-            string = value.dtype == object or value.dtype.kind in "SU"
-            request.inputs[name].CopyFrom(
-                tf.make_tensor_proto(value, dtype=tf.string if string else None))
-        return request
-
-    def send(self, request) -> Dict[str, np.ndarray]:
-        """Sends a `PredictRequest`; returns its outputs as numpy arrays."""
-        import grpc
-        import tensorflow as tf
-        signature = request.model_spec.signature_name
-        try:
-            response = self._stub.Predict(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            code = error.code()
-            # UNAVAILABLE is also TF Serving's answer when its batching queue is full.
-            if code == grpc.StatusCode.UNAVAILABLE and not _QUEUE_FULL.search(
-                    error.details() or ""):
-                raise self.unreachable(error.details() or code.name) from error
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise self.timed_out(signature) from error
-            raise self.refused(signature, code.name, error.details() or "") from error
-        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
-
-    def predict(self, signature: str, inputs: Dict[str, np.ndarray],
-                only_output: str = "output") -> Dict[str, np.ndarray]:
-        del only_output  # gRPC names every output
-        return self.send(self.request(signature, inputs))
-
-    def close(self):
-        self._channel.close()
-
-
-def _map_leaves(value, fn):
-    if isinstance(value, list):
-        return [_map_leaves(v, fn) for v in value]
-    return fn(value)
-
-
-def to_json(array: np.ndarray):
-    """A numpy input -> TF Serving's JSON: nested lists, strings as `{"b64": ...}` (JPEG bytes
-    are not UTF-8)."""
-    array = np.asarray(array)
-    if array.dtype == object or array.dtype.kind in "SU":
-        return _map_leaves(array.tolist(), lambda v: {"b64": base64.b64encode(
-            v.encode("utf-8") if isinstance(v, str) else bytes(v)).decode("ascii")})
-    return array.tolist()
-
-
-def _first_leaf(value):
-    while isinstance(value, list) and value:
-        value = value[0]
-    return value
-
-
-def from_json(value) -> np.ndarray:
-    """TF Serving's JSON of an output -> numpy: strings (plain, or `{"b64": ...}`) as an object
-    array of bytes, numbers as float32 / int64."""
-    def decode(leaf):
-        if isinstance(leaf, dict):
-            return base64.b64decode(leaf["b64"])
-        return leaf.encode("utf-8") if isinstance(leaf, str) else leaf
-
-    value = _map_leaves(value, decode)
-    if isinstance(_first_leaf(value), bytes):
-        return np.array(value, dtype=object)
-    array = np.array(value)
-    return array.astype(np.float32) if array.dtype.kind == "f" else array
-
-
-def _rest_error_message(body: bytes) -> str:
-    """The message of TF Serving's `{ "error": "..." }` body. TF Serving C-escapes the message
-    (`\\'`, octal bytes), which is not always valid JSON: such bodies are unescaped by hand."""
-    text = body.decode("utf-8", "replace")
-    try:
-        answer = json.loads(text)
-        if isinstance(answer, dict) and "error" in answer:
-            return str(answer["error"])
-    except json.JSONDecodeError:
-        match = re.fullmatch(r'\s*\{\s*"error"\s*:\s*"(.*)"\s*\}\s*', text, flags=re.S)
-        if match:
-            import codecs
-            return codecs.escape_decode(match.group(1).encode("utf-8"))[0].decode(
-                "utf-8", "replace")
-    return text.strip()[:500] or "(empty answer)"
-
-
-class RESTConnection(Connection):
-    """A model on a TF Serving REST API (`POST /v1/models/<name>:predict`, columnar format)."""
-
-    protocol = "REST"
-    port_flag = "--rest_api_port"
-    docker_port = 8501
-
-    def __init__(self, url: str, model_name: str, model_version: str = "",
-                 timeout: float = 60.0):
-        parsed = urllib.parse.urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ConfigError(f"--rest={url}: expected a URL http://HOST:PORT, e.g. "
-                              "http://localhost:8501")
-        super().__init__(url.rstrip("/"), model_name, model_version, timeout)
-
-    @property
-    def url(self) -> str:
-        """`.../v1/models/<name>[/versions/<n> | /labels/<label>]:predict`."""
-        path = f"/v1/models/{urllib.parse.quote(self.model_name, safe='')}"
-        if self.version is not None:
-            path += f"/versions/{self.version}"
-        elif self.label:
-            path += f"/labels/{urllib.parse.quote(self.label, safe='')}"
-        return f"{self.address}{path}:predict"
-
-    def body(self, signature: str, inputs: Dict[str, np.ndarray]) -> Dict:
-        """The JSON request of `signature` on numpy `inputs` (columnar: `"inputs"`)."""
-        return {"signature_name": signature,
-                "inputs": {name: to_json(value) for name, value in inputs.items()}}
-
-    def send(self, body: Dict, only_output: str = "output") -> Dict[str, np.ndarray]:
-        """POSTs a JSON request; returns its outputs as numpy arrays."""
-        signature = body.get("signature_name", "serving_default")
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode("utf-8"),
-                                         headers={"Content-Type": "application/json"},
-                                         method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-                text = reply.read()
-        except urllib.error.HTTPError as error:
-            raise self.refused(signature, f"HTTP {error.code}",
-                               _rest_error_message(error.read())) from error
-        except urllib.error.URLError as error:
-            if isinstance(error.reason, (TimeoutError, socket.timeout)):
-                raise self.timed_out(signature) from error
-            raise self.unreachable(str(error.reason)) from error
-        except (TimeoutError, socket.timeout) as error:
-            raise self.timed_out(signature) from error
-        except ConnectionError as error:
-            raise self.unreachable(str(error)) from error
-        try:
-            answer = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ServingError(self.where(signature), "", "the answer is not JSON: "
-                               f"{one_line(text.decode('utf-8', 'replace'))[:200]}",
-                               "is --rest the URL of TF Serving's REST API?") from error
-        if not isinstance(answer, dict) or "outputs" not in answer:
-            raise ServingError(self.where(signature), "", "the answer has no \"outputs\": "
-                               f"{one_line(str(answer))[:200]}",
-                               "is --rest the URL of TF Serving's REST API?")
-        outputs = answer["outputs"]
-        # TF Serving leaves the output of a one-output signature unnamed.
-        if not isinstance(outputs, dict) or set(outputs) == {"b64"}:
-            outputs = {only_output: outputs}
-        return {name: from_json(value) for name, value in outputs.items()}
-
-    def predict(self, signature: str, inputs: Dict[str, np.ndarray],
-                only_output: str = "output") -> Dict[str, np.ndarray]:
-        return self.send(self.body(signature, inputs), only_output)
-
-    def close(self):
-        pass
-
-
-def connect(server: str = "", rest: str = "", model_name: str = "quickstart",
-            model_version: str = "", timeout: float = 60.0) -> Connection:
-    """A gRPC (`server`, HOST:PORT) or REST (`rest`, http://HOST:PORT) connection: exactly one
-    of them."""
-    if bool(server) == bool(rest):
-        raise ConfigError("give exactly one of --server=HOST:PORT (gRPC, e.g. localhost:8500) "
-                          "and --rest=http://HOST:PORT (REST, e.g. http://localhost:8501)")
-    if server:
-        return GRPCConnection(server, model_name, model_version, timeout)
-    return RESTConnection(rest, model_name, model_version, timeout)
-
-
-def _checked_metadata(meta, source: str) -> Dict:
-    if not isinstance(meta, dict):
-        raise ConfigError(f"{source}: not an aqa-tf metadata file (aqa_tf.json): no JSON object")
-    missing = [key for key in REQUIRED_METADATA if key not in meta]
-    if missing:
-        raise ConfigError(f"{source}: not an aqa-tf metadata file (aqa_tf.json): no "
-                          f"{', '.join(missing)}")
-    return meta
-
-
-def read_metadata(path: str) -> Dict:
-    """An export's `assets.extra/aqa_tf.json`."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "assets.extra", "aqa_tf.json")
-    with open(path, encoding="utf-8") as f:  # FileNotFoundError: one line from flag_defs.run
-        try:
-            meta = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"--metadata={path}: not JSON ({error})") from error
-    return _checked_metadata(meta, f"--metadata={path}")
-
-
-def fetch_metadata(connection: Connection) -> Dict:
-    """The export's `aqa_tf.json`, from its `metadata` signature (input `batch`, int32 `[batch]`,
-    ignored; output `json`, string `[batch]`, each element the text of `aqa_tf.json`)."""
-    outputs = connection.predict(METADATA_SIGNATURE,
-                                 {METADATA_INPUT: np.zeros([1], np.int32)}, only_output="json")
-    where = connection.where(METADATA_SIGNATURE)
-    texts = np.asarray(outputs.get("json", [])).reshape(-1)
-    if "json" not in outputs or not texts.size:
-        raise ServingError(where, "", f"the answer has no json text (outputs: "
-                           f"{sorted(outputs)})", "give --metadata "
-                           "<export>/assets.extra/aqa_tf.json")
-    text = texts[0]
-    try:
-        meta = json.loads(text.decode("utf-8") if isinstance(text, bytes) else str(text))
-    except json.JSONDecodeError as error:
-        raise ServingError(where, "", f"the answer is not JSON ({error})",
-                           "give --metadata <export>/assets.extra/aqa_tf.json") from error
-    return _checked_metadata(meta, where)
-
-
-def _checked_window(windows: np.ndarray, connection: Connection, signature: str) -> np.ndarray:
-    windows = np.asarray(windows)
-    if windows.ndim < 2 or 0 in windows.shape[:2]:
-        raise ServingError(connection.where(signature), "",
-                           f"refused to send a window of shape {list(windows.shape)}: no frames",
-                           "the signatures pad a short window with its first frame, so they "
-                           "need at least one frame per window")
-    return windows
-
-
-def serving_scorer(connection: Connection, meta: Optional[Dict] = None):
-    """A `predict_lib.Scorer` whose model is `connection`'s: JPEG windows go to `serving_jpeg`
-    and `caption_jpeg`, uint8 windows (models that record no JPEG quality) to `serving_default`
-    and `caption`.
-
-    Args:
-      connection: the server and model.
-      meta: the export's `aqa_tf.json` (`read_metadata`); None: asked from the server
-        (`fetch_metadata`).
-    """
-    from aqa_tf import predict_lib
-    meta = fetch_metadata(connection) if meta is None else meta
-
-    def serve(windows, difficulty, action=None):
-        extra = {} if action is None else {"action": np.asarray(action, np.int32)}
-        if np.asarray(windows).dtype == object:
-            return connection.predict("serving_jpeg", {
-                "frames": _checked_window(windows, connection, "serving_jpeg"),
-                "difficulty": np.asarray(difficulty, np.float32), **extra})
-        return connection.predict("serving_default", {
-            "video": _checked_window(windows, connection, "serving_default").astype(np.uint8),
-            "difficulty": np.asarray(difficulty, np.float32), **extra})
-
-    def caption(windows):
-        if np.asarray(windows).dtype == object:
-            return connection.predict("caption_jpeg", {
-                "frames": _checked_window(windows, connection, "caption_jpeg")})
-        return connection.predict("caption", {
-            "video": _checked_window(windows, connection, "caption").astype(np.uint8)})
-
-    has_caption = any(name in meta.get("signatures", ()) for name in CAPTION_SIGNATURES)
-    return predict_lib.Scorer(serve, caption if has_caption else None, meta,
-                              connection.description)
+def define_flags():
+    """The server's and model's options, and those of the video window and the output."""
+    flag_defs.define_config_flags(ServingClientOptions)
+    flag_defs.define_config_flags(ScoringOptions)
 
 
 def main(argv):
@@ -504,32 +37,34 @@ def main(argv):
     if not videos:
         raise ConfigError("no video given: python -m aqa_tf.serving_client VIDEO [VIDEO ...] "
                           "--server HOST:8500 (or --rest http://HOST:8501)")
-    if FLAGS.end_time is not None and FLAGS.end_frame is not None:
-        raise ConfigError("give --end_time or --end_frame, not both")
-    connection = connect(FLAGS.server, FLAGS.rest, FLAGS.model_name, FLAGS.model_version,
-                         FLAGS.timeout)
+    scoring = flag_defs.config_from_flags(ScoringOptions)  # --end_time or --end_frame
+    options = flag_defs.config_from_flags(ServingClientOptions)
+    connection = client.connect(options.server, options.rest, options.model_name,
+                                options.model_version, options.timeout)
     for path in videos:  # Before asking the server: a typo fails at once.
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file")
-    from aqa_tf import predict_lib, reporting
-    meta = read_metadata(FLAGS.metadata) if FLAGS.metadata else None
-    scorer = serving_scorer(connection, meta)
-    if scorer.meta.get("uses_difficulty") and FLAGS.difficulty is None:
+    from aqa_tf.serving import predict_lib
+    from aqa_tf.metrics import report as reporting
+    meta = client.read_metadata(options.metadata) if options.metadata else None
+    scorer = client.serving_scorer(connection, meta)
+    if scorer.meta.get("uses_difficulty") and scoring.difficulty is None:
         raise ConfigError("this model multiplies its prediction by the degree of difficulty: "
                           "give --difficulty")
-    action = flag_defs.scoring_action(scorer.meta)
+    action = flag_defs.scoring_action(scorer.meta, scoring.action)
     print(f"Model: {scorer.description}", flush=True)
     results = []
     try:
         for path in videos:
-            result = predict_lib.score_dive(scorer, path, FLAGS.end_time, FLAGS.end_frame,
-                                            FLAGS.difficulty, FLAGS.progress, action=action)
+            result = predict_lib.score_dive(scorer, path, scoring.end_time, scoring.end_frame,
+                                            scoring.difficulty, scoring.progress, action=action)
             print(reporting.format_result(result), flush=True)
             results.append(predict_lib.json_ready(result))
     finally:
         connection.close()
-    predict_lib.write_results(FLAGS.output_json, results)
+    predict_lib.write_results(scoring.output_json, results)
 
 
 if __name__ == "__main__":
+    define_flags()
     flag_defs.run(main)

@@ -11,6 +11,8 @@ SCORE_OUTPUT = "score"
 NORMALIZED_SCORE_OUTPUT = "normalized_score"
 # Model input of multi-action models: the action index of each sample (records' action_id).
 ACTION_INPUT = "action"
+# Degree of difficulty, read by models that score difficulty x execution (paper 002).
+DIFFICULTY_INPUT = "difficulty"
 CAPTION_OUTPUT = "caption"
 # Sub-action classification outputs (paper 001: the dive is described by five labels).
 CLASS_OUTPUTS = ("position", "armstand", "rotation_type", "somersaults", "twists")
@@ -20,10 +22,6 @@ CAPTION_TOKENS = "caption_tokens"
 # AQA-7 actions used by paper 003, in the index order of the dataset (action_id 1..6).
 AQA7_ACTIONS = ("diving", "gym_vault", "ski_big_air", "snowboard_big_air", "sync_diving_3m",
                 "sync_diving_10m")
-
-# Heads a model can have (`--heads`): the score regressor, the sub-action classifiers
-# ("dive") and the caption generator.
-HEADS = ("score", "dive", "caption")
 
 # MTL-AQA class counts (paper 001, Table 2; label ranges of the annotation release).
 MTL_AQA_NUM_CLASSES = {

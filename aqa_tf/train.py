@@ -7,12 +7,23 @@ Re-running the same command resumes from the last finished epoch (state in `<mod
 
 import os
 
-from absl import flags
-
 from aqa_tf import flag_defs
 
-flag_defs.define_flags()
-FLAGS = flags.FLAGS
+
+def _synthesize(data_config, strategy, chief: bool):
+    """Generates the synthetic dataset into `--data_dir` where it is absent (on a cluster the
+    chief generates first; the other workers then find its dataset, a shared data_dir, or
+    generate their own)."""
+    from aqa_tf import devices
+    from aqa_tf.data import synthetic
+    if not chief:
+        devices.barrier(strategy)
+    generated = synthetic.ensure_dataset(data_config.data_dir,
+                                         flag_defs.synthetic_config_from_flags())
+    if chief:
+        devices.barrier(strategy)
+    print(("Generated" if generated else "Using existing") +
+          f" synthetic dataset in {data_config.data_dir}", flush=True)
 
 
 def main(argv):
@@ -30,28 +41,23 @@ def main(argv):
     # So must the strategy: MultiWorkerMirroredStrategy configures the collective operations.
     strategy = devices.make_strategy(train_config.distribution)
 
-    from aqa_tf import reporting, run_folder, train_lib
+    from aqa_tf.metrics import report as reporting
+    from aqa_tf.training import run_folder
+    from aqa_tf.training import train_lib
     chief = devices.is_chief(strategy)
     flags_path = ""
     if chief:  # the other workers of a cluster leave the run folder to the chief
         flags_path = flag_defs.write_flagfile(
             os.path.join(train_config.model_dir, run_folder.FLAGS_FILE))
     if train_config.synthesize_if_missing:
-        from aqa_tf.data import synthetic
-        # On a cluster the chief generates first; the other workers then find its dataset (a
-        # shared data_dir) or generate their own.
-        if not chief:
-            devices.barrier(strategy)
-        generated = synthetic.ensure_dataset(data_config.data_dir,
-                                             flag_defs.synthetic_config_from_flags())
-        if chief:
-            devices.barrier(strategy)
-        print(("Generated" if generated else "Using existing") +
-              f" synthetic dataset in {data_config.data_dir}", flush=True)
+        _synthesize(data_config, strategy, chief)
     model_config = flag_defs.model_config_from_flags()  # the vocabulary may be generated above
-    from aqa_tf import evaluation, precision
-    policy = precision.choose(model_config, evaluation.with_action_score_stds(data_config),
-                              train_config, cache_dir=train_config.model_dir)
+    from aqa_tf.data import statistics
+    from aqa_tf.training import precision
+    # Read once: the training run and the precision probe share the per-action statistics.
+    data_config = statistics.with_action_statistics(data_config)
+    policy = precision.choose(model_config, data_config, train_config,
+                              cache_dir=train_config.model_dir)
     devices.configure_run(train_config.seed, policy, train_config.deterministic)
     import keras
     print(f"Strategy {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
@@ -80,4 +86,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flag_defs.define_flags()
     flag_defs.run(main)

@@ -99,7 +99,7 @@ def test_caption_signature_returns_the_commentary_in_a_fresh_process(caption_run
     print([t.decode() for t in served["caption"]])
 
     # The same as the Keras model's greedy captions (same flags, best checkpoint).
-    from aqa_tf import export_lib
+    from aqa_tf.serving import export_lib
     model, data_config = keras_model_of_run(model_dir)
     expected = export_lib.caption_fn(model, data_config, vocab)(tf.constant(video))
     np.testing.assert_array_equal(served["caption_ids"], expected["caption_ids"].numpy())

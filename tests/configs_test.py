@@ -54,7 +54,8 @@ def test_every_paper_row_has_a_config():
 def test_config_trains_one_step(config, long_videos, aqa7_videos, tmp_path):
     import keras
     from absl import flags
-    from aqa_tf import flag_defs, train_lib
+    from aqa_tf import flag_defs
+    from aqa_tf.training import train_lib
 
     flag_defs.define_flags()
     FLAGS = flags.FLAGS
@@ -83,7 +84,8 @@ def test_config_trains_one_step(config, long_videos, aqa7_videos, tmp_path):
     before = [np.array(w) for w in run.model.trainable_weights]
     logs = run.model.train_on_batch(inputs, targets, return_dict=True)
     assert np.isfinite(logs["loss"]), logs
-    changed = [not np.allclose(b, np.asarray(w)) for b, w in zip(before, run.model.trainable_weights)]
+    changed = [not np.allclose(b, np.asarray(w))
+               for b, w in zip(before, run.model.trainable_weights)]
     assert sum(changed) > len(changed) // 2
     assert data_config.num_clips * data_config.clip_length == data_config.num_frames
     FLAGS.unparse_flags()

@@ -50,21 +50,6 @@ def mtl_aqa_annotations() -> str:
     pytest.skip(message)
 
 
-# The deeper depths of a backbone family (resnet3d_34/101, r2plus1d_34) are more of the same
-# blocks, with the same operators, as a sibling that the per-backbone tests keep: basic blocks
-# resnet3d_18 and r2plus1d_18, bottlenecks resnet3d_50 and r2plus1d_50, torchvision's R(2+1)D
-# r2plus1d_34_ig65m. Tests of operators and dtypes (TFLite conversion, mixed precision) run one
-# backbone per family and block kind; the weight-import parity tests and configs_test still
-# build every depth.
-REPEATED_DEPTHS = ("resnet3d_34", "resnet3d_101", "r2plus1d_34")
-
-
-def distinct_backbones():
-    """Every registered backbone but `REPEATED_DEPTHS`."""
-    from aqa_tf.models.backbones import known_backbones
-    return [name for name in known_backbones() if name not in REPEATED_DEPTHS]
-
-
 def synthetic_records(folder, num_workers: int = 0, **fields) -> str:
     """Writes the synthetic dataset `SyntheticDataConfig(**fields)` into `folder`; returns it."""
     from aqa_tf.data import synthetic

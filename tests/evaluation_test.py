@@ -2,7 +2,7 @@
 
 import pytest
 
-from aqa_tf import evaluation
+from aqa_tf.training import evaluation
 
 
 def test_selection_criterion():

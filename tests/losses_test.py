@@ -1,6 +1,6 @@
 import numpy as np
 
-from aqa_tf import losses
+from aqa_tf.models import losses
 
 
 def test_score_loss_is_l1_plus_l2_on_normalised_scores_and_masks_missing():
@@ -21,10 +21,17 @@ def test_masked_cross_entropy_ignores_missing_labels():
     np.testing.assert_allclose(per_sample, [-np.log(0.5), 0.0], rtol=1e-5)
 
 
-def test_build_losses_weights():
-    l, w = losses.build_losses(["score", "position", "twists"], 17.0, 1.0, 0.5)
+def test_model_losses_come_from_its_heads_with_the_configured_weights():
+    from aqa_tf.config import DataConfig, ModelConfig, TrainConfig
+    from aqa_tf.models import aqa_model
+    model = aqa_model.build_aqa_model(
+        ModelConfig(backbone="c3d", width_multiplier=0.0625, fc_units=8,
+                    heads=("score", "dive"), num_classes=(("position", 3), ("twists", 4))),
+        DataConfig(sample_length=16, num_frames=16, crop_size=32))
+    l, w = model.loss_dicts(TrainConfig(score_loss_weight=1.0, class_loss_weight=0.5))
     assert w == {"score": 1.0, "position": 0.5, "twists": 0.5}
     assert isinstance(l["score"], losses.ScoreLoss)
+    assert isinstance(l["twists"], losses.MaskedSparseCategoricalCrossentropy)
 
 
 def test_signed_score_loss_keeps_negative_targets_and_masks_nan():

@@ -1,7 +1,7 @@
 import numpy as np
 from scipy import stats
 
-from aqa_tf import metrics
+from aqa_tf.metrics import scores as metrics
 
 
 def test_compute_metrics_numbers():

@@ -17,7 +17,6 @@ its input by file (each worker reading one) would never fill a batch of 16.
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT, synthetic_records
+from tests.helpers import free_ports
 
 NUM_TRAIN = 16
 EPOCHS = 2
@@ -67,16 +67,6 @@ def train_command(data_dir, model_dir, *extra):
             "--nobackbone_batch_norm", f"--batch_size={NUM_TRAIN}", "--temporal_jitter=0",
             "--norandom_flip", "--val_fraction=0", f"--epochs={EPOCHS}",
             "--noevaluate_before_training", "--mixed_precision=none", *extra]
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 class Processes:

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from aqa_tf import optim
+from aqa_tf.training import optim
 from aqa_tf.config import TrainConfig
 
 

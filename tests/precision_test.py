@@ -1,5 +1,5 @@
-"""`--mixed_precision=auto` (`aqa_tf.precision`): the probe runs the model itself, keeps the
-faster precision (bf16 only with a clear margin), caches its answer per machine and model, and
+"""`--mixed_precision=auto` (`aqa_tf.training.precision`): the probe runs the model itself, keeps
+the faster precision (bf16 only with a clear margin), caches its answer per machine and model, and
 says what it measured."""
 
 import dataclasses
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from aqa_tf import precision
+from aqa_tf.training import precision
 from aqa_tf.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 
 MODEL = ModelConfig(width_multiplier=0.0625, fc_units=8, heads=("score",))

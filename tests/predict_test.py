@@ -12,13 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
-
-
-def run_cli(module, *args, expect=0):
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == expect, f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    return proc
+from tests.helpers import run_cli
 
 
 def quickstart_model(*extra_flags):
@@ -94,7 +88,7 @@ def test_read_video_resamples_and_resizes(tmp_path):
 def test_signature_resizes_any_video_as_the_converter_does():
     """`resize_to_stored` (in the graph) against the converter's OpenCV resize."""
     import tensorflow as tf
-    from aqa_tf import export_lib
+    from aqa_tf.serving import export_lib
     from aqa_tf.config import DataConfig
     from aqa_tf.data import video
     config = DataConfig(stored_height=64, stored_width=86)

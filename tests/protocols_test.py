@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from aqa_tf import metrics, tasks
+from aqa_tf import tasks
+from aqa_tf.metrics import scores as metrics
 from tests.conftest import REPO_ROOT, aqa7_records
 
 def test_fisher_z_average_is_the_hand_computation():
@@ -53,11 +54,11 @@ def _data_config(data_dir, **changes):
 def test_per_action_deviation_from_training_only_and_scores_back_in_points(aqa7_data):
     import keras
     import tensorflow as tf
-    from aqa_tf import evaluation
+    from aqa_tf.data import statistics
     from aqa_tf.config import ModelConfig
     from aqa_tf.data import features, pipeline
     from aqa_tf.models import aqa_model
-    config = evaluation.with_action_score_stds(_data_config(aqa7_data))
+    config = statistics.with_action_statistics(_data_config(aqa7_data))
     with open(os.path.join(aqa7_data, "aqa7_actions.json")) as f:
         summary = {a["index"]: a for a in json.load(f)["actions"]}
     train = {}
@@ -80,7 +81,7 @@ def test_per_action_deviation_from_training_only_and_scores_back_in_points(aqa7_
     assert config.action_score_mean == ()  # the paper's normalisation only divides
 
     # Standardised (not in the paper): the training mean is subtracted too and added back.
-    config = evaluation.with_action_score_stds(_data_config(
+    config = statistics.with_action_statistics(_data_config(
         aqa7_data, score_normalization="per_action_standardized"))
     for action in range(1, 7):
         assert config.action_score_mean[action] == pytest.approx(np.mean(train[action]),
@@ -173,7 +174,7 @@ def test_all_action_model_learns_reports_every_action_and_exports_points(aqa7_da
     for suffix in ("actions.txt", "actions.png"):
         assert os.path.exists(os.path.join(model_dir, f"test_{suffix}"))
     # The export scores in points for the action it is given.
-    from aqa_tf import predict_lib
+    from aqa_tf.serving import predict_lib
     from aqa_tf.data import pipeline
     import dataclasses
     scorer = predict_lib.Scorer.from_saved_model(os.path.join(model_dir, "export",
@@ -216,7 +217,7 @@ def test_zero_shot_protocol_reports_every_held_out_action(aqa7_data, tmp_path):
     assert not os.path.exists(os.path.join(folder, "saved_models"))
 
 
-def test_protocol_plans_parse_and_scale_the_finetuning_schedule():
+def test_protocol_plans_parse_and_scale_the_finetuning_schedule(tmp_path):
     from aqa_tf import protocols
     assert protocols.finetune_schedule(25) == (500, 100)
     assert protocols.finetune_schedule(75) == (1200, 300)
@@ -226,9 +227,15 @@ def test_protocol_plans_parse_and_scale_the_finetuning_schedule():
     proc = subprocess.run(
         [sys.executable, "-m", "aqa_tf.protocols", "--protocol=finetune", "--dry_run",
          "--flagfile=configs/paper003_aqa7_c3d_lstm.cfg", "--pretrained_dir=runs/zs",
-         "--protocol_dir=/tmp/unused_protocol_dir"], cwd=REPO_ROOT, capture_output=True,
+         f"--protocol_dir={tmp_path}"], cwd=REPO_ROOT, capture_output=True,
         text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # The runs start from the training flags of this command, not from the protocol's own.
+    with open(tmp_path / "protocol_flags.txt") as f:
+        written = {line.split("=", 1)[0].lstrip("-") for line in f.read().splitlines()}
+    assert {"backbone", "actions", "model_dir"} <= written
+    assert not written & {"protocol", "dry_run", "nodry_run", "pretrained_dir", "protocol_dir",
+                          "protocol_actions", "finetune_sizes"}
     lines = [l for l in proc.stdout.splitlines() if l.startswith("[")]
     assert len(lines) == 36  # 6 actions x 3 sizes x (AA, RI)
     assert any("sync_diving_3m_15_aa" in l and "--train_samples=15" in l and

@@ -1,17 +1,16 @@
-"""Serving with TensorFlow Serving: `aqa_tf.serving_client`, over gRPC and REST, against stand-ins
-of the server (tests/tf_serving_standin.py) reads how to prepare a video from the export's
-`metadata` signature (or `--metadata FILE`), scores a video as `aqa_tf.predict` does, returns
-the commentary, and turns each refusal (unknown model or signature, wrong dtype, corrupt JPEG,
-no frames, an older export's input-less `metadata` signature, no server, no answer in time)
-into one line that says what to do; the export's signatures as `saved_model_cli` lists them;
-deploy/tf_serving's configs as TF Serving's protos. The model is the quickstart network with
-its commentary head and random weights."""
+"""Serving with TensorFlow Serving: `aqa_tf.serving_client` (its library `aqa_tf.serving.client`),
+over gRPC and REST, against stand-ins of the server (tests/tf_serving_standin.py) reads how to
+prepare a video from the export's `metadata` signature (or `--metadata FILE`), scores a video as
+`aqa_tf.predict` does, returns the commentary, and turns each refusal (unknown model or signature,
+wrong dtype, corrupt JPEG, no frames, an older export's input-less `metadata` signature, no server,
+no answer in time) into one line that says what to do; the export's signatures as `saved_model_cli`
+lists them; deploy/tf_serving's configs as TF Serving's protos. The model is the quickstart network
+with its commentary head and random weights."""
 
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.helpers import error_line, free_port
 from tests.predict_test import dive_frames, quickstart_model
 
 MODEL = "quickstart"
@@ -31,7 +31,7 @@ def export(tmp_path_factory):
     in-process; `<dir>/other/1`: a SavedModel that is not an aqa-tf export; `<dir>/old/1`: the
     same export as an older aqa_tf wrote it, its `metadata` signature without inputs)."""
     import tensorflow as tf
-    from aqa_tf import export_lib
+    from aqa_tf.serving import export_lib
     from aqa_tf.data import synthetic
     folder = tmp_path_factory.mktemp("saved_models")
     vocab = synthetic.synthetic_vocabulary()
@@ -85,7 +85,7 @@ def servers(export):
 def reference(export, video):
     """What `aqa_tf.predict --model <export>` finds, in-process: the SavedModel's own
     `serving_jpeg` and `caption_jpeg` on the same decoded window."""
-    from aqa_tf import predict_lib
+    from aqa_tf.serving import predict_lib
     scorer = predict_lib.Scorer.from_saved_model(export[0])
     return predict_lib.score_dive(scorer, video, progress=False)
 
@@ -102,7 +102,8 @@ def _assert_same_result(result, reference):
 
 
 def test_grpc_and_rest_clients_score_as_predict_does(export, servers, reference, video):
-    from aqa_tf import predict_lib, serving_client
+    from aqa_tf.serving import client as serving_client
+    from aqa_tf.serving import predict_lib
     meta_file = serving_client.read_metadata(export[0])
     grpc_client = serving_client.connect(server=servers.grpc_address, model_name=MODEL,
                                          model_version="2")
@@ -144,7 +145,7 @@ def _finish(proc, expect):
 def test_cli_prints_the_table_of_predict(export, servers, reference, video, tmp_path):
     """gRPC and REST read the metadata from the server; `--metadata FILE` overrides it (an older
     export, whose `metadata` signature no server can run over REST, is scored with it)."""
-    from aqa_tf import reporting
+    from aqa_tf.metrics import report as reporting
     outputs = {name: str(tmp_path / f"{name}.json") for name in ("gRPC", "REST", "old")}
     procs = {
         "gRPC": _start(video, f"--server={servers.grpc_address}", f"--model_name={MODEL}",
@@ -170,22 +171,9 @@ def test_cli_prints_the_table_of_predict(export, servers, reference, video, tmp_
         assert result["commentary"] == reference["commentary"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _error_line(stderr: str) -> str:
-    assert "Traceback" not in stderr, stderr[-3000:]
-    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and stderr.strip().splitlines()[-1] == lines[0], stderr[-3000:]
-    return lines[0]
-
-
 def test_cli_errors_are_one_actionable_line(export, servers, video):
     meta = f"--metadata={export[0]}/assets.extra/aqa_tf.json"
-    dead = _free_port()
+    dead = free_port()
     cases = {
         # A model that is not an aqa-tf export: TF Serving's own message for the signature.
         "signature": ([f"--server={servers.grpc_address}", "--model_name=other", meta],
@@ -210,19 +198,19 @@ def test_cli_errors_are_one_actionable_line(export, servers, video):
     procs = {name: _start(video, *args) for name, (args, _) in cases.items()}
     for name, proc in procs.items():
         _, stderr = _finish(proc, 2)
-        line = _error_line(stderr)
+        line = error_line(stderr)
         print(line)
         for words in cases[name][1]:
             assert words in line, (name, line)
 
 
 def _jpeg_window(reference, meta):
-    from aqa_tf import predict_lib
+    from aqa_tf.serving import predict_lib
     return predict_lib.Scorer(None, None, meta, "").model_frames(reference["window"])[None]
 
 
 def test_refusals_at_the_server_boundary(export, servers, reference):
-    from aqa_tf import serving_client
+    from aqa_tf.serving import client as serving_client
     meta = serving_client.read_metadata(export[0])
     window = _jpeg_window(reference, meta)
     zero = np.zeros([1], np.float32)
@@ -309,7 +297,7 @@ def test_refusals_at_the_server_boundary(export, servers, reference):
 def test_older_export_metadata_signature_without_inputs(servers):
     """An older export's `metadata` has no input: TF Serving refuses the client's `batch` over
     gRPC and cannot run the signature over REST; both say: export again, or give --metadata."""
-    from aqa_tf import serving_client
+    from aqa_tf.serving import client as serving_client
     expected = {"gRPC": ("INVALID_ARGUMENT", "input size does not match signature: 1!=0 "
                          "len({batch}) != len({}). Sent extra: {batch}. Missing but required: "
                          "{}."),
@@ -325,7 +313,7 @@ def test_older_export_metadata_signature_without_inputs(servers):
 
 
 def test_no_answer_in_time_and_no_server(export, servers, reference):
-    from aqa_tf import serving_client
+    from aqa_tf.serving import client as serving_client
     window = _jpeg_window(reference, serving_client.read_metadata(export[0]))
     inputs = {"frames": window, "difficulty": np.zeros([1], np.float32)}
     servers.repository.delay_s = 1.5
@@ -338,7 +326,7 @@ def test_no_answer_in_time_and_no_server(export, servers, reference):
                 client.predict("serving_jpeg", inputs)
     finally:
         servers.repository.delay_s = 0.0
-    dead = _free_port()
+    dead = free_port()
     client = serving_client.connect(server=f"127.0.0.1:{dead}", model_name=MODEL)
     with pytest.raises(serving_client.ServingError) as caught:
         client.predict("serving_jpeg", inputs)
@@ -352,7 +340,7 @@ def test_rest_answers_in_tf_serving_format(servers):
     """The stand-in's REST API as TF Serving's: the only output of a signature unnamed, float32
     in their shortest form; the client names it."""
     import urllib.request
-    from aqa_tf import serving_client
+    from aqa_tf.serving import client as serving_client
     request = urllib.request.Request(
         f"{servers.rest_url}/v1/models/other/versions/1:predict", method="POST",
         data=json.dumps({"signature_name": "double", "inputs": {"x": [0.1, 2]}}).encode())
@@ -473,7 +461,7 @@ def test_deploy_configs_are_tf_serving_protos():
 
 
 def test_client_options_are_checked(tmp_path):
-    from aqa_tf import serving_client
+    from aqa_tf.serving import client as serving_client
     from aqa_tf.config import ConfigError
     bad = {
         "exactly one of --server": dict(server="localhost:8500", rest="http://localhost:8501"),

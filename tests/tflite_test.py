@@ -1,7 +1,7 @@
-"""TFLite / LiteRT export (`aqa_tf.tflite_lib`): the builtin forms of 3D pooling and dilated convolution, the
-inference-time clip folding, every backbone converted with builtin ops only and matching its
-Keras model, the `aqa_tf.export --format=tflite` command and `aqa_tf.predict --model X.tflite`.
-The parity bars on the trained quickstart model are in tests/train_test.py."""
+"""TFLite / LiteRT export (`aqa_tf.serving.tflite_lib`): the builtin forms of 3D pooling and dilated
+convolution, the inference-time clip folding, every backbone converted with builtin ops only and
+matching its Keras model, the `aqa_tf.export --format=tflite` command and `aqa_tf.predict --model
+X.tflite`. The parity bars on the trained quickstart model are in tests/train_test.py."""
 
 import json
 import os
@@ -12,8 +12,9 @@ import pytest
 import keras
 
 from aqa_tf.config import DataConfig, ModelConfig
-from tests.conftest import distinct_backbones
-from tests.predict_test import exported, run_cli, videos  # noqa: F401 (module fixtures)
+from tests.helpers import distinct_backbones
+from tests.helpers import run_cli
+from tests.predict_test import exported, videos  # noqa: F401 (module fixtures)
 
 
 def test_factored_3d_pooling_gives_the_3d_pooling():
@@ -117,7 +118,8 @@ CASES = [(name, {}) for name in distinct_backbones()] + [
                          ids=[n + "".join(f"-{k}" for k in o) for n, o in CASES])
 def test_backbone_converts_to_builtin_float32_tflite_matching_keras(backbone, options, tmp_path):
     import tensorflow as tf
-    from aqa_tf import export_lib, tflite_lib
+    from aqa_tf.serving import export_lib
+    from aqa_tf.serving import tflite_lib
     model, data = _small_model(backbone, **options)
     blob = tflite_lib.convert(model, data, "none")
     ops = _operators(blob)

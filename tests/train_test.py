@@ -39,7 +39,8 @@ def run(cmd, timeout=3600):
     # AVX-512 development machines and ~10 min on a 2-core AMD EPYC Zen 3 (43 min there before
     # aqa_tf turned TensorFlow's oneDNN kernels on).
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, (f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n"
+                                  f"{proc.stderr[-5000:]}")
     return proc.stdout
 
 
@@ -114,7 +115,7 @@ def test_saved_model_matches_keras_model_in_a_fresh_process(trained_run, synthet
 
     # The same frames through the Keras model (same flags, best checkpoint).
     import tensorflow as tf
-    from aqa_tf import export_lib
+    from aqa_tf.serving import export_lib
     model, data_config = keras_model_of_run(model_dir)
     expected = export_lib.serving_fn(model, data_config)(tf.constant(video), tf.zeros([3]))
     assert set(served.files) == set(expected)
@@ -310,7 +311,8 @@ def test_tflite_matches_the_saved_model_on_the_test_split(trained_run, tmp_path)
     """The issue's deployment bars, on the trained quickstart model and its 100 test windows
     (sent to both as a client sends them: the stored JPEG frames): float32 TFLite within 1e-3
     points of the SavedModel with the same top-1 sub-actions; float16 Spearman >= 0.999."""
-    from aqa_tf import predict_lib, tflite_lib
+    from aqa_tf.serving import predict_lib
+    from aqa_tf.serving import tflite_lib
     from aqa_tf.data import pipeline
     model_dir, _ = trained_run
     model, data_config = keras_model_of_run(model_dir)

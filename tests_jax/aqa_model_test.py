@@ -13,10 +13,9 @@ import pytest
 import keras
 
 from aqa_tf import tasks
-from aqa_tf.config import DataConfig, ModelConfig
-from aqa_tf.losses import build_losses
+from aqa_tf.config import DataConfig, ModelConfig, TrainConfig
 from aqa_tf.models import aqa_model
-from aqa_tf.optim import TwoRateAdam
+from aqa_tf.training.optim import TwoRateAdam
 from tests_jax import helpers
 
 VOCAB = 12
@@ -61,8 +60,8 @@ def _inputs(model, data_config, seed=0):
         x["difficulty"] = np.array([2.0, 3.5], "float32")
     if tasks.ACTION_INPUT in model.input:
         x[tasks.ACTION_INPUT] = np.array([1, 0], "int32")
-    if aqa_model.CAPTION_TOKENS in model.input:
-        x[aqa_model.CAPTION_TOKENS] = np.array([[1, 5, 6, 0, 0], [1, 7, 0, 0, 0]], "int32")
+    if tasks.CAPTION_TOKENS in model.input:
+        x[tasks.CAPTION_TOKENS] = np.array([[1, 5, 6, 0, 0], [1, 7, 0, 0, 0]], "int32")
     return x
 
 
@@ -103,10 +102,11 @@ def test_model_builds_trains_and_round_trips(case, tmp_path):
                                    + [30.0, 60.0], rtol=1e-5)
     contributions = aqa_model.clip_contributions(model)
     if contributions is not None:
-        clip_input = {k: v for k, v in x.items() if k != aqa_model.CAPTION_TOKENS}
+        clip_input = {k: v for k, v in x.items() if k != tasks.CAPTION_TOKENS}
         assert contributions[1].predict_on_batch(clip_input).shape == (2, data_config.num_clips)
 
-    losses, weights = build_losses(list(model.output), config.score_std, 1.0, 1.0, 0.01)
+    losses, weights = model.loss_dicts(TrainConfig(class_loss_weight=1.0,
+                                                   caption_loss_weight=0.01))
     optimizer, backbone = None, aqa_model.backbone_of(model)
     if config.multiply_difficulty:  # paper 002: the backbone steps at a tenth of the rate
         optimizer = TwoRateAdam(learning_rate=1e-3, backbone_lr_multiplier=0.1)
@@ -140,7 +140,7 @@ def test_caption_generation(method):
     if method == "greedy":  # each word is the argmax of the teacher-forced logits
         tokens = np.concatenate([np.full((2, 1), tasks.SOS_ID), ids[:, :-1]], axis=1).astype(
             "int32")
-        logits = np.asarray(model({"video": video, aqa_model.CAPTION_TOKENS: tokens},
+        logits = np.asarray(model({"video": video, tasks.CAPTION_TOKENS: tokens},
                                   training=False)[tasks.CAPTION_OUTPUT])
         for b in range(2):
             for t in range(4):

@@ -36,7 +36,7 @@ def test_models_import_and_run_without_importing_tensorflow():
         import aqa_tf.models
         modules = [m.name for m in pkgutil.walk_packages(aqa_tf.models.__path__,
                                                          "aqa_tf.models.")]
-        for name in modules + ["aqa_tf.losses", "aqa_tf.optim"]:
+        for name in modules + ["aqa_tf.models.losses", "aqa_tf.training.optim"]:
             importlib.import_module(name)
         from aqa_tf.config import DataConfig, ModelConfig
         from aqa_tf.models import aqa_model

@@ -115,10 +115,11 @@ def test_benchmark_command_on_jax_needs_no_tensorflow_and_counts_its_flops(tmp_p
 
 
 def test_jaxpr_flops_count_convolutions_and_matrix_products():
-    """The JAX FLOP count of `aqa_tf.benchmark` on a model whose count is known: a 'same'
-    Conv3D (padding included), a grouped one, and a Dense layer applied per time step."""
+    """The JAX FLOP count of `aqa_tf.benchmark` (`benchmark_lib.jaxpr_flops`) on a model whose
+    count is known: a 'same' Conv3D (padding included), a grouped one, and a Dense layer
+    applied per time step."""
     import keras
-    from aqa_tf import benchmark
+    from aqa_tf.training import benchmark_lib
     x = keras.Input((4, 6, 6, 3))
     h = keras.layers.Conv3D(8, 3, padding="same")(x)
     h = keras.layers.Conv3D(8, (1, 3, 3), padding="valid", groups=2)(h)
@@ -132,4 +133,4 @@ def test_jaxpr_flops_count_convolutions_and_matrix_products():
     expected = (2 * (4 * 6 * 6 * 8) * 27 * 3      # 'same' conv: every output, 27 x 3 taps
                 + 2 * (4 * 4 * 4 * 8) * 9 * 4     # grouped conv: 9 taps x 4 inputs per group
                 + 2 * 4 * 5 * (4 * 4 * 8))        # dense per time step
-    assert benchmark._jaxpr_flops(jaxpr.jaxpr) == expected
+    assert benchmark_lib.jaxpr_flops(jaxpr.jaxpr) == expected

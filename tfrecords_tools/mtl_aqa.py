@@ -57,7 +57,8 @@ def load_annotations(annotations_dir: str) -> Dict[str, object]:
         with open(path, "rb") as f:
             return pickle.load(f)
 
-    annotations = {_normalise_key(k): dict(v) for k, v in load("final_annotations_dict.pkl").items()}
+    annotations = {_normalise_key(k): dict(v)
+                   for k, v in load("final_annotations_dict.pkl").items()}
     caption_dict = {_normalise_key(k): list(v) for k, v in load("final_captions_dict.pkl").items()}
     splits = {"train": [_normalise_key(k) for k in load("train_split_0.pkl")],
               "test": [_normalise_key(k) for k in load("test_split_0.pkl")]}

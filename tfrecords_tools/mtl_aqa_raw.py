@@ -52,7 +52,8 @@ def write_raw_dataset(out_dir: str, samples: Sequence, vocab: captions.Vocabular
             position += len(sample.frames)
             spec = sample.labels
             annotations[(event, sample_no)] = {
-                "primary_view": 0, "start_frame": start + 1, "end_frame": start + sample.end_index + 1,
+                "primary_view": 0, "start_frame": start + 1,
+                "end_frame": start + sample.end_index + 1,
                 "position": spec.position, "difficulty": spec.difficulty,
                 "armstand": spec.armstand, "rotation_type": spec.rotation_type,
                 "ss_no": spec.ss_no, "tw_no": spec.tw_no, "final_score": spec.final_score}

@@ -95,5 +95,6 @@ def cut_caption(ids: Sequence[int], max_words: int = 100) -> List[int]:
     ids = list(ids)
     if not ids:
         return ids
-    words = [i for i in ids[1:] if i != EOS_ID] if ids[0] == SOS_ID else [i for i in ids if i != EOS_ID]
+    body = ids[1:] if ids[0] == SOS_ID else ids
+    words = [i for i in body if i != EOS_ID]
     return [SOS_ID] + words[:max_words] + [EOS_ID]

@@ -12,7 +12,8 @@ Context (per sample):
   action_name      bytes    its name (AQA-7: b"diving", b"gym_vault", ...); optional, b"".
   num_frames       int64    length of the `frames` feature list.
   height, width    int64    size of every stored frame, pixels.
-  start_frame      int64    annotated first frame of the action in the source video (1-based), or -1.
+  start_frame      int64    annotated first frame of the action in the source video (1-based),
+                            or -1.
   end_frame        int64    annotated last frame of the action in the source video (1-based), or -1.
   end_index        int64    index into `frames` (0-based) of the frame at `end_frame`; the stored
                             frames may extend past it by the temporal-jitter margin.
@@ -204,7 +205,8 @@ def parse_to_numpy(serialized: bytes) -> Dict[str, object]:
     out[ACTION_NAME] = (ctx[ACTION_NAME].bytes_list.value[0].decode("utf-8")
                         if ACTION_NAME in ctx else "")
     out[CAPTION] = [int(v) for v in ctx[CAPTION].int64_list.value]
-    out[FRAMES] = [f.bytes_list.value[0] for f in example.feature_lists.feature_list[FRAMES].feature]
+    frames = example.feature_lists.feature_list[FRAMES].feature
+    out[FRAMES] = [f.bytes_list.value[0] for f in frames]
     if out[SCHEMA_VERSION_KEY] not in READABLE_SCHEMA_VERSIONS:
         raise ValueError(f"record {out[SAMPLE_KEY]!r}: schema version {out[SCHEMA_VERSION_KEY]}, "
                          f"this code reads versions {READABLE_SCHEMA_VERSIONS}")

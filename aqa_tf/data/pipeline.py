@@ -346,9 +346,9 @@ def serving_windows(config: DataConfig, split: str) -> tf.data.Dataset:
     """The windows of a split as a client sends them to an export: one element per record,
     `{"sample_key": string, "frames": string [<= window_length] (the stored JPEG frames of the
     window ending at the annotated end; fewer when the video is shorter: the export pads them
-    as its `pad_mode` says), "difficulty":
-    float32, "action": int32, "score": float32}`. For parity checks of exports (`aqa_tf.tflite_lib`) and
-    calibration data (int8 quantisation)."""
+    as its `pad_mode` says), "difficulty": float32, "action": int32, "score": float32}`. For
+    parity checks of exports (`aqa_tf.serving.tflite_lib`) and calibration data (int8
+    quantisation)."""
     @tf.autograph.experimental.do_not_convert
     def window(serialized):
         record = features.parse_sequence_example(serialized)

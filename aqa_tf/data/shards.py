@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import List, Sequence
+from typing import TYPE_CHECKING, List, Sequence
+
+if TYPE_CHECKING:  # annotations only: TensorFlow is imported where it is used
+    import tensorflow as tf
 
 
 class DataError(RuntimeError):

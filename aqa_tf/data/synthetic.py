@@ -188,7 +188,8 @@ def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_i
     # Armstand start: upside down on the hands with the legs spread (head at +y in the body
     # frame, so the legs are at -y).
     l = length
-    segs_handstand = np.array([(0, 0.5 * l, 0, 0.0, 0.16 * l), (0, 0.0, 0.3 * l, -0.45 * l, 0.13 * l),
+    segs_handstand = np.array([(0, 0.5 * l, 0, 0.0, 0.16 * l),
+                               (0, 0.0, 0.3 * l, -0.45 * l, 0.13 * l),
                                (0, 0.0, -0.3 * l, -0.45 * l, 0.13 * l)], np.float32)
 
     frames = np.empty((T, H, W, 3), np.float32)
@@ -218,7 +219,8 @@ def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_i
             seg_img = np.stack([pts0[0], pts0[1], pts1[0], pts1[1], segs[:, 4]], -1)[None]
             alpha = _capsule_alpha(px, py, seg_img)[0]
             hx, hy = to_image(head[0], head[1])
-            alpha = np.maximum(alpha, np.clip(0.1 * length - np.hypot(px - hx, py - hy) + 0.5, 0, 1))
+            edge = 0.1 * length - np.hypot(px - hx, py - hy) + 0.5
+            alpha = np.maximum(alpha, np.clip(edge, 0, 1))
             # A dark face and chest stripe on the front of the body show which way the diver
             # faces (with the rotation direction this tells the rotation type).
             fx0, fy0 = to_image(head[0] + 0.08 * length, head[1])

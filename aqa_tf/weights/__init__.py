@@ -1,1 +1,2 @@
-"""Importing published PyTorch weights into the Keras backbones (`python -m aqa_tf.weights.convert`)."""
+"""Importing published PyTorch weights into the Keras backbones
+(`python -m aqa_tf.weights.convert`)."""

@@ -46,43 +46,53 @@ sources are defined in `aqa_tf.weights.sources`.
 
 import os
 
-from absl import flags
-
 from aqa_tf import flag_defs
-from aqa_tf.weights import sources
-
-FLAGS = flags.FLAGS
+from aqa_tf.config import CheckpointOptions, ConfigError, ConvertOptions
 
 
 def define_flags():
-    flag_defs.define_flags()  # the model is described by the training flags
-    flags.DEFINE_enum("source", None, sources.torch_sources(), "Checkpoint family.")
-    flags.DEFINE_string("checkpoint", None, "PyTorch checkpoint file (mtl_aqa: the folder of "
-                        "<part>_<epoch>.pth files).")
-    flags.DEFINE_integer("checkpoint_epoch", None, "mtl_aqa: the epoch in the part file names "
-                         "(unset: <part>.pth).")
-    flags.DEFINE_string("out", None, "Output Keras weights file (.weights.h5).")
-    flags.mark_flags_as_required(["source", "checkpoint", "out"])
+    """The training-run flags (they describe the model), the checkpoint, its family (the
+    PyTorch ones) and the output file."""
+    from aqa_tf.weights import sources
+    flag_defs.define_flags()
+    flag_defs.define_config_flags(CheckpointOptions, only=["checkpoint"])
+    flag_defs.define_config_flags(ConvertOptions,
+                                  overrides={"source": dict(choices=sources.torch_sources())})
+
+
+def _options():
+    """(checkpoint, convert options); ConfigError naming the required options not given."""
+    checkpoint = flag_defs.config_from_flags(CheckpointOptions).checkpoint
+    options = flag_defs.config_from_flags(ConvertOptions)
+    missing = [f"--{name}" for name, value in (("source", options.source),
+                                               ("checkpoint", checkpoint), ("out", options.out))
+               if not value]
+    if missing:
+        raise ConfigError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                          "required")
+    return checkpoint, options
 
 
 def main(argv):
     del argv
+    checkpoint, options = _options()
     from aqa_tf.models import aqa_model
+    from aqa_tf.weights import sources
     data_config = flag_defs.data_config_from_flags()
     model_config = flag_defs.model_config_from_flags()
-    source = sources.CHECKPOINT_SOURCES.get(FLAGS.source, "source")
+    source = sources.CHECKPOINT_SOURCES.get(options.source, "source")
     if source.whole_model:
         target = aqa_model.build_aqa_model(model_config, data_config)
     else:
         target = aqa_model.build_clip_backbone(model_config, data_config)
-    report = source.load(target, FLAGS.checkpoint, model_config.backbone, FLAGS.checkpoint_epoch)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    target.save_weights(FLAGS.out)
-    print(f"{FLAGS.checkpoint}: {len(report['loaded'])} tensors -> {FLAGS.out} "
+    report = source.load(target, checkpoint, model_config.backbone, options.checkpoint_epoch)
+    os.makedirs(os.path.dirname(os.path.abspath(options.out)), exist_ok=True)
+    target.save_weights(options.out)
+    print(f"{checkpoint}: {len(report['loaded'])} tensors -> {options.out} "
           f"({'whole model' if source.whole_model else 'backbone'} {target.name})")
     if report["ignored"]:
         print(f"not used by {target.name}: " + ", ".join(report["ignored"]))
-    if source.whole_model and aqa_model.has_caption_head(target):
+    if source.whole_model and model_config.vocab_size:  # a head that writes words
         from aqa_tf.data import captions
         beyond = captions.Vocabulary.load(data_config.vocab_path).beyond(model_config.vocab_size)
         if beyond:

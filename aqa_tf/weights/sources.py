@@ -28,18 +28,19 @@ from typing import Callable, Dict, List, Optional, Tuple
 import keras
 import numpy as np
 
+from aqa_tf import tasks
 from aqa_tf.config import ConfigError
 from aqa_tf.models import aqa_model
 from aqa_tf.registry import CHECKPOINT_SOURCES
 from aqa_tf.weights import mapping
 
-# The authors' part names -> what they hold (C3D-AVG and MSCADC training scripts).
+# The authors' part files of each model (C3D-AVG and MSCADC training scripts): the backbone,
+# fc6 (C3D-AVG), the score regressor, the sub-action classifier(s) and the S2VT caption model.
 MTL_AQA_PARTS = {
-    "c3d": {"model_CNN": "backbone", "model_my_fc6": "fc6",
-            "model_score_regressor": "score", "model_dive_classifier": "dive",
-            "model_caption": "caption"},
-    "mscadc": {"model_CNN": "backbone", "model_score_regressor": "score",
-               "model_position_classifier": "dive", "model_caption": "caption"},
+    "c3d": ("model_CNN", "model_my_fc6", "model_score_regressor", "model_dive_classifier",
+            "model_caption"),
+    "mscadc": ("model_CNN", "model_score_regressor", "model_position_classifier",
+               "model_caption"),
 }
 # C3D-AVG: our layer names -> the authors' "<part>.<module>".
 _C3D_AVG_MODULES = {
@@ -131,18 +132,18 @@ def convert_mtl_aqa(model: keras.Model, state_dict: Dict[str, np.ndarray], backb
     `build_aqa_model`. Parts of heads the model does not have (e.g. the caption model before
     the caption head exists) are reported as ignored."""
     ignore = []
-    if "caption" not in model.output:
+    if tasks.CAPTION_OUTPUT not in model.output:
         ignore.append("model_caption.")
     elif "model_caption.embedding.weight" in state_dict:
         rows = state_dict["model_caption.embedding.weight"].shape[0]
-        words = model.get_layer(aqa_model.CAPTIONER_LAYER).vocab_size
+        words = aqa_model.owner(model).model_config.vocab_size
         if rows != words:
             raise ConfigError(
                 f"the checkpoint's caption model has {rows} words (model_caption.embedding."
                 f"weight) but the caption head is built with {words}: add "
                 f"--caption_vocab_size={rows} (the authors' S2VT has 5779 words while their "
                 "vocab.json has 5781)")
-    if "position" not in model.output:
+    if not any(name in model.output for name in tasks.CLASS_OUTPUTS):
         ignore += ["model_dive_classifier.", "model_position_classifier."]
     return mapping.load_into(model, state_dict, mtl_aqa_module_of_layer(backbone),
                              ignore_unused=tuple(ignore))

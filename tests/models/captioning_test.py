@@ -10,9 +10,9 @@ import pytest
 import keras
 import tensorflow as tf
 
-from aqa_tf import caption_metrics
+from aqa_tf.metrics import captions as caption_metrics
 from aqa_tf.config import DataConfig, ModelConfig
-from aqa_tf.losses import CaptionLoss
+from aqa_tf.models.losses import CaptionLoss
 from aqa_tf.models import aqa_model
 from aqa_tf.models.captioning import S2VTCaptioner
 
@@ -105,8 +105,9 @@ def test_every_variant_trains_a_step_and_round_trips(cell, layers, attention, tm
     keras.utils.set_random_seed(0)
     model = aqa_model.build_aqa_model(
         _config(caption_cell=cell, caption_layers=layers, caption_attention=attention), DATA)
-    from aqa_tf.losses import build_losses
-    losses, weights = build_losses(list(model.output), 17.0, 1.0, 1.0, 0.01)
+    from aqa_tf.config import TrainConfig
+    losses, weights = model.loss_dicts(TrainConfig(class_loss_weight=1.0,
+                                                   caption_loss_weight=0.01))
     # Eager: tracing the step of an 8-layer RNN over 9 steps as a graph costs ~20 s here.
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses, loss_weights=weights,
                   run_eagerly=True)

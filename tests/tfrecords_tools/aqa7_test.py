@@ -3,8 +3,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from aqa_tf.data import aqa7 as aqa7_layout
 from aqa_tf.data import features
 from aqa_tf.data import synthetic
 from aqa_tf.data.shards import DataError
-from tests.conftest import REPO_ROOT
+from tests.helpers import run_module
 from tfrecords_tools import aqa7
 from tfrecords_tools import inspect as inspect_lib
 
@@ -40,8 +38,7 @@ def _read_split(out_dir, split):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return run_module(*args, timeout=300)
 
 
 def test_synthetic_tree_has_the_release_layout(raw):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aqa_tf import caption_metrics
+from aqa_tf.metrics import captions as caption_metrics
 from aqa_tf.data import captions
 from aqa_tf.data import pipeline
 from aqa_tf.data import synthetic

@@ -8,8 +8,8 @@ conv1, conv2 and conv3b; dropout 0.5 at the end. Note conv5b's padding (1) is sm
 dilation (2): it shrinks the map by 2 in each dimension, as in the authors' network.
 
 Unlike the clip backbones, the body returns a feature map (`[batch, T', H', W', 256]`), which the
-MSCADC task heads (`aqa_tf.models.mscadc_heads`) read; `spatial_features = True` tells
-`build_aqa_model` so. The input is the whole action subsampled to 16 frames (`--frame_step`),
+MSCADC task heads (`aqa_tf.models.heads.mscadc`) read; `spatial_features = True` tells
+`AQAModel` so. The input is the whole action subsampled to 16 frames (`--frame_step`),
 180x180 crops of 640x360 frames, which give a 2x20x20x256 map.
 
 Layer names are the authors' state-dict module names (`conv1`, `bn1`, ..., `conv5b`, `bn5b`).

@@ -79,7 +79,8 @@ def test_bfloat16_filter_gradients_stay_finite_at_temporal_depth_two():
 def test_same_padding_in_float32_gives_the_explicit_padding_numbers():
     # Float32 convolves with "same" (TensorFlow fuses nothing in a training graph where a Pad
     # feeds a Conv3D and its filter gradient: 1.5x slower training at paper size); bfloat16
-    # keeps the explicit padding of the test above at conv5. Same weights, same numbers, same gradients.
+    # keeps the explicit padding of the test above at conv5. Same weights, same numbers, same
+    # gradients.
     import tensorflow as tf
     same = build_backbone("c3d", clip_length=16, image_size=32, width_multiplier=0.125)
     assert same.get_layer("conv1").padding == "same"

@@ -9,7 +9,7 @@ import keras
 from aqa_tf.config import DataConfig, ModelConfig
 from aqa_tf.models.aqa_model import backbone_of, build_aqa_model
 from aqa_tf.models.backbones import build_backbone
-from aqa_tf.models.mscadc_heads import ReplicationPadding3D
+from aqa_tf.models.heads.mscadc import ReplicationPadding3D
 
 PAPER_DATA = DataConfig(sample_length=103, num_frames=16, clip_length=16, frame_step=6.5,
                         crop_size=180)
@@ -34,7 +34,7 @@ def test_paper_input_shapes():
 
 
 def test_caption_features_are_1200_wide_at_paper_input():
-    from aqa_tf.models import mscadc_heads
+    from aqa_tf.models.heads import mscadc as mscadc_heads
     body = build_backbone("mscadc", clip_length=16, image_size=180)
     features = mscadc_heads.caption_features(body.output)
     assert features.shape[-1] == 1200  # the authors' view(-1, 1200): 12 x 1 x 10 x 10
@@ -75,7 +75,8 @@ def test_round_trip_and_mixed_bfloat16(tmp_path):
     model.save(path)
     restored = keras.models.load_model(path)
     for name, value in model({"video": x}).items():
-        np.testing.assert_allclose(np.asarray(restored({"video": x})[name]), np.asarray(value), atol=1e-5)
+        np.testing.assert_allclose(np.asarray(restored({"video": x})[name]), np.asarray(value),
+                                   atol=1e-5)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         mixed = build_aqa_model(ModelConfig(backbone="mscadc", width_multiplier=0.25),

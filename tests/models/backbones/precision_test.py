@@ -1,4 +1,4 @@
-"""Every backbone family and block kind (`tests.conftest.distinct_backbones`: the deeper depths
+"""Every backbone family and block kind (`tests.helpers.distinct_backbones`: the deeper depths
 repeat their siblings' operators), inside a whole model (clips through TimeDistributed), runs
 under the mixed precision policies with float32 outputs. (float32 training of every backbone is
 covered by tests/configs_test.py.)
@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from aqa_tf.config import DataConfig, ModelConfig
 from aqa_tf.models.aqa_model import build_aqa_model
-from tests.conftest import distinct_backbones
+from tests.helpers import distinct_backbones
 
 
 def _model_and_video(backbone, policy):

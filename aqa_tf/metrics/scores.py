@@ -48,7 +48,16 @@ def compute_metrics(true_scores: ArrayLike, pred_scores: ArrayLike,
     # R-l2 needs a score range; a training split whose scores are all equal has none.
     if score_range is not None and score_range[1] > score_range[0] and len(t):
         out["r_l2"] = relative_l2(t, p, score_range)
-    for name, logits in (pred_logits or {}).items():
+    out.update(class_accuracies(true_classes or {}, pred_logits or {}))
+    return out
+
+
+def class_accuracies(true_classes: Dict[str, np.ndarray],
+                     pred_logits: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """`accuracy/<name>` of every classifier in `pred_logits`, over the samples whose label is
+    not missing (-1)."""
+    out = {}
+    for name, logits in pred_logits.items():
         labels = np.asarray(true_classes[name])
         keep = labels >= 0
         if keep.any():

@@ -4,7 +4,6 @@ from typing import Iterable
 
 import keras
 
-from aqa_tf import losses as losses_lib
 from aqa_tf.config import ModelConfig, TrainConfig
 
 
@@ -60,11 +59,9 @@ def make_optimizer(train_config: TrainConfig, backbone: keras.Model,
 
 def compile_model(model: keras.Model, model_config: ModelConfig, train_config: TrainConfig,
                   optimizer: keras.optimizers.Optimizer):
-    """Compiles `model` with paper 001's losses (eq. 4 weights from `train_config`) for its
-    outputs."""
-    losses, weights = losses_lib.build_losses(
-        list(model.output.keys()), model_config.score_std, train_config.score_loss_weight,
-        train_config.class_loss_weight, train_config.caption_loss_weight)
+    """Compiles `model` (an `AQAModel`) with its heads' losses, weighted as `train_config`
+    says (paper 001, eq. 4)."""
+    losses, weights = model.loss_dicts(train_config)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
                   jit_compile=uses_xla(train_config))
 

@@ -1,4 +1,5 @@
-"""MSCADC task heads (paper 001, Table 3): a context net for multi-scale context aggregation
+"""MSCADC task heads (paper 001, Table 3), used by the score, dive and caption heads on MSCADC's
+feature map: a context net for multi-scale context aggregation
 (Yu & Koltun's dilated convolutions) followed by a few layers, one head per task.
 
 Facts from the MTL-AQA authors' heads (`C3D_dilated_head_fs`, `..._head_classifier`, the

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Tuple
 import keras
 import numpy as np
 
-from aqa_tf import run_folder
+from aqa_tf.training import run_folder
 from aqa_tf.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from aqa_tf.devices import gpu_devices
 
@@ -76,28 +76,10 @@ def machine_line() -> str:
 
 def random_batch(model: keras.Model, model_config: ModelConfig, data_config: DataConfig,
                  rng: np.random.Generator) -> Tuple[dict, dict]:
-    """A fixed batch of random inputs and targets for `model` at the configured geometry
-    (full-length captions: the worst case of the caption head)."""
-    batch = data_config.batch_size
-    shape = [data_config.num_clips, data_config.clip_length, data_config.crop_size,
-             data_config.crop_size, 3]
-    x = {"video": rng.standard_normal([batch] + shape).astype("float32")}
-    if "difficulty" in model.input:  # --multiply_difficulty models
-        x["difficulty"] = rng.uniform(1.5, 3.8, batch).astype("float32")
-    if "action" in model.input:  # per-action scores (paper 003)
-        x["action"] = rng.integers(1, len(data_config.action_score_std), batch).astype("int32")
-    y = {"score": rng.uniform(10, 100, batch).astype("float32")}
-    if "normalized_score" in model.output:
-        y["normalized_score"] = rng.standard_normal(batch).astype("float32")
-    for name, count in model_config.class_counts.items():
-        if name in model.output:
-            y[name] = rng.integers(0, count, batch).astype("int32")
-    if "caption" in model.output:
-        words = rng.integers(2, model_config.vocab_size,
-                             (batch, data_config.max_caption_words)).astype("int32")
-        x["caption_tokens"] = np.concatenate([np.ones((batch, 1), "int32"), words], axis=1)
-        y["caption"] = np.concatenate([words, np.zeros((batch, 1), "int32")], axis=1)
-    return x, y
+    """A fixed batch of random inputs and targets for `model` (an `AQAModel`) at the configured
+    geometry, each head filling its own (full-length captions: the caption head's worst
+    case)."""
+    return model.synthetic_batch(rng, data_config.batch_size)
 
 
 def conv3d_gflops(shape, dtype: str, warmup: int = 1, steps: int = 3,
@@ -235,7 +217,7 @@ def measure(policies, model_config: ModelConfig, data_config: DataConfig,
     In turn, not one policy after the other, so that other work on the machine (two test
     workers training side by side) slows both alike: in one CI run on a Zen 4, the fastest of 3
     float32 steps, then of up to 3 bf16 steps, gave bf16/fp32 0.98x (the quiet machine: 1.25x)."""
-    from aqa_tf import optim
+    from aqa_tf.training import optim
     from aqa_tf.models import aqa_model
     keras.backend.clear_session()
     keras.utils.set_random_seed(train_config.seed)

@@ -34,7 +34,7 @@ def format_report(result: Dict) -> str:
         if np.isnan(acc) and np.isnan(rate):
             continue  # neither a head nor labels for it (AQA-7 records have no sub-actions)
         lines.append(f"  {'accuracy ' + name:<28}{acc:>10.4f}   (majority class {rate:.4f})")
-    from aqa_tf.caption_metrics import METRIC_NAMES
+    from aqa_tf.metrics.captions import METRIC_NAMES
     for name in METRIC_NAMES:
         key = f"caption/{name}"
         if key in m:

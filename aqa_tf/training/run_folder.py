@@ -6,7 +6,7 @@ moment leaves either the old file or the new one.
   last.weights.h5               weights after the last finished epoch
   best.weights.h5, best.json    the checkpoint chosen on the validation split, and why
   metrics/epoch_NNN.json        each epoch's metrics (epoch_000: the untrained model)
-  final_metrics.json, test_*    the final evaluation (`aqa_tf.evaluation.Evaluator.report`)
+  final_metrics.json, test_*    the final evaluation (`aqa_tf.training.evaluation.Evaluator.report`)
 """
 
 import json

@@ -9,10 +9,10 @@ are the host's (on a desktop `aqa_tf.predict --model X.tflite` does them as for 
 The export metadata (`export_lib.metadata`, plus the quantisation) travels inside the file as
 the flatbuffer metadata entry `aqa_tf`.
 
-Only builtin ops: the model is traced inside `tflite_ops.builtin_graph()`, where each 3D pooling
-(no TFLite kernel) runs as two exact 2D poolings and dilated Conv3D (MSCADC) as TFLite's own
-dilated `CONV_3D`; convolutions, LSTM/GRU loops, Weight-Decider and the heads are builtins. The caption decoder is not exported here
-(README, "TFLite").
+Only builtin ops: the model is traced inside `tflite_ops.builtin_graph()`, where each 3D pooling (no
+TFLite kernel) runs as two exact 2D poolings and dilated Conv3D (MSCADC) as TFLite's own dilated
+`CONV_3D`; convolutions, LSTM/GRU loops, Weight-Decider and the heads are builtins. The caption
+decoder is not exported here (README, "TFLite").
 
 Quantisations (`QUANTIZATIONS`): `none` (float32), `float16` (weights stored as float16,
 computed in float32), `dynamic_int8` (weights int8, activations quantised on the fly where a
@@ -49,7 +49,8 @@ def _saved_window_model(model, data_config, folder: str) -> list:
     function of a Keras 3 model it lost them.)"""
     import keras
     import tensorflow as tf
-    from aqa_tf import export_lib, tasks
+    from aqa_tf import tasks
+    from aqa_tf.serving import export_lib
     from aqa_tf.models import aqa_model
     from aqa_tf.models.layers import tflite_ops
     window = export_lib.window_fn(model, data_config)
@@ -88,7 +89,7 @@ def convert(model, data_config, quantize: str = "none",
         3]` (e.g. `representative_windows`).
     """
     import tensorflow as tf
-    from aqa_tf import export_lib
+    from aqa_tf.serving import contract, export_lib
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZATIONS)}")
     with tempfile.TemporaryDirectory() as folder:
@@ -101,6 +102,7 @@ def convert(model, data_config, quantize: str = "none",
             raise ConversionError(_first_error_line(error)) from error
     meta = export_lib.metadata(model, data_config)
     meta["signatures"] = [SIGNATURE]
+    meta[contract.HEAD_SIGNATURES] = {}  # the flatbuffer holds the window function only
     meta["tflite"] = {"quantize": quantize, "batch_size": 1, "inputs": inputs}
     return with_metadata(blob, meta)
 
@@ -188,11 +190,11 @@ class LiteModel:
 
 
 def scorer(path: str, num_threads: Optional[int] = None):
-    """A `predict_lib.Scorer` on a `.tflite` export. JPEG windows are decoded (and resized
+    """A `scorer.Scorer` on a `.tflite` export. JPEG windows are decoded (and resized
     if needed) by TensorFlow as the SavedModel's `serving_jpeg` does, so that both give the
     same frames to the model."""
     from aqa_tf.config import ConfigError
-    from aqa_tf.predict_lib import Scorer, window_ending_at
+    from aqa_tf.serving.scorer import Scorer, window_ending_at
     if not os.path.isfile(path):
         raise ConfigError(f"model {path}: no such file")
     meta = read_metadata(path)
@@ -222,7 +224,7 @@ def _jpeg_decoder(height: int, width: int):
     """JPEG windows `[batch, frames]` (object array) -> uint8 `[batch, frames, height, width,
     3]`, decoded and resized by the SavedModel's own graph functions."""
     import tensorflow as tf
-    from aqa_tf import export_lib
+    from aqa_tf.serving import export_lib
     from aqa_tf.config import DataConfig
     config = DataConfig(stored_height=height, stored_width=width)
     decode = tf.function(lambda jpegs: export_lib.decode_jpeg_frames(jpegs, config))
@@ -238,7 +240,7 @@ def representative_windows(data_config, split: str = "train", count: int = 32):
     """A callable yielding `count` uint8 windows of `split` (the training records by default):
     the int8 calibration data."""
     def generate():
-        from aqa_tf import export_lib
+        from aqa_tf.serving import export_lib
         from aqa_tf.data import pipeline
         for element in pipeline.serving_windows(data_config, split).take(count):
             # Padded to the window as the SavedModel's signatures pad.
@@ -259,7 +261,7 @@ def latency_ms(lite: LiteModel, window: np.ndarray, warmup: int, steps: int) -> 
 
 def parity(reference, candidates: Dict, windows: Iterable[Dict],
            progress: bool = True) -> Dict[str, Dict]:
-    """Scores the same client windows with `reference` and each candidate (`predict_lib.Scorer`s)
+    """Scores the same client windows with `reference` and each candidate (`scorer.Scorer`s)
     and compares them.
 
     Args:
@@ -271,7 +273,8 @@ def parity(reference, candidates: Dict, windows: Iterable[Dict],
     Returns:
       name -> {"max_abs_score_diff", "spearman_vs_reference", "top1_agreement" (fraction of
       windows whose top-1 class agrees on every sub-action head), "spearman_vs_judges",
-      "samples"}; the reference itself under "reference".
+      "samples"}; the reference itself under "reference". Without windows every figure
+      but "samples" (0) is None.
     """
     from scipy import stats
     from tqdm import tqdm
@@ -299,8 +302,8 @@ def parity(reference, candidates: Dict, windows: Iterable[Dict],
             "max_abs_score_diff": float(np.abs(ours - ref).max()) if len(ours) else None,
             "spearman_vs_reference": float(stats.spearmanr(ours, ref)[0]) if len(ours) > 1
             else None,
-            "top1_agreement": float(np.mean([a == b for a, b in zip(top1[name],
-                                                                      top1["reference"])])),
+            "top1_agreement": float(np.mean([a == b for a, b in zip(
+                top1[name], top1["reference"])])) if len(ours) else None,
             "spearman_vs_judges": float(stats.spearmanr(ours, judges)[0]) if len(ours) > 1
             else None,
         }

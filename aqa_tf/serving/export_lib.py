@@ -2,8 +2,8 @@
 
 The exported model contains its own preprocessing: `serving_default` takes the uint8 frames of a
 dive at any size and returns the score, the class probabilities and the per-clip contributions;
-`serving_jpeg` takes JPEG-encoded frames; models with a caption head also get `caption` and
-`caption_jpeg`, which return the generated commentary as strings. `assets.extra/aqa_tf.json`
+`serving_jpeg` takes JPEG-encoded frames; heads with signatures of their own add them (the caption
+head: `caption` and `caption_jpeg`, the generated commentary as strings). `assets.extra/aqa_tf.json`
 records how a video is prepared (stored size, frame rate, window, clips).
 
 Used by `aqa_tf.train` (after training) and `aqa_tf.export` (from weights alone).
@@ -22,15 +22,14 @@ from aqa_tf.config import DataConfig, EvalConfig, ExportConfig, ModelConfig
 from aqa_tf.data import captions
 from aqa_tf.data import pipeline
 from aqa_tf.models import aqa_model
+from aqa_tf.serving import contract
 from aqa_tf.weights import sources
 
 EFFECTIVE_FLAGS = "flags.txt"
-
-
-METADATA_FILE = "aqa_tf.json"  # in assets.extra/: what a client needs to prepare a video
 METADATA_VERSION = 1
-SIGNATURES = ("serving_default", "serving_jpeg", "metadata")
-CAPTION_SIGNATURES = ("caption", "caption_jpeg")
+# The names an export and its clients share (`contract`, which needs neither TF nor Keras).
+METADATA_FILE = contract.METADATA_FILE
+SIGNATURES = contract.SIGNATURES
 
 
 def take_window(video: tf.Tensor, window_length: int) -> tf.Tensor:
@@ -122,21 +121,23 @@ def serving_fn(model: keras.Model, data_config: DataConfig):
 def window_fn(model: keras.Model, data_config: DataConfig):
     """`serving_fn` after the window is cut and resized: uint8 `[batch, window_length,
     stored_height, stored_width, 3]` and float32 `[batch]` difficulty -> the outputs of
-    `serving_default` (what the TFLite export contains, `aqa_tf.tflite_lib`)."""
-    model = aqa_model.inference_model(model)
-    class_names = [n for n in tasks.CLASS_OUTPUTS if n in model.output]
-    contributions = aqa_model.clip_contributions(model)
+    `serving_default`, each head's (`Head.serving_outputs`) and the per-clip contributions
+    (what the TFLite export contains, `aqa_tf.serving.tflite_lib`)."""
+    owner = aqa_model.owner(model)
+    inference = owner.inference_model()
+    contributions = owner.clip_contributions()
+    heads = list(owner.heads.values())
 
     def serve(window, difficulty, action=None):
         inputs = {"video": pipeline.preprocess_video_batch(window, data_config)}
-        if "difficulty" in model.input:
-            inputs["difficulty"] = difficulty
-        if tasks.ACTION_INPUT in model.input:
+        if tasks.DIFFICULTY_INPUT in inference.input:
+            inputs[tasks.DIFFICULTY_INPUT] = difficulty
+        if tasks.ACTION_INPUT in inference.input:
             inputs[tasks.ACTION_INPUT] = action
-        outputs = model(inputs, training=False)
-        result = {"score": tf.cast(outputs["score"], tf.float32)}
-        for name in class_names:
-            result[f"{name}_probabilities"] = tf.nn.softmax(tf.cast(outputs[name], tf.float32))
+        outputs = inference(inputs, training=False)
+        result = {}
+        for head in heads:
+            result.update(head.serving_outputs(outputs, inputs))
         if contributions is not None:
             name, per_clip = contributions
             result[name] = tf.cast(per_clip(inputs, training=False), tf.float32)
@@ -145,33 +146,50 @@ def window_fn(model: keras.Model, data_config: DataConfig):
     return serve
 
 
+def head_signature_fns(model: keras.Model, data_config: DataConfig,
+                       eval_config: EvalConfig = EvalConfig()) -> Dict[str, object]:
+    """The heads' extra signatures (`Head.signatures`, e.g. `caption`) as functions of a uint8
+    video of any size (cut, resized and preprocessed as `serving_default` does)."""
+    owner = aqa_model.owner(model)
+    functions = {}
+    for head in owner.heads.values():
+        for name, fn in head.signatures(owner, eval_config).items():
+            functions[name] = _on_video(fn, data_config)
+    return functions
+
+
+def _on_video(fn, data_config: DataConfig):
+    """`fn` of the preprocessed window -> the same of a uint8 video of any size."""
+    def on_video(video):
+        window = video_at_stored_size(video, data_config)
+        return fn(pipeline.preprocess_video_batch(window, data_config))
+    return on_video
+
+
+def _on_jpeg(fn, data_config: DataConfig):
+    """`fn` of a uint8 video -> the same of JPEG frames `[batch, frames]`."""
+    return lambda frames: fn(decode_jpeg_video(frames, data_config))
+
+
 def caption_fn(model: keras.Model, data_config: DataConfig, vocab: captions.Vocabulary,
                method: str = "greedy", beam_size: int = 3):
-    """The function behind the `caption` signature: uint8 video of any size -> `caption`
-    strings `[batch]` (words up to the first `<eos>`) and `caption_ids` int32
-    `[batch, max_words + 1]`."""
-    generator = aqa_model.CaptionGenerator(model, data_config.max_caption_words, method,
-                                           beam_size)
-    words = tf.constant([vocab.ix_to_word.get(i, "<unk>")
-                         for i in range(max(vocab.ix_to_word) + 1)])
-
-    def caption(video):
-        window = video_at_stored_size(video, data_config)
-        ids = tf.cast(generator(pipeline.preprocess_video_batch(window, data_config)), tf.int32)
-        keep = tf.cumsum(tf.cast(tf.equal(ids, tasks.EOS_ID), tf.int32), axis=1) == 0
-        text = tf.strings.reduce_join(tf.ragged.boolean_mask(tf.gather(words, ids), keep),
-                                      axis=1, separator=" ")
-        return {"caption": text, "caption_ids": ids}
-
-    return caption
+    """The `caption` signature's function (tests compare exports with it)."""
+    owner = aqa_model.owner(model)
+    for head in owner.heads.values():
+        head.use_vocabulary(vocab)
+    return head_signature_fns(owner, data_config, EvalConfig(caption_decoding=method,
+                                                              caption_beam_size=beam_size)
+                              )[contract.CAPTION_SIGNATURE]
 
 
 def metadata(model: keras.Model, data_config: DataConfig) -> Dict:
     """What `assets.extra/aqa_tf.json` records: how a video is prepared for the signatures
-    (stored size, frame rate, window and clips) and what they return."""
-    contributions = aqa_model.clip_contributions(aqa_model.inference_model(model))
-    outputs = model.output
-    return {
+    (stored size, frame rate, window and clips) and what they return (each head's entries)."""
+    owner = aqa_model.owner(model)
+    contributions = owner.clip_contributions()
+    head_signatures = {name: head.name for head in owner.heads.values()
+                       for name in head.signature_names}
+    meta = {
         "version": METADATA_VERSION,
         "stored_height": data_config.stored_height, "stored_width": data_config.stored_width,
         "frame_rate": data_config.frame_rate, "jpeg_quality": data_config.stored_jpeg_quality,
@@ -180,26 +198,26 @@ def metadata(model: keras.Model, data_config: DataConfig) -> Dict:
         # Window-relative frame index of every clip frame, [num_clips][clip_length].
         "clip_frames": pipeline.clip_indices(data_config).numpy().tolist(),
         "crop_size": data_config.crop_size,
-        "class_names": {name: list(tasks.class_names(name, int(outputs[name].shape[-1])))
-                        for name in tasks.CLASS_OUTPUTS if name in outputs},
-        "uses_difficulty": "difficulty" in model.input,
+        "class_names": {},
         "pad_mode": data_config.pad_mode,
-        # Multi-action models (paper 003) read the action index; their scores are the
-        # regressor's output times the action's training deviation.
-        "uses_action": tasks.ACTION_INPUT in model.input,
-        "actions": list(tasks.AQA7_ACTIONS) if tasks.ACTION_INPUT in model.input else [],
-        "action_score_std": list(data_config.action_score_std),
-        "action_score_mean": list(data_config.action_score_mean),
         "clip_contribution": contributions[0] if contributions else None,
-        "signatures": list(SIGNATURES) + (list(CAPTION_SIGNATURES)
-                                          if aqa_model.has_caption_head(model) else []),
     }
+    for head in owner.heads.values():
+        meta.update(head.metadata())
+    meta["heads"] = list(owner.heads)
+    # Each extra signature, named after what it gives (`<name>` takes uint8 video,
+    # `<name>_jpeg` JPEG frames), with the label a person reads it under.
+    meta[contract.HEAD_SIGNATURES] = {
+        name: owner.heads[head].describe() for name, head in head_signatures.items()}
+    meta["signatures"] = list(SIGNATURES) + [
+        n for name in head_signatures for n in (name, name + contract.JPEG_SUFFIX)]
+    return meta
 
 
 def export_saved_model(model: keras.Model, data_config: DataConfig, export_path: str,
                        flags_file: str = "", vocab: Optional[captions.Vocabulary] = None,
                        eval_config: EvalConfig = EvalConfig()) -> str:
-    """Writes a SavedModel to `export_path` (the contract is in README, "Serving").
+    """Writes a SavedModel to `export_path` (the contract: docs/export.md).
 
     - `serving_default`: `video` uint8 `[batch, frames, height, width, 3]` (the frames of the
       dive ending at its last frame, any size: resized in the graph to the stored size, as the
@@ -208,9 +226,10 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
       `<sub-action>_probabilities` `[batch, classes]`, and `clip_weights` or `clip_scores`
       `[batch, num_clips]` where the model has them.
     - `serving_jpeg`: the same with `frames` string `[batch, frames]` of JPEG-encoded frames.
-    - With a caption head (and `vocab`): `caption` (input `video` as above) and `caption_jpeg`
-      (input `frames`), outputs `caption` (string `[batch]`) and `caption_ids`
-      (int32 `[batch, max_words + 1]`).
+    - Each head's own signatures (`Head.signatures`), as `<name>` (input `video` as above) and
+      `<name>_jpeg` (input `frames`); the caption head's `caption` returns `caption` (string
+      `[batch]`) and `caption_ids` (int32 `[batch, max_words + 1]`), in words of `vocab`
+      (default: the data configuration's vocabulary file).
     - `metadata`: input `batch` int32 `[batch]` (any values); output `json` string `[batch]`,
       each the text of `aqa_tf.json`, so that a client of a model server learns how to prepare
       a video from the server itself.
@@ -218,26 +237,30 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
     """
     if os.path.exists(export_path):
         shutil.rmtree(export_path)
+    owner = aqa_model.owner(model)
+    if vocab is not None:
+        for head in owner.heads.values():
+            head.use_vocabulary(vocab)
     archive = keras.export.ExportArchive()
     archive.track(model)
     serve = serving_fn(model, data_config)
     video_spec = tf.TensorSpec([None, None, None, None, 3], tf.uint8, name="video")
     jpeg_spec = tf.TensorSpec([None, None], tf.string, name="frames")
-    difficulty_spec = tf.TensorSpec([None], tf.float32, name="difficulty")
+    difficulty_spec = tf.TensorSpec([None], tf.float32, name=tasks.DIFFICULTY_INPUT)
     if tasks.ACTION_INPUT in model.input:  # multi-action models read the action (paper 003)
         action_spec = tf.TensorSpec([None], tf.int32, name=tasks.ACTION_INPUT)
-        archive.add_endpoint(name="serving_default", fn=serve,
+        archive.add_endpoint(name=contract.SCORE_SIGNATURE, fn=serve,
                              input_signature=[video_spec, difficulty_spec, action_spec])
         archive.add_endpoint(
-            name="serving_jpeg",
+            name=contract.SCORE_JPEG_SIGNATURE,
             fn=lambda frames, difficulty, action: serve(
                 decode_jpeg_video(frames, data_config), difficulty, action),
             input_signature=[jpeg_spec, difficulty_spec, action_spec])
     else:
-        archive.add_endpoint(name="serving_default", fn=serve,
+        archive.add_endpoint(name=contract.SCORE_SIGNATURE, fn=serve,
                              input_signature=[video_spec, difficulty_spec])
         archive.add_endpoint(
-            name="serving_jpeg",
+            name=contract.SCORE_JPEG_SIGNATURE,
             fn=lambda frames, difficulty: serve(decode_jpeg_video(frames, data_config),
                                                 difficulty),
             input_signature=[jpeg_spec, difficulty_spec])
@@ -245,22 +268,18 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
     # One ignored input: TF Serving's REST API and its request batching need a signature
     # with a batched input.
     archive.add_endpoint(
-        name="metadata",
-        fn=lambda batch: {"json": tf.fill(tf.shape(batch), tf.constant(meta_json))},
-        input_signature=[tf.TensorSpec([None], tf.int32, name="batch")])
-    if aqa_model.has_caption_head(model):
-        if vocab is None:
-            raise ValueError("a model with a caption head is exported with its vocabulary")
-        caption = caption_fn(model, data_config, vocab, eval_config.caption_decoding,
-                             eval_config.caption_beam_size)
-        archive.add_endpoint(name="caption", fn=caption, input_signature=[video_spec])
+        name=contract.METADATA_SIGNATURE,
+        fn=lambda batch: {contract.METADATA_OUTPUT: tf.fill(tf.shape(batch),
+                                                            tf.constant(meta_json))},
+        input_signature=[tf.TensorSpec([None], tf.int32, name=contract.METADATA_INPUT)])
+    for name, fn in head_signature_fns(model, data_config, eval_config).items():
+        archive.add_endpoint(name=name, fn=fn, input_signature=[video_spec])
         archive.add_endpoint(
-            name="caption_jpeg",
-            fn=lambda frames: caption(decode_jpeg_video(frames, data_config)),
+            name=name + contract.JPEG_SUFFIX,
+            fn=_on_jpeg(fn, data_config),
             input_signature=[jpeg_spec])
     archive.write_out(export_path, verbose=False)
-    # assets.extra/ is where SavedModel consumers (TF Serving) expect non-graph files.
-    extra = os.path.join(export_path, "assets.extra")
+    extra = os.path.join(export_path, contract.ASSETS_EXTRA)
     os.makedirs(extra, exist_ok=True)
     with open(os.path.join(extra, METADATA_FILE), "w") as f:
         f.write(meta_json)
@@ -290,8 +309,6 @@ def export_trained_model(model: keras.Model, model_config: ModelConfig, data_con
             model = rebuilt
         finally:
             keras.mixed_precision.set_global_policy(policy)
-    if vocab is None and aqa_model.has_caption_head(model):
-        vocab = captions.Vocabulary.load(data_config.vocab_path)
     return export_saved_model(model, data_config, export_config.export_path(model_dir),
                               flags_file, vocab=vocab, eval_config=eval_config)
 

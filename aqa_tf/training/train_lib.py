@@ -15,15 +15,16 @@ from typing import Dict, Optional, Tuple
 import keras
 import tensorflow as tf
 
-from aqa_tf import callbacks as callbacks_lib
+from aqa_tf.training import callbacks as callbacks_lib
 from aqa_tf import devices
-from aqa_tf import evaluation
-from aqa_tf import export_lib
-from aqa_tf import optim
-from aqa_tf import run_folder
+from aqa_tf.training import evaluation
+from aqa_tf.serving import export_lib
+from aqa_tf.training import optim
+from aqa_tf.training import run_folder
 from aqa_tf.config import (ConfigError, DataConfig, EvalConfig, ExportConfig, ModelConfig,
                            TrainConfig)
 from aqa_tf.data import pipeline
+from aqa_tf.data import statistics
 from aqa_tf.data import shards
 from aqa_tf.models import aqa_model
 from aqa_tf.weights import sources
@@ -65,7 +66,7 @@ class TrainingRun:
                                            else self._worker_folder())
         self.has_val = data_config.val_fraction > 0
         self.score_range = self._check_data()
-        self.data_config = data_config = evaluation.with_action_score_stds(data_config)
+        self.data_config = data_config = statistics.with_action_statistics(data_config)
         self.num_train_examples = pipeline.num_examples(data_config, "train")
         self.model = self._build_model()
         self.evaluator = evaluation.Evaluator(self.model, data_config, self.score_range,
@@ -100,9 +101,9 @@ class TrainingRun:
         read stops the run here, named; checks the stored frame size against the config.
         Returns the training score range."""
         try:
-            evaluation.read_scores(self.data_config, self.data_config.test_split)
+            statistics.read_scores(self.data_config, self.data_config.test_split)
             pipeline.check_stored_size(self.data_config)
-            return evaluation.score_range(self.data_config)
+            return statistics.score_range(self.data_config)
         except tf.errors.DataLossError as error:
             raise shards.DataError(self._describe_bad_shards(error)) from error
 
@@ -136,7 +137,7 @@ class TrainingRun:
         # so their order may not depend on thread timing. --deterministic asks for the same.
         ordered = self.multi_worker or self.train_config.deterministic
         data = pipeline.build_dataset(self.data_config, "train", training=True,
-                                      include_caption=self.evaluator.with_captions,
+                                      **self.evaluator.dataset_options,
                                       deterministic=True if ordered else None)
         # Known length: the progress bar shows the epoch's total from the first epoch on.
         data = data.apply(tf.data.experimental.assert_cardinality(
@@ -232,7 +233,7 @@ class TrainingRun:
         if keras.backend.backend() == "tensorflow":
             return export_lib.export_trained_model(
                 self.model, self.model_config, self.data_config, export_config,
-                self.folder.path, self.eval_config, flags_file, vocab=self.evaluator.vocab)
+                self.folder.path, self.eval_config, flags_file)
         if not flags_file:
             raise ConfigError(f"exporting a model trained on Keras's {keras.backend.backend()} "
                               "backend needs the run's flagfile (aqa_tf.export runs on "

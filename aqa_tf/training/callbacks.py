@@ -4,7 +4,7 @@ from typing import Callable, Dict, Optional
 
 import keras
 
-from aqa_tf import run_folder
+from aqa_tf.training import run_folder
 from aqa_tf.registry import SELECTION_RULES
 
 

@@ -1,11 +1,8 @@
 """Losses of paper 001 (eq. 1-4), masked so that samples with a missing label add nothing."""
 
-from typing import Dict, Sequence, Tuple
-
 import keras
 from keras import ops
 
-from aqa_tf import tasks
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
@@ -81,30 +78,3 @@ class CaptionLoss(keras.losses.Loss):
         nll = keras.losses.sparse_categorical_crossentropy(
             ops.where(valid, y_true, 0), ops.cast(y_pred, "float32"), from_logits=True)
         return ops.sum(ops.where(valid, nll, 0.0), axis=-1)
-
-
-def build_losses(output_names: Sequence[str], score_std: float, score_weight: float,
-                 class_weight: float, caption_weight: float = 0.01
-                 ) -> Tuple[Dict[str, keras.losses.Loss], Dict[str, float]]:
-    """Loss and loss-weight dicts keyed by output name.
-
-    Total = alpha * L_score + beta * sum over sub-actions of L_cls + gamma * L_cap (paper 001,
-    eq. 4; authors: 1, 1, 0.01).
-    """
-    losses, weights = {}, {}
-    per_action = tasks.NORMALIZED_SCORE_OUTPUT in output_names
-    for name in output_names:
-        if name == tasks.SCORE_OUTPUT and per_action:
-            continue  # paper 003: the loss compares per-action normalised scores
-        if name == tasks.NORMALIZED_SCORE_OUTPUT:
-            # Missing targets are NaN (standardised targets can be negative).
-            losses[name], weights[name] = ScoreLoss(1.0, signed=True), score_weight
-        elif name == tasks.SCORE_OUTPUT:
-            losses[name], weights[name] = ScoreLoss(score_std), score_weight
-        elif name in tasks.CLASS_OUTPUTS:
-            losses[name], weights[name] = MaskedSparseCategoricalCrossentropy(), class_weight
-        elif name == tasks.CAPTION_OUTPUT:
-            losses[name], weights[name] = CaptionLoss(), caption_weight
-        else:
-            raise ValueError(f"no loss is defined for output {name!r}")
-    return losses, weights

@@ -1,0 +1,1 @@
+"""Numbers and their presentation: score metrics, caption metrics, tables, CSV files and plots."""

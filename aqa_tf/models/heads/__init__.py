@@ -1,0 +1,23 @@
+"""Task heads of the AQA models, one file each, registered by name in `registry.HEADS`:
+
+  score             the judges' score (paper 001), difficulty x execution (paper 002)
+  per_action_score  the score normalised per action (paper 003), chosen by the score head
+  dive              the five sub-action classifiers (paper 001)
+  caption           S2VT commentary (papers 000 and 001)
+  mscadc            MSCADC's context-net heads (paper 001, Table 3), which the score, dive and
+                    caption heads use on spatial backbones
+
+`base.Head` says what a head declares; `build_heads` makes those a configuration asks for.
+"""
+
+from typing import Dict
+
+from aqa_tf.config import DataConfig, ModelConfig
+from aqa_tf.models.heads.base import Head
+from aqa_tf.registry import HEADS
+
+
+def build_heads(model_config: ModelConfig, data_config: DataConfig) -> Dict[str, Head]:
+    """The heads of `--heads`, by name, in the configuration's order."""
+    return {name: HEADS.get(name, "heads").create(model_config, data_config)
+            for name in model_config.heads}

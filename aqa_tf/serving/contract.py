@@ -1,0 +1,43 @@
+"""The names an export and its clients agree on: signatures, their inputs and outputs, and the
+metadata file (`aqa_tf.serving.export_lib` writes them; `aqa_tf.serving.client` and
+`aqa_tf.serving.predict_lib` read them).
+
+This module imports nothing, so that a client of a model server can read it without TensorFlow
+or Keras.
+"""
+
+# Where SavedModel consumers (TF Serving) expect files that are not part of the graph, and the
+# export's metadata file in it: what a client needs to prepare a video.
+ASSETS_EXTRA = "assets.extra"
+METADATA_FILE = "aqa_tf.json"
+# Keys of the metadata file that a client reads to prepare a video.
+REQUIRED_METADATA = ("stored_height", "stored_width", "window_length")
+
+# The signatures of every export, and those of a model with a caption head.
+SCORE_SIGNATURE = "serving_default"      # input `video`: uint8 [batch, frames, H, W, 3]
+SCORE_JPEG_SIGNATURE = "serving_jpeg"    # input `frames`: string [batch, frames] of JPEGs
+METADATA_SIGNATURE = "metadata"
+CAPTION_SIGNATURE = "caption"
+CAPTION_JPEG_SIGNATURE = "caption_jpeg"
+SIGNATURES = (SCORE_SIGNATURE, SCORE_JPEG_SIGNATURE, METADATA_SIGNATURE)
+CAPTION_SIGNATURES = (CAPTION_SIGNATURE, CAPTION_JPEG_SIGNATURE)
+
+# The `metadata` signature's input (ignored; its length is the number of copies returned) and
+# output (each element the text of the metadata file).
+METADATA_INPUT = "batch"
+METADATA_OUTPUT = "json"
+
+# Metadata key of the heads' extra signatures: signature name -> the label a person reads its
+# text output under (e.g. {"caption": "commentary"}). `<name>` takes uint8 video and
+# `<name>_jpeg` JPEG frames. Exports made before the key existed have the caption head's.
+HEAD_SIGNATURES = "head_signatures"
+JPEG_SUFFIX = "_jpeg"
+LEGACY_HEAD_SIGNATURES = {CAPTION_SIGNATURE: "commentary"}
+
+
+def head_signatures(meta: dict) -> dict:
+    """Signature name -> label of the heads' extra signatures an export's metadata lists."""
+    if HEAD_SIGNATURES in meta:
+        return dict(meta[HEAD_SIGNATURES])
+    return {name: label for name, label in LEGACY_HEAD_SIGNATURES.items()
+            if name in meta.get("signatures", ())}

@@ -1,0 +1,174 @@
+"""Scoring video files with a trained model: one dive, or a scan over a long video.
+
+A `scorer.Scorer` runs the model: an exported SavedModel or `.tflite` file (`open_scorer`), a Keras
+model built from configs and weights, or a TF Serving server. Videos are decoded by
+`aqa_tf.data.video` at the model's frame rate and stored size, so the signatures receive frames
+exactly as the converter stores them. `aqa_tf.predict` is the command line.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from aqa_tf.config import ConfigError
+from aqa_tf.data import video as video_lib
+from aqa_tf.serving.scorer import Scorer, window_ending_at
+
+
+def warn(message: str):
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def open_scorer(path: str, num_threads: Optional[int] = None) -> Scorer:
+    """A scorer of an export: a SavedModel folder, or a `.tflite` file (`aqa_tf.export
+    --format=tflite`)."""
+    if path.endswith(".tflite"):
+        from aqa_tf.serving import tflite_lib
+        return tflite_lib.scorer(path, num_threads)
+    return Scorer.from_saved_model(path)
+
+
+def read_video(scorer: Scorer, path: str, progress: bool = True) -> video_lib.Video:
+    """Decodes `path` at the model's frame rate (its own rate, with a warning, when the model
+    does not record one) and stored size."""
+    rate = float(scorer.meta.get("frame_rate") or 0.0)
+    video = video_lib.read_video(path, rate, scorer.stored_size, progress=progress)
+    if rate <= 0:
+        warn(f"the model does not record the frame rate it was trained at: {path} is read at "
+             f"its own {video.source_rate:.3g} frames/s")
+    return video
+
+
+def _blank(scorer: Scorer, frames: np.ndarray) -> Optional[np.ndarray]:
+    """The padding frame of a `pad_mode=zeros` model, in the form of `frames` (uint8 or the
+    model's JPEG strings); None for models that repeat the first frame."""
+    if scorer.meta.get("pad_mode") != "zeros":
+        return None
+    black = np.zeros(scorer.stored_size + (3,), np.uint8)
+    return black if frames.dtype != object else scorer.model_frames(black[None])[0]
+
+
+def end_index(video: video_lib.Video, end_time: Optional[float] = None,
+              end_frame: Optional[int] = None) -> int:
+    """Index (at the model's rate) of the window's last frame: the video's last frame, the
+    frame shown at `end_time` seconds, or the source video's frame number `end_frame`
+    (1-based)."""
+    duration = video.times[-1] + 1.0 / video.frame_rate
+    if end_frame is not None:
+        if end_frame < 1:
+            raise ConfigError(f"--end_frame={end_frame}: frame numbers start at 1")
+        end_time = (end_frame - 1) / video.source_rate
+    if end_time is None:
+        return len(video.frames) - 1
+    if not 0 <= end_time < duration + 1e-6:
+        raise ConfigError(f"window end {end_time:.3f} s is outside {video.path} "
+                          f"(0 to {duration:.3f} s)")
+    return video.index_at(end_time)
+
+
+def _top_classes(outputs: Dict, index: int, meta: Dict, top: int = 3) -> Dict[str, List]:
+    result = {}
+    for name, labels in meta.get("class_names", {}).items():
+        probs = outputs.get(f"{name}_probabilities")
+        if probs is None:
+            continue
+        order = np.argsort(-probs[index])[:top]
+        result[name] = [[labels[i], float(probs[index][i])] for i in order]
+    return result
+
+
+def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
+               end_frame: Optional[int] = None, difficulty: Optional[float] = None,
+               progress: bool = True, video: Optional[video_lib.Video] = None,
+               action: Optional[int] = None) -> Dict:
+    """Scores `path` as one dive whose window ends at its last frame (or at `end_time` /
+    `end_frame`). Returns a JSON-ready dict (score, sub-actions, commentary, per-clip
+    contributions, the window's times) plus `"window"` (its uint8 frames, for plots)."""
+    video = video or read_video(scorer, path, progress)
+    end = end_index(video, end_time, end_frame)
+    length = scorer.window_length
+    if end + 1 < length:
+        warn(f"{path}: the window ends at frame {end + 1} at {video.frame_rate:.3g} frames/s, "
+             f"fewer than the model's {length}-frame window: the first frame is repeated in "
+             "front, as the signature does")
+    window = window_ending_at(video.frames, end, length, _blank(scorer, video.frames))
+    model_window = scorer.model_frames(window)[None]
+    outputs = scorer.score(model_window, None if difficulty is None else np.array([difficulty]),
+                           None if action is None else np.array([action]))
+    result = {
+        "video": path, "source_size": list(video.source_size),
+        "source_frame_rate": video.source_rate, "frame_rate": video.frame_rate,
+        "window_start_time": float(video.times[max(0, end - length + 1)]),
+        "window_end_time": float(video.times[end]),
+        "score": float(outputs["score"][0]),
+        "sub_actions": _top_classes(outputs, 0, scorer.meta),
+    }
+    kind = scorer.meta.get("clip_contribution")
+    if kind and kind in outputs:
+        result[kind] = [float(v) for v in outputs[kind][0]]
+    for label, texts in scorer.texts(model_window).items():
+        result[label] = texts[0]
+    result["window"] = window
+    return result
+
+
+def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,
+         difficulty: Optional[float] = None, progress: bool = True,
+         video: Optional[video_lib.Video] = None, action: Optional[int] = None) -> List[Dict]:
+    """Scores every window position of a long video, ends `stride` frames apart (at the
+    model's rate). Returns one row per window: its start and end time, score and top-1
+    sub-actions."""
+    from tqdm import tqdm
+    video = video or read_video(scorer, path, progress)
+    length = scorer.window_length
+    if stride <= 0:
+        raise ConfigError(f"--scan_stride={stride} must be positive")
+    ends = list(range(min(length, len(video.frames)) - 1, len(video.frames), stride))
+    frames = scorer.model_frames(video.frames)  # each frame encoded once
+    blank = _blank(scorer, frames)  # and the padding frame once
+    rows = []
+    for first in tqdm(range(0, len(ends), batch_size), desc=f"scanning {os.path.basename(path)}",
+                      unit="batch", disable=not progress, leave=False):
+        batch_ends = ends[first:first + batch_size]
+        windows = np.stack([window_ending_at(frames, e, length, blank)
+                            for e in batch_ends])
+        difficulties = None if difficulty is None else np.full([len(windows)], difficulty)
+        actions = None if action is None else np.full([len(windows)], action)
+        outputs = scorer.score(windows, difficulties, actions)
+        for i, end in enumerate(batch_ends):
+            row = {"start_time": float(video.times[max(0, end - length + 1)]),
+                   "end_time": float(video.times[end]), "end_index": end,
+                   "score": float(outputs["score"][i])}
+            for name, ranked in _top_classes(outputs, i, scorer.meta, top=1).items():
+                row[name], row[f"{name}_probability"] = ranked[0]
+            rows.append(row)
+    return rows
+
+
+def json_ready(result: Dict) -> Dict:
+    return {k: v for k, v in result.items() if k != "window"}
+
+
+def write_results(path: str, results: List[Dict]):
+    """`--output_json` of the scoring CLIs (`aqa_tf.predict`, `aqa_tf.serving_client`)."""
+    if not path:
+        return
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"Results: {path}", flush=True)
+
+
+@dataclasses.dataclass
+class OutputPaths:
+    """Where `aqa_tf.predict` writes the files of one video."""
+
+    folder: str
+    video: str
+
+    def file(self, suffix: str) -> str:
+        stem = os.path.splitext(os.path.basename(self.video))[0]
+        return os.path.join(self.folder, f"{stem}_{suffix}")

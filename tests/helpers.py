@@ -1,0 +1,70 @@
+"""What many tests need: running a command line of the project, reading its one-line error,
+free ports for servers, and the backbones a per-backbone test runs."""
+
+import os
+import socket
+import subprocess
+import sys
+from typing import List
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The deeper depths of a backbone family (resnet3d_34/101, r2plus1d_34) are more of the same
+# blocks, with the same operators, as a sibling that the per-backbone tests keep: basic blocks
+# resnet3d_18 and r2plus1d_18, bottlenecks resnet3d_50 and r2plus1d_50, torchvision's R(2+1)D
+# r2plus1d_34_ig65m. Tests of operators and dtypes (TFLite conversion, mixed precision) run one
+# backbone per family and block kind; the weight-import parity tests and configs_test still
+# build every depth.
+REPEATED_DEPTHS = ("resnet3d_34", "resnet3d_101", "r2plus1d_34")
+
+
+def distinct_backbones() -> List[str]:
+    """Every registered backbone but `REPEATED_DEPTHS`."""
+    from aqa_tf.models.backbones import known_backbones
+    return [name for name in known_backbones() if name not in REPEATED_DEPTHS]
+
+
+def run_module(module: str, *args: str, timeout: int = 600, cwd: str = REPO_ROOT,
+               env=None) -> subprocess.CompletedProcess:
+    """`python -m module args...` in the repository (output captured as text)."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def run_cli(module: str, *args: str, expect: int = 0, timeout: int = 600
+            ) -> subprocess.CompletedProcess:
+    """`run_module`, asserting its exit status (`expect`) and showing its output otherwise."""
+    proc = run_module(module, *args, timeout=timeout)
+    assert proc.returncode == expect, f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def error_line(stderr: str, *names: str) -> str:
+    """The one `error: ...` line a user's mistake gives (the last line of stderr, no
+    traceback), which must name each of `names`."""
+    assert "Traceback" not in stderr and "FATAL" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and stderr.strip().splitlines()[-1] == lines[0], stderr[-3000:]
+    assert all(name in lines[0] for name in names), lines[0]
+    return lines[0]
+
+
+def user_error(proc: subprocess.CompletedProcess, *names: str) -> str:
+    """A command that ended on a user's mistake: exit status 2 and one `error_line`."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    return error_line(proc.stderr, *names)
+
+
+def free_ports(count: int) -> List[int]:
+    """`count` distinct TCP ports free on localhost now (all bound at once, then released)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
