@@ -96,7 +96,7 @@ def test_per_action_deviation_from_training_only_and_scores_back_in_points(aqa7_
                                                   heads=("score",)), config)
     out = model({k: inputs[k] for k in model.input}, training=False)
     np.testing.assert_allclose(out["score"], out["normalized_score"] * std + mean, rtol=1e-5)
-    clone = keras.Model.from_config(model.get_config())  # the table travels with the model
+    clone = type(model).from_config(model.get_config())  # the table travels with the model
     assert clone.get_layer("score").action_score_mean == config.action_score_mean
 
 
