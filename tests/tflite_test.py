@@ -158,7 +158,8 @@ def test_export_tflite_cli_and_predict_on_litert(exported, videos, tmp_path):  #
         assert f"TFLite ({quantize}): {path}" in proc.stdout
     bad = run_cli("aqa_tf.export", "--flagfile=configs/quickstart.cfg", f"--checkpoint={weights}",
                   f"--export_dir={tmp_path}", "--format=tflite", "--quantize=int4", expect=2)
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: flag --quantize=int4: unknown int4")
+    assert bad.stderr.strip().splitlines()[-1].startswith(
+        "error: flag --quantize=int4: unknown int4")
 
     results = {}
     for name, model_path in (("saved_model", saved_model), ("none", paths["none"]),
