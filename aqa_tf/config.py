@@ -186,10 +186,9 @@ class DataConfig(Config):
     input_autotune: str = option(
         "auto", "tf.data autotuning of the input pipeline (its parallelism and buffer sizes). "
         "'auto': off where the Keras backend sees no GPU, on otherwise. On a CPU the model and "
-        "the pipeline share the cores, and with autotuning on, quickstart training epochs "
-        "often ran 1.6x slower than the rest of the run (2-core Zen 4, README 'Benchmark'); "
-        "off, the parallel stages run at the core count and prefetch adapts its buffer as "
-        "before autotuning. 'on'/'off' force it.", choices=("auto", "on", "off"))
+        "the pipeline share the cores (docs/benchmarks.md has what autotuning cost there); "
+        "off, the parallel stages run at the core count. 'on'/'off' force it.",
+        choices=("auto", "on", "off"))
     max_caption_words: int = option(
         100, "Captions are cut to this many words (MTL-AQA reference: 100), still ending with "
         "<eos>; generation writes at most this many.")

@@ -184,6 +184,19 @@ def config_from_flags(cls: Type[C], prefix: str = "", *, flag_values: flags.Flag
 _defined = False
 
 
+def video_arguments(argv: Sequence[str], usage: str) -> List[str]:
+    """The video paths an entry was given (`argv[1:]`), checked to exist before any model or
+    server is touched, so that a typo fails at once. `usage`: the command line to show when
+    there are none."""
+    videos = list(argv[1:])
+    if not videos:
+        raise ConfigError(f"no video given: {usage}")
+    for path in videos:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such file")
+    return videos
+
+
 def define_flags():
     """Defines the flags of every training-run option (safe to call from several modules)."""
     global _defined

@@ -67,15 +67,11 @@ def _scan(scorer, path: str, out, options: PredictOptions, scoring: ScoringOptio
 
 
 def main(argv):
-    videos = argv[1:]
-    if not videos:
-        raise ConfigError("no video given: python -m aqa_tf.predict VIDEO [VIDEO ...] "
-                          "--model saved_models/NAME/VERSION")
+    videos = flag_defs.video_arguments(
+        argv, "python -m aqa_tf.predict VIDEO [VIDEO ...] "
+              "--model saved_models/NAME/VERSION")
     scoring = flag_defs.config_from_flags(ScoringOptions)  # --end_time or --end_frame
     options = flag_defs.config_from_flags(PredictOptions)
-    for path in videos:  # Before loading the model: a typo fails at once.
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such file")
     from aqa_tf.serving import predict_lib
     from aqa_tf.metrics import report as reporting
     scorer = load_scorer(options, flag_defs.config_from_flags(CheckpointOptions))

@@ -19,7 +19,6 @@ A refusal of the server, a server that cannot be reached or one that does not an
 <what to do>` and exit status 2. The client itself is a library, `aqa_tf.serving.client`.
 """
 
-import os
 
 from aqa_tf import flag_defs
 from aqa_tf.config import ConfigError, ScoringOptions, ServingClientOptions
@@ -33,17 +32,13 @@ def define_flags():
 
 
 def main(argv):
-    videos = argv[1:]
-    if not videos:
-        raise ConfigError("no video given: python -m aqa_tf.serving_client VIDEO [VIDEO ...] "
-                          "--server HOST:8500 (or --rest http://HOST:8501)")
+    videos = flag_defs.video_arguments(
+        argv, "python -m aqa_tf.serving_client VIDEO [VIDEO ...] "
+              "--server HOST:8500 (or --rest http://HOST:8501)")
     scoring = flag_defs.config_from_flags(ScoringOptions)  # --end_time or --end_frame
     options = flag_defs.config_from_flags(ServingClientOptions)
     connection = client.connect(options.server, options.rest, options.model_name,
                                 options.model_version, options.timeout)
-    for path in videos:  # Before asking the server: a typo fails at once.
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such file")
     from aqa_tf.serving import predict_lib
     from aqa_tf.metrics import report as reporting
     meta = client.read_metadata(options.metadata) if options.metadata else None

@@ -130,115 +130,154 @@ def _capsule_alpha(px, py, seg):
     return np.clip(th / 2 - dist + 0.5, 0, 1).max(axis=1)
 
 
-def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_index: int,
-                 rng: np.random.Generator) -> np.ndarray:
-    """Renders the dive: uint8 `[num_frames, height, width, 3]`; the dive (through the entry
-    splash) ends at frame `end_index`."""
-    T, H, W = num_frames, height, width
-    py, px = np.mgrid[0:H, 0:W].astype(np.float32)
-    water_y, platform_y, platform_x = 0.86 * H, 0.5 * H, 0.36 * W
-
-    # Background: sky gradient, platform, water.
+def _background(spec: DiveSpec, px, py, scene: "_Scene") -> np.ndarray:
+    """Sky gradient, platform and water: float `[H, W, 3]`."""
+    H = px.shape[0]
     sky = np.array([0.55, 0.75, 0.95]) + spec.sky_tint
     water = np.array([0.1, 0.35, 0.65]) + spec.water_tint
     grad = (py / H)[..., None]
-    bg = np.where((py < water_y)[..., None], sky * (1 - 0.3 * grad), water * (1.1 - 0.2 * grad))
-    bg = np.where(((px < platform_x) & (py > platform_y) & (py < platform_y + 0.06 * H))[..., None],
-                  np.array([0.6, 0.6, 0.6]), bg)
+    bg = np.where((py < scene.water_y)[..., None], sky * (1 - 0.3 * grad),
+                  water * (1.1 - 0.2 * grad))
+    platform = (px < scene.platform_x) & (py > scene.platform_y) & (
+        py < scene.platform_y + 0.06 * H)
+    return np.where(platform[..., None], np.array([0.6, 0.6, 0.6]), bg)
 
-    # Timeline (frame indices): flight ends at entry, then splash until end_index.
-    action = min(T, end_index + 1)
+
+@dataclasses.dataclass
+class _Scene:
+    """Where things are in the image (pixels) and when they happen (frame indices)."""
+    water_y: float
+    platform_y: float
+    platform_x: float
+    length: float      # the diver's height
+    takeoff: int
+    entry: int
+    splash_len: int
+
+
+@dataclasses.dataclass
+class _Motion:
+    """Per-frame state of the diver, each `[T]`."""
+    s: np.ndarray          # flight progress, 0 before take-off, 1 from entry on
+    theta: np.ndarray      # body angle
+    cx: np.ndarray         # body centre
+    cy: np.ndarray
+    facing: float          # +1: the diver faces the water side (+x)
+    x_entry: float
+
+
+def _scene(num_frames: int, height: int, width: int, end_index: int) -> _Scene:
+    action = min(num_frames, end_index + 1)
     # About a quarter of the action on the platform (the start pose tells armstand dives), half
     # in flight, a fifth in the splash.
     splash_len = max(4, int(round(0.2 * action)))
     entry = end_index - splash_len
     takeoff = max(1, entry - max(6, int(round(0.52 * action))))
-    t = np.arange(T, dtype=np.float32)
-    s = np.clip((t - takeoff) / max(entry - takeoff, 1), 0, 1)  # flight progress
+    return _Scene(water_y=0.86 * height, platform_y=0.5 * height, platform_x=0.36 * width,
+                  length=0.45 * height, takeoff=takeoff, entry=entry, splash_len=splash_len)
 
-    length = 0.45 * H
+
+def _motion(spec: DiveSpec, scene: _Scene, num_frames: int, height: int, width: int,
+            rng: np.random.Generator) -> _Motion:
+    t = np.arange(num_frames, dtype=np.float32)
+    s = np.clip((t - scene.takeoff) / max(scene.entry - scene.takeoff, 1), 0, 1)
     faces_water, towards_face = _ROTATION_GEOMETRY[spec.rotation_type]
     facing = 1.0 if faces_water else -1.0       # +x is the water side
     spin = facing * (1.0 if towards_face else -1.0)
     start_angle = np.pi if spec.armstand else 0.0
-    # Rotation (image y grows downwards, so a positive angle turns the head towards +x).
-    total = spec.ss_no * np.pi
-    # Enter head first: the last half turn lines the body up with the vertical.
-    # Odd half somersaults enter head first, even ones feet first; both vertical but for the
+    # Rotation (image y grows downwards, so a positive angle turns the head towards +x). Odd
+    # half somersaults enter head first, even ones feet first; both vertical but for the
     # entry-angle fault.
-    theta = start_angle + spin * total * s + spec.entry_angle * s
+    theta = start_angle + spin * spec.ss_no * np.pi * s + spec.entry_angle * s
     wobble = spec.wobble * np.sin(2 * np.pi * 3 * s + rng.uniform(0, 6.28)) * np.sin(np.pi * s)
     theta = theta + wobble
     # On the platform the diver leans towards the side it faces (the water for forward and
     # reverse dives, the platform for backward and inward ones): the start pose shows the facing.
-    theta = theta + np.where(t < takeoff, 0.35 * facing, 0.0)
-
+    theta = theta + np.where(t < scene.takeoff, 0.35 * facing, 0.0)
     # Trajectory: standing at the platform edge, parabola, entry.
-    x_start, x_entry = platform_x - 0.3 * length, spec.entry_x * W
-    y_start = platform_y - 0.55 * length
+    length = scene.length
+    x_start, x_entry = scene.platform_x - 0.3 * length, spec.entry_x * width
+    y_start = scene.platform_y - 0.55 * length
     cx = x_start + (x_entry - x_start) * s
-    peak = 0.5 * (y_start - 0.1 * H)
-    cy = y_start + (water_y + 0.3 * length - y_start) * s - 4 * peak * s * (1 - s)
-    in_flight = (t >= takeoff) & (t <= entry)
-    before = t < takeoff
-    # Body shape: straight on the platform and at entry, the dive's shape in between.
-    segs_straight, head_straight = _body_segments(0, length)
-    segs_dive, head_dive = _body_segments(spec.position, length)
-    shape_on = (s > 0.1) & (s < 0.85)
-    # Armstand start: upside down on the hands with the legs spread (head at +y in the body
-    # frame, so the legs are at -y).
-    l = length
-    segs_handstand = np.array([(0, 0.5 * l, 0, 0.0, 0.16 * l),
-                               (0, 0.0, 0.3 * l, -0.45 * l, 0.13 * l),
-                               (0, 0.0, -0.3 * l, -0.45 * l, 0.13 * l)], np.float32)
+    peak = 0.5 * (y_start - 0.1 * height)
+    cy = y_start + (scene.water_y + 0.3 * length - y_start) * s - 4 * peak * s * (1 - s)
+    return _Motion(s=s, theta=theta, cx=cx, cy=cy, facing=facing, x_entry=x_entry)
 
-    frames = np.empty((T, H, W, 3), np.float32)
-    front, back = np.array([0.95, 0.55, 0.2]), np.array([0.55, 0.15, 0.45])
-    for i in range(T):
+
+def _body_shape(spec: DiveSpec, length: float, on_platform: bool, s: float):
+    """Capsules `[S, 5]` and head `[2]` in the body frame: straight on the platform and at
+    entry, the dive's shape in between; an armstand starts upside down on the hands with the
+    legs in a V (head at +y in the body frame, so the legs are at -y)."""
+    if on_platform and spec.armstand:
+        l = length
+        segs = np.array([(0, 0.5 * l, 0, 0.0, 0.16 * l),
+                         (0, 0.0, 0.3 * l, -0.45 * l, 0.13 * l),
+                         (0, 0.0, -0.3 * l, -0.45 * l, 0.13 * l)], np.float32)
+        return segs, _body_segments(0, length)[1]
+    return _body_segments(spec.position if 0.1 < s < 0.85 else 0, length)
+
+
+def _draw_diver(img, px, py, spec: DiveSpec, scene: _Scene, motion: _Motion, i: int):
+    length = scene.length
+    segs, head = _body_shape(spec, length, i < scene.takeoff, motion.s[i])
+    segs = segs.copy()
+    half_twist = spec.tw_no * motion.s[i]  # number of half twists done
+    width_scale = 0.55 + 0.45 * abs(np.cos(np.pi * half_twist)) if spec.tw_no else 1.0
+    segs[:, 4] *= width_scale * 1.6
+    # The body turns its back to the camera from a quarter twist on, so that every twisting
+    # dive (one half twist included) shows its back colour in the air.
+    back_shown = int(half_twist + 0.5) % 2 == 1
+    mirror = motion.facing * (-1 if back_shown else 1)
+    c, sn = np.cos(motion.theta[i]), np.sin(motion.theta[i])
+
+    def to_image(x, y):
+        x = x * mirror
+        return motion.cx[i] + c * x + sn * y, motion.cy[i] - (-sn * x + c * y)
+
+    pts0 = to_image(segs[:, 0], segs[:, 1])
+    pts1 = to_image(segs[:, 2], segs[:, 3])
+    seg_img = np.stack([pts0[0], pts0[1], pts1[0], pts1[1], segs[:, 4]], -1)[None]
+    alpha = _capsule_alpha(px, py, seg_img)[0]
+    hx, hy = to_image(head[0], head[1])
+    alpha = np.maximum(alpha, np.clip(0.1 * length - np.hypot(px - hx, py - hy) + 0.5, 0, 1))
+    # A dark face and chest stripe on the front of the body show which way the diver faces
+    # (with the rotation direction this tells the rotation type).
+    fx0, fy0 = to_image(head[0] + 0.08 * length, head[1])
+    fx1, fy1 = to_image(0.08 * length, 0.05 * length)
+    stripe = np.array([[[fx0, fy0, fx1, fy1, 0.1 * length]]], np.float32)
+    above = py < scene.water_y + 1  # below the surface is hidden
+    face = _capsule_alpha(px, py, stripe)[0] * above
+    alpha = alpha * above
+    colour = np.array([0.55, 0.15, 0.45]) if back_shown else np.array([0.95, 0.55, 0.2])
+    img = img * (1 - alpha[..., None]) + colour * alpha[..., None]
+    return img * (1 - face[..., None]) + 0.1 * face[..., None]
+
+
+def _draw_splash(img, px, py, spec: DiveSpec, scene: _Scene, x_entry: float, i: int):
+    """Grows then settles; its size is the execution fault seen by judges."""
+    H = px.shape[0]
+    k = (i - scene.entry) / max(scene.splash_len, 1)
+    radius = (0.04 + 0.3 * spec.splash_size) * H * np.sin(np.pi * min(k, 1.0) * 0.8 + 0.2)
+    d = np.hypot((px - x_entry) / 1.4, (py - scene.water_y) * 1.0)
+    blob = np.clip(radius - d + 0.5, 0, 1) * (py < scene.water_y + 0.05 * H)
+    return img * (1 - blob[..., None]) + np.array([0.97, 0.97, 1.0]) * blob[..., None]
+
+
+def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_index: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Renders the dive: uint8 `[num_frames, height, width, 3]`; the dive (through the entry
+    splash) ends at frame `end_index`."""
+    py, px = np.mgrid[0:height, 0:width].astype(np.float32)
+    scene = _scene(num_frames, height, width, end_index)
+    bg = _background(spec, px, py, scene)
+    motion = _motion(spec, scene, num_frames, height, width, rng)
+    frames = np.empty((num_frames, height, width, 3), np.float32)
+    for i in range(num_frames):
         img = bg.copy()
-        if before[i] or in_flight[i]:
-            segs, head = (segs_dive, head_dive) if shape_on[i] else (segs_straight, head_straight)
-            if before[i] and spec.armstand:
-                segs, head = segs_handstand, head_straight  # legs in a V above the hands
-            segs = segs.copy()
-            half_twist = spec.tw_no * s[i]  # number of half twists done
-            width_scale = 0.55 + 0.45 * abs(np.cos(np.pi * half_twist)) if spec.tw_no else 1.0
-            segs[:, 4] *= width_scale * 1.6
-            # The body turns its back to the camera from a quarter twist on, so that every
-            # twisting dive (one half twist included) shows its back colour in the air.
-            back_shown = int(half_twist + 0.5) % 2 == 1
-            mirror = facing * (-1 if back_shown else 1)
-            c, sn = np.cos(theta[i]), np.sin(theta[i])
-
-            def to_image(x, y):
-                x = x * mirror
-                return cx[i] + c * x + sn * y, cy[i] - (-sn * x + c * y)
-
-            pts0 = to_image(segs[:, 0], segs[:, 1])
-            pts1 = to_image(segs[:, 2], segs[:, 3])
-            seg_img = np.stack([pts0[0], pts0[1], pts1[0], pts1[1], segs[:, 4]], -1)[None]
-            alpha = _capsule_alpha(px, py, seg_img)[0]
-            hx, hy = to_image(head[0], head[1])
-            edge = 0.1 * length - np.hypot(px - hx, py - hy) + 0.5
-            alpha = np.maximum(alpha, np.clip(edge, 0, 1))
-            # A dark face and chest stripe on the front of the body show which way the diver
-            # faces (with the rotation direction this tells the rotation type).
-            fx0, fy0 = to_image(head[0] + 0.08 * length, head[1])
-            fx1, fy1 = to_image(0.08 * length, 0.05 * length)
-            stripe = np.array([[[fx0, fy0, fx1, fy1, 0.1 * length]]], np.float32)
-            face = _capsule_alpha(px, py, stripe)[0]
-            alpha = alpha * (py < water_y + 1)  # below the surface is hidden
-            colour = back if back_shown else front
-            img = img * (1 - alpha[..., None]) + colour * alpha[..., None]
-            face = face * (py < water_y + 1)
-            img = img * (1 - face[..., None]) + 0.1 * face[..., None]
-        if t[i] > entry:
-            # Splash: grows then settles; its size is the execution fault seen by judges.
-            k = (t[i] - entry) / max(splash_len, 1)
-            radius = (0.04 + 0.3 * spec.splash_size) * H * np.sin(np.pi * min(k, 1.0) * 0.8 + 0.2)
-            d = np.hypot((px - x_entry) / 1.4, (py - water_y) * 1.0)
-            blob = np.clip(radius - d + 0.5, 0, 1) * (py < water_y + 0.05 * H)
-            img = img * (1 - blob[..., None]) + np.array([0.97, 0.97, 1.0]) * blob[..., None]
+        if i <= scene.entry:  # on the platform or in flight
+            img = _draw_diver(img, px, py, spec, scene, motion, i)
+        if i > scene.entry:
+            img = _draw_splash(img, px, py, spec, scene, motion.x_entry, i)
         frames[i] = img
     frames += rng.normal(0, 0.015, frames.shape)
     return (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -12,7 +12,7 @@ the flatbuffer metadata entry `aqa_tf`.
 Only builtin ops: the model is traced inside `tflite_ops.builtin_graph()`, where each 3D pooling (no
 TFLite kernel) runs as two exact 2D poolings and dilated Conv3D (MSCADC) as TFLite's own dilated
 `CONV_3D`; convolutions, LSTM/GRU loops, Weight-Decider and the heads are builtins. The caption
-decoder is not exported here (README, "TFLite").
+decoder is not exported here (docs/tflite.md).
 
 Quantisations (`QUANTIZATIONS`): `none` (float32), `float16` (weights stored as float16,
 computed in float32), `dynamic_int8` (weights int8, activations quantised on the fly where a

@@ -283,6 +283,16 @@ def choose(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
         log(f"--mixed_precision=auto: {cached['chosen']} (probe cached in {path}: "
             f"{cached['how']})")
         return cached["chosen"]
+    record = _probe(model_config, data_config, train_config)
+    log(f"--mixed_precision=auto: {record['chosen']} (probe: {record['how']})")
+    if path:
+        os.makedirs(cache_dir, exist_ok=True)
+        run_folder.write_json(path, {"key": key, **record})
+    return record["chosen"]
+
+
+def _probe(model_config: ModelConfig, data_config: DataConfig, train_config: TrainConfig) -> dict:
+    """Measures and chooses: the record `choose` caches (without its key)."""
     steps = max(train_config.precision_probe_steps, 1)
     probe_data = dataclasses.replace(data_config,
                                      batch_size=min(data_config.batch_size, PROBE_MAX_BATCH))
@@ -309,16 +319,9 @@ def choose(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
                f"{speeds['float32']:.2f}, mixed_bfloat16 {speeds['mixed_bfloat16']:.2f} "
                f"training samples/s (median step), bf16/fp32 {speedup:.2f}x (median of the "
                "rounds)")
-    log(f"--mixed_precision=auto: {chosen} (probe: {how})")
-    if path:
-        os.makedirs(cache_dir, exist_ok=True)
-        run_folder.write_json(path, {"key": key, "chosen": chosen, "machine": machine_line(),
-                                     "how": how, "rounds": rounds,
-                                     "batch_size": probe_data.batch_size,
-                                     "train_samples_per_s": speeds,
-                                     "bf16_speedup": speedup,
-                                     "conv3d_gflop_per_s": conv, "min_speedup": MIN_SPEEDUP})
-    return chosen
+    return {"chosen": chosen, "machine": machine_line(), "how": how, "rounds": rounds,
+            "batch_size": probe_data.batch_size, "train_samples_per_s": speeds,
+            "bf16_speedup": speedup, "conv3d_gflop_per_s": conv, "min_speedup": MIN_SPEEDUP}
 
 
 def _read_probe(path: str) -> Optional[dict]:
