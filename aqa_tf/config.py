@@ -197,7 +197,7 @@ class DataConfig(Config):
     seed: int = _seed()
     # Not an option: with score_normalization=per_action, the training standard deviation of
     # each action's scores, indexed by action id (index 0 unused: MTL-AQA records have action
-    # 0). Measured on the training records (`evaluation.with_action_score_stds`).
+    # 0). Measured on the training records (`statistics.with_action_statistics`).
     action_score_std: Tuple[float, ...] = ()
     # Not an option: with score_normalization=per_action_standardized, the training mean of each
     # action's scores, indexed as `action_score_std` (empty otherwise: no offset).

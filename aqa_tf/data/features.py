@@ -34,7 +34,7 @@ records (which wrote every key, `MISSING_*` for unknown values) read the same wa
 """
 
 import dataclasses
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -244,7 +244,3 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 def sample_key_for(event: int, sample_no: int) -> str:
     """MTL-AQA sample key, e.g. (1, 1) -> "01_001"."""
     return f"{int(event):02d}_{int(sample_no):03d}"
-
-
-def optional_int(value: Optional[object]) -> int:
-    return MISSING_INT if value is None else int(value)

@@ -103,7 +103,7 @@ def action_score_table(config: DataConfig):
     """`action_score_std` of a per-action normalised configuration (checked)."""
     if not config.action_score_std:
         raise ConfigError("score_normalization=per_action needs the per-action score standard "
-                          "deviations of the training split (evaluation.with_action_score_stds)")
+                          "deviations of the training split (statistics.with_action_statistics)")
     return config.action_score_std
 
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from aqa_tf import tasks
 from aqa_tf.config import DataConfig, EvalConfig
-from aqa_tf.data import statistics
 from aqa_tf.metrics import report as reporting
 from aqa_tf.models import aqa_model
 from aqa_tf.models.heads.base import Predictions, ReportContext
@@ -30,10 +29,6 @@ from aqa_tf.training import run_folder
 
 if TYPE_CHECKING:  # annotations only: TensorFlow is imported where it is used
     import tensorflow as tf
-
-# Until the entries call `aqa_tf.data.statistics` themselves.
-score_range = statistics.score_range
-with_action_score_stds = statistics.with_action_statistics
 
 
 class Predictor:
