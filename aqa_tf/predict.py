@@ -79,14 +79,14 @@ def main(argv):
         raise ConfigError("this model multiplies its prediction by the degree of difficulty: "
                           "give --difficulty")
     action = flag_defs.scoring_action(scorer.meta, scoring.action)
+    results = predict_lib.Results(scoring.output_json)
     os.makedirs(options.output_dir, exist_ok=True)
     print(f"Model: {scorer.description}", flush=True)
-    results = []
-    for path in videos:
+
+    def score(path: str) -> dict:
         out = predict_lib.OutputPaths(options.output_dir, path)
         if options.scan:
-            results.append(_scan(scorer, path, out, options, scoring, action))
-            continue
+            return _scan(scorer, path, out, options, scoring, action)
         video = predict_lib.read_video(scorer, path, scoring.progress)
         result = predict_lib.score_dive(scorer, path, scoring.end_time, scoring.end_frame,
                                         scoring.difficulty, scoring.progress, video=video,
@@ -95,9 +95,9 @@ def main(argv):
         if options.plot:
             print(f"  {'plot':<16}" + reporting.plot_dive(result, scorer.meta,
                                                             out.file("clips.png")), flush=True)
-        results.append(predict_lib.json_ready(result))
-    predict_lib.write_results(scoring.output_json, results)
+        return predict_lib.json_ready(result)
 
+    return results.score_each(videos, score)
 
 if __name__ == "__main__":
     define_flags()

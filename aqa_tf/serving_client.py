@@ -47,18 +47,19 @@ def main(argv):
         raise ConfigError("this model multiplies its prediction by the degree of difficulty: "
                           "give --difficulty")
     action = flag_defs.scoring_action(scorer.meta, scoring.action)
+    results = predict_lib.Results(scoring.output_json)
     print(f"Model: {scorer.description}", flush=True)
-    results = []
+
+    def score(path: str) -> dict:
+        result = predict_lib.score_dive(scorer, path, scoring.end_time, scoring.end_frame,
+                                        scoring.difficulty, scoring.progress, action=action)
+        print(reporting.format_result(result), flush=True)
+        return predict_lib.json_ready(result)
+
     try:
-        for path in videos:
-            result = predict_lib.score_dive(scorer, path, scoring.end_time, scoring.end_frame,
-                                            scoring.difficulty, scoring.progress, action=action)
-            print(reporting.format_result(result), flush=True)
-            results.append(predict_lib.json_ready(result))
+        return results.score_each(videos, score)
     finally:
         connection.close()
-    predict_lib.write_results(scoring.output_json, results)
-
 
 if __name__ == "__main__":
     define_flags()

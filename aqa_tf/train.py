@@ -47,6 +47,8 @@ def main(argv):
     chief = devices.is_chief(strategy)
     flags_path = ""
     if chief:  # the other workers of a cluster leave the run folder to the chief
+        # Held until the process ends: a second run on this folder is refused.
+        lock = run_folder.lock(train_config.model_dir)  # noqa: F841
         flags_path = flag_defs.write_flagfile(
             os.path.join(train_config.model_dir, run_folder.FLAGS_FILE))
     if train_config.synthesize_if_missing:

@@ -307,3 +307,35 @@ def test_bad_inputs_give_one_clear_line(exported, videos, tmp_path):
         if os.path.exists(path):
             with pytest.raises(video.VideoError, match=problem):
                 video.read_video(path)
+
+
+def test_one_bad_video_among_many_loses_nothing(exported, videos, tmp_path):
+    """Issue 24, case 1: an unreadable video in the middle of a list is reported and recorded;
+    the videos after it are scored; --output_json holds every video's result or error; the exit
+    status says that one failed. Before, the run ended at the bad file without a JSON."""
+    import shutil
+    empty = str(tmp_path / "empty.mp4")
+    _zero_frame_video(empty)
+    last = str(tmp_path / "ten.mp4")
+    shutil.copy(videos["stored"], last)
+    out_json = str(tmp_path / "out" / "results.json")  # its folder is made
+    proc = run_cli("aqa_tf.predict", videos["stored"], empty, last, f"--model={exported[0]}",
+                   f"--output_json={out_json}", f"--output_dir={tmp_path}", "--noprogress",
+                   expect=2)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and empty in errors[0] and "has no video stream" in errors[0], errors
+    assert errors[1] == (f"error: 1 of 3 videos failed ({empty}); the others' results are "
+                         "kept"), errors
+    with open(out_json) as f:
+        results = json.load(f)
+    assert [r["video"] for r in results] == [videos["stored"], empty, last]
+    assert "score" in results[0] and results[2]["score"] == pytest.approx(results[0]["score"])
+    assert "has no video stream" in results[1]["error"] and "score" not in results[1]
+    assert not os.path.exists(out_json + ".partial")
+    # An --output_json that cannot be written is refused before any video is scored.
+    proc = run_cli("aqa_tf.predict", videos["stored"], f"--model={exported[0]}",
+                   f"--output_json={tmp_path}", "--noprogress", expect=2)
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --output_json={tmp_path} is a folder: give a file name")
+    assert "score" not in proc.stdout

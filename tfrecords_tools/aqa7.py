@@ -32,6 +32,7 @@ import numpy as np
 
 from aqa_tf.data import aqa7
 from aqa_tf.data import features
+from aqa_tf.data import shards as shards_lib
 from aqa_tf.data.shards import DataError, ShardedWriter
 from aqa_tf.data.video import resize_frame
 from tfrecords_tools import common
@@ -69,7 +70,7 @@ def load_split(root: str, split: str) -> np.ndarray:
                                 f"{aqa7.SPLIT_DIR} split files under --root)")
     try:
         contents = loadmat(path)
-    except (ValueError, TypeError, MatReadError) as error:
+    except (ValueError, TypeError, MatReadError, OSError) as error:  # OSError: truncated
         raise DataError(f"{path}: not a readable MAT file ({error})") from None
     if variable not in contents:
         found = sorted(k for k in contents if not k.startswith("__"))
@@ -181,7 +182,8 @@ def action_summary(scores: Dict[str, Dict[str, List[float]]],
 def convert(root: str, out_dir: str, actions: Sequence[str] = aqa7.ACTIONS, width: int = 171,
             height: int = 128, num_shards_train: int = 8, num_shards_test: int = 4,
             num_workers: int = 0, jpeg_quality: int = 90, splits=("train", "test"),
-            progress: bool = True) -> ConversionReport:
+            progress: bool = True,
+            overwrite: bool = False) -> ConversionReport:
     """Converts the AQA-7 splits; returns the report (also saved as conversion_report.json).
 
     Rows of the split files that name no valid sample (action index outside 1..6, a sample
@@ -204,53 +206,55 @@ def convert(root: str, out_dir: str, actions: Sequence[str] = aqa7.ACTIONS, widt
     report = ConversionReport()
     scores = {"train": {}, "test": {}}
     listed = {}
-    os.makedirs(out_dir, exist_ok=True)
-    workers = num_workers or os.cpu_count() or 1
-    shards = {"train": num_shards_train, "test": num_shards_test}
-    for split in splits:
-        jobs = []
-        for i, row in enumerate(rows[split]):
+    # Written into a staging folder that replaces out_dir when complete.
+    with shards_lib.fresh_folder(out_dir, overwrite) as out_dir:
+        workers = num_workers or os.cpu_count() or 1
+        shards = {"train": num_shards_train, "test": num_shards_test}
+        for split in splits:
+            jobs = []
+            for i, row in enumerate(rows[split]):
+                try:
+                    key, name, number, score = check_row(row)
+                except RowError as error:
+                    report.skipped[error.key] = f"{split} row {i + 1}: {error.reason}"
+                    print(f"SKIPPED sample {error.key}: {report.skipped[error.key]}",
+                          file=sys.stderr, flush=True)
+                    continue
+                if name not in actions:
+                    continue
+                if key in listed:
+                    report.skipped[key] = (f"{split} row {i + 1}: listed again (first in the "
+                                           f"{listed[key]} split); the first is kept")
+                    print(f"SKIPPED sample {key}: {report.skipped[key]}", file=sys.stderr,
+                          flush=True)
+                    continue
+                listed[key] = split
+                jobs.append((aqa7.action_index(name), number, (split, key, name, number, score,
+                                                               root, options)))
+            jobs = [job for *_, job in sorted(jobs, key=lambda j: j[:2])]
+            pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+            results = pool.map(_job, jobs, chunksize=4) if pool else map(_job, jobs)
             try:
-                key, name, number, score = check_row(row)
-            except RowError as error:
-                report.skipped[error.key] = f"{split} row {i + 1}: {error.reason}"
-                print(f"SKIPPED sample {error.key}: {report.skipped[error.key]}",
-                      file=sys.stderr, flush=True)
-                continue
-            if name not in actions:
-                continue
-            if key in listed:
-                report.skipped[key] = (f"{split} row {i + 1}: listed again (first in the "
-                                       f"{listed[key]} split); the first is kept")
-                print(f"SKIPPED sample {key}: {report.skipped[key]}", file=sys.stderr, flush=True)
-                continue
-            listed[key] = split
-            jobs.append((aqa7.action_index(name), number, (split, key, name, number, score,
-                                                           root, options)))
-        jobs = [job for *_, job in sorted(jobs, key=lambda j: j[:2])]
-        pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
-        results = pool.map(_job, jobs, chunksize=4) if pool else map(_job, jobs)
-        try:
-            with ShardedWriter(out_dir, split, min(shards[split], max(len(jobs), 1))) as writer:
-                for job, (_, key, record, error) in tqdm(
-                        zip(jobs, results), total=len(jobs), disable=not progress,
-                        desc=f"converting {split}", unit="sample"):
-                    if error:
-                        report.skipped[key] = error
-                        print(f"SKIPPED {error}", file=sys.stderr, flush=True)
-                    else:
-                        writer.write(record)
-                        scores[split].setdefault(job[2], []).append(job[4])
-                report.written[split] = writer.count
-        finally:
-            if pool:
-                pool.shutdown()
-    summary = action_summary(scores, actions)
-    report.notes = {"actions": summary}
-    with open(os.path.join(out_dir, aqa7.ACTIONS_FILE), "w") as f:
-        json.dump({"actions": summary, "score_std": "population (ddof=0), training split only",
-                   "splits": list(splits)}, f, indent=2)
-    report.save(os.path.join(out_dir, "conversion_report.json"))
+                with ShardedWriter(out_dir, split, min(shards[split], max(len(jobs), 1))) as writer:
+                    for job, (_, key, record, error) in tqdm(
+                            zip(jobs, results), total=len(jobs), disable=not progress,
+                            desc=f"converting {split}", unit="sample"):
+                        if error:
+                            report.skipped[key] = error
+                            print(f"SKIPPED {error}", file=sys.stderr, flush=True)
+                        else:
+                            writer.write(record)
+                            scores[split].setdefault(job[2], []).append(job[4])
+                    report.written[split] = writer.count
+            finally:
+                if pool:
+                    pool.shutdown()
+        summary = action_summary(scores, actions)
+        report.notes = {"actions": summary}
+        with open(os.path.join(out_dir, aqa7.ACTIONS_FILE), "w") as f:
+            json.dump({"actions": summary, "score_std": "population (ddof=0), training split only",
+                       "splits": list(splits)}, f, indent=2)
+        report.save(os.path.join(out_dir, "conversion_report.json"))
     return report
 
 
@@ -280,7 +284,7 @@ def main(argv):
     report = convert(f.root, f.out_dir, actions=tuple(f.actions), width=f.width, height=f.height,
                      num_shards_train=f.num_shards_train, num_shards_test=f.num_shards_test,
                      num_workers=f.num_workers, jpeg_quality=f.jpeg_quality,
-                     splits=tuple(f.splits))
+                     splits=tuple(f.splits), overwrite=f.overwrite)
     print(report.summary())
     print(format_actions(report.notes["actions"]))
     return 1 if report.skipped else 0

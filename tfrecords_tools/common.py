@@ -31,7 +31,10 @@ def define_output_flags(width_help: str = "Stored frame width.",
     """The output flags every converter shares: folder, stored frame size, shards, workers,
     JPEG quality and splits."""
     from absl import flags
-    flags.DEFINE_string("out_dir", None, "Output folder for the TFRecord shards.")
+    flags.DEFINE_string("out_dir", None, "Output folder for the TFRecord shards (written as a "
+                        "whole: refused when it holds files, unless --overwrite).")
+    flags.DEFINE_bool("overwrite", False, "Replace the contents of a non-empty --out_dir once "
+                      "the new conversion is complete.")
     flags.DEFINE_integer("width", 171, width_help)
     flags.DEFINE_integer("height", 128, height_help)
     flags.DEFINE_integer("num_shards_train", 8, "Shards of the training split.")

@@ -26,7 +26,8 @@ import numpy as np
 
 from aqa_tf.data import captions
 from aqa_tf.data import features
-from aqa_tf.data.shards import ShardedWriter
+from aqa_tf.data import shards as shards_lib
+from aqa_tf.data.shards import DataError, ShardedWriter
 from aqa_tf.data.video import resize_frame
 from tfrecords_tools import common
 from tfrecords_tools.common import ConversionReport
@@ -54,8 +55,12 @@ def load_annotations(annotations_dir: str) -> Dict[str, object]:
         path = os.path.join(annotations_dir, name)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} is missing (expected the MTL-AQA release files)")
-        with open(path, "rb") as f:
-            return pickle.load(f)
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+                ImportError, IndexError) as error:  # truncated or not a pickle
+            raise DataError(f"{path}: not a readable pickle ({error})") from None
 
     annotations = {_normalise_key(k): dict(v)
                    for k, v in load("final_annotations_dict.pkl").items()}
@@ -184,7 +189,8 @@ def convert(annotations_dir: str, out_dir: str, frames_dir: Optional[str] = None
             video_pattern: str = "{event:02d}.mp4", sample_length: int = 103,
             jitter_margin: int = 3, width: int = 171, height: int = 128, num_shards_train: int = 8,
             num_shards_test: int = 4, num_workers: int = 0, jpeg_quality: int = 90,
-            splits=("train", "test"), progress: bool = True) -> ConversionReport:
+            splits=("train", "test"), progress: bool = True,
+            overwrite: bool = False) -> ConversionReport:
     """Converts the MTL-AQA splits; returns the report (also saved as conversion_report.json)."""
     from tqdm import tqdm
     if bool(frames_dir) == bool(videos_dir):
@@ -195,39 +201,43 @@ def convert(annotations_dir: str, out_dir: str, frames_dir: Optional[str] = None
                    jitter_margin=jitter_margin, width=width, height=height,
                    jpeg_quality=jpeg_quality)
     report = ConversionReport()
-    os.makedirs(out_dir, exist_ok=True)
-    shutil.copy(os.path.join(annotations_dir, "vocab.json"), os.path.join(out_dir, "vocab.json"))
-    workers = num_workers or os.cpu_count() or 1
-    shards = {"train": num_shards_train, "test": num_shards_test}
-    for split in splits:
-        jobs = []
-        for key in data["splits"][split]:
-            if key not in data["annotations"]:
-                report.skipped[features.sample_key_for(*key)] = (
-                    f"listed in the {split} split but has no annotation")
-                continue
-            jobs.append((split, key, data["annotations"][key], data["captions"].get(key),
-                         data["vocab"], options))
-        # Videos: samples of one event in frame order, so a worker's seeks go forward.
-        jobs.sort(key=lambda job: (job[1][0], job[2]["end_frame"]))
-        pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
-        results = pool.map(_job, jobs, chunksize=4) if pool else map(_job, jobs)
-        try:
-            with ShardedWriter(out_dir, split, min(shards[split], max(len(jobs), 1))) as writer:
-                for _, key, record, error in tqdm(results, total=len(jobs), disable=not progress,
-                                                  desc=f"converting {split}", unit="sample"):
-                    if error:
-                        report.skipped[features.sample_key_for(*key)] = error
-                        print(f"SKIPPED {error}", file=sys.stderr, flush=True)
-                    else:
-                        writer.write(record)
-                report.written[split] = writer.count
-        finally:
-            if pool:
-                pool.shutdown()
-    report.notes = {"captions_without_annotation": [
-        features.sample_key_for(*k) for k in data["captions_without_annotation"]]}
-    report.save(os.path.join(out_dir, "conversion_report.json"))
+    # Written into a staging folder that replaces out_dir when complete.
+    with shards_lib.fresh_folder(out_dir, overwrite) as out_dir:
+        shutil.copy(os.path.join(annotations_dir, "vocab.json"),
+                    os.path.join(out_dir, "vocab.json"))
+        workers = num_workers or os.cpu_count() or 1
+        shards = {"train": num_shards_train, "test": num_shards_test}
+        for split in splits:
+            jobs = []
+            for key in data["splits"][split]:
+                if key not in data["annotations"]:
+                    report.skipped[features.sample_key_for(*key)] = (
+                        f"listed in the {split} split but has no annotation")
+                    continue
+                jobs.append((split, key, data["annotations"][key], data["captions"].get(key),
+                             data["vocab"], options))
+            # Videos: samples of one event in frame order, so a worker's seeks go forward.
+            jobs.sort(key=lambda job: (job[1][0], job[2]["end_frame"]))
+            pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+            results = pool.map(_job, jobs, chunksize=4) if pool else map(_job, jobs)
+            try:
+                num_shards = min(shards[split], max(len(jobs), 1))
+                with ShardedWriter(out_dir, split, num_shards) as writer:
+                    for _, key, record, error in tqdm(
+                            results, total=len(jobs), disable=not progress,
+                            desc=f"converting {split}", unit="sample"):
+                        if error:
+                            report.skipped[features.sample_key_for(*key)] = error
+                            print(f"SKIPPED {error}", file=sys.stderr, flush=True)
+                        else:
+                            writer.write(record)
+                    report.written[split] = writer.count
+            finally:
+                if pool:
+                    pool.shutdown()
+        report.notes = {"captions_without_annotation": [
+            features.sample_key_for(*k) for k in data["captions_without_annotation"]]}
+        report.save(os.path.join(out_dir, "conversion_report.json"))
     return report
 
 
@@ -241,7 +251,7 @@ def main(argv):
                      jitter_margin=f.jitter_margin, width=f.width, height=f.height,
                      num_shards_train=f.num_shards_train, num_shards_test=f.num_shards_test,
                      num_workers=f.num_workers, jpeg_quality=f.jpeg_quality,
-                     splits=tuple(f.splits))
+                     splits=tuple(f.splits), overwrite=f.overwrite)
     print(report.summary())
     notes = report.notes.get("captions_without_annotation")
     if notes:

@@ -17,7 +17,9 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     flag_defs.define_config_flags(synthetic.SyntheticDataConfig)
-    flags.DEFINE_string("out_dir", None, "Output folder.")
+    flags.DEFINE_string("out_dir", None, "Output folder (--format=tfrecord: written as a "
+                        "whole, refused when it holds files unless --overwrite).")
+    flags.DEFINE_bool("overwrite", False, "Replace the contents of a non-empty --out_dir.")
     flags.DEFINE_enum("format", "tfrecord", ["tfrecord", "mtl_aqa_raw"],
                       "'tfrecord': our TFRecords; 'mtl_aqa_raw': .mp4 event videos, extracted "
                       "frames and annotation pickles in the real MTL-AQA layout.")
@@ -28,7 +30,7 @@ def main(argv):
     del argv
     config = flag_defs.config_from_flags(synthetic.SyntheticDataConfig)
     if FLAGS.format == "tfrecord":
-        info = synthetic.write_tfrecords(FLAGS.out_dir, config)
+        info = synthetic.write_tfrecords(FLAGS.out_dir, config, overwrite=FLAGS.overwrite)
         print(f"Wrote {info['num_train']} train and {info['num_test']} test samples to "
               f"{FLAGS.out_dir}")
         return

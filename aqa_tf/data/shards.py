@@ -9,9 +9,11 @@ under Keras's JAX backend on a machine with no TensorFlow).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
-from typing import TYPE_CHECKING, List, Sequence
+import shutil
+from typing import TYPE_CHECKING, Iterator, List, Sequence
 
 if TYPE_CHECKING:  # annotations only: TensorFlow is imported where it is used
     import tensorflow as tf
@@ -82,6 +84,40 @@ def check_shards(paths: Sequence[str]) -> List[str]:
     return problems
 
 
+@contextlib.contextmanager
+def fresh_folder(out_dir: str, overwrite: bool = False, flag: str = "--out_dir") -> Iterator[str]:
+    """A dataset folder written as a whole: yields a staging folder beside `out_dir`, which
+    replaces `out_dir` only when the block ends without an error (a failed or killed
+    conversion leaves `out_dir` as it was). An `out_dir` that already holds files is refused
+    unless `overwrite`, so that old shards never mix with new ones.
+
+    Raises:
+      DataError: `out_dir` is a file, is not empty (without `overwrite`), or cannot be made.
+    """
+    out_dir = os.path.normpath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DataError(f"{flag}={out_dir} is a file, not a folder")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise DataError(f"{flag}={out_dir} is not empty: give --overwrite to replace it, or "
+                        "another folder")
+    staging = f"{out_dir}.partial-{os.getpid()}"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+    except OSError as error:
+        raise DataError(f"{flag}={out_dir}: cannot write there ({error.strerror})") from None
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = f"{staging}.old"
+    if os.path.exists(out_dir):
+        os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 class ShardedWriter:
     """Writes serialized records of one split round-robin into `num_shards` shards.
 
@@ -94,21 +130,35 @@ class ShardedWriter:
             raise ValueError(f"num_shards={num_shards} must be positive")
         import tensorflow as tf
         os.makedirs(out_dir, exist_ok=True)
-        self.paths = [os.path.join(out_dir, shard_name(split, i, num_shards))
-                      for i in range(num_shards)]
-        self._writers = [tf.io.TFRecordWriter(p + ".tmp") for p in self.paths]
+        self.out_dir, self.split = out_dir, split
+        self._tmp = [os.path.join(out_dir, shard_name(split, i, num_shards)) + ".tmp"
+                     for i in range(num_shards)]
+        self._writers = [tf.io.TFRecordWriter(p) for p in self._tmp]
+        self._counts = [0] * num_shards
         self._next = 0
         self.count = 0
+        self.paths: List[str] = []
 
     def write(self, serialized: bytes):
         self._writers[self._next].write(serialized)
+        self._counts[self._next] += 1
         self._next = (self._next + 1) % len(self._writers)
         self.count += 1
 
     def close(self):
-        for writer, path in zip(self._writers, self.paths):
+        """Renames the shards that received records into place, numbered among themselves
+        (fewer records than shards, e.g. after skipped samples, leaves no empty shard);
+        `paths` lists them."""
+        for writer in self._writers:
             writer.close()
-            os.replace(path + ".tmp", path)
+        kept = [tmp for tmp, n in zip(self._tmp, self._counts) if n]
+        self.paths = [os.path.join(self.out_dir, shard_name(self.split, i, len(kept)))
+                      for i in range(len(kept))]
+        for tmp, path in zip(kept, self.paths):
+            os.replace(tmp, path)
+        for tmp, n in zip(self._tmp, self._counts):
+            if not n:
+                os.remove(tmp)
 
     def __enter__(self) -> "ShardedWriter":
         return self

@@ -403,39 +403,42 @@ def _label_histograms() -> dict:
                                           ("ss_no", NUM_SS), ("tw_no", NUM_TW))}
 
 
-def write_tfrecords(out_dir: str, config: SyntheticDataConfig, num_workers: int = 0) -> dict:
-    """Writes `train-*`/`test-*` shards, `vocab.json` and `dataset_info.json` to `out_dir`;
-    returns the dataset info (with label histograms)."""
+def write_tfrecords(out_dir: str, config: SyntheticDataConfig, num_workers: int = 0,
+                    overwrite: bool = False, flag: str = "--out_dir") -> dict:
+    """Writes `train-*`/`test-*` shards, `vocab.json` and `dataset_info.json` to `out_dir`
+    (`shards.fresh_folder`: a non-empty `out_dir` is replaced only with `overwrite`); returns
+    the dataset info (with label histograms)."""
     import concurrent.futures
     from tqdm import tqdm
 
     c = config.validate()
-    os.makedirs(out_dir, exist_ok=True)
-    vocab = synthetic_vocabulary()
-    vocab.save(os.path.join(out_dir, "vocab.json"))
-    info, histograms = c.info(), {}
-    workers = num_workers or min(4, os.cpu_count() or 1)
-    pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
-    mapper = pool.map if pool else (lambda fn, jobs, chunksize: map(fn, jobs))
-    try:
-        for split, count in (("train", c.num_train), ("test", c.num_test)):
-            hist = histograms[split] = _label_histograms()
-            jobs = [(split, i, c.seed, c.num_frames, c.height, c.width, c.jitter_margin,
-                     c.jpeg_quality) for i in range(count)]
-            with shards.ShardedWriter(out_dir, split, c.num_shards) as writer:
-                # map() keeps the order, so the output does not depend on the worker count.
-                for sample, jpegs in tqdm(mapper(_render_split, jobs, chunksize=8),
-                                          total=count, desc=f"synthesizing {split}",
-                                          unit="video"):
-                    writer.write(to_record(sample, jpegs, vocab))
-                    for name in hist:
-                        hist[name][getattr(sample.labels, name)] += 1
-    finally:
-        if pool:
-            pool.shutdown()
-    info["histograms"] = histograms
-    with open(os.path.join(out_dir, "dataset_info.json"), "w") as f:
-        json.dump(info, f, indent=2)
+    # A fresh folder: shards of an earlier dataset (another shard count) never mix in.
+    with shards.fresh_folder(out_dir, overwrite, flag) as out_dir:
+        vocab = synthetic_vocabulary()
+        vocab.save(os.path.join(out_dir, "vocab.json"))
+        info, histograms = c.info(), {}
+        workers = num_workers or min(4, os.cpu_count() or 1)
+        pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+        mapper = pool.map if pool else (lambda fn, jobs, chunksize: map(fn, jobs))
+        try:
+            for split, count in (("train", c.num_train), ("test", c.num_test)):
+                hist = histograms[split] = _label_histograms()
+                jobs = [(split, i, c.seed, c.num_frames, c.height, c.width, c.jitter_margin,
+                         c.jpeg_quality) for i in range(count)]
+                with shards.ShardedWriter(out_dir, split, c.num_shards) as writer:
+                    # map() keeps the order, so the output does not depend on the worker count.
+                    for sample, jpegs in tqdm(mapper(_render_split, jobs, chunksize=8),
+                                              total=count, desc=f"synthesizing {split}",
+                                              unit="video"):
+                        writer.write(to_record(sample, jpegs, vocab))
+                        for name in hist:
+                            hist[name][getattr(sample.labels, name)] += 1
+        finally:
+            if pool:
+                pool.shutdown()
+        info["histograms"] = histograms
+        with open(os.path.join(out_dir, "dataset_info.json"), "w") as f:
+            json.dump(info, f, indent=2)
     return info
 
 
@@ -449,7 +452,8 @@ def ensure_dataset(out_dir: str, config: SyntheticDataConfig) -> bool:
             existing = json.load(f)
         if {k: existing.get(k) for k in wanted} == wanted:
             return False
-    write_tfrecords(out_dir, config)
+    # An earlier synthetic dataset (it has dataset_info.json) is replaced; other files are not.
+    write_tfrecords(out_dir, config, overwrite=os.path.exists(path), flag="--data_dir")
     return True
 
 

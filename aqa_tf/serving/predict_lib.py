@@ -10,7 +10,8 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Dict, List, Optional
+import traceback
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -153,13 +154,81 @@ def json_ready(result: Dict) -> Dict:
     return {k: v for k, v in result.items() if k != "window"}
 
 
-def write_results(path: str, results: List[Dict]):
-    """`--output_json` of the scoring CLIs (`aqa_tf.predict`, `aqa_tf.serving_client`)."""
-    if not path:
-        return
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"Results: {path}", flush=True)
+# What a user's input can raise (a file that is not a video, a window outside it, a server's
+# refusal): one line each. Anything else is a defect and keeps its traceback.
+USER_ERRORS = (ConfigError, OSError, video_lib.VideoError)
+
+
+def check_output_json(path: str):
+    """Refuses an `--output_json` that could not be written, before any scoring is done."""
+    if path and os.path.isdir(path):
+        raise ConfigError(f"--output_json={path} is a folder: give a file name")
+    folder = os.path.dirname(os.path.abspath(path)) if path else ""
+    if folder and os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"--output_json={path}: {folder} is a file, not a folder")
+
+
+class Results:
+    """The results of the scoring CLIs (`aqa_tf.predict`, `aqa_tf.serving_client`): one entry
+    per video, its result or its error. `--output_json` is rewritten after each video (into a
+    temporary file that replaces it), so that a kill loses at most the video being scored."""
+
+    def __init__(self, path: str):
+        check_output_json(path)
+        self.path = path
+        self.entries: List[Dict] = []
+        self.failures: List[str] = []
+        self.defects = 0
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def add(self, entry: Dict):
+        self.entries.append(entry)
+        self._write()
+
+    def fail(self, video: str, message: str):
+        self.entries.append({"video": video, "error": message})
+        self.failures.append(video)
+        self._write()
+
+    def _write(self):
+        if not self.path:
+            return
+        partial = f"{self.path}.partial"
+        with open(partial, "w") as f:
+            json.dump(self.entries, f, indent=2)
+        os.replace(partial, self.path)
+
+    def score_each(self, videos: List[str], score: Callable[[str], Dict]) -> int:
+        """Scores each video with `score` (which returns its JSON entry); a video that fails
+        is reported in one line and recorded, and the next one is scored. Returns the exit
+        status: 0, 2 when a video failed, 1 when a failure was a defect (its traceback is
+        printed)."""
+        for video in videos:
+            try:
+                entry = score(video)
+            except USER_ERRORS as error:
+                message = str(error) if video in str(error) else f"{video}: {error}"
+                print(f"error: {message}", file=sys.stderr, flush=True)
+                self.fail(video, message)
+                continue
+            except Exception as error:  # a defect: say so, and go on with the next video
+                traceback.print_exc()
+                self.defects += 1
+                self.fail(video, f"internal error: {type(error).__name__}: {error}")
+                continue
+            self.add(entry)
+        return self.finish(len(videos))
+
+    def finish(self, total: int) -> int:
+        if self.path:
+            print(f"Results: {self.path}", flush=True)
+        if not self.failures:
+            return 0
+        names = ", ".join(self.failures)
+        print(f"error: {len(self.failures)} of {total} videos failed ({names}); the others' "
+              "results are kept", file=sys.stderr, flush=True)
+        return 1 if self.defects else 2
 
 
 @dataclasses.dataclass

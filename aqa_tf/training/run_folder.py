@@ -7,13 +7,19 @@ moment leaves either the old file or the new one.
   best.weights.h5, best.json    the checkpoint chosen on the validation split, and why
   metrics/epoch_NNN.json        each epoch's metrics (epoch_000: the untrained model)
   final_metrics.json, test_*    the final evaluation (`aqa_tf.training.evaluation.Evaluator.report`)
+  run.lock                      held by the training run that writes the folder (`lock`)
 """
 
+import datetime
+import fcntl
 import json
 import os
-from typing import Any, Dict, Optional
+import socket
+from typing import IO, Any, Dict, Optional
 
 import keras
+
+from aqa_tf.config import ConfigError
 
 FLAGS_FILE = "flags.txt"
 BEST_WEIGHTS = "best.weights.h5"
@@ -23,6 +29,7 @@ BACKUP_DIR = "backup"
 METRICS_DIR = "metrics"
 LOGS_DIR = "logs"
 FINAL_METRICS = "final_metrics.json"
+LOCK_FILE = "run.lock"
 
 
 def write_json(path: str, data: Any):
@@ -38,6 +45,38 @@ def save_weights(model: keras.Model, path: str):
     tmp = path[: -len(".weights.h5")] + ".tmp.weights.h5"
     model.save_weights(tmp, overwrite=True)
     os.replace(tmp, path)
+
+
+def lock(model_dir: str) -> IO:
+    """Makes this process the only training run writing `model_dir`, until it ends: returns the
+    open lock file (keep it open). The lock is the operating system's (`flock`), so a run that
+    is killed, even with SIGKILL, releases it; the file names the holder for the message.
+
+    Raises:
+      ConfigError: another process holds the folder (named by host and PID), or the folder
+        cannot be written.
+    """
+    path = os.path.join(model_dir, LOCK_FILE)
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as error:
+        raise ConfigError(f"--model_dir={model_dir}: cannot write there "
+                          f"({error.strerror})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(f"--model_dir={model_dir} is in use by another training run "
+                          f"({holder}): wait for it to end, or give another --model_dir") from None
+    handle.seek(0)
+    handle.truncate()
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    handle.write(f"host {socket.gethostname()}, pid {os.getpid()}, since {started}\n")
+    handle.flush()
+    return handle
 
 
 def resolve_checkpoint(path: str) -> str:

@@ -226,6 +226,15 @@ def test_missing_or_malformed_split_file(raw, tmp_path):
     with pytest.raises(DataError, match=r"expected numbers \[N, 3\]"):
         aqa7.convert(broken, str(tmp_path / "c"), **OPTIONS)
     assert not os.path.exists(str(tmp_path / "c"))  # checked before anything is written
+    # Issue 24, case 7: a truncated MAT file (before: an OSError traceback).
+    path = os.path.join(broken, "Split_4", "split_4_test_list.mat")
+    savemat(path, {"consolidated_test_list": np.zeros((200, 3))})
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(DataError, match="split_4_test_list.mat: not a readable MAT file"):
+        aqa7.convert(broken, str(tmp_path / "d"), **OPTIONS)
 
     os.remove(os.path.join(broken, "Split_4", "split_4_train_list.mat"))
     proc = _cli("tfrecords_tools.aqa7", f"--root={broken}", f"--out_dir={tmp_path / 'cli'}")

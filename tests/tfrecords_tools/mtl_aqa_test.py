@@ -13,6 +13,7 @@ from aqa_tf.data import captions
 from aqa_tf.data import pipeline
 from aqa_tf.data import synthetic
 from aqa_tf.data import features
+from aqa_tf.data import shards as shards_lib
 from tests.conftest import REPO_ROOT, mtl_aqa_annotations
 from tfrecords_tools import mtl_aqa
 from tfrecords_tools import mtl_aqa_raw
@@ -152,3 +153,55 @@ def test_missing_video_is_reported(raw, tmp_path):
     assert set(report.skipped) == {"02_001", "02_002"}
     assert "02.mp4 does not exist" in report.skipped["02_001"]
     assert report.written == {"train": 3, "test": 0}
+
+
+def test_converting_again_never_mixes_old_and_new_shards(raw, tmp_path):
+    """Issue 24, case 4: a second conversion into a folder that holds records is refused (one
+    line, exit 2) unless --overwrite, which replaces the folder only once the new conversion is
+    complete; a skipped sample leaves no empty shard. Before, the old shards stayed beside the
+    new ones (`[train] 5 samples` after writing 2) and a skipped sample left a 0-byte shard."""
+    from tests.helpers import run_cli, user_error
+    out = str(tmp_path / "records")
+    mtl_aqa.convert(raw[0], out, frames_dir=os.path.join(raw[0], "frames"), **OPTIONS)
+    assert len(_read_split(out, "train")) == 3
+    broken = _break(raw[0], tmp_path)  # 2 of 3 train samples and 1 of 2 test samples bad
+    with pytest.raises(shards_lib.DataError, match="is not empty: give --overwrite"):
+        mtl_aqa.convert(broken, out, frames_dir=os.path.join(broken, "frames"), **OPTIONS)
+    assert len(_read_split(out, "train")) == 3  # untouched
+    flags = [f"--annotations_dir={broken}", f"--frames_dir={os.path.join(broken, 'frames')}",
+             f"--out_dir={out}", f"--sample_length={SAMPLE_LENGTH}", f"--jitter_margin={MARGIN}",
+             f"--width={W}", f"--height={H}", "--num_shards_train=2", "--num_shards_test=2",
+             "--num_workers=1"]
+    user_error(run_cli("tfrecords_tools.mtl_aqa", *flags, expect=2), f"--out_dir={out}",
+               "is not empty")
+    run_cli("tfrecords_tools.mtl_aqa", *flags, "--overwrite", expect=1)  # 1: samples skipped
+    assert sorted(_read_split(out, "train")) == ["01_003"]
+    assert sorted(_read_split(out, "test")) == ["02_002"]
+    names = sorted(os.listdir(out))
+    assert [n for n in names if n.endswith(".tfrecord")] == [
+        "test-00000-of-00001.tfrecord", "train-00000-of-00001.tfrecord"], names
+    assert all(os.path.getsize(os.path.join(out, n)) > 0 for n in names)
+    assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
+    # A file where the folder should be: one line.
+    user_error(run_cli("tfrecords_tools.mtl_aqa", *flags[:2],
+                       f"--out_dir={out}/conversion_report.json", *flags[3:], expect=2),
+               "is a file, not a folder")
+
+
+def test_a_truncated_annotation_pickle_is_one_line(raw, tmp_path):
+    """Issue 24, case 7: before, a truncated pickle ended in an UnpicklingError traceback."""
+    import shutil
+    from tests.helpers import run_cli, user_error
+    broken = str(tmp_path / "truncated")
+    shutil.copytree(raw[0], broken, ignore=shutil.ignore_patterns("frames", "videos"))
+    path = os.path.join(broken, "final_annotations_dict.pkl")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(shards_lib.DataError, match="not a readable pickle"):
+        mtl_aqa.load_annotations(broken)
+    proc = run_cli("tfrecords_tools.mtl_aqa", f"--annotations_dir={broken}",
+                   f"--frames_dir={broken}", f"--out_dir={tmp_path / 'out'}", expect=2)
+    user_error(proc, path, "not a readable pickle")
+    assert not os.path.exists(tmp_path / "out")
