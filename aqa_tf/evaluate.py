@@ -40,7 +40,6 @@ def main(argv):
     from aqa_tf.training import precision
     from aqa_tf.metrics import report as reporting
     from aqa_tf.training import run_folder
-    from aqa_tf.models import aqa_model
 
     data_config = statistics.with_action_statistics(flag_defs.data_config_from_flags())
     model_config = flag_defs.model_config_from_flags()
@@ -49,8 +48,8 @@ def main(argv):
     # The precision the run trained (and ended with its evaluation) in.
     devices.configure_run(train_config.seed, precision.evaluation_policy(
         train_config.mixed_precision, os.path.dirname(checkpoint)))
-    model = aqa_model.build_aqa_model(model_config, data_config)
-    model.load_weights(checkpoint)
+    from aqa_tf.weights import sources
+    model = sources.model_from_checkpoint(model_config, data_config, checkpoint)
     evaluator = evaluation.Evaluator(model, data_config, statistics.score_range(data_config),
                                      flag_defs.eval_config_from_flags())
     output = output_json or checkpoint + f".{split}_metrics.json"

@@ -339,3 +339,74 @@ def test_one_bad_video_among_many_loses_nothing(exported, videos, tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: --output_json={tmp_path} is a folder: give a file name")
     assert "score" not in proc.stdout
+
+
+PEAK_RSS = r"""
+import resource, sys
+import numpy as np
+import tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+kib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+small = serve(video=tf.zeros([1, 2, 64, 86, 3], tf.uint8), difficulty=tf.zeros([1]))
+before = kib()
+big = serve(video=tf.constant(np.full([1, 1, 4000, 4000, 3], 128, np.uint8)),
+            difficulty=tf.zeros([1]))
+print(before, kib(), float(big["score"][0]))
+"""
+
+
+def test_a_short_video_of_large_frames_is_resized_before_it_is_padded(exported):
+    """Issue 24, case 5: serving_default repeated a short video's first frame at full size
+    before resizing (one 4000x4000 frame: 0.8 -> 5.4 GB). Now the peak grows by the frame and
+    its resize, not by the window length times the frame; the score equals that of the frame
+    resized first."""
+    import tensorflow as tf
+    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, exported[0]], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after, score = proc.stdout.split()
+    grown_mb = (int(after) - int(before)) / 1024
+    print(f"peak RSS {int(before) / 1024:.0f} -> {int(after) / 1024:.0f} MB")
+    # The frame is 46 MB as uint8, 183 MB as float32; 48 repeats of it would be 2.2 / 8.8 GB.
+    assert grown_mb < 1200, grown_mb
+    serve = tf.saved_model.load(exported[0]).signatures["serving_default"]
+    resized = tf.image.resize(tf.fill([1, 4000, 4000, 3], 128.0), [64, 86], method="area")
+    alone = serve(video=tf.cast(tf.round(resized), tf.uint8)[None], difficulty=tf.zeros([1]))
+    assert float(score) == pytest.approx(float(alone["score"][0]), abs=1e-4)
+
+
+def test_a_truncated_matroska_video_is_refused(tmp_path):
+    """Issue 24, case 3: Matroska gives no frame count, so a truncated MKV was scored on the
+    frames that survived (3.2 s announced, 1.6 s decoded, exit 0). The decoded span is now
+    compared with the container's duration."""
+    from aqa_tf.data import video
+    path, cut = str(tmp_path / "dive.mkv"), str(tmp_path / "truncated.mkv")
+    video.write_video(path, dive_frames(48, 64), 25)
+    assert len(video.read_video(path).frames) > 30  # whole: read as before
+    _truncated(path, cut)
+    with pytest.raises(video.VideoError, match=r"truncated.mkv: truncated or corrupt, only "
+                       r"[0-9.]+ s of the [0-9.]+ s its container announces"):
+        video.read_video(cut)
+
+
+def test_a_checkpoint_of_another_model_names_what_differs(exported, videos, tmp_path):
+    """Issue 24, case 6: before, export / evaluate / predict with a --width_multiplier or
+    --backbone other than the checkpoint's run ended in a Keras traceback of weight arrays."""
+    import shutil
+    from tests.helpers import user_error
+    weights = os.path.join(os.path.dirname(os.path.dirname(exported[0])), "random.weights.h5")
+    wider = ["--flagfile=configs/quickstart.cfg", "--width_multiplier=0.25"]
+    proc = run_cli("aqa_tf.export", *wider, f"--checkpoint={weights}",
+                   f"--export_dir={tmp_path}", expect=2)
+    user_error(proc, f"checkpoint {weights} is not of the model these options build",
+               "conv1/kernel", "has no counterpart")
+    # Beside its run's flags.txt the checkpoint says which option differs.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(weights, run_dir / "best.weights.h5")
+    shutil.copy(os.path.join(REPO_ROOT, "configs", "quickstart.cfg"), run_dir / "flags.txt")
+    for module, args in (("aqa_tf.predict", [videos["stored"], "--noprogress"]),
+                         ("aqa_tf.evaluate", [f"--data_dir={tmp_path}/none"])):
+        proc = run_cli(module, *args, *wider, f"--checkpoint={run_dir / 'best.weights.h5'}",
+                       expect=2)
+        user_error(proc, "--width_multiplier=0.25 (the run's: 0.125) (its run's flags.txt)")

@@ -125,7 +125,7 @@ def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int
         no frames.
     """
     from tqdm import tqdm
-    decoded = 0
+    decoded, span = 0, 0.0
     with _open(path) as container:
         stream = container.streams.video[0]
         source_rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
@@ -133,10 +133,13 @@ def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int
         announced = stream.frames  # 0 when the container does not say
         total = announced or (int(float(stream.duration * stream.time_base) * source_rate)
                               if stream.duration and stream.time_base else None)
+        # Where the stream gives no frame count (Matroska, WebM), the container's duration.
+        announced_seconds = (container.duration / 1e6 if not announced and container.duration
+                             else None)
         resample = frame_rate > 0 and abs(frame_rate - source_rate) > 1e-3
 
         def images(bar):
-            nonlocal decoded
+            nonlocal decoded, span
             start = None
             for seconds, frame in _decoded_frames(container, path):
                 bar.update(1)
@@ -145,6 +148,7 @@ def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int
                 if size is not None:
                     image = resize_frame(image, size[1], size[0])
                 start = seconds if start is None else start
+                span = seconds - start + 1.0 / source_rate
                 yield seconds - start, image
 
         with tqdm(total=total, desc=f"decoding {os.path.basename(path)}", unit="frame",
@@ -161,6 +165,10 @@ def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int
     if announced and decoded < announced - 2:  # a frame or two may be dropped by the decoder
         raise VideoError(f"{path}: truncated or corrupt, only {decoded} of the {announced} "
                          "frames its header announces could be decoded")
+    # Two frames' slack, as for the frame count, and 10% for containers that round.
+    if announced_seconds and span < 0.9 * announced_seconds - 2.0 / source_rate:
+        raise VideoError(f"{path}: truncated or corrupt, only {span:.2f} s of the "
+                         f"{announced_seconds:.2f} s its container announces could be decoded")
     return Video(path=path, frames=np.stack(frames), frame_rate=frame_rate if resample
                  else source_rate, source_rate=source_rate, source_size=source_size,
                  times=np.asarray(times, np.float64))

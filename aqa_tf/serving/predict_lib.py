@@ -226,8 +226,9 @@ class Results:
         if not self.failures:
             return 0
         names = ", ".join(self.failures)
-        print(f"error: {len(self.failures)} of {total} videos failed ({names}); the others' "
-              "results are kept", file=sys.stderr, flush=True)
+        if total > 1:  # one video: its own error line says it all
+            print(f"error: {len(self.failures)} of {total} videos failed ({names}); the "
+                  "others' results are kept", file=sys.stderr, flush=True)
         return 1 if self.defects else 2
 
 

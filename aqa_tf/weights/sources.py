@@ -242,9 +242,88 @@ def load_initial_weights(model: keras.Model, path: str, source: str, backbone: s
 def model_from_checkpoint(model_config, data_config, path: str,
                           source: str = "keras_model") -> keras.Model:
     """The model the configs describe, with the weights of checkpoint `path` (family `source`):
-    what `aqa_tf.export` and `aqa_tf.predict --checkpoint` score or export."""
+    what `aqa_tf.export`, `aqa_tf.evaluate` and `aqa_tf.predict --checkpoint` use.
+
+    Raises:
+      FileNotFoundError: no such checkpoint.
+      ConfigError: a `.weights.h5` of another model: names the options that differ from the
+        checkpoint's run (its flags.txt) or, without one, the first weight that differs.
+    """
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     model = aqa_model.build_aqa_model(model_config, data_config)
-    load_initial_weights(model, path, source, model_config.backbone)
+    if source != "keras_model":
+        load_initial_weights(model, path, source, model_config.backbone)
+        return model
+    try:
+        load_initial_weights(model, path, source, model_config.backbone)
+    except (ValueError, KeyError, OSError) as error:
+        raise ConfigError(f"checkpoint {path} is not of the model these options build: "
+                          + _mismatch(model, path, model_config, data_config, error)) from None
     return model
+
+
+# The data options that change a model's weights (with every ModelConfig field).
+_SHAPE_DATA_OPTIONS = ("sample_length", "num_frames", "clip_length", "clip_stride", "crop_size")
+
+
+def _run_flags(path: str) -> Optional[Dict[str, str]]:
+    """`--name=value` (and `--name` / `--noname`) of the flags.txt beside checkpoint `path`."""
+    flags_file = os.path.join(os.path.dirname(os.path.abspath(path)), "flags.txt")
+    if not os.path.exists(flags_file):
+        return None
+    values = {}
+    with open(flags_file) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("--"):
+                continue
+            name, _, value = line[2:].partition("=")
+            if not _:
+                name, value = (name[2:], "false") if name.startswith("no") else (name, "true")
+            values[name] = value
+    return values
+
+
+def _as_flag(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
+def _mismatch(model: keras.Model, path: str, model_config, data_config, error) -> str:
+    run = _run_flags(path)
+    if run is not None:
+        ours = {**{f.name: getattr(model_config, f.name)
+                   for f in dataclasses.fields(model_config)},
+                **{name: getattr(data_config, name) for name in _SHAPE_DATA_OPTIONS}}
+        differ = [f"--{name}={_as_flag(value)} (the run's: {run[name]})"
+                  for name, value in ours.items()
+                  if name in run and not _same(_as_flag(value), run[name])]
+        if differ:
+            return "; ".join(differ) + " (its run's flags.txt)"
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            shapes = []
+            f.visititems(lambda _, item: shapes.append(tuple(item.shape))
+                         if isinstance(item, h5py.Dataset) else None)
+    except OSError as h5_error:
+        return f"not a readable weights file ({h5_error})"
+    for weight in model.weights:
+        shape = tuple(weight.shape)
+        if shape in shapes:
+            shapes.remove(shape)
+        else:
+            return (f"the model's weight {weight.path} {list(shape)} has no counterpart of that "
+                    "shape in the checkpoint")
+    return str(error).splitlines()[0]
