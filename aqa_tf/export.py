@@ -48,6 +48,7 @@ def main(argv):
     eval_config = flag_defs.eval_config_from_flags()
     export_config = flag_defs.export_config_from_flags()
     train_config = flag_defs.train_config_from_flags()
+    flag_defs.writable_folder(export_config.export_dir, "--export_dir")
     from aqa_tf import devices
     from aqa_tf.serving import export_lib
     devices.configure_run(train_config.seed, "none")

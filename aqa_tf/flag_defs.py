@@ -184,6 +184,21 @@ def config_from_flags(cls: Type[C], prefix: str = "", *, flag_values: flags.Flag
 _defined = False
 
 
+def writable_folder(path: str, flag: str) -> str:
+    """Makes the folder `path` if needed and checks that files can be written in it, so that a
+    command refuses it before its work is done rather than after (ConfigError, naming
+    `flag`)."""
+    import tempfile
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_check"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{flag}={path}: cannot write there ({error.strerror or error})"
+                          ) from None
+    return path
+
+
 def video_arguments(argv: Sequence[str], usage: str) -> List[str]:
     """The video paths an entry was given (`argv[1:]`), checked to exist before any model or
     server is touched, so that a typo fails at once. `usage`: the command line to show when

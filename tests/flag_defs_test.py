@@ -98,6 +98,16 @@ def test_command_line_mistakes_give_one_line_and_a_non_zero_exit(tmp_path):
     proc = _run("aqa_tf.evaluate", f"--data_dir={tmp_path}", f"--checkpoint={tmp_path}/x.h5")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: checkpoint" in proc.stderr and "does not exist" in proc.stderr
+    # Issue 24, case 7: an --export_dir under a file is refused before the model is built
+    # (before: a traceback after the work was done).
+    (tmp_path / "file").write_text("x")
+    for module, extra in (("aqa_tf.export", ["--checkpoint=any.weights.h5"]),
+                          ("aqa_tf.train", [])):
+        proc = _run(module, "--flagfile=configs/quickstart.cfg", f"--model_dir={tmp_path}/run",
+                    f"--export_dir={tmp_path}/file/exports", *extra)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"error: --export_dir={tmp_path}/file/exports: cannot write there (Not a directory)")
 
 
 # --- The command-line options of the entries ------------------------------------------------

@@ -179,6 +179,29 @@ def test_export_tflite_cli_and_predict_on_litert(exported, videos, tmp_path):  #
             assert results[name]["sub_actions"][head][0][0] == ranked[0][0]
     assert results["none"]["clip_scores"] == pytest.approx(reference["clip_scores"], abs=1e-3)
 
+    # Issue 24, case 7: truncated exports are one line (before: tracebacks from the flatbuffer
+    # reader, the protobuf parser or the checkpoint reader).
+    import shutil
+    from tests.helpers import user_error
+    cut_tflite = str(tmp_path / "cut.tflite")
+    with open(paths["none"], "rb") as f:
+        data = f.read()
+    with open(cut_tflite, "wb") as f:
+        f.write(data[:len(data) // 2])
+    cut_pb, cut_vars = str(tmp_path / "cut_pb"), str(tmp_path / "cut_vars")
+    shutil.copytree(saved_model, cut_pb)
+    shutil.copytree(saved_model, cut_vars)
+    for path in (os.path.join(cut_pb, "saved_model.pb"),
+                 os.path.join(cut_vars, "variables", "variables.data-00000-of-00001")):
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(data[:len(data) // 2])
+    for model_path in (cut_tflite, cut_pb, cut_vars):
+        proc = run_cli("aqa_tf.predict", videos["stored"], f"--model={model_path}",
+                       "--noprogress", expect=2)
+        print(user_error(proc, f"model {model_path}: not a readable", "truncated or corrupt"))
+
 
 def test_predict_rejects_a_tflite_file_without_metadata(tmp_path):
     import tensorflow as tf

@@ -27,10 +27,22 @@ def warn(message: str):
 def open_scorer(path: str, num_threads: Optional[int] = None) -> Scorer:
     """A scorer of an export: a SavedModel folder, or a `.tflite` file (`aqa_tf.export
     --format=tflite`)."""
-    if path.endswith(".tflite"):
-        from aqa_tf.serving import tflite_lib
-        return tflite_lib.scorer(path, num_threads)
-    return Scorer.from_saved_model(path)
+    import struct
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+    kind = "TFLite file" if path.endswith(".tflite") else "SavedModel"
+    try:
+        if path.endswith(".tflite"):
+            from aqa_tf.serving import tflite_lib
+            return tflite_lib.scorer(path, num_threads)
+        return Scorer.from_saved_model(path)
+    except (tf.errors.OpError, DecodeError, OSError, ValueError, RuntimeError, IndexError,
+            struct.error,
+            UnicodeDecodeError, json.JSONDecodeError) as error:  # truncated or corrupt files
+        reason = (getattr(error, "message", "") or str(error)).strip().splitlines()
+        raise ConfigError(f"model {path}: not a readable {kind}, truncated or corrupt "
+                          f"({type(error).__name__}: {reason[0][:200] if reason else ''})"
+                          ) from None
 
 
 def read_video(scorer: Scorer, path: str, progress: bool = True) -> video_lib.Video:
