@@ -410,3 +410,70 @@ def test_a_checkpoint_of_another_model_names_what_differs(exported, videos, tmp_
         proc = run_cli(module, *args, *wider, f"--checkpoint={run_dir / 'best.weights.h5'}",
                        expect=2)
         user_error(proc, "--width_multiplier=0.25 (the run's: 0.125) (its run's flags.txt)")
+
+
+def test_no_frames_no_video_and_grey_frames(exported):
+    """Issue 24, case 8: a window of 0 frames, a batch of 0 windows, an empty JPEG list and a
+    1-channel video failed inside the graph (`indices[2,10] = 42 is not in [0, 0)`). Now the
+    Scorer refuses them in one line before the model runs, the signatures themselves (as a TF
+    Serving client that calls them directly meets them) assert with a message that names the
+    input, and grey frames score as the same frames in RGB."""
+    import tensorflow as tf
+    from aqa_tf.config import ConfigError
+    from aqa_tf.serving import export_lib
+    from aqa_tf.serving.scorer import Scorer
+    scorer = Scorer.from_saved_model(exported[0])
+    for windows, problem in [
+            (np.empty([1, 0], object), r"window of shape \[1, 0\]: no frames"),
+            (np.empty([1, 0, 64, 86, 3], np.uint8), "no frames"),
+            (np.empty([0, 4, 64, 86, 3], np.uint8), "a batch of 0 windows"),
+            (np.zeros([1, 4, 64, 86, 3], np.float32), "dtype float32; frames are uint8"),
+            (np.zeros([1, 4, 64, 86, 4], np.uint8), r"\(RGB\) or .* \(grey\)")]:
+        with pytest.raises(ConfigError, match=problem):
+            scorer.score(windows)
+    grey = dive_frames(64, 86)[-6:, :, :, 1]
+    rgb = scorer.score(np.repeat(grey[None, ..., None], 3, axis=-1))["score"]
+    for shape in ([1, 6, 64, 86], [1, 6, 64, 86, 1]):
+        np.testing.assert_allclose(scorer.score(grey.reshape(shape))["score"], rgb, rtol=1e-6)
+    signatures = tf.saved_model.load(exported[0]).signatures
+    for name, inputs, message in [
+            ("serving_default", {"video": tf.zeros([1, 0, 64, 86, 3], tf.uint8)},
+             export_lib.NO_FRAMES.format("video")),
+            ("serving_default", {"video": tf.zeros([0, 4, 64, 86, 3], tf.uint8)},
+             export_lib.NO_VIDEO.format("video")),
+            ("serving_jpeg", {"frames": tf.zeros([1, 0], tf.string)},
+             export_lib.NO_FRAMES.format("frames"))]:
+        batch = inputs[next(iter(inputs))].shape[0]
+        with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+            signatures[name](difficulty=tf.zeros([batch]), **inputs)
+        assert message in caught.value.message, caught.value.message
+
+
+def test_a_score_far_outside_the_training_range_is_flagged(exported, videos, tmp_path):
+    """Issue 24, case 8: a noise video scored 161 points (training scores 20-100) with no
+    warning. An export records its training split's score range; predict warns about a
+    score more than 10 % of that range outside it, on stderr and in the JSON, and exits 0."""
+    import shutil
+    from aqa_tf.serving import predict_lib
+    meta = {"training_score_range": [20.0, 100.0]}
+    assert predict_lib.outside_training_range(105.0, meta) == ""
+    assert predict_lib.outside_training_range(161.0, meta).startswith(
+        "score 161 is far outside the training scores (20 to 100)")
+    assert predict_lib.outside_training_range(161.0, {}) == ""  # older exports: no range
+    # An export whose training scores lay far above this random model's score.
+    path = str(tmp_path / "export")
+    shutil.copytree(exported[0], path)
+    meta_path = os.path.join(path, "assets.extra", "aqa_tf.json")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    meta["training_score_range"] = [1000.0, 1100.0]
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+    out_json = str(tmp_path / "out.json")
+    proc = run_cli("aqa_tf.predict", videos["stored"], f"--model={path}",
+                   f"--output_json={out_json}", f"--output_dir={tmp_path}", "--noprogress")
+    warning = [line for line in proc.stderr.splitlines() if "far outside" in line]
+    assert len(warning) == 1 and warning[0].startswith(f"warning: {videos['stored']}: score ")
+    assert "training scores (1000 to 1100)" in warning[0], warning
+    with open(out_json) as f:
+        assert "far outside" in json.load(f)[0]["warning"]

@@ -210,6 +210,7 @@ def _jpeg_window(reference, meta):
 
 
 def test_refusals_at_the_server_boundary(export, servers, reference):
+    from aqa_tf.config import ConfigError
     from aqa_tf.serving import client as serving_client
     meta = serving_client.read_metadata(export[0])
     window = _jpeg_window(reference, meta)
@@ -249,16 +250,23 @@ def test_refusals_at_the_server_boundary(export, servers, reference):
         assert re.search(r"JPEG|image", caught.value.message), line
         assert "(node map/while/DecodeJpeg)" in line
         assert line.endswith("A frame of the request is not a valid JPEG image")
-        # No frames: the client refuses to send them, the server (asked directly) refuses too.
+        # No frames: the client refuses to send them, the server (asked directly) refuses too,
+        # with the graph's own message; so does it a batch of no video.
         before = servers.repository.requests
-        with pytest.raises(serving_client.ServingError, match="refused to send a window of shape "
-                           r"\[1, 0\]: no frames\. The signatures pad"):
+        with pytest.raises(ConfigError, match=r"window of shape \[1, 0\]: no frames; the "
+                           "signatures pad"):
             scorer.score(np.empty([1, 0], dtype=object))
         assert servers.repository.requests == before
         error = refusal(client, "serving_jpeg", {"frames": np.empty([1, 0], dtype=object),
                                                  "difficulty": zero})
         assert error.status == ("HTTP 400" if rest else "INVALID_ARGUMENT")
-        assert "is not in [0, 0)" in error.message and "window has no frames" in error.advice
+        assert "input `frames`: a video of 0 frames" in error.message
+        assert "window has no frames" in error.advice
+        if not rest:  # (JSON has no shape for an empty batch: `[]` is read as shape (0,))
+            error = refusal(client, "serving_default", {
+                "video": np.zeros([0, 3, 64, 86, 3], np.uint8),
+                "difficulty": np.zeros([0], np.float32)})
+            assert "input `video`: a batch of 0 videos" in error.message
         # A version the server does not have.
         error = refusal(serving_client.connect(**addresses[protocol], model_name=MODEL,
                                                model_version="7"),

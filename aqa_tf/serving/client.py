@@ -168,7 +168,8 @@ class Connection:
                     "(python -m aqa_tf.export)")
         if re.search(r"image file format|JPEG|DecodeJpeg", message):
             return "a frame of the request is not a valid JPEG image"
-        if re.search(r"is not in \[0, 0\)", message):
+        # The graph's own message (export_lib.NO_FRAMES), or an older export's gather error.
+        if re.search(r"of 0 frames|is not in \[0, 0\)", message):
             return ("the request's window has no frames; the signatures need at least one "
                     "frame per window")
         if _QUEUE_FULL.search(message) or status in ("RESOURCE_EXHAUSTED", "HTTP 429"):
@@ -426,16 +427,6 @@ def fetch_metadata(connection: Connection) -> Dict:
     return _checked_metadata(meta, where)
 
 
-def _checked_window(windows: np.ndarray, connection: Connection, signature: str) -> np.ndarray:
-    windows = np.asarray(windows)
-    if windows.ndim < 2 or 0 in windows.shape[:2]:
-        raise ServingError(connection.where(signature), "",
-                           f"refused to send a window of shape {list(windows.shape)}: no frames",
-                           "the signatures pad a short window with its first frame, so they "
-                           "need at least one frame per window")
-    return windows
-
-
 def serving_scorer(connection: Connection, meta: Optional[Dict] = None):
     """A `scorer.Scorer` whose model is `connection`'s: JPEG windows go to `serving_jpeg`
     and the heads' `<name>_jpeg` signatures (e.g. `caption_jpeg`), uint8 windows (models that
@@ -454,11 +445,11 @@ def serving_scorer(connection: Connection, meta: Optional[Dict] = None):
         if np.asarray(windows).dtype == object:
             signature = contract.SCORE_JPEG_SIGNATURE
             return connection.predict(signature, {
-                "frames": _checked_window(windows, connection, signature),
+                "frames": windows,
                 "difficulty": difficulty, **extra})
         signature = contract.SCORE_SIGNATURE
         return connection.predict(signature, {
-            "video": _checked_window(windows, connection, signature).astype(np.uint8),
+            "video": windows,
             "difficulty": difficulty, **extra})
 
     def generator(name):
@@ -466,9 +457,9 @@ def serving_scorer(connection: Connection, meta: Optional[Dict] = None):
             if np.asarray(windows).dtype == object:
                 signature = name + contract.JPEG_SUFFIX
                 return connection.predict(signature, {
-                    "frames": _checked_window(windows, connection, signature)})
+                    "frames": windows})
             return connection.predict(name, {
-                "video": _checked_window(windows, connection, name).astype(np.uint8)})
+                "video": windows})
         return generate
 
     generators = {name: generator(name) for name in contract.head_signatures(meta)}

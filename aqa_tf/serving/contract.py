@@ -13,6 +13,9 @@ METADATA_FILE = "aqa_tf.json"
 # Keys of the metadata file that a client reads to prepare a video.
 REQUIRED_METADATA = ("stored_height", "stored_width", "window_length")
 
+# Metadata key of the (min, max) score of the training split, where the export knows it.
+TRAINING_SCORE_RANGE = "training_score_range"
+
 # The signatures of every export, and those of a model with a caption head.
 SCORE_SIGNATURE = "serving_default"      # input `video`: uint8 [batch, frames, H, W, 3]
 SCORE_JPEG_SIGNATURE = "serving_jpeg"    # input `frames`: string [batch, frames] of JPEGs

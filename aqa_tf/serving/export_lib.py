@@ -12,7 +12,7 @@ Used by `aqa_tf.train` (after training) and `aqa_tf.export` (from weights alone)
 import json
 import os
 import shutil
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -71,11 +71,30 @@ def resize_to_stored(frames: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
     return tf.ensure_shape(resized, [None, height, width, 3])
 
 
+# What the signatures answer a request without a video or without frames (TF Serving returns
+# it as INVALID_ARGUMENT; without the check, the first gather on the empty axis failed with
+# "indices[...] = 42 is not in [0, 0)").
+NO_VIDEO = "input `{}`: a batch of 0 videos; send at least one"
+NO_FRAMES = ("input `{}`: a video of 0 frames; each needs at least one (a short one is padded "
+             "with its first frame)")
+
+
+def checked_frames(frames: tf.Tensor, name: str) -> tf.Tensor:
+    """`frames` (`[batch, T, ...]`), after asserting in the graph that batch and T are not
+    0 (messages `NO_VIDEO`, `NO_FRAMES`)."""
+    shape = tf.shape(frames)
+    with tf.control_dependencies([
+            tf.debugging.Assert(shape[0] > 0, [NO_VIDEO.format(name)]),
+            tf.debugging.Assert(shape[1] > 0, [NO_FRAMES.format(name)])]):
+        return tf.identity(frames)
+
+
 def video_at_stored_size(video: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
     """uint8 `[batch, T, H, W, 3]` (any size) -> the window `[batch, window_length, h, w, 3]`
     at the stored size. Only the frames the window uses are resized, and the padding of a
     short video is added after resizing, so that a large frame is never repeated at its full
     size (one 4000x4000 frame took a process from 0.8 to 5.4 GB when it was)."""
+    video = checked_frames(video, "video")
     last = video[:, -data_config.window_length:]
     shape = tf.shape(last)
     frames = tf.reshape(last, tf.concat([[-1], shape[2:]], axis=0))
@@ -90,6 +109,7 @@ def decode_jpeg_video(jpegs: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
     """string `[batch, T]` JPEG frames -> the window, uint8 `[batch, window_length, h, w, 3]`
     at the stored size (each frame decoded and resized on its own, so frames of different
     sizes may share a batch; the padding of a short video is repeated after decoding)."""
+    jpegs = checked_frames(jpegs, "frames")
     last = jpegs[:, -data_config.window_length:]
     shape = tf.shape(last)
     frames = decode_jpeg_frames(tf.reshape(last, [-1]), data_config)
@@ -186,9 +206,12 @@ def caption_fn(model: keras.Model, data_config: DataConfig, vocab: captions.Voca
                               )[contract.CAPTION_SIGNATURE]
 
 
-def metadata(model: keras.Model, data_config: DataConfig) -> Dict:
+def metadata(model: keras.Model, data_config: DataConfig,
+             score_range: Optional[Tuple[float, float]] = None) -> Dict:
     """What `assets.extra/aqa_tf.json` records: how a video is prepared for the signatures
-    (stored size, frame rate, window and clips) and what they return (each head's entries)."""
+    (stored size, frame rate, window and clips), what they return (each head's entries) and,
+    when known, the (min, max) score of the training split (`training_score_range`: clients
+    warn about a score far outside it)."""
     owner = aqa_model.owner(model)
     contributions = owner.clip_contributions()
     head_signatures = {name: head.name for head in owner.heads.values()
@@ -209,6 +232,8 @@ def metadata(model: keras.Model, data_config: DataConfig) -> Dict:
     for head in owner.heads.values():
         meta.update(head.metadata())
     meta["heads"] = list(owner.heads)
+    if score_range is not None:
+        meta[contract.TRAINING_SCORE_RANGE] = [float(score_range[0]), float(score_range[1])]
     # Each extra signature, named after what it gives (`<name>` takes uint8 video,
     # `<name>_jpeg` JPEG frames), with the label a person reads it under.
     meta[contract.HEAD_SIGNATURES] = {
@@ -220,7 +245,8 @@ def metadata(model: keras.Model, data_config: DataConfig) -> Dict:
 
 def export_saved_model(model: keras.Model, data_config: DataConfig, export_path: str,
                        flags_file: str = "", vocab: Optional[captions.Vocabulary] = None,
-                       eval_config: EvalConfig = EvalConfig()) -> str:
+                       eval_config: EvalConfig = EvalConfig(),
+                       score_range: Optional[Tuple[float, float]] = None) -> str:
     """Writes a SavedModel to `export_path` (the contract: docs/export.md).
 
     - `serving_default`: `video` uint8 `[batch, frames, height, width, 3]` (the frames of the
@@ -237,7 +263,8 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
     - `metadata`: input `batch` int32 `[batch]` (any values); output `json` string `[batch]`,
       each the text of `aqa_tf.json`, so that a client of a model server learns how to prepare
       a video from the server itself.
-    - `assets.extra/aqa_tf.json` (`metadata`) and the run's effective flags (`flags.txt`).
+    - `assets.extra/aqa_tf.json` (`metadata`, with `score_range` of the training split
+      when given) and the run's effective flags (`flags.txt`).
     """
     if os.path.exists(export_path):
         shutil.rmtree(export_path)
@@ -268,7 +295,7 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
             fn=lambda frames, difficulty: serve(decode_jpeg_video(frames, data_config),
                                                 difficulty),
             input_signature=[jpeg_spec, difficulty_spec])
-    meta_json = json.dumps(metadata(model, data_config), indent=2)
+    meta_json = json.dumps(metadata(model, data_config, score_range), indent=2)
     # One ignored input: TF Serving's REST API and its request batching need a signature
     # with a batched input.
     archive.add_endpoint(
@@ -295,8 +322,10 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
 def export_trained_model(model: keras.Model, model_config: ModelConfig, data_config: DataConfig,
                          export_config: ExportConfig, model_dir: str,
                          eval_config: EvalConfig = EvalConfig(), flags_file: str = "",
-                         vocab: Optional[captions.Vocabulary] = None) -> str:
+                         vocab: Optional[captions.Vocabulary] = None,
+                         score_range: Optional[Tuple[float, float]] = None) -> str:
     """Exports a trained model to `export_config.export_path(model_dir)`; returns that path.
+    `score_range`: (min, max) score of the training split, recorded in the metadata.
 
     A model trained under mixed precision keeps float32 variables; with `export_dtype=float32`
     (the default) it is rebuilt with the float32 policy for serving (bfloat16 activations would
@@ -314,7 +343,8 @@ def export_trained_model(model: keras.Model, model_config: ModelConfig, data_con
         finally:
             keras.mixed_precision.set_global_policy(policy)
     return export_saved_model(model, data_config, export_config.export_path(model_dir),
-                              flags_file, vocab=vocab, eval_config=eval_config)
+                              flags_file, vocab=vocab, eval_config=eval_config,
+                              score_range=score_range)
 
 
 def export_from_checkpoint(model_config: ModelConfig, data_config: DataConfig,
@@ -330,4 +360,16 @@ def export_from_checkpoint(model_config: ModelConfig, data_config: DataConfig,
     model = sources.model_from_checkpoint(model_config, data_config, checkpoint, source)
     name = os.path.basename(checkpoint).split(".")[0]
     return export_trained_model(model, model_config, data_config, export_config, name,
-                                eval_config, flags_file, vocab)
+                                eval_config, flags_file, vocab,
+                                training_score_range(data_config))
+
+
+def training_score_range(data_config: DataConfig) -> Optional[Tuple[float, float]]:
+    """(min, max) score of `data_config`'s training records, or None where they cannot be
+    read (an export from weights alone, without the dataset) or hold no score."""
+    from aqa_tf.data import statistics
+    try:
+        low, high = statistics.score_range(data_config)
+    except (tf.errors.OpError, ValueError, OSError):
+        return None
+    return low, high

@@ -24,6 +24,26 @@ def warn(message: str):
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
+# How far outside the training split's score range (as a fraction of its width) a score may
+# lie before predict warns that the video may be unlike the training videos (a noise video
+# scored 161 points with a model trained on 20-100).
+RANGE_MARGIN = 0.1
+
+
+def outside_training_range(score: float, meta: Dict) -> str:
+    """A warning for a score far outside the training scores (`""` when within, or when the
+    export records no range: exports made before it did, or from weights alone)."""
+    from aqa_tf.serving import contract
+    if contract.TRAINING_SCORE_RANGE not in meta:
+        return ""
+    low, high = meta[contract.TRAINING_SCORE_RANGE]
+    margin = RANGE_MARGIN * (high - low)
+    if low - margin <= score <= high + margin:
+        return ""
+    return (f"score {score:.4g} is far outside the training scores ({low:.4g} to {high:.4g}): "
+            "is the video a dive like those the model was trained on?")
+
+
 def open_scorer(path: str, num_threads: Optional[int] = None) -> Scorer:
     """A scorer of an export: a SavedModel folder, or a `.tflite` file (`aqa_tf.export
     --format=tflite`)."""
@@ -125,6 +145,10 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
         result[kind] = [float(v) for v in outputs[kind][0]]
     for label, texts in scorer.texts(model_window).items():
         result[label] = texts[0]
+    warning = outside_training_range(result["score"], scorer.meta)
+    if warning:
+        warn(f"{path}: {warning}")
+        result["warning"] = warning
     result["window"] = window
     return result
 
@@ -159,6 +183,12 @@ def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,
             for name, ranked in _top_classes(outputs, i, scorer.meta, top=1).items():
                 row[name], row[f"{name}_probability"] = ranked[0]
             rows.append(row)
+    far = [row for row in rows if outside_training_range(row["score"], scorer.meta)]
+    if far:
+        worst = max(far, key=lambda row: abs(row["score"]))
+        warn(f"{path}: {len(far)} of {len(rows)} windows score far outside the training "
+             f"scores; e.g. at {worst['end_time']:.1f} s: "
+             + outside_training_range(worst["score"], scorer.meta))
     return rows
 
 

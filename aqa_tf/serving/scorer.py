@@ -150,6 +150,7 @@ class Scorer:
         """Windows `[batch, frames]` of `model_frames` (or uint8 `[batch, frames, h, w, 3]`) ->
         numpy outputs of `serving_default`. `action`: int `[batch]` action indices, for
         multi-action models (`meta["uses_action"]`, paper 003)."""
+        windows = checked_windows(windows)
         if difficulty is None:
             difficulty = np.zeros([len(windows)], np.float32)
         difficulty = np.asarray(difficulty, np.float32)
@@ -164,6 +165,7 @@ class Scorer:
         """What the heads write about each window, by the label a person reads it under (the
         caption head: `commentary`): the text outputs of every extra signature."""
         labels = contract.head_signatures(self.meta)
+        windows = checked_windows(windows)
         result = {}
         for name, generate in self._generators.items():
             for value in generate(windows).values():
@@ -171,6 +173,40 @@ class Scorer:
                     result[labels.get(name, name)] = [
                         t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in value]
         return result
+
+
+def checked_windows(windows) -> np.ndarray:
+    """`windows` as the signatures take them: JPEG strings `[batch, frames]` (an object
+    array), or uint8 `[batch, frames, h, w, 3]`; grey frames (`[batch, frames, h, w]` or a
+    last axis of 1) are made RGB by repeating the grey value, as `decode_jpeg(channels=3)`
+    does with a grey JPEG.
+
+    Raises:
+      ConfigError: no window or no frames, a dtype or shape the signatures do not take.
+    """
+    windows = np.asarray(windows)
+    what = f"window of shape {list(windows.shape)}"
+    if windows.dtype.kind in "SU":
+        windows = windows.astype(object)
+    if windows.ndim < 2 or windows.shape[1] == 0:
+        raise ConfigError(f"{what}: no frames; the signatures pad a short window with its "
+                          "first frame, so they need at least one frame per window")
+    if windows.shape[0] == 0:
+        raise ConfigError(f"{what}: a batch of 0 windows")
+    if windows.dtype == object:
+        if windows.ndim != 2:
+            raise ConfigError(f"{what}: JPEG frames are [batch, frames] strings")
+        return windows
+    if windows.dtype != np.uint8:
+        raise ConfigError(f"{what}: dtype {windows.dtype}; frames are uint8 (0-255)")
+    if windows.ndim == 4:
+        windows = windows[..., None]
+    if windows.ndim != 5 or windows.shape[-1] not in (1, 3):
+        raise ConfigError(f"{what}: frames are uint8 [batch, frames, height, width, 3] (RGB) "
+                          "or [batch, frames, height, width] (grey)")
+    if windows.shape[-1] == 1:
+        windows = np.repeat(windows, 3, axis=-1)
+    return windows
 
 
 def _numpy_outputs(fn):

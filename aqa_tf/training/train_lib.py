@@ -233,7 +233,8 @@ class TrainingRun:
         if keras.backend.backend() == "tensorflow":
             return export_lib.export_trained_model(
                 self.model, self.model_config, self.data_config, export_config,
-                self.folder.path, self.eval_config, flags_file)
+                self.folder.path, self.eval_config, flags_file,
+                score_range=self.score_range)
         if not flags_file:
             raise ConfigError(f"exporting a model trained on Keras's {keras.backend.backend()} "
                               "backend needs the run's flagfile (aqa_tf.export runs on "
