@@ -84,30 +84,8 @@ def test_helpfull_lists_every_registry_name():
         assert "<" + "|".join(reg.names()) + ">" in text, reg.kind
 
 
-def test_command_line_mistakes_give_one_line_and_a_non_zero_exit(tmp_path):
-    # A value outside the choices: absl refuses it while parsing.
-    proc = _run("aqa_tf.train", "--backbone=c4d")
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "--backbone" in proc.stderr and "c3d" in proc.stderr
-    # An inconsistent configuration: our validation, one line.
-    proc = _run("aqa_tf.train", f"--model_dir={tmp_path}", "--num_frames=8", "--clip_length=16",
-                "--sample_length=8")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == "error: num_frames=8 < clip_length=16"
-    # A missing dataset.
-    proc = _run("aqa_tf.evaluate", f"--data_dir={tmp_path}", f"--checkpoint={tmp_path}/x.h5")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "error: checkpoint" in proc.stderr and "does not exist" in proc.stderr
-    # Issue 24, case 7: an --export_dir under a file is refused before the model is built
-    # (before: a traceback after the work was done).
-    (tmp_path / "file").write_text("x")
-    for module, extra in (("aqa_tf.export", ["--checkpoint=any.weights.h5"]),
-                          ("aqa_tf.train", [])):
-        proc = _run(module, "--flagfile=configs/quickstart.cfg", f"--model_dir={tmp_path}/run",
-                    f"--export_dir={tmp_path}/file/exports", *extra)
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-        assert proc.stderr.strip().splitlines()[-1] == (
-            f"error: --export_dir={tmp_path}/file/exports: cannot write there (Not a directory)")
+# The command-line mistakes of each entry (a value outside the choices, an inconsistent
+# configuration, a missing file, an unwritable folder): tests/bad_input_test.py.
 
 
 # --- The command-line options of the entries ------------------------------------------------
@@ -204,13 +182,3 @@ def test_optional_options_and_a_subset_of_a_class(flag_values):
     flag_values["end_time"].value = 2.0
     with pytest.raises(config.ConfigError, match="give --end_time or --end_frame, not both"):
         flag_defs.config_from_flags(config.ScoringOptions, flag_values=flag_values)
-
-
-@pytest.mark.parametrize("command, names", [
-    (("aqa_tf.benchmark", "--format=tflite", "--quantize=foo"), ("--quantize=foo", "int8")),
-    (("aqa_tf.export", "--checkpoint=x", "--quantize=foo"), ("--quantize=foo", "int8")),
-    (("aqa_tf.evaluate", "--split=foo"), ("--split=foo", "test|val")),
-    (("aqa_tf.evaluate",), ("--checkpoint is required",)),
-])
-def test_an_invalid_or_missing_entry_option_gives_one_line_and_exit_status_2(command, names):
-    helpers.user_error(_run(*command), *names)

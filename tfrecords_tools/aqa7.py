@@ -70,7 +70,8 @@ def load_split(root: str, split: str) -> np.ndarray:
                                 f"{aqa7.SPLIT_DIR} split files under --root)")
     try:
         contents = loadmat(path)
-    except (ValueError, TypeError, MatReadError, OSError) as error:  # OSError: truncated
+    # OSError, IndexError: truncated (scipy reads past the end of a short header).
+    except (ValueError, TypeError, IndexError, MatReadError, OSError) as error:
         raise DataError(f"{path}: not a readable MAT file ({error})") from None
     if variable not in contents:
         found = sorted(k for k in contents if not k.startswith("__"))
@@ -201,6 +202,7 @@ def convert(root: str, out_dir: str, actions: Sequence[str] = aqa7.ACTIONS, widt
     for split in splits:
         if split not in aqa7.SPLIT_FILES:
             raise ValueError(f"unknown split {split!r}; known: {', '.join(aqa7.SPLIT_FILES)}")
+    shards_lib.check_out_dir(out_dir, overwrite)
     rows = {split: load_split(root, split) for split in splits}
     options = dict(width=width, height=height, jpeg_quality=jpeg_quality)
     report = ConversionReport()

@@ -8,6 +8,7 @@ on with the rest. The exit status is non-zero if anything is wrong.
 """
 
 import collections
+import glob
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from aqa_tf.config import ConfigError
 from aqa_tf.data import features
 from aqa_tf.data import shards
 
@@ -138,6 +140,9 @@ def main(argv):
     if not paths:
         print("usage: python -m tfrecords_tools.inspect PATH... [--dump_frames OUT.png]")
         return 2
+    for path in paths:  # a typo is a user's mistake; problems found in files are reported
+        if not glob.has_magic(path) and not os.path.exists(path):
+            raise ConfigError(f"{path}: no such file or folder")
     result = inspect_paths(paths, keep_sample=(f.sample_key or "") if f.dump_frames else None)
     for path, count in result["files"].items():
         print(f"{path}: {count} records")

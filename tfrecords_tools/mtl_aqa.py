@@ -195,6 +195,7 @@ def convert(annotations_dir: str, out_dir: str, frames_dir: Optional[str] = None
     from tqdm import tqdm
     if bool(frames_dir) == bool(videos_dir):
         raise ValueError("give exactly one of frames_dir and videos_dir")
+    shards_lib.check_out_dir(out_dir, overwrite)
     data = load_annotations(annotations_dir)
     options = dict(frames_dir=frames_dir, videos_dir=videos_dir, frames_pattern=frames_pattern,
                    video_pattern=video_pattern, sample_length=sample_length,

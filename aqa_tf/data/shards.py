@@ -84,6 +84,20 @@ def check_shards(paths: Sequence[str]) -> List[str]:
     return problems
 
 
+def check_out_dir(out_dir: str, overwrite: bool = False, flag: str = "--out_dir"):
+    """Refuses an `out_dir` that `fresh_folder` would refuse (converters check it before they
+    read their annotations, so that the mistake is named first).
+
+    Raises:
+      DataError: `out_dir` is a file, or is not empty (without `overwrite`).
+    """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DataError(f"{flag}={out_dir} is a file, not a folder")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise DataError(f"{flag}={out_dir} is not empty: give --overwrite to replace it, or "
+                        "another folder")
+
+
 @contextlib.contextmanager
 def fresh_folder(out_dir: str, overwrite: bool = False, flag: str = "--out_dir") -> Iterator[str]:
     """A dataset folder written as a whole: yields a staging folder beside `out_dir`, which
@@ -95,11 +109,7 @@ def fresh_folder(out_dir: str, overwrite: bool = False, flag: str = "--out_dir")
       DataError: `out_dir` is a file, is not empty (without `overwrite`), or cannot be made.
     """
     out_dir = os.path.normpath(out_dir)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise DataError(f"{flag}={out_dir} is a file, not a folder")
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise DataError(f"{flag}={out_dir} is not empty: give --overwrite to replace it, or "
-                        "another folder")
+    check_out_dir(out_dir, overwrite, flag)
     staging = f"{out_dir}.partial-{os.getpid()}"
     try:
         shutil.rmtree(staging, ignore_errors=True)
