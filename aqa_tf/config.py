@@ -589,6 +589,25 @@ class ServingClientOptions(Config):
 
 
 @dataclasses.dataclass(frozen=True)
+class DemoOptions(Config):
+    """Where `aqa_tf.demo` serves its page (the model: `--model`, or `--server`/`--rest`)."""
+
+    port: int = option(7860, "Port of the page.")
+    host: str = option("127.0.0.1", "Address the page listens on (0.0.0.0: reachable from "
+                       "other machines).")
+    examples: int = option(3, "Synthetic test dives offered as examples on the page (0: none).")
+    queue_size: int = option(16, "Requests that may wait for the model at once; more are "
+                             "refused with a message to retry.")
+
+    def check(self):
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port={self.port}: expected 0-65535")
+        if self.examples < 0 or self.queue_size < 1:
+            raise ConfigError(f"examples={self.examples}, queue_size={self.queue_size}: "
+                              "expected examples >= 0 and queue_size >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class EvaluateOptions(Config):
     """What `aqa_tf.evaluate` evaluates."""
 
@@ -659,5 +678,5 @@ class ConvertOptions(Config):
 
 # Every class of command-line options of the entries.
 ENTRY_OPTIONS = (CheckpointOptions, ConversionOptions, ScoringOptions, PredictOptions,
-                 ServingClientOptions, EvaluateOptions, BenchmarkOptions, ProtocolOptions,
-                 ConvertOptions)
+                 ServingClientOptions, DemoOptions, EvaluateOptions, BenchmarkOptions,
+                 ProtocolOptions, ConvertOptions)

@@ -102,8 +102,11 @@ def test_export(place, args, names):
     ("aqa_tf.protocols", ["--protocol=all_actions"], ["--protocol=all_actions"]),
     ("aqa_tf.weights.convert", ["--source=c3d", "--checkpoint={p}/missing.pth",
                                 "--out={p}/out.weights.h5"], ["{p}/missing.pth"]),
+    ("aqa_tf.demo", ["--model={p}/missing"], ["--model={p}/missing: no such file"]),
+    ("aqa_tf.demo", [], ["give --model (an export) or --server / --rest"]),
+    ("aqa_tf.demo", ["--model={p}/file", "--port=70000"], ["port=70000: expected 0-65535"]),
 ], ids=["benchmark-quantize", "client-address", "client-missing-video", "protocol-name",
-        "convert-missing"])
+        "convert-missing", "demo-missing-model", "demo-no-model", "demo-port"])
 def test_other_entries(place, module, args, names):
     _check(place, module, args, names)
 

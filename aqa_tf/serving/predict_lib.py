@@ -201,6 +201,12 @@ def json_ready(result: Dict) -> Dict:
 USER_ERRORS = (ConfigError, OSError, video_lib.VideoError)
 
 
+def error_message(video: str, error: Exception) -> str:
+    """The one line a user's error (`USER_ERRORS`) on `video` is reported with (after
+    `error: `), naming the video."""
+    return str(error) if video in str(error) else f"{video}: {error}"
+
+
 def check_output_json(path: str):
     """Refuses an `--output_json` that could not be written, before any scoring is done."""
     if path and os.path.isdir(path):
@@ -250,7 +256,7 @@ class Results:
             try:
                 entry = score(video)
             except USER_ERRORS as error:
-                message = str(error) if video in str(error) else f"{video}: {error}"
+                message = error_message(video, error)
                 print(f"error: {message}", file=sys.stderr, flush=True)
                 self.fail(video, message)
                 continue

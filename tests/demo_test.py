@@ -1,0 +1,212 @@
+"""`python -m aqa_tf.demo`, used as a person uses it: a real headless Chromium (Debian's
+`chromium`, driven by Playwright) opens the page, uploads synthetic dives and a bad file, and
+reads what the page shows; the scores must be `aqa_tf.predict`'s for the same files.
+
+Outside CI, without Chromium, Gradio or Playwright, the tests skip saying what to install;
+under `CI=true` they fail instead (`.ci/run` installs them). The model is the quickstart
+network with random weights, exported by `aqa_tf.export` (tests/predict_test.py `exported`):
+the page's contract is the same for any export, and the trained quickstart export is built on
+the other xdist worker.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.helpers import REPO_ROOT, free_port, run_cli
+from tests.predict_test import dive_frames, exported  # noqa: F401 (fixture)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or ""
+# As the machines' notes start Chromium as root without network (no sandbox, no background
+# connections that the closed network refuses).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+# Where the test leaves its screenshot (docs/images/demo.png is a copy of one).
+SCREENSHOT = os.environ.get("AQA_TF_DEMO_SCREENSHOT", "")
+
+
+def _missing() -> str:
+    try:
+        import gradio  # noqa: F401
+        import playwright  # noqa: F401
+    except ImportError:
+        return "Gradio or Playwright missing: pip install -r requirements-demo.txt"
+    if not CHROMIUM:
+        return ("no Chromium: sudo apt-get install chromium (Playwright drives it; no browser "
+                "download needed)")
+    return ""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = _missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {missing}")
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Two synthetic test dives (171x128, 25 frames/s), a text file named `.mp4`, and a
+    'broadcast' of both dives one after the other."""
+    import numpy as np
+    from aqa_tf.data import video
+    folder = tmp_path_factory.mktemp("demo_videos")
+    paths = {name: str(folder / f"{name}.mp4") for name in ("dive_a", "dive_b", "broadcast")}
+    a, b = dive_frames(128, 171, index=0), dive_frames(128, 171, index=3)
+    video.write_video(paths["dive_a"], a, 25)
+    video.write_video(paths["dive_b"], b, 25)
+    video.write_video(paths["broadcast"], np.concatenate([a, b]), 25)
+    paths["bad"] = str(folder / "notes.mp4")
+    with open(paths["bad"], "w") as f:
+        f.write("not a video\n")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def model(request):
+    """The export the page serves: $AQA_TF_DEMO_MODEL (e.g. a trained quickstart export, for
+    the docs' screenshot), else the random-weight quickstart export."""
+    return os.environ.get("AQA_TF_DEMO_MODEL") or request.getfixturevalue("exported")[0]
+
+
+@pytest.fixture(scope="module")
+def predicted(model, videos, tmp_path_factory):
+    """What `aqa_tf.predict` prints and writes for the dives and the bad file: {name: its
+    JSON entry}, and the bad file's error line."""
+    out = str(tmp_path_factory.mktemp("predict") / "results.json")
+    proc = run_cli("aqa_tf.predict", videos["dive_a"], videos["dive_b"], videos["bad"],
+                   f"--model={model}", f"--output_json={out}", "--noprogress",
+                   expect=2)
+    with open(out) as f:
+        entries = {os.path.basename(e["video"])[:-4]: e for e in json.load(f)}
+    line = next(line for line in proc.stderr.splitlines() if line.startswith("error: ")
+                and videos["bad"] in line)
+    return entries, line.replace(videos["bad"], os.path.basename(videos["bad"]))
+
+
+@pytest.fixture(scope="module")
+def page_url(model):
+    """The demo, started as a user starts it, on a free port; its URL once it answers."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "aqa_tf.demo", f"--model={model}",
+                             f"--port={port}", "--examples=2"], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"the demo did not start:\n{proc.stdout.read()[-3000:]}")
+        time.sleep(1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _text(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} textarea").input_value()
+
+
+def _upload(page, path: str):
+    """Drops `path` on the score tab's upload (clearing the previous file first)."""
+    clear = page.locator('#dive_video button[aria-label="Clear"]')
+    if clear.count():
+        clear.click()
+    page.locator("#dive_video input[type=file]").set_input_files(path)
+
+
+def _wait_for_status(page, name: str, timeout_s: float = 180):
+    """Waits until the status names the file `name` (a result or its error)."""
+    page.wait_for_function(
+        "name => { const t = document.querySelector('#status textarea');"
+        " return t && t.value.includes(name); }", arg=name, timeout=timeout_s * 1000)
+
+
+def _shown_sub_actions(page, heads) -> dict:
+    return {head: page.locator(f"#head_{head} [data-testid=label-output-value]").inner_text()
+            for head in heads}
+
+
+def test_a_person_scores_dives_on_the_page(browser, page_url, videos, predicted):
+    entries, bad_line = predicted
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(page_url)
+    # A dive: the score as predict prints it, the predicted sub-actions, the clip plot.
+    started = time.perf_counter()
+    _upload(page, videos["dive_a"])
+    _wait_for_status(page, "dive_a.mp4: window")
+    seconds = time.perf_counter() - started
+    expected = entries["dive_a"]
+    assert _text(page, "score") == f"{expected['score']:.2f}"
+    heads = list(expected["sub_actions"])
+    assert _shown_sub_actions(page, heads) == {
+        head: ranked[0][0] for head, ranked in expected["sub_actions"].items()}
+    page.wait_for_function("() => { const i = document.querySelector('#clip_plot img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", timeout=60000)
+    print(f"dive scored on the page in {seconds:.1f} s: {_text(page, 'score')}")
+    if SCREENSHOT:
+        page.screenshot(path=SCREENSHOT, full_page=True)
+    # A text file named .mp4: predict's one line, and the page goes on working.
+    _upload(page, videos["bad"])
+    _wait_for_status(page, "notes.mp4")
+    assert _text(page, "status") == bad_line
+    assert _text(page, "score") == ""
+    _upload(page, videos["dive_b"])
+    _wait_for_status(page, "dive_b.mp4: window")
+    assert _text(page, "score") == f"{entries['dive_b']['score']:.2f}"
+    # The model card says what the page runs.
+    page.get_by_role("button", name="The model").click()
+    assert "frames/s" in page.locator("#model_card").inner_text()
+    page.close()
+
+
+def test_two_people_at_once_each_get_their_own_score(browser, page_url, videos, predicted):
+    entries, _ = predicted
+    pages = [browser.new_context().new_page() for _ in range(2)]
+    for page in pages:
+        page.goto(page_url)
+    for page, name in zip(pages, ("dive_a", "dive_b")):
+        _upload(page, videos[name])  # both queued before either is done
+    for page, name in zip(pages, ("dive_a", "dive_b")):
+        _wait_for_status(page, f"{name}.mp4: window")
+        assert _text(page, "score") == f"{entries[name]['score']:.2f}", name
+    for page in pages:
+        page.context.close()
+
+
+def test_scan_finds_both_dives_of_a_broadcast(browser, page_url, videos):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(page_url)
+    page.get_by_role("tab", name="Scan a long video").click()
+    page.locator("#scan_video input[type=file]").set_input_files(videos["broadcast"])
+    page.locator("#scan_button").click()
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#scan_status textarea');"
+        " return t && t.value.includes('windows'); }", timeout=180000)
+    windows = int(_text(page, "scan_status").split(": ")[1].split()[0])
+    assert windows >= 4
+    assert "Best window" in page.locator("#best_window").inner_text()
+    page.wait_for_function("() => { const i = document.querySelector('#timeline img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", timeout=60000)
+    assert page.locator("#windows").get_by_text("end_time").count() >= 1
+    page.close()
