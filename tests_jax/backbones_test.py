@@ -19,9 +19,9 @@ from tests_jax import helpers
 # published networks.
 CLIP_LENGTH = {"c3d": 16, "mscadc": 16, "s3d": 8}
 SIZE, WIDTH = 32, 0.0625
-# One per family and block kind: S3D; 3D ResNet basic and bottleneck blocks; R(2+1)D's
+# One per family and block kind: S3D; I3D; 3D ResNet basic and bottleneck blocks; R(2+1)D's
 # factorised convolution (its bottleneck and the IG-65M stem reuse these pieces).
-TRAINED = ("s3d", "resnet3d_18", "resnet3d_50", "r2plus1d_18")
+TRAINED = ("s3d", "i3d", "resnet3d_18", "resnet3d_50", "r2plus1d_18")
 
 
 def _backbone_and_clips(name):

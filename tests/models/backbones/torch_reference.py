@@ -1,6 +1,7 @@
 """PyTorch definitions the Keras backbones mirror, written here from the published model
-descriptions (3D-ResNets-PyTorch `resnet.py` / `resnet2p1d.py`, with their state-dict key
-names), for parameter-count and parity tests. Needs torch; imported only by tests that have it.
+descriptions (3D-ResNets-PyTorch `resnet.py` / `resnet2p1d.py`, Kyle Min's S3D, piergiaj's
+I3D, with their state-dict key names), for parameter-count and parity tests. Needs torch;
+imported only by tests that have it.
 """
 
 import torch
@@ -325,3 +326,100 @@ class S3D(nn.Module):
         y = self.base(x)
         y = nn.functional.avg_pool3d(y, (min(2, y.size(2)), y.size(3), y.size(4)), stride=1)
         return y.mean(dim=(2, 3, 4))
+
+
+# --- I3D (piergiaj/pytorch-i3d's InceptionI3d: its state-dict key names, TF "SAME" padding) --
+
+def _same_pad(size, kernel, stride):
+    total = max(kernel - (stride if size % stride == 0 else size % stride), 0)
+    return total // 2, total - total // 2
+
+
+def _pad_same(x, kernel, stride):
+    """Zero padding of TF's "SAME" for `[N, C, T, H, W]` (F.pad lists W first)."""
+    pads = []
+    for axis in (4, 3, 2):
+        pads += _same_pad(x.size(axis), kernel[axis - 2], stride[axis - 2])
+    return nn.functional.pad(x, pads)
+
+
+class _I3DUnit(nn.Module):
+    """`conv3d` (+ `bn`, eps 1e-3, momentum 0.01, + ReLU), "SAME"-padded at run time."""
+
+    def __init__(self, cin, cout, kernel=1, stride=1, bias=False, bn=True):
+        super().__init__()
+        self.kernel, self.stride = (kernel,) * 3, (stride,) * 3
+        self.conv3d = nn.Conv3d(cin, cout, kernel, stride, bias=bias)
+        self.bn = nn.BatchNorm3d(cout, eps=1e-3, momentum=0.01) if bn else None
+
+    def forward(self, x):
+        x = self.conv3d(_pad_same(x, self.kernel, self.stride))
+        return x if self.bn is None else torch.relu(self.bn(x))
+
+
+def _i3d_max_pool(x, kernel, stride):
+    return nn.functional.max_pool3d(_pad_same(x, kernel, stride), kernel, stride)
+
+
+class _I3DMixed(nn.Module):
+    def __init__(self, cin, widths):
+        super().__init__()
+        b0, b1a, b1b, b2a, b2b, b3b = widths
+        self.b0 = _I3DUnit(cin, b0)
+        self.b1a, self.b1b = _I3DUnit(cin, b1a), _I3DUnit(b1a, b1b, 3)
+        self.b2a, self.b2b = _I3DUnit(cin, b2a), _I3DUnit(b2a, b2b, 3)
+        self.b3b = _I3DUnit(cin, b3b)
+
+    def forward(self, x):
+        b3 = self.b3b(_i3d_max_pool(x, (3, 3, 3), (1, 1, 1)))
+        return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), b3], 1)
+
+
+class I3D(nn.Module):
+    """Modules named by their end points (`Conv3d_1a_7x7.conv3d`, `Mixed_4b.b1b.bn`, ...) and
+    `logits.conv3d` (with bias), as the port; `width` scales the channels like our
+    `width_multiplier`. `body()` ends at Mixed_5c; `features()` is what our backbone returns."""
+
+    MIXED = {"Mixed_3b": (64, 96, 128, 16, 32, 32), "Mixed_3c": (128, 128, 192, 32, 96, 64),
+             "Mixed_4b": (192, 96, 208, 16, 48, 64), "Mixed_4c": (160, 112, 224, 24, 64, 64),
+             "Mixed_4d": (128, 128, 256, 24, 64, 64), "Mixed_4e": (112, 144, 288, 32, 64, 64),
+             "Mixed_4f": (256, 160, 320, 32, 128, 128),
+             "Mixed_5b": (256, 160, 320, 32, 128, 128),
+             "Mixed_5c": (384, 192, 384, 48, 128, 128)}
+    POOLS = {"Mixed_3b": ((1, 3, 3), (1, 2, 2)), "Mixed_4b": ((3, 3, 3), (2, 2, 2)),
+             "Mixed_5b": ((2, 2, 2), (2, 2, 2))}
+
+    def __init__(self, num_classes=400, width=1.0):
+        super().__init__()
+
+        def c(n):
+            return max(1, int(round(n * width)))
+        self.Conv3d_1a_7x7 = _I3DUnit(3, c(64), 7, 2)
+        self.Conv3d_2b_1x1 = _I3DUnit(c(64), c(64))
+        self.Conv3d_2c_3x3 = _I3DUnit(c(64), c(192), 3)
+        cin = c(192)
+        for name, widths in self.MIXED.items():
+            widths = [c(w) for w in widths]
+            setattr(self, name, _I3DMixed(cin, widths))
+            cin = widths[0] + widths[2] + widths[4] + widths[5]
+        self.logits = _I3DUnit(cin, num_classes, bias=True, bn=False)
+
+    def body(self, x):
+        x = self.Conv3d_1a_7x7(x)
+        x = _i3d_max_pool(x, (1, 3, 3), (1, 2, 2))
+        x = self.Conv3d_2c_3x3(self.Conv3d_2b_1x1(x))
+        for name in self.MIXED:
+            if name in self.POOLS:
+                x = _i3d_max_pool(x, *self.POOLS[name])
+            x = getattr(self, name)(x)
+        return x
+
+    @staticmethod
+    def pool(y):
+        """Mixed_5c -> features: (2, 7, 7) average-pooling windows (smaller where the map is),
+        stride 1, averaged."""
+        window = tuple(min(k, n) for k, n in zip((2, 7, 7), y.shape[2:]))
+        return nn.functional.avg_pool3d(y, window, stride=1).mean(dim=(2, 3, 4))
+
+    def features(self, x):
+        return self.pool(self.body(x))
