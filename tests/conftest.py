@@ -31,23 +31,49 @@ DEFAULT_MTL_AQA_ANNOTATIONS = os.path.join(os.path.dirname(REPO_ROOT), "shared",
                                            "mtl_aqa")
 
 
+def _real_files(path: str, required, message: str) -> str:
+    """`path` when it holds every file of `required`; otherwise skips the test (outside CI) or
+    fails it (`CI=true`, so that CI never passes without running it), with `message`."""
+    import pytest
+    if all(os.path.exists(os.path.join(path, name)) for name in required):
+        return path
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " [CI=true: this test must run in CI]")
+    pytest.skip(message)
+
+
 def mtl_aqa_annotations() -> str:
     """The folder of the real MTL-AQA annotation files.
 
     Outside CI a test that needs them is skipped when they are absent, saying how to point at
     them; under CI (`CI=true`) it fails instead, so that CI never passes without running it.
     """
-    import pytest
     path = os.environ.get(MTL_AQA_ANNOTATIONS_ENV, DEFAULT_MTL_AQA_ANNOTATIONS)
-    if os.path.exists(os.path.join(path, "final_annotations_dict.pkl")):
-        return path
-    message = (f"the real MTL-AQA annotation files are not in {path}: set "
-               f"{MTL_AQA_ANNOTATIONS_ENV}=/path/to/MTL-AQA_split_0_data (the folder holding "
-               "final_annotations_dict.pkl, final_captions_dict.pkl, train_split_0.pkl, "
-               "test_split_0.pkl and vocab.json)")
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + " [CI=true: this test must run in CI]")
-    pytest.skip(message)
+    return _real_files(path, ["final_annotations_dict.pkl"], (
+        f"the real MTL-AQA annotation files are not in {path}: set "
+        f"{MTL_AQA_ANNOTATIONS_ENV}=/path/to/MTL-AQA_split_0_data (the folder holding "
+        "final_annotations_dict.pkl, final_captions_dict.pkl, train_split_0.pkl, "
+        "test_split_0.pkl and vocab.json)"))
+
+
+# The re-released MTL-AQA annotation dicts with judges' scores (and dive numbers): MUSDL's
+# augmented_final_annotations_dict.pkl and CoRe's final_annotations_dict_with_dive_number.pkl.
+MTL_AQA_JUDGES_ENV = "MTL_AQA_JUDGES"
+DEFAULT_MTL_AQA_JUDGES = os.path.join(os.path.dirname(REPO_ROOT), "shared", "datasets",
+                                      "mtl_aqa_judges")
+MUSDL_ANNOTATIONS = "augmented_final_annotations_dict.pkl"
+CORE_ANNOTATIONS = "final_annotations_dict_with_dive_number.pkl"
+
+
+def mtl_aqa_judges() -> str:
+    """The folder of the re-released annotation dicts with judges' scores (skip/fail rule of
+    `mtl_aqa_annotations`; both files are required)."""
+    path = os.environ.get(MTL_AQA_JUDGES_ENV, DEFAULT_MTL_AQA_JUDGES)
+    return _real_files(path, [MUSDL_ANNOTATIONS, CORE_ANNOTATIONS], (
+        f"the re-released MTL-AQA annotation files with judges' scores are not in {path}: set "
+        f"{MTL_AQA_JUDGES_ENV}=/path/to/folder holding {MUSDL_ANNOTATIONS} (MUSDL, "
+        f"nzl-thu/MUSDL MTL-AQA/data/info) and {CORE_ANNOTATIONS} (CoRe, yuxumin/CoRe "
+        "MTL-AQA/info)"))
 
 
 def synthetic_records(folder, num_workers: int = 0, **fields) -> str:

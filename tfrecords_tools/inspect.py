@@ -39,7 +39,8 @@ def inspect_paths(paths: List[str], decode_frames: bool = True,
         "count": 0, "labels": {n: collections.Counter() for n in features.CLASS_LABELS},
         "final_score": [], "difficulty": [], "caption_length": [], "num_frames": [],
         "frame_shapes": collections.Counter(), "missing": collections.Counter(),
-        "action_scores": collections.defaultdict(list)})
+        "action_scores": collections.defaultdict(list), "with_judges": 0, "judge_scores": [],
+        "with_dive_number": 0})
     sample_frames = None
     if not files:
         problems.append(f"no TFRecord files found in {paths}")
@@ -76,6 +77,7 @@ def inspect_paths(paths: List[str], decode_frames: bool = True,
                 if record["action_id"] != 0:  # multi-action datasets (AQA-7)
                     action = f"{record['action_id']} {record['action_name']}".strip()
                     stats["action_scores"][action].append(record["final_score"])
+                _count_judges(stats, record)
                 stats["caption_length"].append(len(record["caption"]))
                 stats["num_frames"].append(record["num_frames"])
                 if record["num_frames"] != len(record["frames"]):
@@ -114,9 +116,27 @@ def inspect_paths(paths: List[str], decode_frames: bool = True,
                             "mean": float(np.mean(v))}
                         for a, v in sorted(stats["action_scores"].items(),
                                            key=lambda item: int(item[0].split()[0]))}
+        s["judges"] = _judges_summary(stats)
         summary[split] = s
     return {"files": per_file, "splits": summary, "problems": problems,
             "sample_frames": sample_frames}
+
+
+def _count_judges(stats: dict, record: dict):
+    """Adds a record's judges' scores and dive number (when it has them) to its split's stats."""
+    if record[features.JUDGE_SCORES]:
+        stats["with_judges"] += 1
+        stats["judge_scores"].extend(record[features.JUDGE_SCORES])
+    stats["with_dive_number"] += bool(record[features.DIVE_NUMBER])
+
+
+def _judges_summary(stats: dict) -> Dict[str, object]:
+    """Samples with judges' scores (and with dive numbers) and the range of the scores."""
+    values = np.array(stats["judge_scores"], np.float64)
+    return {"samples_with_judges": stats["with_judges"],
+            "samples_with_dive_number": stats["with_dive_number"],
+            "judge_scores": ({"min": float(values.min()), "max": float(values.max()),
+                              "mean": float(values.mean())} if len(values) else None)}
 
 
 def contact_sheet(frames: List[np.ndarray], columns: int = 8) -> np.ndarray:
@@ -159,6 +179,12 @@ def main(argv):
             print(f"  {name:<15} {hist}")
         if s["missing"]:
             print(f"  missing labels  {s['missing']}")
+        judges = s["judges"]
+        if judges["judge_scores"]:
+            j = judges["judge_scores"]
+            print(f"  judge_scores    {judges['samples_with_judges']} samples with judges: min "
+                  f"{j['min']:.2f}  mean {j['mean']:.2f}  max {j['max']:.2f}; "
+                  f"{judges['samples_with_dive_number']} with dive numbers")
     if f.dump_frames:
         if result["sample_frames"] is None:
             result["problems"].append(f"sample {f.sample_key!r} not found for --dump_frames")

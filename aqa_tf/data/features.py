@@ -23,6 +23,10 @@ Context (per sample):
                    int64    dive sub-action classes; optional, `MISSING_INT` if unknown.
   caption          int64[]  caption token ids `<sos> w1 ... wn <eos>` (full length, uncut);
                             empty if the sample has no caption.
+  judge_scores     float[]  the judges' execution awards (MTL-AQA: 7, 0..10 in steps of 0.5);
+                            optional, absent (read as empty) when unknown.
+  dive_number      bytes    FINA dive code as the annotations give it, e.g. b"407C"; optional,
+                            b"" when unknown. Not a model input (for later methods).
 
 Feature lists (per frame, in temporal order):
   frames           bytes    one JPEG-encoded RGB frame per entry.
@@ -31,6 +35,8 @@ Optional keys are written only when a sample has them, and read as `MISSING_INT`
 `MISSING_FLOAT` (-1.0) / b"" when absent: datasets without sub-actions or difficulty (AQA-7;
 FineDiving, JIGSAWS later) write no fake labels, and losses mask the missing ones out. Version 1
 records (which wrote every key, `MISSING_*` for unknown values) read the same way.
+`judge_scores` and `dive_number` were added to version 2 as optional keys: records written
+before them read as having none, and readers that predate them ignore them.
 """
 
 import dataclasses
@@ -66,6 +72,8 @@ ROTATION_TYPE = "rotation_type"
 SS_NO = "ss_no"
 TW_NO = "tw_no"
 CAPTION = "caption"
+JUDGE_SCORES = "judge_scores"
+DIVE_NUMBER = "dive_number"
 # Feature-list key.
 FRAMES = "frames"
 
@@ -74,7 +82,9 @@ CLASS_LABELS = (POSITION, ARMSTAND, ROTATION_TYPE, SS_NO, TW_NO)
 INT_CONTEXT = (SCHEMA_VERSION_KEY, ACTION_ID, NUM_FRAMES, HEIGHT, WIDTH, START_FRAME,
                END_FRAME, END_INDEX) + CLASS_LABELS
 # Keys written only when the sample has a value (read back as the missing value).
-OPTIONAL_KEYS = (DIFFICULTY, ACTION_NAME) + CLASS_LABELS
+OPTIONAL_KEYS = (DIFFICULTY, ACTION_NAME, DIVE_NUMBER) + CLASS_LABELS
+# Judges per MTL-AQA panel (FINA: the 2 highest and 2 lowest awards are dropped).
+NUM_JUDGES = 7
 
 # Record label keys (named as in the MTL-AQA annotation files) -> model output names
 # (`aqa_tf.tasks`, the one vocabulary shared by heads, losses, metrics and serving outputs).
@@ -102,6 +112,8 @@ class Sample:
     start_frame: int = MISSING_INT
     end_frame: int = MISSING_INT
     end_index: int = MISSING_INT
+    judge_scores: Sequence[float] = ()
+    dive_number: str = ""
 
     def validate(self):
         """Raises ValueError naming the sample if a field is malformed."""
@@ -115,6 +127,9 @@ class Sample:
             if not np.isfinite(value):
                 raise ValueError(f"{where}: {name} is {value} (not finite); "
                                  f"use {MISSING_FLOAT} to mark a missing label")
+        if not np.all(np.isfinite(np.asarray(self.judge_scores, np.float64))):
+            raise ValueError(f"{where}: judge_scores {list(self.judge_scores)} are not all "
+                             "finite; leave them empty when unknown")
         if self.end_index != MISSING_INT and not 0 <= self.end_index < len(self.frames):
             raise ValueError(f"{where}: end_index {self.end_index} outside "
                              f"[0, {len(self.frames)})")
@@ -149,6 +164,10 @@ def make_sequence_example(sample: Sample) -> tf.train.SequenceExample:
             context[name] = _float([getattr(sample, name)])
     if sample.action_name:
         context[ACTION_NAME] = _bytes([sample.action_name.encode("utf-8")])
+    if len(sample.judge_scores):
+        context[JUDGE_SCORES] = _float(sample.judge_scores)
+    if sample.dive_number:
+        context[DIVE_NUMBER] = _bytes([sample.dive_number.encode("utf-8")])
     frames = tf.train.FeatureList(feature=[_bytes([f]) for f in sample.frames])
     return tf.train.SequenceExample(
         context=tf.train.Features(feature=context),
@@ -165,12 +184,13 @@ def _missing(name: str):
 
 _DTYPES = {**{name: tf.int64 for name in INT_CONTEXT},
            **{name: tf.float32 for name in FLOAT_LABELS},
-           SAMPLE_KEY: tf.string, ACTION_NAME: tf.string}
+           SAMPLE_KEY: tf.string, ACTION_NAME: tf.string, DIVE_NUMBER: tf.string}
 CONTEXT_SPEC = {
     **{name: tf.io.FixedLenFeature([], dtype, default_value=_missing(name)
                                    if name in OPTIONAL_KEYS else None)
        for name, dtype in _DTYPES.items()},
     CAPTION: tf.io.VarLenFeature(tf.int64),
+    JUDGE_SCORES: tf.io.VarLenFeature(tf.float32),
 }
 SEQUENCE_SPEC = {FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)}
 
@@ -179,13 +199,15 @@ def parse_sequence_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Parses one serialized record (graph-friendly, for `tf.data`).
 
     Returns:
-      A dict with every context key (scalars; `caption` as a dense int64 `[length]`) and
-      `frames`: a string tensor `[num_frames]` of JPEG bytes.
+      A dict with every context key (scalars; `caption` as a dense int64 `[length]`,
+      `judge_scores` as a dense float32 `[num_judges]`, empty when unknown) and `frames`: a
+      string tensor `[num_frames]` of JPEG bytes.
     """
     context, sequence = tf.io.parse_single_sequence_example(
         serialized, context_features=CONTEXT_SPEC, sequence_features=SEQUENCE_SPEC)
     features = dict(context)
     features[CAPTION] = tf.sparse.to_dense(context[CAPTION])
+    features[JUDGE_SCORES] = tf.sparse.to_dense(context[JUDGE_SCORES])
     features[FRAMES] = sequence[FRAMES]
     return features
 
@@ -205,6 +227,10 @@ def parse_to_numpy(serialized: bytes) -> Dict[str, object]:
     out[ACTION_NAME] = (ctx[ACTION_NAME].bytes_list.value[0].decode("utf-8")
                         if ACTION_NAME in ctx else "")
     out[CAPTION] = [int(v) for v in ctx[CAPTION].int64_list.value]
+    out[JUDGE_SCORES] = [float(v) for v in ctx[JUDGE_SCORES].float_list.value] \
+        if JUDGE_SCORES in ctx else []
+    out[DIVE_NUMBER] = (ctx[DIVE_NUMBER].bytes_list.value[0].decode("utf-8")
+                        if DIVE_NUMBER in ctx else "")
     frames = example.feature_lists.feature_list[FRAMES].feature
     out[FRAMES] = [f.bytes_list.value[0] for f in frames]
     if out[SCHEMA_VERSION_KEY] not in READABLE_SCHEMA_VERSIONS:

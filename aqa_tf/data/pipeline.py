@@ -128,9 +128,20 @@ def _decode_frames(jpegs: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
                      parallel_iterations=16)
 
 
+def judge_scores_target(judges: tf.Tensor) -> tf.Tensor:
+    """A record's `judge_scores` (float `[n]`) -> float32 `[NUM_JUDGES]`: the scores when the
+    sample has a full panel, else -1.0 for every judge (a head masks them out)."""
+    judges = tf.cast(judges, tf.float32)
+    full = tf.equal(tf.size(judges), features.NUM_JUDGES)
+    missing = tf.fill([features.NUM_JUDGES], features.MISSING_FLOAT)
+    judges = tf.cond(full, lambda: tf.reshape(judges, [features.NUM_JUDGES]), lambda: missing)
+    return tf.ensure_shape(judges, [features.NUM_JUDGES])
+
+
 def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: bool,
                  seed: Optional[tf.Tensor] = None, include_caption: bool = False,
-                 with_keys: bool = False) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
+                 with_keys: bool = False, include_judges: bool = False
+                 ) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
     """One parsed record -> `(inputs, targets)` of one sample (see `build_dataset`)."""
     jpegs = record[features.FRAMES]
     num_stored = tf.cast(tf.shape(jpegs)[0], tf.int64)
@@ -180,6 +191,8 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
         tokens = cut_and_pad_caption(record[features.CAPTION], config.max_caption_words)
         inputs[tasks.CAPTION_TOKENS] = tf.maximum(tokens[:-1], 0)
         targets[tasks.CAPTION_OUTPUT] = tokens[1:]
+    if include_judges:
+        targets[features.JUDGE_SCORES] = judge_scores_target(record[features.JUDGE_SCORES])
     return inputs, targets
 
 
@@ -273,7 +286,8 @@ def chosen_keys(config: DataConfig, split: str, count: int):
 def build_dataset(config: DataConfig, split: str, training: bool, with_keys: bool = False,
                   include_caption: bool = False, repeat: bool = False,
                   drop_remainder: Optional[bool] = None,
-                  deterministic: Optional[bool] = None) -> tf.data.Dataset:
+                  deterministic: Optional[bool] = None,
+                  include_judges: bool = False) -> tf.data.Dataset:
     """Batches of `(inputs, targets)` of one split.
 
     Args:
@@ -290,12 +304,15 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
       deterministic: the order of the records and samples does not depend on thread timing;
         default: when not training. Training on several workers needs it: each worker reads
         the whole stream and keeps its part of every batch (`train_lib`).
+      include_judges: add `targets["judge_scores"]` (float32 `[batch, 7]`: the judges'
+        execution awards; -1.0 for every judge of a sample without them). The record's
+        `dive_number` is never a model input.
 
     Returns:
       A dataset of `(inputs, targets)`: inputs `{"video": float32 [batch, num_clips,
       clip_length, crop, crop, 3], "difficulty": float32 [batch]}`; targets `{"score": float32
       [batch] (points, -1 if missing), "position", "armstand", "rotation_type", "somersaults",
-      "twists": int32 [batch] (-1 if missing)}` (+ `"caption"`).
+      "twists": int32 [batch] (-1 if missing)}` (+ `"caption"`, `"judge_scores"`).
     """
     config.validate()
     if deterministic is None:
@@ -316,7 +333,8 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
     @tf.autograph.experimental.do_not_convert
     def parse(seed, serialized):
         record = features.parse_sequence_example(serialized)
-        return parse_sample(record, config, training, seed, include_caption, with_keys)
+        return parse_sample(record, config, training, seed, include_caption, with_keys,
+                            include_judges)
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if drop_remainder is None:

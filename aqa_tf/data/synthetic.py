@@ -104,6 +104,41 @@ def sample_dive_spec(rng: np.random.Generator) -> DiveSpec:
                     float(rng.uniform(0.5, 0.64)))
 
 
+# FINA dive codes: group digit per rotation type (inward, reverse, backward, forward) and
+# position letter per position (straight, tuck, pike).
+_FINA_GROUPS = (4, 3, 2, 1)
+_FINA_POSITIONS = ("A", "C", "B")
+
+
+def dive_number_of(spec: DiveSpec) -> str:
+    """The FINA-style dive code of a synthetic dive, as the CoRe annotations give it: group,
+    flying digit 0, half somersaults, position ('407C'); twisting dives '5' + group, half
+    somersaults, half twists ('5253B'); armstand dives '6' + group, half somersaults (+ half
+    twists) ('626C'). The codes read like real ones; they are not checked against FINA's table.
+    """
+    group = _FINA_GROUPS[spec.rotation_type]
+    twists = str(spec.tw_no) if spec.tw_no else ""
+    if spec.armstand:
+        digits = f"6{group}{spec.ss_no}{twists}"
+    elif spec.tw_no:
+        digits = f"5{group}{spec.ss_no}{twists}"
+    else:
+        digits = f"{group}0{spec.ss_no}"
+    return digits + _FINA_POSITIONS[spec.position]
+
+
+def judge_scores_of(spec: DiveSpec, rng: np.random.Generator) -> List[float]:
+    """Seven judges' awards consistent with the dive's final score: each on the 0.5 grid in
+    0..10, and the 3 middle ones (2 highest and 2 lowest dropped) sum to 3 x execution, so the
+    judging rule gives `final_score` (to its 0.01 rounding). In panel order (shuffled)."""
+    e = spec.execution
+    spread = 0.5 if 0.5 <= e <= 9.5 and rng.random() < 0.5 else 0.0
+    middle = [e - spread, e, e + spread]
+    low = [max(0.0, middle[0] - 0.5 * int(k)) for k in rng.integers(0, 3, 2)]
+    high = [min(10.0, middle[2] + 0.5 * int(k)) for k in rng.integers(0, 3, 2)]
+    return [float(v) for v in rng.permutation(low + middle + high)]
+
+
 def _body_segments(position: int, length: float):
     """Capsules `(x0, y0, x1, y1, thickness)` of the body in its own frame: head at +y, the
     front of the body towards +x. Returns (segments, head centre)."""
@@ -318,6 +353,8 @@ class SyntheticSample:
     end_index: int
     labels: DiveSpec
     caption_words: List[str]
+    judge_scores: List[float] = dataclasses.field(default_factory=list)  # `judge_scores_of`
+    dive_number: str = ""                                                 # `dive_number_of`
 
 
 def _sample_seed(seed: int, split: str, index: int) -> int:
@@ -335,8 +372,11 @@ def make_sample(split: str, index: int, seed: int, num_frames: int, height: int,
     spec = sample_dive_spec(rng)
     end_index = num_frames - 1 - jitter_margin
     frames = render_video(spec, num_frames, height, width, end_index, rng)
+    # The judges draw from their own stream, so the rest of the sample is unchanged.
+    judges_rng = np.random.default_rng(_sample_seed(seed, f"judges:{split}", index))
     return SyntheticSample(features.sample_key_for(SPLIT_EVENTS[split], index + 1), frames,
-                           end_index, spec, caption_words(spec, rng))
+                           end_index, spec, caption_words(spec, rng),
+                           judge_scores_of(spec, judges_rng), dive_number_of(spec))
 
 
 def generate_split(split: str, num_samples: int, seed: int, num_frames: int, height: int,
@@ -352,7 +392,9 @@ def _render_split(args):
     return sample, [features.encode_jpeg(f, jpeg_quality) for f in sample.frames]
 
 
-def to_record(sample: SyntheticSample, jpegs: List[bytes], vocab: captions.Vocabulary) -> bytes:
+def to_record(sample: SyntheticSample, jpegs: List[bytes], vocab: captions.Vocabulary,
+              judges: bool = False) -> bytes:
+    """The record of a sample; with `judges`, its judge scores and dive number too."""
     from aqa_tf.data import features
     spec = sample.labels
     # Plausible source-video frame numbers (1-based), as if cut from an event video.
@@ -364,7 +406,8 @@ def to_record(sample: SyntheticSample, jpegs: List[bytes], vocab: captions.Vocab
         ss_no=spec.ss_no, tw_no=spec.tw_no,
         caption=vocab.encode(sample.caption_words, where=sample.sample_key),
         start_frame=end_frame - sample.end_index, end_frame=end_frame,
-        end_index=sample.end_index))
+        end_index=sample.end_index, judge_scores=sample.judge_scores if judges else (),
+        dive_number=sample.dive_number if judges else ""))
 
 
 GENERATOR_VERSION = 1
@@ -404,10 +447,12 @@ def _label_histograms() -> dict:
 
 
 def write_tfrecords(out_dir: str, config: SyntheticDataConfig, num_workers: int = 0,
-                    overwrite: bool = False, flag: str = "--out_dir") -> dict:
+                    overwrite: bool = False, flag: str = "--out_dir",
+                    judges: bool = False) -> dict:
     """Writes `train-*`/`test-*` shards, `vocab.json` and `dataset_info.json` to `out_dir`
     (`shards.fresh_folder`: a non-empty `out_dir` is replaced only with `overwrite`); returns
-    the dataset info (with label histograms)."""
+    the dataset info (with label histograms). With `judges`, the records also store 7 judges'
+    scores consistent with the final score (`judge_scores_of`) and a dive number."""
     import concurrent.futures
     from tqdm import tqdm
 
@@ -417,6 +462,8 @@ def write_tfrecords(out_dir: str, config: SyntheticDataConfig, num_workers: int 
         vocab = synthetic_vocabulary()
         vocab.save(os.path.join(out_dir, "vocab.json"))
         info, histograms = c.info(), {}
+        if judges:
+            info["judge_scores"] = True
         workers = num_workers or min(4, os.cpu_count() or 1)
         pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
         mapper = pool.map if pool else (lambda fn, jobs, chunksize: map(fn, jobs))
@@ -430,7 +477,7 @@ def write_tfrecords(out_dir: str, config: SyntheticDataConfig, num_workers: int 
                     for sample, jpegs in tqdm(mapper(_render_split, jobs, chunksize=8),
                                               total=count, desc=f"synthesizing {split}",
                                               unit="video"):
-                        writer.write(to_record(sample, jpegs, vocab))
+                        writer.write(to_record(sample, jpegs, vocab, judges))
                         for name in hist:
                             hist[name][getattr(sample.labels, name)] += 1
         finally:
