@@ -295,8 +295,10 @@ class ModelConfig(Config):
         "over the clips) or 'lstm' (paper 003's C3D-LSTM: the same over per-clip fc6 features, "
         "LSTM weights drawn from N(0, 0.1)).", choices=registry.AGGREGATIONS)
     heads: Tuple[str, ...] = option(
-        ("score", "dive"), "Task heads: 'score' (STL) plus 'dive' (sub-action classification) "
-        "and/or 'caption' (commentary generation, S2VT): MTL.", choices=registry.HEADS)
+        ("score", "dive"), "Task heads: one score head, 'score' (regression), 'usdl' or 'musdl' "
+        "(score distributions, Tang et al. 2020), alone (STL) or with 'dive' (sub-action "
+        "classification) and/or 'caption' (commentary generation, S2VT): MTL.",
+        choices=registry.HEADS)
     projection_units: Tuple[int, ...] = option(
         (), "Paper 002's feature projection: per-clip fully connected layers (ReLU) between the "
         "backbone and the aggregation, e.g. 256,128 (ResNet-34) or 512,256,128 (ResNet-50/101). "
@@ -312,6 +314,26 @@ class ModelConfig(Config):
     multiply_difficulty: bool = option(
         False, "Paper 002: the regressor predicts execution and the score is difficulty (from "
         "the record) x prediction.")
+    # Score distribution heads (USDL / MUSDL, Tang et al., CVPR 2020; the authors' MUSDL repo).
+    distribution_hidden: Tuple[int, ...] = option(
+        (256, 128), "usdl/musdl heads: hidden widths (ReLU) of each MLP before its softmax over "
+        "the score bins (authors' models/evaluator.py: 1024-256-128-bins).")
+    usdl_bins: int = option(101, "usdl head: bins of the final-score distribution, spread "
+                            "evenly over 0..--usdl_score_max (authors' opts.py: 101).")
+    usdl_score_max: float = option(
+        104.5, "usdl head: the final score of the last bin (authors' opts.py label_max: 104.5, "
+        "MTL-AQA's highest score).")
+    musdl_bins: int = option(21, "musdl head: bins of each judge's distribution over 0..10 "
+                             "(authors' opts.py: 21, i.e. 0.5 points apart).")
+    musdl_judges: int = option(7, "musdl head: judges, one MLP each (MTL-AQA: 7); the final "
+                               "score sums the middle three, times the difficulty.")
+    distribution_std: float = option(
+        5.0, "usdl/musdl heads: deviation, in bins, of the Gaussian target around the true score "
+        "(authors' --std: 5).")
+    distribution_readout: str = option(
+        "argmax", "usdl/musdl heads: the score read out of a distribution: argmax (the most "
+        "likely bin, as the authors' MTL-AQA/main.py) or expectation (the mean).",
+        choices=("argmax", "expectation"))
     # Caption head (S2VT, paper 001; variants of paper 000).
     caption_cell: str = option("gru", "Caption RNN cells: gru (MTL-AQA authors) or lstm "
                                "(paper 000).", choices=("gru", "lstm"))
@@ -339,8 +361,11 @@ class ModelConfig(Config):
         return dict(self.num_classes)
 
     def check(self):
-        if "score" not in self.heads:
-            raise ConfigError(f"heads={self.heads}: the score head is required")
+        scoring = [n for n in self.heads if n in registry.HEADS
+                   and getattr(registry.HEADS.get(n), "predicts_score", False)]
+        if len(scoring) != 1:
+            raise ConfigError(f"heads={self.heads}: exactly one score head is required "
+                              "(score, usdl or musdl)")
         if self.width_multiplier <= 0:
             raise ConfigError(f"width_multiplier={self.width_multiplier} must be positive")
         if self.fc_units < 0 or any(u <= 0 for u in self.projection_units):

@@ -83,7 +83,7 @@ BACKBONES: Registry[Callable[..., Any]] = Registry(
     "backbone", ["aqa_tf.models.backbones"])
 HEADS: Registry[Callable[..., Any]] = Registry(
     "head", ["aqa_tf.models.heads.score", "aqa_tf.models.heads.dive",
-             "aqa_tf.models.heads.caption"])
+             "aqa_tf.models.heads.caption", "aqa_tf.models.heads.distribution"])
 # The score head's variant of each `--score_normalization`.
 SCORE_HEADS: Registry[Callable[..., Any]] = Registry(
     "score normalisation", ["aqa_tf.models.heads.score",

@@ -24,6 +24,13 @@ def format_report(result: Dict) -> str:
     if "r_l2" in m:
         lines.append(f"  {'R-l2 (x100)':<28}{m['r_l2']:>10.4f}")
     lines.append(f"  {'MAE (points)':<28}{m['mae']:>10.3f}")
+    # Distribution heads (usdl, musdl): calibration of the predicted intervals.
+    for key, label in (("coverage_50", "50% interval coverage"),
+                       ("coverage_90", "90% interval coverage"),
+                       ("mean_score_std", "mean predicted std"),
+                       ("judge_mae", "judge MAE (points)")):
+        if key in m:
+            lines.append(f"  {label:<28}{m[key]:>10.4f}")
     for key in sorted(k for k in m if k.startswith("spearman/")):
         lines.append(f"  {'Spearman ' + key.split('/', 1)[1]:<28}{m[key]:>10.4f}")
     if "spearman_fisher_z" in m:
@@ -129,6 +136,15 @@ def scatter_plot(path: str, true_scores: ArrayLike, pred_scores: ArrayLike, spea
     return path
 
 
+def _interval_text(result: Dict) -> str:
+    """What follows the score where a distribution head gave its spread, e.g.
+    ` (90% interval 65.2-79.0, std 4.1)`; else nothing."""
+    if "score_interval" not in result:
+        return ""
+    low, high = result["score_interval"]
+    return f" (90% interval {low:.1f}-{high:.1f}, std {result['score_std']:.1f})"
+
+
 def format_result(result: Dict) -> str:
     """The table `aqa_tf.predict` prints for one dive."""
     height, width = result["source_size"]
@@ -136,7 +152,7 @@ def format_result(result: Dict) -> str:
              + (f" read at {result['frame_rate']:.3g}" if abs(
                  result["frame_rate"] - result["source_frame_rate"]) > 1e-3 else "")
              + f"; window {result['window_start_time']:.2f}-{result['window_end_time']:.2f} s)",
-             f"  {'score':<16}{result['score']:.2f}"]
+             f"  {'score':<16}{result['score']:.2f}" + _interval_text(result)]
     for name, ranked in result["sub_actions"].items():
         best, prob = ranked[0]
         others = "   ".join(f"{label} {p:.2f}" for label, p in ranked[1:])

@@ -100,3 +100,16 @@ def per_action_metrics(true_scores: ArrayLike, pred_scores: ArrayLike, actions: 
     out["spearman_fisher_z"] = fisher_z_mean(rhos)
     out["spearman_action_mean"] = float(np.nanmean(rhos)) if rhos else float("nan")
     return out
+
+
+def interval_coverage(true_scores: ArrayLike, low: ArrayLike, high: ArrayLike) -> float:
+    """The fraction of samples whose true score lies in its predicted interval [low, high]
+    (calibration of a distribution head: about 0.9 for calibrated 90% intervals). Samples with
+    a missing score (< 0 or not finite) are left out; NaN when none is left."""
+    true_scores = np.asarray(true_scores, np.float64)
+    valid = np.isfinite(true_scores) & (true_scores >= 0)
+    if not valid.any():
+        return float("nan")
+    t = true_scores[valid]
+    inside = (np.asarray(low)[valid] <= t) & (t <= np.asarray(high)[valid])
+    return float(np.mean(inside))

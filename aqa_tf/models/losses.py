@@ -78,3 +78,91 @@ class CaptionLoss(keras.losses.Loss):
         nll = keras.losses.sparse_categorical_crossentropy(
             ops.where(valid, y_true, 0), ops.cast(y_pred, "float32"), from_logits=True)
         return ops.sum(ops.where(valid, nll, 0.0), axis=-1)
+
+
+def gaussian_bin_target(centre, bins: int, std: float):
+    """Soft labels of USDL/MUSDL: a Gaussian of deviation `std` (in bins) centred on `centre`
+    (in bins, any shape `[...]`), evaluated at the bin indices 0..bins-1 and normalised to sum 1
+    over the bins -> `[..., bins]`.
+
+    As the authors' `MTL-AQA/dataset.py` (`proc_label`): scipy's normal pdf on the integer grid,
+    divided by its sum (the pdf's constant factor cancels in that division, so it is left out).
+    """
+    grid = ops.arange(bins, dtype="float32")
+    z = (grid - ops.expand_dims(ops.cast(centre, "float32"), -1)) / float(std)
+    density = ops.exp(-0.5 * ops.square(z))
+    return density / ops.sum(density, axis=-1, keepdims=True)
+
+
+def kl_divergence(target, probabilities, epsilon: float = 1e-12):
+    """KL(target || predicted) summed over the last axis; bins where the target is 0 add 0 (as
+    torch's `KLDivLoss`, which the authors apply to `log(softmax)`). Predicted probabilities are
+    floored at `epsilon` before the log."""
+    log_ratio = ops.log(ops.maximum(target, epsilon)) - ops.log(
+        ops.maximum(ops.cast(probabilities, "float32"), epsilon))
+    return ops.sum(ops.where(target > 0.0, target * log_ratio, 0.0), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class ScoreDistributionLoss(keras.losses.Loss):
+    """USDL (Tang et al., CVPR 2020): KL(Gaussian target || predicted distribution) over the
+    score bins.
+
+    The true score in points is mapped onto the bin grid as the authors' `MTL-AQA/dataset.py`
+    does (`score * (bins - 1) / score_max`, score_max = `label_max` 104.5 of their `opts.py`),
+    and the target is a Gaussian of deviation `std` bins there (their `--std`, 5). Per sample
+    the KL is summed over the bins; torch's `KLDivLoss()` of their `main.py` averages over bins
+    and batch, i.e. this loss / bins: a constant factor (use the loss weight to match it).
+    Samples whose score is missing (negative or not finite) add zero.
+
+    y_true: `[batch]` scores in points. y_pred: `[batch, bins]` probabilities.
+    """
+
+    def __init__(self, bins: int = 101, std: float = 5.0, score_max: float = 104.5,
+                 name: str = "score_distribution_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.bins, self.std, self.score_max = int(bins), float(std), float(score_max)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.reshape(ops.cast(y_true, "float32"), (-1,))
+        valid = ops.logical_and(ops.isfinite(y_true), y_true >= 0.0)
+        centre = ops.where(valid, y_true, 0.0) * (self.bins - 1) / self.score_max
+        kl = kl_divergence(gaussian_bin_target(centre, self.bins, self.std), y_pred)
+        return ops.where(valid, kl, 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "bins": self.bins, "std": self.std,
+                "score_max": self.score_max}
+
+
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class JudgeDistributionLoss(keras.losses.Loss):
+    """MUSDL (Tang et al., CVPR 2020): one USDL loss per judge, over that judge's score bins.
+
+    A judge's score (0..`judge_max`, 10) is mapped onto the grid as `score * (bins - 1) /
+    judge_max` (authors' `MTL-AQA/dataset.py`: 21 bins, 0.5 points apart) with a Gaussian target
+    of deviation `std` bins. The per-judge KLs are averaged over the judges present: a missing
+    judge (score < 0, the records' -1, or not finite) adds nothing, and a sample without any
+    judge adds zero. The authors' `main.py` sums the 7 judges' `KLDivLoss()` (each averaged over
+    bins and batch): with every judge present this loss is theirs x bins / judges.
+
+    y_true: `[batch, judges]` judge scores. y_pred: `[batch, judges, bins]` probabilities.
+    """
+
+    def __init__(self, bins: int = 21, std: float = 5.0, judge_max: float = 10.0,
+                 name: str = "judge_distribution_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.bins, self.std, self.judge_max = int(bins), float(std), float(judge_max)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "float32")
+        valid = ops.logical_and(ops.isfinite(y_true), y_true >= 0.0)
+        centre = ops.where(valid, y_true, 0.0) * (self.bins - 1) / self.judge_max
+        kl = ops.where(valid, kl_divergence(gaussian_bin_target(centre, self.bins, self.std),
+                                            y_pred), 0.0)
+        present = ops.sum(ops.cast(valid, "float32"), axis=-1)
+        return ops.sum(kl, axis=-1) / ops.maximum(present, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "bins": self.bins, "std": self.std,
+                "judge_max": self.judge_max}

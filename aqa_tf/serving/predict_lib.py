@@ -140,6 +140,10 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
         "score": float(outputs["score"][0]),
         "sub_actions": _top_classes(outputs, 0, scorer.meta),
     }
+    if "score_interval_low" in outputs:  # distribution heads (usdl, musdl): the 90% interval
+        result["score_interval"] = [float(outputs["score_interval_low"][0]),
+                                    float(outputs["score_interval_high"][0])]
+        result["score_std"] = float(outputs["score_std"][0])
     kind = scorer.meta.get("clip_contribution")
     if kind and kind in outputs:
         result[kind] = [float(v) for v in outputs[kind][0]]

@@ -31,12 +31,18 @@ from aqa_tf.weights import sources
 
 
 def select_model_io(dataset: tf.data.Dataset, model: keras.Model) -> tf.data.Dataset:
-    """Keeps only the inputs and targets the model has (e.g. no class targets for STL)."""
+    """Keeps only the inputs the model has and the targets its losses read (e.g. no class
+    targets for STL), each under its output's name (`Head.target_keys`: a score distribution
+    is trained against the score; `Head.untrained_outputs` read none)."""
+    heads = getattr(aqa_model.owner(model), "heads", {}).values()
+    untrained = {name for head in heads for name in head.untrained_outputs}
+    source = {out: key for head in heads for out, key in head.target_keys.items()}
     input_names = list(model.input.keys())
-    output_names = list(model.output.keys())
+    output_names = [name for name in model.output.keys() if name not in untrained]
 
     def select(inputs, targets):
-        return ({k: inputs[k] for k in input_names}, {k: targets[k] for k in output_names})
+        return ({k: inputs[k] for k in input_names},
+                {k: targets[source.get(k, k)] for k in output_names})
 
     return dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE)
 

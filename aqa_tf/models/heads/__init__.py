@@ -2,6 +2,8 @@
 
   score             the judges' score (paper 001), difficulty x execution (paper 002)
   per_action_score  the score normalised per action (paper 003), chosen by the score head
+  distribution      usdl and musdl: score distributions, overall or per judge (Tang et al.,
+                    CVPR 2020), in place of the score head
   dive              the five sub-action classifiers (paper 001)
   caption           S2VT commentary (papers 000 and 001)
   mscadc            MSCADC's context-net heads (paper 001, Table 3), which the score, dive and

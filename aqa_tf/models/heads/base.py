@@ -81,6 +81,13 @@ class Head:
     writes_words: bool = False
     #: options of `pipeline.build_dataset` the head's targets need (e.g. include_caption)
     dataset_options: Dict[str, bool] = {}
+    #: whether the head gives the model's `score` output (a model has exactly one such head)
+    predicts_score: bool = False
+    #: outputs trained against a dataset target of another name: output -> target key (e.g. a
+    #: score distribution trained against the score)
+    target_keys: Dict[str, str] = {}
+    #: outputs no loss trains (training reads no target for them)
+    untrained_outputs: Tuple[str, ...] = ()
 
     def __init__(self, model_config: ModelConfig, data_config: DataConfig):
         self.model_config, self.data_config = model_config, data_config

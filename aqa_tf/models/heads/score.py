@@ -63,6 +63,7 @@ class ScoreHead(Head):
     variant of `--score_normalization` (`registry.SCORE_HEADS`)."""
 
     name = "score"
+    predicts_score = True
 
     @classmethod
     def create(cls, model_config: ModelConfig, data_config: DataConfig) -> Head:
