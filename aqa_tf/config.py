@@ -121,6 +121,10 @@ class DataConfig(Config):
                              "into clips.")
     clip_length: int = option(16, "Frames per clip.")
     clip_stride: int = option(16, "Frames between the starts of two clips.")
+    clip_starts: Tuple[int, ...] = option(
+        (), "Instead of --clip_stride: the first frame of each clip, increasing, e.g. USDL/MUSDL's "
+        "10 overlapping clips 0,10,20,30,40,50,60,70,80,87 of a 103-frame window (the authors' "
+        "MTL-AQA/dataset.py); --num_frames must be the last start + --clip_length.")
     frame_step: float = option(
         1.0, "Temporal subsampling of the window: frame i of the clips is window frame "
         "floor(i * frame_step). MSCADC (paper 001): 16 frames at 6.5 over a 103-frame window, "
@@ -228,6 +232,8 @@ class DataConfig(Config):
 
     @property
     def num_clips(self) -> int:
+        if self.clip_starts:
+            return len(self.clip_starts)
         return (self.num_frames - self.clip_length) // self.clip_stride + 1
 
     def check(self):
@@ -236,6 +242,12 @@ class DataConfig(Config):
                               f"{self.clip_stride} must be positive")
         if self.num_frames < self.clip_length:
             raise ConfigError(f"num_frames={self.num_frames} < clip_length={self.clip_length}")
+        starts = self.clip_starts
+        if starts and (starts[0] < 0 or any(b <= a for a, b in zip(starts, starts[1:]))
+                       or starts[-1] + self.clip_length != self.num_frames):
+            raise ConfigError(f"clip_starts={','.join(map(str, starts))}: expected increasing "
+                              f"starts >= 0, the last at num_frames - clip_length = "
+                              f"{self.num_frames - self.clip_length}")
         if self.frame_step < 1.0:
             raise ConfigError(f"frame_step={self.frame_step} must be >= 1")
         if self.window_length < self.frames_spanned:

@@ -87,5 +87,8 @@ def test_config_trains_one_step(config, long_videos, aqa7_videos, tmp_path):
     changed = [not np.allclose(b, np.asarray(w))
                for b, w in zip(before, run.model.trainable_weights)]
     assert sum(changed) > len(changed) // 2
-    assert data_config.num_clips * data_config.clip_length == data_config.num_frames
+    # The clips cover the window's frames, from its first to frame num_frames - 1.
+    from aqa_tf.data import pipeline
+    used = np.unique(pipeline.clip_indices(data_config).numpy())
+    assert used[0] == 0 and used[-1] == int((data_config.num_frames - 1) * data_config.frame_step)
     FLAGS.unparse_flags()

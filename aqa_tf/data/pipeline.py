@@ -27,8 +27,13 @@ _HASH_BUCKETS = 1_000_000
 def clip_indices(config: DataConfig) -> tf.Tensor:
     """Window-relative frame indices of every clip: int32 `[num_clips, clip_length]`.
 
-    With `frame_step` > 1, clip position `i` is window frame `floor(i * frame_step)`."""
-    starts = tf.range(config.num_clips) * config.clip_stride
+    Clips start `clip_stride` frames apart, or at `clip_starts` (which may overlap: USDL's 10
+    clips of a 103-frame window). With `frame_step` > 1, clip position `i` is window frame
+    `floor(i * frame_step)`."""
+    if config.clip_starts:
+        starts = tf.constant(config.clip_starts, tf.int32)
+    else:
+        starts = tf.range(config.num_clips) * config.clip_stride
     positions = starts[:, None] + tf.range(config.clip_length)[None, :]
     if config.frame_step == 1.0:
         return positions

@@ -268,7 +268,8 @@ def model_from_checkpoint(model_config, data_config, path: str,
 
 
 # The data options that change a model's weights (with every ModelConfig field).
-_SHAPE_DATA_OPTIONS = ("sample_length", "num_frames", "clip_length", "clip_stride", "crop_size")
+_SHAPE_DATA_OPTIONS = ("sample_length", "num_frames", "clip_length", "clip_stride", "clip_starts",
+                       "crop_size")
 
 
 def _run_flags(path: str) -> Optional[Dict[str, str]]:

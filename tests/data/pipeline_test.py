@@ -78,6 +78,18 @@ def test_overlapping_clips(data_dir):
                                   [np.arange(6, 14), np.arange(10, 18), np.arange(14, 22)])
 
 
+def test_clips_at_given_starts(data_dir):
+    # USDL/MUSDL style: clips at chosen starts, overlapping (0, 3) and not (3, 8).
+    config = _config(data_dir, clip_starts=(0, 3, 8))
+    assert config.num_clips == 3
+    inputs, _ = next(iter(pipeline.build_dataset(config, "test", training=False)))
+    np.testing.assert_array_equal(_frame_ids(inputs["video"])[0],
+                                  [np.arange(6, 14), np.arange(9, 17), np.arange(14, 22)])
+    for starts in ((0, 3, 7), (3, 0, 8), (-1, 8), (0, 0, 8)):
+        with pytest.raises(ValueError, match="clip_starts="):
+            _config(data_dir, clip_starts=starts).validate()
+
+
 def test_sparse_frame_step_samples_the_whole_window(data_dir):
     # MSCADC style: 8 frames at step 2.5 over a 20-frame window -> window frames
     # floor(i * 2.5) = 0, 2, 5, 7, 10, 12, 15, 17; the window starts at stored frame 6.
