@@ -12,25 +12,6 @@ from aqa_tf.weights import mapping, sources  # noqa: E402
 from tests.models.backbones import torch_reference  # noqa: E402
 
 
-def _randomise(module, seed):
-    """Random weights and BN statistics, eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in module.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
-            elif name.endswith(".weight") and tensor.dim() == 1:  # BN scale
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
-            elif tensor.dim() > 1:
-                fan_in = int(np.prod(tensor.shape[1:]))
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
-    return module.eval()
-
-
 def _save(state_dict, path, wrap):
     if wrap:  # 3D-ResNets-PyTorch checkpoints: {"state_dict": {"module.<key>": ...}, ...}
         state_dict = {"state_dict": {f"module.{k}": v for k, v in state_dict.items()},
@@ -53,8 +34,8 @@ def _compare(reference, backbone, clip):
                                   "r2plus1d_18", "r2plus1d_34", "r2plus1d_50"])
 def test_resnet_checkpoints_convert_with_parity(name, tmp_path):
     kind, depth = name.rsplit("_", 1)
-    reference = _randomise(torch_reference.ResNet(int(depth), factorised=kind == "r2plus1d"),
-                           seed=int(depth))
+    reference = torch_reference.randomise(
+        torch_reference.ResNet(int(depth), factorised=kind == "r2plus1d"), seed=int(depth))
     state = dict(reference.state_dict())
     state["fc.weight"] = torch.zeros(400, 2048 if int(depth) >= 50 else 512)  # the classifier
     state["fc.bias"] = torch.zeros(400)
@@ -69,7 +50,7 @@ def test_resnet_checkpoints_convert_with_parity(name, tmp_path):
 
 
 def test_ig65m_torchvision_checkpoint_converts_with_parity(tmp_path):
-    reference = _randomise(torch_reference.TorchvisionR2Plus1D(), seed=65)
+    reference = torch_reference.randomise(torch_reference.TorchvisionR2Plus1D(), seed=65)
     state = dict(reference.state_dict())
     assert "layer1.0.conv1.0.3.weight" in state and "stem.3.weight" in state
     state["fc.weight"], state["fc.bias"] = torch.zeros(359, 512), torch.zeros(359)
@@ -107,7 +88,7 @@ class _C3D(torch.nn.Module):
 
 
 def test_c3d_sports1m_pickle_converts_with_parity(tmp_path):
-    reference = _randomise(_C3D(), seed=3)
+    reference = torch_reference.randomise(_C3D(), seed=3)
     path = str(tmp_path / "c3d.pickle")
     _save(dict(reference.state_dict()), path, wrap=False)
     backbone = build_backbone("c3d")
@@ -215,7 +196,7 @@ class _S2VT(torch.nn.Module):
 def _authors_c3d_avg_parts(folder, s2vt, epoch=99):
     """The authors' C3D-AVG-MTL part files (random weights) with `s2vt` as `model_caption`;
     returns the PyTorch modules."""
-    cnn = _randomise(_C3D(), seed=11)
+    cnn = torch_reference.randomise(_C3D(), seed=11)
     fc6 = torch.nn.Module()
     fc6.fc = torch.nn.Linear(8192, 4096)
     regressor = torch.nn.Module()
@@ -224,7 +205,7 @@ def _authors_c3d_avg_parts(folder, s2vt, epoch=99):
     for name, count in torch_reference.MTL_AQA_CLASSES.items():
         setattr(classifier, MTL_AQA_CLASSIFIER_KEYS[name], torch.nn.Linear(4096, count))
     for i, module in enumerate((fc6, regressor, classifier)):
-        _randomise(module, seed=20 + i)
+        torch_reference.randomise(module, seed=20 + i)
     # The authors' C3D_altered ends at pool5: its state dict has no fc layers.
     cnn_state = {k: v for k, v in cnn.state_dict().items() if not k.startswith("fc")}
     _save_parts(folder, {"model_CNN": cnn_state, "model_my_fc6": fc6,
@@ -241,7 +222,7 @@ MTL_AQA_CLASSIFIER_KEYS = {"position": "fc_position", "armstand": "fc_armstand",
 def test_mtl_aqa_c3d_avg_checkpoints_convert_with_parity(tmp_path):
     from aqa_tf.config import DataConfig, ModelConfig
     from aqa_tf.models.aqa_model import build_aqa_model
-    s2vt = _randomise(_S2VT(20, 8192), seed=24)
+    s2vt = torch_reference.randomise(_S2VT(20, 8192), seed=24)
     cnn, fc6, regressor, classifier = _authors_c3d_avg_parts(tmp_path, s2vt)
     suffixes = MTL_AQA_CLASSIFIER_KEYS
     state = sources.read_mtl_aqa_parts(str(tmp_path), "c3d", epoch=99)
@@ -280,9 +261,9 @@ def test_mtl_aqa_c3d_avg_checkpoints_convert_with_parity(tmp_path):
 def test_mtl_aqa_mscadc_checkpoints_convert_with_parity(tmp_path):
     from aqa_tf.config import DataConfig, ModelConfig
     from aqa_tf.models.aqa_model import build_aqa_model
-    body = _randomise(torch_reference.MSCADCBody(), seed=31)
-    head_fs = _randomise(torch_reference.MSCADCHead({"": 1}), seed=32)
-    head_cls = _randomise(torch_reference.mscadc_classifier(), seed=33)
+    body = torch_reference.randomise(torch_reference.MSCADCBody(), seed=31)
+    head_fs = torch_reference.randomise(torch_reference.MSCADCHead({"": 1}), seed=32)
+    head_cls = torch_reference.randomise(torch_reference.mscadc_classifier(), seed=33)
     _save_parts(tmp_path, {"model_CNN": body, "model_score_regressor": head_fs,
                            "model_position_classifier": head_cls}, epoch=4)
     data = DataConfig(sample_length=16, num_frames=16, clip_length=16, crop_size=64)
@@ -313,7 +294,7 @@ def test_cli_converts_the_mscadc_body(tmp_path):
     import subprocess
     import sys
     from tests.conftest import REPO_ROOT
-    body = _randomise(torch_reference.MSCADCBody(), seed=41)
+    body = torch_reference.randomise(torch_reference.MSCADCBody(), seed=41)
     state = dict(body.state_dict())
     state["fc8.weight"] = torch.zeros(101, 10)  # a classifier the body does not use
     torch.save(state, str(tmp_path / "c3d_small.pth"))
@@ -338,7 +319,7 @@ def test_cli_converts_the_mscadc_body(tmp_path):
 
 @pytest.mark.parametrize("clip_length", [16, 32])
 def test_s3d_kinetics_checkpoint_converts_with_parity(clip_length, tmp_path):
-    reference = _randomise(torch_reference.S3D(), seed=51)
+    reference = torch_reference.randomise(torch_reference.S3D(), seed=51)
     path = str(tmp_path / "S3D_kinetics400.pt")
     _save({f"module.{k}": v for k, v in reference.state_dict().items()}, path, wrap=False)
     backbone = build_backbone("s3d", clip_length=clip_length, image_size=64)
@@ -360,7 +341,7 @@ def test_training_starts_from_a_pytorch_checkpoint_converted_on_the_fly(tmp_path
     gets what the converter gives."""
     from aqa_tf.config import DataConfig, ModelConfig
     from aqa_tf.models import aqa_model
-    reference = _randomise(torch_reference.ResNet(18), seed=18)
+    reference = torch_reference.randomise(torch_reference.ResNet(18), seed=18)
     path = str(tmp_path / "r3d18.pth")
     _save(dict(reference.state_dict()), path, wrap=True)
     data = DataConfig(sample_length=8, num_frames=8, clip_length=8, crop_size=48)
@@ -382,7 +363,7 @@ def test_the_authors_5779_word_s2vt_converts_and_captions_as_pytorch(tmp_path):
     from aqa_tf.config import DataConfig, ModelConfig
     from aqa_tf.models import aqa_model
     vocab_file = f"{mtl_aqa_annotations()}/vocab.json"
-    s2vt = _randomise(_S2VT(5779, 8192), seed=25)
+    s2vt = torch_reference.randomise(_S2VT(5779, 8192), seed=25)
     _authors_c3d_avg_parts(tmp_path, s2vt, epoch=7)
     out = tmp_path / "authors.weights.h5"
     model_flags = ["--backbone=c3d", "--heads=score,dive,caption", f"--vocab_file={vocab_file}",

@@ -32,23 +32,6 @@ PIERGIAJ_MIRROR = os.path.join(os.path.dirname(REPO_ROOT), ".mirror", "piergiaj+
 LOGITS_KEYS = ["logits.conv3d.bias", "logits.conv3d.weight"]
 
 
-def _randomise(module, seed):
-    """Random weights and BN statistics (so that BN is not the identity), eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in module.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith(("running_var", "bn.weight")):
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
-            elif tensor.dim() > 1:
-                fan_in = int(np.prod(tensor.shape[1:]))
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
-            else:  # BN bias and running mean, the logits' bias
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
-    return module.eval()
-
-
 def _converted(reference, clip_length, image_size, width, tmp_path):
     """A Keras I3D holding `reference`'s weights, through a checkpoint file and the `i3d`
     source, as `aqa_tf.weights.convert` does; checks the load report."""
@@ -121,7 +104,7 @@ def test_checkpoint_converts_with_parity_to_the_reference(clip_length, image_siz
                                                           tmp_path):
     """Random weights and BN statistics in the reference, converted; 10x97 pads unevenly
     and runs every max-pool on odd sizes."""
-    reference = _randomise(torch_reference.I3D(width=width), seed=clip_length)
+    reference = torch_reference.randomise(torch_reference.I3D(width=width), seed=clip_length)
     backbone = _converted(reference, clip_length, image_size, width, tmp_path)
     clip = np.random.default_rng(3).uniform(
         -1, 1, (1, clip_length, image_size, image_size, 3)).astype("float32")
@@ -164,7 +147,7 @@ def pytorch_i3d(tmp_path_factory):
 
 
 def test_reference_has_the_ports_keys_and_outputs(pytorch_i3d):
-    theirs = _randomise(pytorch_i3d.InceptionI3d(), seed=5)
+    theirs = torch_reference.randomise(pytorch_i3d.InceptionI3d(), seed=5)
     ours = torch_reference.I3D()
     assert ({k: tuple(v.shape) for k, v in theirs.state_dict().items()} ==
             {k: tuple(v.shape) for k, v in ours.state_dict().items()})
@@ -190,7 +173,7 @@ def _ports_body(model, x):
 def test_ports_checkpoint_converts_with_parity(pytorch_i3d, image_size, tmp_path):
     """16x224: the port's own `extract_features` (one (2, 7, 7) window); 16x112, where its
     7x7 window does not fit: its Mixed_5c, pooled as our backbone pools."""
-    theirs = _randomise(pytorch_i3d.InceptionI3d(), seed=image_size)
+    theirs = torch_reference.randomise(pytorch_i3d.InceptionI3d(), seed=image_size)
     backbone = _converted(theirs, 16, image_size, 1.0, tmp_path)
     clip = np.random.default_rng(image_size).uniform(
         -1, 1, (1, 16, image_size, image_size, 3)).astype("float32")

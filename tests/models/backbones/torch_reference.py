@@ -4,6 +4,8 @@ I3D, with their state-dict key names), for parameter-count and parity tests. Nee
 imported only by tests that have it.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -423,3 +425,23 @@ class I3D(nn.Module):
 
     def features(self, x):
         return self.pool(self.body(x))
+
+
+def randomise(module, seed):
+    """`module` with random weights and BN statistics (BN scales and variances in [0.5, 1.5],
+    so that BN is not the identity; He-normal kernels), in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
+            elif name.endswith(".weight") and tensor.dim() == 1:  # BN scale
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
+            elif tensor.dim() > 1:
+                fan_in = int(math.prod(tensor.shape[1:]))
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+            else:
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
+    return module.eval()
