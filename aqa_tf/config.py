@@ -107,8 +107,14 @@ class DataConfig(Config):
     """
 
     data_dir: str = option("", "Folder holding the <split>-*-of-*.tfrecord shards.")
-    train_split: str = option("train", "Shard prefix of the training split.")
-    test_split: str = option("test", "Shard prefix of the held-out test split.")
+    train_split: str = option(
+        "train", "Shard prefix of the training split (<data_dir>/<prefix>-*-of-*.tfrecord), or a "
+        "comma-separated list of prefixes read together: cross-validation run k of JIGSAWS "
+        "trains on the other three folds, e.g. --train_split=fold1,fold2,fold3 "
+        "--test_split=fold0.")
+    test_split: str = option(
+        "test", "Shard prefix of the held-out test split, or a comma-separated list of prefixes "
+        "(none of them in --train_split).")
     val_fraction: float = option(
         0.1, "Fraction of the training split carved out (by a seeded hash of the sample key) "
         "as validation split; the best checkpoint is chosen on it, never on the test split. "
@@ -271,6 +277,23 @@ class DataConfig(Config):
         if self.temporal_jitter < 0 or self.random_end_k < 1:
             raise ConfigError(f"temporal_jitter={self.temporal_jitter} must be >= 0 and "
                               f"random_end_k={self.random_end_k} >= 1")
+        self._check_splits()
+
+    def _check_splits(self):
+        """Each split option is a valid list of shard prefixes, and no prefix is read by both
+        (a test fold that is also trained on)."""
+        from aqa_tf.data import shards
+        prefixes = {}
+        for name in ("train_split", "test_split"):
+            try:
+                prefixes[name] = shards.split_prefixes(getattr(self, name))
+            except ValueError as error:
+                raise ConfigError(f"{name}={getattr(self, name)}: {error}") from None
+        both = [p for p in prefixes["test_split"] if p in prefixes["train_split"]]
+        if both:
+            raise ConfigError(f"train_split={self.train_split} and test_split="
+                              f"{self.test_split} both read {', '.join(both)}: the test split "
+                              "must be held out")
 
 
 def _class_counts_to_flag(counts: Tuple[Tuple[str, int], ...]) -> List[str]:

@@ -126,8 +126,13 @@ def test_other_entries(place, module, args, names):
      ["{p}/annotations/final_annotations_dict.pkl"]),
     ("tfrecords_tools.aqa7", ["--root={p}/aqa7", "--out_dir={p}/out"], ["{p}/aqa7/Split_4"]),
     ("tfrecords_tools.inspect", ["{p}/missing"], ["{p}/missing"]),
+    # JIGSAWS: a missing splits file, an unknown task (checked before the splits file).
+    ("tfrecords_tools.jigsaws", ["--root={p}", "--splits={p}/missing.pkl", "--out_dir={p}/out"],
+     ["--splits={p}/missing.pkl", "no such file"]),
+    ("tfrecords_tools.jigsaws", ["--root={p}", "--splits={p}/file", "--tasks=Suturing,Sewing",
+                                 "--out_dir={p}/out"], ["--tasks", "'Sewing'", "Knot_Tying"]),
 ], ids=["synthesize-full", "synthesize-file", "mtl-aqa-full", "mtl-aqa-pickle", "aqa7-mat",
-        "inspect-missing"])
+        "inspect-missing", "jigsaws-no-splits", "jigsaws-task"])
 def test_converters(place, module, args, names):
     _check(place, module, args, names)
     assert not os.path.exists(place / "out")

@@ -1,5 +1,5 @@
 """Test-wide settings: quiet TensorFlow logs, run from the repository root, and where the real
-MTL-AQA annotation files are."""
+MTL-AQA annotation files and the JIGSAWS label and split files are."""
 
 import os
 import sys
@@ -74,6 +74,21 @@ def mtl_aqa_judges() -> str:
         f"{MTL_AQA_JUDGES_ENV}=/path/to/folder holding {MUSDL_ANNOTATIONS} (MUSDL, "
         f"nzl-thu/MUSDL MTL-AQA/data/info) and {CORE_ANNOTATIONS} (CoRe, yuxumin/CoRe "
         "MTL-AQA/info)"))
+
+
+# The JIGSAWS preparation of the USDL/MUSDL authors (label.pkl, splits.pkl; nzl-thu/MUSDL
+# JIGSAWS/data/info), which ../shared/datasets/jigsaws holds on this project's machines.
+JIGSAWS_INFO_ENV = "JIGSAWS_INFO"
+DEFAULT_JIGSAWS_INFO = os.path.join(os.path.dirname(REPO_ROOT), "shared", "datasets", "jigsaws")
+
+
+def jigsaws_info() -> str:
+    """The folder of the authors' JIGSAWS label.pkl and splits.pkl (skip/fail rule of
+    `mtl_aqa_annotations`; both files are required)."""
+    path = os.environ.get(JIGSAWS_INFO_ENV, DEFAULT_JIGSAWS_INFO)
+    return _real_files(path, ["label.pkl", "splits.pkl"], (
+        f"the JIGSAWS label.pkl and splits.pkl of the USDL/MUSDL authors are not in {path}: set "
+        f"{JIGSAWS_INFO_ENV}=/path/to/folder holding both (nzl-thu/MUSDL JIGSAWS/data/info)"))
 
 
 def synthetic_records(folder, num_workers: int = 0, **fields) -> str:

@@ -27,18 +27,22 @@ class ConversionReport:
 
 
 def define_output_flags(width_help: str = "Stored frame width.",
-                        height_help: str = "Stored frame height."):
-    """The output flags every converter shares: folder, stored frame size, shards, workers,
-    JPEG quality and splits."""
+                        height_help: str = "Stored frame height.", *, width: int = 171,
+                        height: int = 128, splits: bool = True):
+    """The output flags every converter shares: folder, stored frame size (default `width` x
+    `height`), workers, JPEG quality and, with `splits`, the train/test shard counts and
+    `--splits` (a converter whose splits are given otherwise, JIGSAWS's folds, leaves them
+    out)."""
     from absl import flags
     flags.DEFINE_string("out_dir", None, "Output folder for the TFRecord shards (written as a "
                         "whole: refused when it holds files, unless --overwrite).")
     flags.DEFINE_bool("overwrite", False, "Replace the contents of a non-empty --out_dir once "
                       "the new conversion is complete.")
-    flags.DEFINE_integer("width", 171, width_help)
-    flags.DEFINE_integer("height", 128, height_help)
-    flags.DEFINE_integer("num_shards_train", 8, "Shards of the training split.")
-    flags.DEFINE_integer("num_shards_test", 4, "Shards of the test split.")
+    flags.DEFINE_integer("width", width, width_help)
+    flags.DEFINE_integer("height", height, height_help)
     flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per CPU).")
     flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the stored frames.")
-    flags.DEFINE_list("splits", ["train", "test"], "Splits to convert.")
+    if splits:
+        flags.DEFINE_integer("num_shards_train", 8, "Shards of the training split.")
+        flags.DEFINE_integer("num_shards_test", 4, "Shards of the test split.")
+        flags.DEFINE_list("splits", ["train", "test"], "Splits to convert.")

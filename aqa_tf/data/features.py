@@ -1,15 +1,18 @@
 """The TFRecord schema of aqa-tf: the one place record keys are defined.
 
-Every writer (`aqa_tf.data.synthetic`, `tfrecords_tools.mtl_aqa`) and every reader
-(`aqa_tf.data.pipeline`, `tfrecords_tools.inspect`) imports this module.
+Every writer (`aqa_tf.data.synthetic`, `tfrecords_tools.mtl_aqa`, `.aqa7`, `.jigsaws`) and every
+reader (`aqa_tf.data.pipeline`, `tfrecords_tools.inspect`) imports this module.
 
 Schema version 2. One `tf.train.SequenceExample` per sample:
 
 Context (per sample):
   schema_version   int64    `SCHEMA_VERSION`.
-  sample_key       bytes    e.g. b"01_001" (`<event:02d>_<sample:03d>` for MTL-AQA).
-  action_id        int64    action class for multi-action datasets (AQA-7: 1..6); 0 for MTL-AQA.
-  action_name      bytes    its name (AQA-7: b"diving", b"gym_vault", ...); optional, b"".
+  sample_key       bytes    e.g. b"01_001" (`<event:02d>_<sample:03d>` for MTL-AQA; JIGSAWS:
+                            the trial, b"Suturing_B001").
+  action_id        int64    action class for multi-action datasets (AQA-7: 1..6; JIGSAWS: the
+                            task, 1..3, `aqa_tf.data.jigsaws.TASK_IDS`); 0 for MTL-AQA.
+  action_name      bytes    its name (AQA-7: b"diving", b"gym_vault", ...; JIGSAWS:
+                            b"Suturing", ...); optional, b"".
   num_frames       int64    length of the `frames` feature list.
   height, width    int64    size of every stored frame, pixels.
   start_frame      int64    annotated first frame of the action in the source video (1-based),
@@ -17,14 +20,16 @@ Context (per sample):
   end_frame        int64    annotated last frame of the action in the source video (1-based), or -1.
   end_index        int64    index into `frames` (0-based) of the frame at `end_frame`; the stored
                             frames may extend past it by the temporal-jitter margin.
-  final_score      float    judges' score; `MISSING_FLOAT` if unknown.
+  final_score      float    judges' score (JIGSAWS: the total GRS, 6..30); `MISSING_FLOAT` if
+                            unknown.
   difficulty       float    degree of difficulty; optional, `MISSING_FLOAT` if unknown.
   position, armstand, rotation_type, ss_no, tw_no
                    int64    dive sub-action classes; optional, `MISSING_INT` if unknown.
   caption          int64[]  caption token ids `<sos> w1 ... wn <eos>` (full length, uncut);
                             empty if the sample has no caption.
-  judge_scores     float[]  the judges' execution awards (MTL-AQA: 7, 0..10 in steps of 0.5);
-                            optional, absent (read as empty) when unknown.
+  judge_scores     float[]  the judges' execution awards (MTL-AQA: 7, 0..10 in steps of 0.5;
+                            JIGSAWS: the 6 GRS elements, each 1..5, whose sum is
+                            `final_score`); optional, absent (read as empty) when unknown.
   dive_number      bytes    FINA dive code as the annotations give it, e.g. b"407C"; optional,
                             b"" when unknown. Not a model input (for later methods).
 
@@ -33,7 +38,7 @@ Feature lists (per frame, in temporal order):
 
 Optional keys are written only when a sample has them, and read as `MISSING_INT` (-1) /
 `MISSING_FLOAT` (-1.0) / b"" when absent: datasets without sub-actions or difficulty (AQA-7;
-FineDiving, JIGSAWS later) write no fake labels, and losses mask the missing ones out. Version 1
+JIGSAWS; FineDiving later) write no fake labels, and losses mask the missing ones out. Version 1
 records (which wrote every key, `MISSING_*` for unknown values) read the same way.
 `judge_scores` and `dive_number` were added to version 2 as optional keys: records written
 before them read as having none, and readers that predate them ignore them.

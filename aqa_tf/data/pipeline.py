@@ -214,6 +214,8 @@ def cut_and_pad_caption(ids: tf.Tensor, max_words: int) -> tf.Tensor:
 
 
 def _split_files(config: DataConfig, split: str):
+    """The shards of a pipeline split: `train` and `val` read `config.train_split`, `test`
+    `config.test_split` (each one shard prefix or a comma-separated list, e.g. three folds)."""
     if split in ("train", "val"):
         prefix = config.train_split
     elif split == "test":

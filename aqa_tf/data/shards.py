@@ -1,8 +1,10 @@
 """TFRecord shard files: names, finding a split's shards, writing them, checking them.
 
 A split is stored as `<data_dir>/<split>-00000-of-00004.tfrecord`, ... (written round-robin by
-`ShardedWriter`). The training library, the input pipeline and the dataset tools
-(`tfrecords_tools`) all find and check shards here. TensorFlow is imported where a function
+`ShardedWriter`); the split options name one such prefix or a comma-separated list of them
+(cross-validation folds: `--train_split=fold1,fold2,fold3 --test_split=fold0`). The training
+library, the input pipeline and the dataset tools (`tfrecords_tools`) all find and check shards
+here. TensorFlow is imported where a function
 reads or writes records, so that the names and globs serve a process without it (the benchmark
 under Keras's JAX backend on a machine with no TensorFlow).
 """
@@ -28,22 +30,62 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
     return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
-def shard_pattern(data_dir: str, split: str) -> str:
-    """Glob of every shard of `split` under `data_dir`."""
-    return f"{data_dir.rstrip('/')}/{split}-*-of-*.tfrecord"
+def split_prefixes(split: str) -> List[str]:
+    """The shard prefixes a split option names: `train` -> ["train"]; a comma-separated list
+    reads several, e.g. cross-validation folds `fold1,fold2,fold3` -> ["fold1", "fold2",
+    "fold3"] (spaces around the commas are ignored).
+
+    Raises:
+      ValueError: an empty prefix, a repeated one, or one holding a path or glob character.
+    """
+    prefixes = [p.strip() for p in str(split).split(",")]
+    bad = [p for p in prefixes if not p or any(c in p for c in "/\\*?[]")]
+    if bad:
+        raise ValueError(f"split {split!r}: expected shard prefixes separated by commas (e.g. "
+                         "train, or fold1,fold2,fold3); empty or path/glob characters in "
+                         f"{bad}")
+    repeated = sorted({p for p in prefixes if prefixes.count(p) > 1})
+    if repeated:
+        raise ValueError(f"split {split!r}: {', '.join(repeated)} given more than once")
+    return prefixes
+
+
+def shard_pattern(data_dir: str, prefix: str) -> str:
+    """Glob of every shard of one shard prefix under `data_dir` (`shard_patterns` takes a
+    comma-separated list).
+
+    Raises:
+      ValueError: `prefix` is a list (holds a comma).
+    """
+    if "," in prefix:
+        raise ValueError(f"shard_pattern({prefix!r}): one prefix only; shard_patterns takes "
+                         "a comma-separated list")
+    return f"{data_dir.rstrip('/')}/{prefix}-*-of-*.tfrecord"
+
+
+def shard_patterns(data_dir: str, split: str) -> List[str]:
+    """One glob per shard prefix of `split` (`split_prefixes`: one prefix or a comma-separated
+    list), in the order given."""
+    return [shard_pattern(data_dir, prefix) for prefix in split_prefixes(split)]
 
 
 def shard_files(data_dir: str, split: str) -> List[str]:
-    """The shards of `split` under `data_dir`, sorted.
+    """The shards of `split` under `data_dir`: one shard prefix, or a comma-separated list of
+    them (`fold1,fold2,fold3`: the shards of the three folds); each prefix's shards sorted, the
+    prefixes in the order given.
 
     Raises:
-      FileNotFoundError: naming the pattern, if there are none.
+      FileNotFoundError: naming the pattern, if a prefix has no shards (a list where one fold
+        is missing is refused, not read short).
+      ValueError: `split` is not a valid list of prefixes (`split_prefixes`).
     """
     import tensorflow as tf
-    pattern = shard_pattern(data_dir, split)
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"no TFRecord shards match {pattern}")
+    files = []
+    for pattern in shard_patterns(data_dir, split):
+        found = sorted(tf.io.gfile.glob(pattern))
+        if not found:
+            raise FileNotFoundError(f"no TFRecord shards match {pattern}")
+        files += found
     return files
 
 

@@ -11,8 +11,9 @@ from aqa_tf.config import DataConfig
 
 
 def read_scores(data_config: DataConfig, split: str) -> np.ndarray:
-    """Final scores of the records of `split` (a shard prefix), read from the record contexts
-    only (no frame decoding); missing scores are left out."""
+    """Final scores of the records of `split` (a shard prefix, or a comma-separated list of them:
+    `shards.shard_files`), read from the record contexts only (no frame decoding); missing
+    scores are left out."""
     import tensorflow as tf
     from aqa_tf.data import features, shards
     spec = {features.FINAL_SCORE: tf.io.FixedLenFeature([], tf.float32)}

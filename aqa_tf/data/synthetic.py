@@ -19,6 +19,10 @@ real-data converter end to end.
 colours, direction, number of athletes, video length and score range, in the AQA-7 release
 layout (frames + Split_4 .mat files) for `tfrecords_tools.aqa7`.
 
+`write_jigsaws_tree` writes a tiny JIGSAWS release (AVI videos of a trembling tool tip whose
+steadiness follows the trial's GRS labels, meta files, the authors' label.pkl and 4-fold
+splits.pkl) for `tfrecords_tools.jigsaws`.
+
 The record format (`aqa_tf.data.features`, which needs TensorFlow) is imported by the functions
 that encode, so `SyntheticDataConfig` (a flag group of every command) imports without it.
 """
@@ -33,6 +37,7 @@ import numpy as np
 
 from aqa_tf.config import Config, ConfigError, option
 from aqa_tf.data import aqa7 as _aqa7
+from aqa_tf.data import jigsaws as _jigsaws
 from aqa_tf.data import captions
 from aqa_tf.data import shards
 
@@ -641,3 +646,141 @@ def write_aqa7_tree(root: str, num_train_per_action: int, num_test_per_action: i
                          if s.split == split], np.float64).reshape(-1, 3)
         savemat(os.path.join(root, _aqa7.SPLIT_DIR, name), {variable: rows})
     return [s for split in ("train", "test") for s in written if s.split == split]
+
+
+# --- JIGSAWS: surgical trials whose instrument motion depends on their GRS labels ---
+
+# Self-reported skill -> the range its GRS elements are drawn from.
+_JIGSAWS_SKILL_ELEMENTS = {"N": (1, 3), "I": (2, 4), "E": (3, 5)}
+_JIGSAWS_SUBJECTS = "BCDEFGHI"
+# Background colour per task (action_id 1..3).
+_JIGSAWS_COLOURS = {1: (150, 60, 60), 2: (60, 150, 60), 3: (60, 60, 150)}
+# Frame-number code: FRAME_CODE_BITS blocks of FRAME_CODE_BLOCK pixels along the bottom edge,
+# white for a 1 bit (the frame's 0-based position in its video, lowest bit first).
+JIGSAWS_FRAME_CODE_BITS, JIGSAWS_FRAME_CODE_BLOCK = 8, 8
+
+
+@dataclasses.dataclass
+class JigsawsRawTrial:
+    """One trial written by `write_jigsaws_tree`."""
+
+    task: str
+    trial: str
+    skill: str
+    elements: List[int]
+    fold: int
+    num_frames: int
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.elements))
+
+
+def jigsaws_frame_code(frame: np.ndarray) -> int:
+    """The frame position a `render_jigsaws_video` frame carries in its bottom blocks (read
+    from the frame at any size that keeps the blocks: the size they were drawn at)."""
+    size = JIGSAWS_FRAME_CODE_BLOCK
+    row = frame[-size // 2]
+    return sum(int(row[b * size + size // 2].mean() > 128) << b
+               for b in range(JIGSAWS_FRAME_CODE_BITS))
+
+
+def render_jigsaws_video(task: str, elements, num_frames: int, height: int, width: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """uint8 `[num_frames, height, width, 3]`: a tool tip (white square) on a task-coloured
+    field, moving along a loop; the lower the total GRS, the more it trembles and the slower it
+    goes. A bar at the top, as long as the total GRS is of 30, and the frame's position coded in
+    blocks along the bottom (`jigsaws_frame_code`)."""
+    size = JIGSAWS_FRAME_CODE_BLOCK
+    if width < JIGSAWS_FRAME_CODE_BITS * size or height < 3 * size:
+        raise ValueError(f"{height}x{width} frames are too small for the frame code")
+    if num_frames >= 2 ** JIGSAWS_FRAME_CODE_BITS:
+        raise ValueError(f"num_frames={num_frames}: the frame code holds at most "
+                         f"{2 ** JIGSAWS_FRAME_CODE_BITS - 1}")
+    quality = (sum(elements) - 6) / 24.0
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    frames[:] = _JIGSAWS_COLOURS[_jigsaws.task_id(task)]
+    frames[:, :3, :max(1, int(round(width * sum(elements) / 30.0)))] = 230
+    field = height - 2 * size
+    t = np.arange(num_frames) * (0.5 + quality) * 2 * np.pi / max(num_frames, 1)
+    tremble = (1.0 - quality) * 3.0 * rng.standard_normal((num_frames, 2))
+    ys = 4 + (field - 8) * (0.5 + 0.4 * np.sin(2 * t)) + tremble[:, 0]
+    xs = width * (0.5 + 0.4 * np.cos(t)) + tremble[:, 1]
+    for i in range(num_frames):
+        y, x = int(np.clip(ys[i], 4, field - 3)), int(np.clip(xs[i], 2, width - 3))
+        frames[i, y - 2:y + 2, x - 2:x + 2] = 255
+        for b in range(JIGSAWS_FRAME_CODE_BITS):
+            frames[i, -size:, b * size:(b + 1) * size] = 255 if (i >> b) & 1 else 0
+    return frames
+
+
+def _write_avi(path: str, frames: np.ndarray, frame_rate: int = 30):
+    """MPEG-4 part 2 in AVI (as the JIGSAWS release), at a bit rate that keeps tiny frames
+    nearly lossless."""
+    import av
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=frame_rate)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt, stream.bit_rate = "yuv420p", 4_000_000
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _jigsaws_trials(task: str, count: int, seed: int, num_frames: int) -> List[JigsawsRawTrial]:
+    """The labels, folds and video lengths of a task's synthetic trials."""
+    rng = np.random.default_rng(_sample_seed(seed, f"jigsaws:{task}", 0))
+    folds = rng.permutation(count) % _jigsaws.NUM_FOLDS
+    trials = []
+    for i in range(count):
+        skill = _jigsaws.SKILL_LEVELS[int(rng.integers(len(_jigsaws.SKILL_LEVELS)))]
+        low, high = _JIGSAWS_SKILL_ELEMENTS[skill]
+        elements = [int(v) for v in rng.integers(low, high + 1, len(_jigsaws.GRS_ELEMENTS))]
+        length = max(8, int(round(num_frames * rng.uniform(0.8, 1.25))))
+        name = f"{task}_{_JIGSAWS_SUBJECTS[i % 8]}{i // 8 + 1:03d}"
+        trials.append(JigsawsRawTrial(task, name, skill, elements, int(folds[i]), length))
+    return trials
+
+
+def write_jigsaws_tree(root: str, trials_per_task: int, num_frames: int = 40,
+                       height: int = 48, width: int = 64, seed: int = 0,
+                       tasks=_jigsaws.TASKS) -> List[JigsawsRawTrial]:
+    """Writes a synthetic JIGSAWS release under `root` (the layout of `aqa_tf.data.jigsaws`):
+    `<Task>/video/<trial>_capture1.avi` and `_capture2.avi` (MPEG-4 in AVI; capture2 shows the
+    same trial in inverted colours), `<Task>/meta_file_<Task>.txt` in the release format (tab
+    separated, a double tab after the name, a blank line at the end), and the authors' files
+    `<root>/label.pkl` (trial -> 6 GRS elements) and `<root>/splits.pkl` (task -> 4 folds).
+
+    Each task's trials are spread over the 4 folds at random (round-robin over a permutation);
+    videos are `num_frames` long +-25% (at least 8 frames), so the converter's uniform sampling
+    both skips and repeats frames.
+
+    Returns:
+      The trials written, task by task.
+    """
+    import pickle
+    written = []
+    for task in tasks:
+        trials = _jigsaws_trials(task, trials_per_task, seed, num_frames)
+        for trial in trials:
+            rng = np.random.default_rng(_sample_seed(seed, f"jigsaws:{trial.trial}", 1))
+            frames = render_jigsaws_video(task, trial.elements, trial.num_frames, height, width,
+                                          rng)
+            _write_avi(_jigsaws.video_path(root, task, trial.trial), frames)
+            _write_avi(_jigsaws.video_path(root, task, trial.trial, capture=2), 255 - frames)
+        with open(_jigsaws.meta_path(root, task), "w") as f:
+            for trial in trials:
+                name, *rest = _jigsaws.meta_line(trial.trial, trial.skill,
+                                                 trial.elements).split("\t")
+                f.write(name + "\t\t" + "\t".join(rest) + "\n")
+            f.write("\n")
+        written += trials
+    with open(os.path.join(root, "label.pkl"), "wb") as f:
+        pickle.dump({t.trial: list(t.elements) for t in written}, f)
+    with open(os.path.join(root, "splits.pkl"), "wb") as f:
+        pickle.dump({task: [[t.trial for t in written if t.task == task and t.fold == k]
+                            for k in range(_jigsaws.NUM_FOLDS)] for task in tasks}, f)
+    return written

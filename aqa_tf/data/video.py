@@ -1,4 +1,5 @@
-"""Video files -> uint8 frames, for scoring a user's own video (`aqa_tf.predict`).
+"""Video files -> uint8 frames, for scoring a user's own video (`aqa_tf.predict`) and for the
+converters of video releases (`read_uniform_frames`: JIGSAWS).
 
 Decoding is PyAV (any container and codec FFmpeg reads). Frames are resampled to the frame rate
 the model was trained at and resized exactly as the MTL-AQA converter stores them
@@ -8,7 +9,7 @@ broadcast at 1280x720 never sits in memory at full size.
 
 import dataclasses
 import os
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -172,6 +173,66 @@ def read_video(path: str, frame_rate: float = 0.0, size: Optional[Tuple[int, int
     return Video(path=path, frames=np.stack(frames), frame_rate=frame_rate if resample
                  else source_rate, source_rate=source_rate, source_size=source_size,
                  times=np.asarray(times, np.float64))
+
+
+def uniform_positions(total: int, count: int) -> np.ndarray:
+    """`count` frame positions (0-based) spread uniformly over `total` frames, first and last
+    included: `floor(linspace(0, total - 1, count))`, repeating positions when `total < count`
+    (the whole-video sampling of the USDL/MUSDL authors' JIGSAWS loader)."""
+    if total <= 0 or count <= 0:
+        raise ValueError(f"uniform_positions: total={total} and count={count} must be positive")
+    return np.floor(np.linspace(0, total - 1, num=count)).astype(np.int64)
+
+
+def announced_frames(path: str) -> int:
+    """The frame count the file's header gives for its first video stream; 0 when it gives
+    none. Raises VideoError as `read_video` for a file that cannot be opened."""
+    with _open(path) as container:
+        return int(container.streams.video[0].frames or 0)
+
+
+def _frames_at(path: str, positions: Sequence[int],
+               size: Optional[Tuple[int, int]]) -> Tuple[dict, int]:
+    """(position -> RGB frame resized to `size`, for the `positions` the stream has; how many
+    frames the whole stream decoded to). Every frame is decoded (a corrupt stream raises
+    VideoError wherever it is) but only the wanted ones are converted and kept."""
+    wanted, found, count = set(int(p) for p in positions), {}, 0
+    with _open(path) as container:
+        for _, frame in _decoded_frames(container, path):
+            if count in wanted:
+                image = frame.to_ndarray(format="rgb24")
+                found[count] = image if size is None else resize_frame(image, size[1], size[0])
+            count += 1
+    return found, count
+
+
+def read_uniform_frames(path: str, count: int,
+                        size: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, int]:
+    """`count` frames spread uniformly over the whole video (`uniform_positions` of its
+    frames), each resized to `size` (height, width) with `resize_frame`; and the number of
+    frames the video has. Only the chosen frames are held in memory, never the whole video.
+
+    The header's frame count is used when the stream decodes to it; a header without one, or
+    one a frame or two off, costs a second decoding pass (counting first).
+
+    Raises:
+      VideoError: missing or unreadable file, no video stream, a corrupt stream, no frames, or
+        fewer frames than the header announces (beyond two: truncated).
+    """
+    announced = announced_frames(path)
+    total = announced or _frames_at(path, (), None)[1]
+    if not total:
+        raise VideoError(f"{path}: no decodable frames")
+    frames, decoded = _frames_at(path, uniform_positions(total, count), size)
+    if decoded != total:
+        if not decoded:
+            raise VideoError(f"{path}: no decodable frames")
+        if announced and decoded < announced - 2:  # as read_video: one or two may be dropped
+            raise VideoError(f"{path}: truncated or corrupt, only {decoded} of the {announced} "
+                             "frames its header announces could be decoded")
+        total = decoded
+        frames, _ = _frames_at(path, uniform_positions(total, count), size)
+    return np.stack([frames[int(p)] for p in uniform_positions(total, count)]), total
 
 
 def write_video(path: str, frames: np.ndarray, frame_rate: float = 25.0, crf: int = 10,

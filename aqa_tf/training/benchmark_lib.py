@@ -61,15 +61,16 @@ def input_pipeline(data_config: DataConfig, warmup: int, steps: int) -> Dict:
     """Training input pipeline samples/s on the records of `data_config.data_dir` (or why
     not)."""
     from aqa_tf.data import shards
-    pattern = shards.shard_pattern(data_config.data_dir, data_config.train_split)
+    patterns = shards.shard_patterns(data_config.data_dir, data_config.train_split)
     if not data_config.data_dir:
         return {"input_pipeline_samples_per_s": None,
                 "input_pipeline_note": "no --data_dir"}
     import tensorflow as tf
     from aqa_tf.data import pipeline
-    if not tf.io.gfile.glob(pattern):
+    missing = [pattern for pattern in patterns if not tf.io.gfile.glob(pattern)]
+    if missing:
         return {"input_pipeline_samples_per_s": None,
-                "input_pipeline_note": f"no records match {pattern}"}
+                "input_pipeline_note": f"no records match {', '.join(missing)}"}
     iterator = iter(pipeline.build_dataset(data_config, "train", training=True, repeat=True))
     seconds = timed(lambda: next(iterator), warmup, steps)
     return {"input_pipeline_samples_per_s": data_config.batch_size * steps / seconds}
@@ -341,9 +342,12 @@ def measure_tflite(data_config: DataConfig, model_config: ModelConfig,
     keras_ms = 1000 * timed(keras_step, options.warmup_steps, options.benchmark_steps) / max(
         options.benchmark_steps, 1)
     threads = options.tflite_threads or os.cpu_count()
-    pattern = shards.shard_pattern(data_config.data_dir, options.parity_split or "none")
-    have_records = bool(options.parity_split and data_config.data_dir
-                        and tf.io.gfile.glob(pattern))
+    # The parity split is a pipeline split (test, val): its shards are those of the data
+    # config's test or training prefixes.
+    prefixes = data_config.test_split if options.parity_split == "test" else \
+        data_config.train_split
+    have_records = bool(options.parity_split and data_config.data_dir and all(
+        tf.io.gfile.glob(p) for p in shards.shard_patterns(data_config.data_dir, prefixes)))
     with tempfile.TemporaryDirectory() as folder:
         rows, scorers = _tflite_variants(model, data_config, conversion, options, window,
                                          threads, folder, have_records)

@@ -206,8 +206,9 @@ class TrainingRun:
 
     def _describe_bad_shards(self, error: tf.errors.OpError) -> str:
         """Names the shards that cannot be read (finished epochs stay in the backup)."""
-        patterns = [shards.shard_pattern(self.data_config.data_dir, split)
-                    for split in (self.data_config.train_split, self.data_config.test_split)]
+        patterns = [pattern for split in (self.data_config.train_split,
+                                          self.data_config.test_split)
+                    for pattern in shards.shard_patterns(self.data_config.data_dir, split)]
         problems = shards.check_shards(patterns)
         return ("training data cannot be read: " + error.message.splitlines()[0] +
                 "\n  " + "\n  ".join(problems or ["(no shard-level problem found)"]) +
