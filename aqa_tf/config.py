@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from aqa_tf import registry
 from aqa_tf import tasks
+from aqa_tf.data import jigsaws
 
 # The TFLite variants of an export (`aqa_tf.serving.tflite_lib`): float32, float16 weights,
 # int8 weights with float activations, and int8 calibrated on training windows.
@@ -354,14 +355,29 @@ class ModelConfig(Config):
         (256, 128), "usdl/musdl heads: hidden widths (ReLU) of each MLP before its softmax over "
         "the score bins (authors' models/evaluator.py: 1024-256-128-bins).")
     usdl_bins: int = option(101, "usdl head: bins of the final-score distribution, spread "
-                            "evenly over 0..--usdl_score_max (authors' opts.py: 101).")
+                            "evenly over --usdl_score_min..--usdl_score_max (authors' opts.py: "
+                            "101 on MTL-AQA, 25 on JIGSAWS).")
+    usdl_score_min: float = option(
+        0.0, "usdl head: the final score of the first bin (MTL-AQA: 0; JIGSAWS: 6, the lowest "
+        "total GRS, authors' JIGSAWS/opts.py label_min).")
     usdl_score_max: float = option(
         104.5, "usdl head: the final score of the last bin (authors' opts.py label_max: 104.5, "
-        "MTL-AQA's highest score).")
-    musdl_bins: int = option(21, "musdl head: bins of each judge's distribution over 0..10 "
-                             "(authors' opts.py: 21, i.e. 0.5 points apart).")
-    musdl_judges: int = option(7, "musdl head: judges, one MLP each (MTL-AQA: 7); the final "
-                               "score sums the middle three, times the difficulty.")
+        "MTL-AQA's highest score; JIGSAWS: 30).")
+    musdl_bins: int = option(21, "musdl head: bins of each judge's distribution, spread evenly "
+                             "over --musdl_judge_min..--musdl_judge_max (authors' opts.py: 21 "
+                             "over 0..10 on MTL-AQA, 0.5 points apart; 5 over 1..5 on JIGSAWS).")
+    musdl_judges: int = option(7, "musdl head: judges, one MLP each (MTL-AQA: 7; JIGSAWS: the "
+                               "6 GRS elements). Records with another number of judge scores "
+                               "train nothing of the head.")
+    musdl_judge_min: float = option(0.0, "musdl head: a judge's score at the first bin "
+                                    "(MTL-AQA: 0; JIGSAWS: 1).")
+    musdl_judge_max: float = option(10.0, "musdl head: a judge's score at the last bin "
+                                    "(MTL-AQA: 10; JIGSAWS: 5).")
+    musdl_rule: str = option(
+        "diving", "musdl head: how the judges' scores make the final score. diving: the sum of "
+        "the middle three of 7 judges times the difficulty (MTL-AQA; the model reads "
+        "`difficulty`); sum: the sum of every judge, no difficulty (JIGSAWS: the total GRS of "
+        "its 6 elements).", choices=("diving", "sum"))
     distribution_std: float = option(
         5.0, "usdl/musdl heads: deviation, in bins, of the Gaussian target around the true score "
         "(authors' --std: 5).")
@@ -704,16 +720,27 @@ class BenchmarkOptions(Config):
 
 @dataclasses.dataclass(frozen=True)
 class ProtocolOptions(Config):
-    """Which paper 003 protocol `aqa_tf.protocols` runs, and how."""
+    """Which protocol `aqa_tf.protocols` runs (paper 003's on AQA-7, the 4-fold cross-validation
+    on JIGSAWS), and how."""
 
     protocol: Optional[str] = option(
-        None, "Paper 003 protocol to run.",
-        choices=("all_action", "single_action", "zero_shot", "finetune"))
+        None, "Protocol to run: paper 003's on AQA-7 (all_action, single_action, zero_shot, "
+        "finetune) or cross_validation (JIGSAWS: per task, 4 runs, each testing one fold and "
+        "training on the other three).",
+        choices=("all_action", "single_action", "zero_shot", "finetune", "cross_validation"))
     protocol_dir: str = option("", "Folder of the protocol's runs and results (default: "
                                "<model_dir>/<protocol>).")
     protocol_actions: Tuple[str, ...] = option(
         tasks.AQA7_ACTIONS, "The actions the per-action protocols run (single_action, "
         "zero_shot, finetune): all six by default.", choices=tasks.AQA7_ACTIONS)
+    protocol_tasks: Tuple[str, ...] = option(
+        jigsaws.TASKS, "cross_validation: the JIGSAWS tasks, each a folder <data_dir>/<task> of "
+        "fold0..fold3 shards (tfrecords_tools.jigsaws): all three by default.",
+        choices=jigsaws.TASKS)
+    protocol_folds: Tuple[int, ...] = option(
+        tuple(range(jigsaws.NUM_FOLDS)), "cross_validation: the test folds to run (each run "
+        "still trains on the other three): all four by default; fewer (e.g. to share the runs "
+        "between machines, or a quick check) average only the folds run.")
     pretrained_dir: str = option(
         "", "finetune: the zero_shot protocol folder whose <action>/best.weights.h5 (trained "
         "without that action) initialise the 'AA' models.")
@@ -723,6 +750,13 @@ class ProtocolOptions(Config):
     finetune_test_samples: int = option(50, "finetune: test samples of the action.")
     finetune_batch_size: int = option(15, "finetune: batch size (paper: 15 videos).")
     dry_run: bool = option(False, "Print the runs' commands and stop.")
+
+    def check(self):
+        folds = self.protocol_folds
+        if not folds or len(set(folds)) != len(folds) or not all(
+                0 <= k < jigsaws.NUM_FOLDS for k in folds):
+            raise ConfigError(f"protocol_folds={','.join(map(str, folds))}: expected distinct "
+                              f"folds of 0..{jigsaws.NUM_FOLDS - 1}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,13 +19,27 @@ needs and writes its results table.
   action's test split; iterations and step size scale with the size as the paper's rule
   (`finetune_schedule`).
 
+And the 4-fold cross-validation of JIGSAWS (USDL/MUSDL, nzl-thu/MUSDL `JIGSAWS/`):
+
+  python -m aqa_tf.protocols --protocol=cross_validation --flagfile configs/jigsaws_musdl_i3d.cfg \
+      --data_dir data/jigsaws [--protocol_tasks=Suturing,Knot_Tying]
+
+- cross_validation: per task (`--protocol_tasks`) and fold k, a run `<task>/fold<k>` on
+  `<data_dir>/<task>` (the converter's per-task folders) testing fold k and training on the
+  other three; per task the test Spearman of each fold and their plain mean (as the authors'
+  `JIGSAWS/main.py` averages the 4 folds' rhos), and the Fisher-z average of the task means (as
+  their `JIGSAWS_avg.xls`). The authors report the mean of the last 10 epochs' fold-averaged
+  test rhos; each run here is tested once, with its chosen checkpoint (the last epoch when
+  `--val_fraction=0`).
+
 Each model is a `python -m aqa_tf.train` run in `<protocol_dir>/<run>/` with the flags of this
-command plus the protocol's own (`--actions`, `--test_actions`, ...): a run that finished is not
-trained again, an interrupted one resumes. The checkpoint of each run is chosen on its
-validation split (or is the last one where there is none); the test split never chooses. The
-results go to `<protocol_dir>/results.{json,txt,png}`.
+command plus the protocol's own (`--actions`, `--test_actions`, `--data_dir`, the splits...): a
+run that finished is not trained again, an interrupted one resumes. The checkpoint of each run
+is chosen on its validation split (or is the last one where there is none); the test split never
+chooses. The results go to `<protocol_dir>/results.{json,txt,png}`.
 """
 
+import glob
 import json
 import math
 import os
@@ -36,6 +50,8 @@ from typing import Dict, List, Tuple
 from aqa_tf import flag_defs
 from aqa_tf import tasks
 from aqa_tf.config import ConfigError, ProtocolOptions
+from aqa_tf.data import jigsaws
+from aqa_tf.data import shards
 
 
 def define_flags():
@@ -68,9 +84,40 @@ def finetune_sizes(action: str, options: ProtocolOptions) -> List[int]:
     return [15, 25, 35] if action in SYNC_DIVING else [25, 75, 125]
 
 
-def plan(options: ProtocolOptions) -> List[Tuple[str, List[str]]]:
-    """(run name, extra flags) of every model of the protocol `options.protocol`."""
+def check_task_folder(data_dir: str, task: str):
+    """Raises ConfigError unless `<data_dir>/<task>` holds the shards of every fold."""
+    folder = jigsaws.task_dir(data_dir, task)
+    if not os.path.isdir(folder):
+        raise ConfigError(f"--data_dir={data_dir} has no folder {task}/ (the task's fold0.."
+                          f"fold{jigsaws.NUM_FOLDS - 1} shards that python -m "
+                          "tfrecords_tools.jigsaws writes); --protocol_tasks picks the tasks")
+    for k in range(jigsaws.NUM_FOLDS):
+        pattern = shards.shard_pattern(folder, jigsaws.fold_split(k))
+        if not glob.glob(pattern):
+            raise ConfigError(f"--data_dir={data_dir}: no shards of {task} fold {k} ({pattern})")
+
+
+def cross_validation_plan(options: ProtocolOptions, data_dir: str
+                          ) -> List[Tuple[str, List[str]]]:
+    """The runs `<task>/fold<k>`: each tests fold k of the task and trains on the others."""
+    runs = []
+    for task in options.protocol_tasks:
+        if not options.dry_run:
+            check_task_folder(data_dir, task)
+        for k in options.protocol_folds:
+            train = ",".join(jigsaws.fold_split(f) for f in range(jigsaws.NUM_FOLDS) if f != k)
+            runs.append((f"{task}/{jigsaws.fold_split(k)}", [
+                f"--data_dir={jigsaws.task_dir(data_dir, task)}", f"--train_split={train}",
+                f"--test_split={jigsaws.fold_split(k)}"]))
+    return runs
+
+
+def plan(options: ProtocolOptions, data_dir: str = "") -> List[Tuple[str, List[str]]]:
+    """(run name, extra flags) of every model of the protocol `options.protocol`; `data_dir`:
+    the records' folder of the training flags (cross_validation: the JIGSAWS root)."""
     protocol, actions = options.protocol, options.protocol_actions
+    if protocol == "cross_validation":
+        return cross_validation_plan(options, data_dir)
     if protocol == "all_action":
         return [("all_action", [f"--actions={','.join(tasks.AQA7_ACTIONS)}", "--test_actions="])]
     if protocol == "single_action":
@@ -123,12 +170,43 @@ def _best_test_over_epochs(run_dir: str) -> float:
     return max(values) if values else float("nan")
 
 
+def cross_validation_folds(runs: List[Tuple[str, List[str]]], folder: str
+                           ) -> Dict[str, Dict[str, float]]:
+    """Task -> {`fold k`: the test Spearman of run `<task>/fold<k>`}, in the order run."""
+    folds: Dict[str, Dict[str, float]] = {}
+    for name, _ in runs:
+        task, fold = name.split("/", 1)
+        folds.setdefault(task, {})[fold.replace("fold", "fold ")] = _test_metrics(
+            os.path.join(folder, name))["spearman"]
+    return folds
+
+
+def cross_validation_series(folds: Dict[str, Dict[str, float]]) -> Dict[str, Dict[str, float]]:
+    """Rows `fold k` (task -> that fold's Spearman) and `mean over folds` (task -> the plain
+    mean of its folds, as the authors' `JIGSAWS/main.py`: a fold without a Spearman, NaN, makes
+    the mean NaN, as there)."""
+    series: Dict[str, Dict[str, float]] = {}
+    for task, rhos in folds.items():
+        for fold, rho in rhos.items():
+            series.setdefault(fold, {})[task] = rho
+    series["mean over folds"] = {task: float(sum(rhos.values()) / len(rhos))
+                                 for task, rhos in folds.items()}
+    return series
+
+
 def collect(protocol: str, runs: List[Tuple[str, List[str]]], folder: str) -> Dict:
     """The results table of a finished protocol: series name -> {action: Spearman, ...} and
-    their Fisher-z averages."""
+    their Fisher-z averages (cross_validation: also `per_task`, each task's fold Spearmans and
+    their mean)."""
     from aqa_tf.metrics import scores as metrics_lib
     series: Dict[str, Dict[str, float]] = {}
-    if protocol == "all_action":
+    extra: Dict = {}
+    if protocol == "cross_validation":
+        folds = cross_validation_folds(runs, folder)
+        series = cross_validation_series(folds)
+        extra["per_task"] = {task: {**rhos, "mean": series["mean over folds"][task]}
+                             for task, rhos in folds.items()}
+    elif protocol == "all_action":
         m = _test_metrics(os.path.join(folder, "all_action"))
         series["all-action"] = {k.split("/", 1)[1]: v for k, v in m.items()
                                 if k.startswith("spearman/")}
@@ -152,14 +230,21 @@ def collect(protocol: str, runs: List[Tuple[str, List[str]]], folder: str) -> Di
             "fisher_z": {label: metrics_lib.fisher_z_mean(list(values.values()))
                          for label, values in series.items()},
             "plain_mean": {label: float(sum(values.values()) / max(len(values), 1))
-                           for label, values in series.items()}}
+                           for label, values in series.items()}, **extra}
+
+
+# The heading of each protocol's table and plot.
+TITLES = {"cross_validation": "JIGSAWS 4-fold cross-validation (test fold, Spearman rho; the "
+                              "Fisher-z column averages the tasks)"}
 
 
 def write_results(results: Dict, folder: str) -> List[str]:
     from aqa_tf.metrics import report as reporting
     columns = list(dict.fromkeys(k for values in results["series"].values() for k in values))
     width = max([12] + [len(c) + 2 for c in columns])
-    lines = [f"Paper 003 protocol {results['protocol']} (test split, Spearman rho)",
+    title = TITLES.get(results["protocol"],
+                       f"Paper 003 protocol {results['protocol']} (test split, Spearman rho)")
+    lines = [title,
              f"{'':<58}" + "".join(f"{c:>{width}}" for c in columns) + f"{'Fisher-z':>10}"]
     for label, values in results["series"].items():
         lines.append(f"{label:<58}" + "".join(
@@ -172,7 +257,9 @@ def write_results(results: Dict, folder: str) -> List[str]:
         f.write("\n".join(lines) + "\n")
     series = {label: {**values, "Fisher-z": results["fisher_z"][label]}
               for label, values in results["series"].items()}
-    reporting.plot_action_bars(paths[2], series, f"paper 003 {results['protocol']}")
+    plot_title = ("JIGSAWS cross-validation" if results["protocol"] == "cross_validation"
+                  else f"paper 003 {results['protocol']}")
+    reporting.plot_action_bars(paths[2], series, plot_title)
     print("\n".join(lines), flush=True)
     return paths
 
@@ -182,18 +269,19 @@ def main(argv):
     options = flag_defs.config_from_flags(ProtocolOptions)
     if options.protocol is None:
         raise ConfigError("--protocol is required (all_action, single_action, zero_shot, "
-                          "finetune)")
+                          "finetune, cross_validation)")
     train_config = flag_defs.train_config_from_flags()
     folder = options.protocol_dir or os.path.join(train_config.model_dir or "runs",
                                                   options.protocol)
-    runs = plan(options)
+    runs = plan(options, flag_defs.data_config_from_flags().data_dir)
     os.makedirs(folder, exist_ok=True)
     # The flags of this command (not the protocol's own): every run starts from them.
     base = flag_defs.write_flagfile(os.path.join(folder, "protocol_flags.txt"))
     for index, (name, extra) in enumerate(runs, 1):
         run_dir = os.path.join(folder, name)
+        experiment = f"{options.protocol}_{name}".replace("/", "_")
         command = [sys.executable, "-m", "aqa_tf.train", f"--flagfile={base}", *extra,
-                   f"--model_dir={run_dir}", f"--experiment_name={options.protocol}_{name}",
+                   f"--model_dir={run_dir}", f"--experiment_name={experiment}",
                    f"--export_dir={os.path.join(folder, 'saved_models')}"]
         print(f"[{index}/{len(runs)}] {name}: {' '.join(command[1:])}", flush=True)
         if options.dry_run:
@@ -201,6 +289,7 @@ def main(argv):
         if os.path.exists(os.path.join(run_dir, "final_metrics.json")):
             print("  finished before: kept", flush=True)
             continue
+        os.makedirs(os.path.dirname(run_dir), exist_ok=True)  # <task>/ of <task>/fold<k>
         with open(os.path.join(folder, f"{name}.log"), "w") as log:
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
         if code != 0:

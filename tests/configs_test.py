@@ -4,7 +4,8 @@ The configs keep their topology (backbone, clip length, number of clips, aggrega
 projection, caption cells/layers/attention); the test only shrinks the networks' width, the
 crop and the caption length so that CPU can run them,
 and points them at a small synthetic dataset with 110-frame videos (enough for 103-frame
-windows).
+windows; with the judges' awards, which MUSDL trains on), the AQA-7 configs at synthetic AQA-7
+records and the JIGSAWS configs at one synthetic JIGSAWS task's fold shards.
 """
 
 import glob
@@ -14,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT, synthetic_records
+from tests.conftest import REPO_ROOT
 
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO_ROOT, "configs", "*.cfg"))
                  if not os.path.basename(p).startswith("base_"))
@@ -28,8 +29,27 @@ def aqa7_videos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def long_videos(tmp_path_factory):
-    return synthetic_records(tmp_path_factory.mktemp("long_videos"), num_train=4, num_test=2,
-                             num_frames=110, height=40, width=54, seed=5)
+    from aqa_tf.data import synthetic
+    folder = str(tmp_path_factory.mktemp("long_videos"))
+    synthetic.write_tfrecords(folder, synthetic.SyntheticDataConfig(
+        num_train=4, num_test=2, num_frames=110, height=40, width=54, seed=5), judges=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def jigsaws_task(tmp_path_factory):
+    """One synthetic JIGSAWS task, 8 trials (2 per fold) of 64x48 videos converted to 16 frames
+    of 54x40: the folder of its fold0..fold3 shards (the configs' 160-frame window repeats the
+    first frame)."""
+    from aqa_tf.data import synthetic
+    from tfrecords_tools import jigsaws
+    root = str(tmp_path_factory.mktemp("jigsaws"))
+    raw, out = os.path.join(root, "raw"), os.path.join(root, "records")
+    synthetic.write_jigsaws_tree(raw, 8, num_frames=12, height=48, width=64, seed=5,
+                                 tasks=("Suturing",))
+    jigsaws.convert(raw, os.path.join(raw, "splits.pkl"), out, tasks=("Suturing",),
+                    num_frames=16, width=54, height=40, num_workers=1, progress=False)
+    return os.path.join(out, "Suturing")
 
 
 def test_every_paper_row_has_a_config():
@@ -51,7 +71,7 @@ def test_every_paper_row_has_a_config():
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_config_trains_one_step(config, long_videos, aqa7_videos, tmp_path):
+def test_config_trains_one_step(config, long_videos, aqa7_videos, jigsaws_task, tmp_path):
     import keras
     from absl import flags
     from aqa_tf import flag_defs
@@ -61,7 +81,8 @@ def test_config_trains_one_step(config, long_videos, aqa7_videos, tmp_path):
     FLAGS = flags.FLAGS
     FLAGS.unparse_flags()
     os.chdir(REPO_ROOT)  # configs include each other by repository-relative paths
-    data_dir = aqa7_videos if "aqa7" in config else long_videos
+    data_dir = (aqa7_videos if "aqa7" in config else jigsaws_task if "jigsaws" in config
+                else long_videos)
     FLAGS([sys.argv[0], f"--flagfile=configs/{config}", f"--data_dir={data_dir}",
            f"--model_dir={tmp_path}", "--nosynthesize_if_missing", "--init_weights=",
            "--width_multiplier=0.0625", "--crop_size=32", "--batch_size=2", "--epochs=1",

@@ -133,19 +133,21 @@ def _decode_frames(jpegs: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
                      parallel_iterations=16)
 
 
-def judge_scores_target(judges: tf.Tensor) -> tf.Tensor:
-    """A record's `judge_scores` (float `[n]`) -> float32 `[NUM_JUDGES]`: the scores when the
-    sample has a full panel, else -1.0 for every judge (a head masks them out)."""
+def judge_scores_target(judges: tf.Tensor, num_judges: int = features.NUM_JUDGES) -> tf.Tensor:
+    """A record's `judge_scores` (float `[n]`) -> float32 `[num_judges]`: the scores when the
+    sample has a panel of `num_judges` (the model's: MTL-AQA 7, JIGSAWS' 6 GRS elements), else
+    -1.0 for every judge (a head masks them out)."""
     judges = tf.cast(judges, tf.float32)
-    full = tf.equal(tf.size(judges), features.NUM_JUDGES)
-    missing = tf.fill([features.NUM_JUDGES], features.MISSING_FLOAT)
-    judges = tf.cond(full, lambda: tf.reshape(judges, [features.NUM_JUDGES]), lambda: missing)
-    return tf.ensure_shape(judges, [features.NUM_JUDGES])
+    full = tf.equal(tf.size(judges), num_judges)
+    missing = tf.fill([num_judges], features.MISSING_FLOAT)
+    judges = tf.cond(full, lambda: tf.reshape(judges, [num_judges]), lambda: missing)
+    return tf.ensure_shape(judges, [num_judges])
 
 
 def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: bool,
                  seed: Optional[tf.Tensor] = None, include_caption: bool = False,
-                 with_keys: bool = False, include_judges: bool = False
+                 with_keys: bool = False, include_judges: bool = False,
+                 num_judges: int = features.NUM_JUDGES
                  ) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
     """One parsed record -> `(inputs, targets)` of one sample (see `build_dataset`)."""
     jpegs = record[features.FRAMES]
@@ -197,7 +199,8 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
         inputs[tasks.CAPTION_TOKENS] = tf.maximum(tokens[:-1], 0)
         targets[tasks.CAPTION_OUTPUT] = tokens[1:]
     if include_judges:
-        targets[features.JUDGE_SCORES] = judge_scores_target(record[features.JUDGE_SCORES])
+        targets[features.JUDGE_SCORES] = judge_scores_target(record[features.JUDGE_SCORES],
+                                                             num_judges)
     return inputs, targets
 
 
@@ -292,9 +295,9 @@ def chosen_keys(config: DataConfig, split: str, count: int):
 
 def build_dataset(config: DataConfig, split: str, training: bool, with_keys: bool = False,
                   include_caption: bool = False, repeat: bool = False,
-                  drop_remainder: Optional[bool] = None,
-                  deterministic: Optional[bool] = None,
-                  include_judges: bool = False) -> tf.data.Dataset:
+                  drop_remainder: Optional[bool] = None, deterministic: Optional[bool] = None,
+                  include_judges: bool = False,
+                  num_judges: int = features.NUM_JUDGES) -> tf.data.Dataset:
     """Batches of `(inputs, targets)` of one split.
 
     Args:
@@ -311,9 +314,9 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
       deterministic: the order of the records and samples does not depend on thread timing;
         default: when not training. Training on several workers needs it: each worker reads
         the whole stream and keeps its part of every batch (`train_lib`).
-      include_judges: add `targets["judge_scores"]` (float32 `[batch, 7]`: the judges'
-        execution awards; -1.0 for every judge of a sample without them). The record's
-        `dive_number` is never a model input.
+      include_judges: add `targets["judge_scores"]` (float32 `[batch, num_judges]`; -1.0 for
+        every judge of a sample without a panel of that size). `dive_number` is never an input.
+      num_judges: the panel of `include_judges` (the musdl head's --musdl_judges; MTL-AQA 7).
 
     Returns:
       A dataset of `(inputs, targets)`: inputs `{"video": float32 [batch, num_clips,
@@ -341,7 +344,7 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
     def parse(seed, serialized):
         record = features.parse_sequence_example(serialized)
         return parse_sample(record, config, training, seed, include_caption, with_keys,
-                            include_judges)
+                            include_judges, num_judges)
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if drop_remainder is None:

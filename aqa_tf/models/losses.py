@@ -103,61 +103,73 @@ def kl_divergence(target, probabilities, epsilon: float = 1e-12):
     return ops.sum(ops.where(target > 0.0, target * log_ratio, 0.0), axis=-1)
 
 
+def score_to_bins(score, low: float, high: float, bins: int):
+    """A score in points -> its position on a grid of `bins` bins spread evenly over
+    `low`..`high` (bin units: `low` is 0, `high` is bins - 1)."""
+    return (score - low) * (bins - 1) / (high - low)
+
+
 @keras.saving.register_keras_serializable(package="aqa_tf")
 class ScoreDistributionLoss(keras.losses.Loss):
     """USDL (Tang et al., CVPR 2020): KL(Gaussian target || predicted distribution) over the
     score bins.
 
-    The true score in points is mapped onto the bin grid as the authors' `MTL-AQA/dataset.py`
-    does (`score * (bins - 1) / score_max`, score_max = `label_max` 104.5 of their `opts.py`),
-    and the target is a Gaussian of deviation `std` bins there (their `--std`, 5). Per sample
-    the KL is summed over the bins; torch's `KLDivLoss()` of their `main.py` averages over bins
-    and batch, i.e. this loss / bins: a constant factor (use the loss weight to match it).
-    Samples whose score is missing (negative or not finite) add zero.
+    The true score in points is mapped onto the bin grid over `score_min`..`score_max` as the
+    authors do (`MTL-AQA/dataset.py`: `score * (bins - 1) / score_max` with score_max =
+    `label_max` 104.5 of their `opts.py`; `JIGSAWS/main.py`: 25 bins at the total GRS 6..30),
+    and the target is a Gaussian of deviation `std` bins there (their `--std`: MTL-AQA 5,
+    JIGSAWS 1). Per sample the KL is summed over the bins; torch's `KLDivLoss()` of their
+    `main.py` averages over bins and batch, i.e. this loss / bins: a constant factor (use the
+    loss weight to match it). Samples whose score is missing (negative or not finite) add zero.
 
     y_true: `[batch]` scores in points. y_pred: `[batch, bins]` probabilities.
     """
 
     def __init__(self, bins: int = 101, std: float = 5.0, score_max: float = 104.5,
-                 name: str = "score_distribution_loss", **kwargs):
+                 score_min: float = 0.0, name: str = "score_distribution_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.bins, self.std, self.score_max = int(bins), float(std), float(score_max)
+        self.score_min = float(score_min)
 
     def call(self, y_true, y_pred):
         y_true = ops.reshape(ops.cast(y_true, "float32"), (-1,))
         valid = ops.logical_and(ops.isfinite(y_true), y_true >= 0.0)
-        centre = ops.where(valid, y_true, 0.0) * (self.bins - 1) / self.score_max
+        centre = score_to_bins(ops.where(valid, y_true, self.score_min), self.score_min,
+                               self.score_max, self.bins)
         kl = kl_divergence(gaussian_bin_target(centre, self.bins, self.std), y_pred)
         return ops.where(valid, kl, 0.0)
 
     def get_config(self):
         return {**super().get_config(), "bins": self.bins, "std": self.std,
-                "score_max": self.score_max}
+                "score_max": self.score_max, "score_min": self.score_min}
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
 class JudgeDistributionLoss(keras.losses.Loss):
     """MUSDL (Tang et al., CVPR 2020): one USDL loss per judge, over that judge's score bins.
 
-    A judge's score (0..`judge_max`, 10) is mapped onto the grid as `score * (bins - 1) /
-    judge_max` (authors' `MTL-AQA/dataset.py`: 21 bins, 0.5 points apart) with a Gaussian target
-    of deviation `std` bins. The per-judge KLs are averaged over the judges present: a missing
-    judge (score < 0, the records' -1, or not finite) adds nothing, and a sample without any
-    judge adds zero. The authors' `main.py` sums the 7 judges' `KLDivLoss()` (each averaged over
-    bins and batch): with every judge present this loss is theirs x bins / judges.
+    A judge's score (`judge_min`..`judge_max`) is mapped onto the grid of `bins` bins over that
+    range (authors' `MTL-AQA/dataset.py`: 21 bins over 0..10, 0.5 points apart;
+    `JIGSAWS/main.py`: 5 bins at the GRS elements' 1..5) with a Gaussian target of deviation
+    `std` bins. The per-judge KLs are averaged over the judges present: a missing judge (score
+    < 0, the records' -1, or not finite) adds nothing, and a sample without any judge adds zero.
+    The authors' `main.py` sums the judges' `KLDivLoss()` (each averaged over bins and batch):
+    with every judge present this loss is theirs x bins / judges.
 
     y_true: `[batch, judges]` judge scores. y_pred: `[batch, judges, bins]` probabilities.
     """
 
     def __init__(self, bins: int = 21, std: float = 5.0, judge_max: float = 10.0,
-                 name: str = "judge_distribution_loss", **kwargs):
+                 judge_min: float = 0.0, name: str = "judge_distribution_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.bins, self.std, self.judge_max = int(bins), float(std), float(judge_max)
+        self.judge_min = float(judge_min)
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "float32")
         valid = ops.logical_and(ops.isfinite(y_true), y_true >= 0.0)
-        centre = ops.where(valid, y_true, 0.0) * (self.bins - 1) / self.judge_max
+        centre = score_to_bins(ops.where(valid, y_true, self.judge_min), self.judge_min,
+                               self.judge_max, self.bins)
         kl = ops.where(valid, kl_divergence(gaussian_bin_target(centre, self.bins, self.std),
                                             y_pred), 0.0)
         present = ops.sum(ops.cast(valid, "float32"), axis=-1)
@@ -165,4 +177,4 @@ class JudgeDistributionLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "bins": self.bins, "std": self.std,
-                "judge_max": self.judge_max}
+                "judge_max": self.judge_max, "judge_min": self.judge_min}

@@ -224,3 +224,126 @@ def test_musdl_tflite_export_matches_the_window_function(tmp_path):
     for name, value in reference.items():
         np.testing.assert_allclose(np.asarray(lite[name]), value.numpy(), rtol=1e-4, atol=1e-3)
     assert tflite_lib.read_metadata(str(path))["predicts_distribution"]
+
+
+# --- JIGSAWS (authors' JIGSAWS/opts.py, main.py): USDL over the total GRS 6..30, MUSDL over the
+# 6 GRS elements 1..5 with their sum as the total ---------------------------------------------
+
+JIGSAWS_MUSDL = dict(heads=("musdl",), musdl_judges=6, musdl_bins=5, musdl_judge_min=1.0,
+                     musdl_judge_max=5.0, musdl_rule="sum", distribution_std=1.0)
+
+
+def _normalised_pdf(grid, centre, std):
+    pdf = stats.norm.pdf(grid, loc=centre, scale=std)
+    return pdf / pdf.sum()
+
+
+def test_usdl_bins_over_6_to_30_are_the_jigsaws_totals():
+    """25 bins over 6..30 (authors' `np.arange(6, 31)`): the argmax read-out of bin k is 6 + k,
+    and the target is their `proc_label`, the normal pdf at 6..30 around the total (std 1)."""
+    one_hot = np.eye(25, dtype="float32")
+    score, std, quantiles = distribution.BinnedScore(30.0, "argmax", 6.0)(one_hot)
+    np.testing.assert_array_equal(np.asarray(score), np.arange(6, 31))
+    np.testing.assert_allclose(np.asarray(std), 0.0, atol=1e-3)
+    np.testing.assert_array_equal(np.asarray(quantiles), np.repeat(np.arange(6, 31)[:, None], 4, 1))
+    p = np.zeros((1, 25), "float32")
+    p[0, [2, 10]] = [0.75, 0.25]  # totals 8 and 16
+    assert float(distribution.BinnedScore(30.0, "argmax", 6.0)(p)[0][0]) == 8.0
+    assert float(distribution.BinnedScore(30.0, "expectation", 6.0)(p)[0][0]) == \
+        pytest.approx(0.75 * 8 + 0.25 * 16)
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((3, 25))
+    p = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype("float32")
+    totals = np.array([6.0, 17.0, 30.0], "float32")
+    per_sample = np.asarray(losses.ScoreDistributionLoss(25, 1.0, 30.0, 6.0).call(totals, p))
+    for i, total in enumerate(totals):
+        target = _normalised_pdf(np.arange(6, 31), total, 1.0)
+        assert per_sample[i] == pytest.approx(_kl(target, p[i]), rel=1e-4)
+    clone = losses.ScoreDistributionLoss.from_config(
+        losses.ScoreDistributionLoss(25, 1.0, 30.0, 6.0).get_config())
+    assert (clone.bins, clone.score_min, clone.score_max) == (25, 6.0, 30.0)
+    assert distribution.BinnedScore.from_config(
+        distribution.BinnedScore(30.0, "argmax", 6.0).get_config()).score_min == 6.0
+    config = ModelConfig(heads=("usdl",), usdl_bins=25, usdl_score_min=6.0,
+                         usdl_score_max=30.0).validate()
+    with pytest.raises(ConfigError, match="usdl_score_min=30.0, usdl_score_max=30.0"):
+        ModelConfig(heads=("usdl",), usdl_score_min=30.0, usdl_score_max=30.0).validate()
+    assert config.usdl_score_min == 6.0
+
+
+def test_musdl_sum_rule_over_six_judges_1_to_5_is_the_hand_computation():
+    """The JIGSAWS panel: 6 judges (GRS elements) over bins 1..5; the total is their sum, no
+    difficulty; the loss per judge is the KL from the authors' pdf at 1..5 (std 1)."""
+    elements = [3.0, 4.0, 2.0, 5.0, 1.0, 3.0]
+    panel = [np.eye(5, dtype="float32")[[int(e) - 1]] for e in elements]
+    sum_panel = distribution.JudgePanel("argmax", rule="sum", judge_min=1.0, judge_max=5.0)
+    _, judges, score, std, quantiles = sum_panel(panel)
+    np.testing.assert_array_equal(np.asarray(judges[0]), elements)
+    assert float(score[0]) == 18.0 and float(std[0]) == pytest.approx(0.0, abs=1e-5)
+    np.testing.assert_allclose(np.asarray(quantiles[0]), [18.0] * 4)
+    # One judge unsure between 2 and 4 (49:51; argmax 4): the other five sum to 16, so 49% of
+    # the panels total 18 and 51% total 20 under the sum rule: std 2 * sqrt(0.49 * 0.51).
+    panel[2] = np.array([[0.0, 0.49, 0.0, 0.51, 0.0]], "float32")
+    _, judges, score, std, quantiles = sum_panel(panel)
+    assert float(judges[0, 2]) == 4.0 and float(score[0]) == 20.0
+    assert float(std[0]) == pytest.approx(2 * np.sqrt(0.49 * 0.51), rel=1e-4)
+    np.testing.assert_allclose(np.asarray(quantiles[0]), [18.0, 18.0, 20.0, 20.0])
+    expected = distribution.JudgePanel("expectation", rule="sum", judge_min=1.0, judge_max=5.0)
+    _, judges, score, _, _ = expected(panel)
+    assert float(judges[0, 2]) == pytest.approx(0.49 * 2 + 0.51 * 4)
+    assert float(score[0]) == pytest.approx(16.0 + 0.49 * 2 + 0.51 * 4)
+    # The loss: per judge the KL from norm.pdf(arange(1, 6), element, 1), averaged over the
+    # judges present (the last is missing).
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((1, 6, 5))
+    p = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype("float32")
+    true = np.array([elements[:5] + [-1.0]], "float32")
+    loss = losses.JudgeDistributionLoss(5, 1.0, 5.0, 1.0).call(true, p)
+    kls = [_kl(_normalised_pdf(np.arange(1, 6), e, 1.0), p[0, j])
+           for j, e in enumerate(elements[:5])]
+    assert float(loss[0]) == pytest.approx(np.mean(kls), rel=1e-4)
+    clone = distribution.JudgePanel.from_config(sum_panel.get_config())  # saved models
+    assert (clone.rule, clone.judge_min, clone.judge_max) == ("sum", 1.0, 5.0)
+    clone = losses.JudgeDistributionLoss.from_config(
+        losses.JudgeDistributionLoss(5, 1.0, 5.0, 1.0).get_config())
+    assert (clone.judge_min, clone.judge_max) == (1.0, 5.0)
+
+
+def test_musdl_sum_rule_model_reads_no_difficulty_and_trains_on_six_judges():
+    model = _model(**JIGSAWS_MUSDL)
+    assert "difficulty" not in model.input
+    x, y = model.synthetic_batch(np.random.default_rng(0), 2)
+    present = y["score_distribution"][y["score_distribution"] >= 0]
+    assert set(np.unique(present)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    out = model(x)
+    assert tuple(out["score_distribution"].shape) == (2, 6, 5)
+    np.testing.assert_allclose(np.asarray(out["score"]),
+                               np.asarray(out["judge_scores"]).sum(-1), rtol=1e-6)
+    losses_, weights = model.loss_dicts(TrainConfig())
+    model.compile(keras.optimizers.Adam(1e-4), loss=losses_, loss_weights=weights)
+    assert np.isfinite(model.train_on_batch(x, y)).all()
+    head = model.heads["musdl"]
+    assert head.metadata()["uses_difficulty"] is False
+    assert head.metadata()["panel_rule"] == "sum"
+    assert head.dataset_options == {"include_judges": True, "num_judges": 6}
+
+
+def test_judges_target_takes_the_models_panel_size_and_masks_other_panels():
+    from aqa_tf.data import pipeline
+    six = pipeline.judge_scores_target(tf.constant([3.0, 4, 2, 5, 1, 3]), 6)
+    np.testing.assert_array_equal(six.numpy(), [3, 4, 2, 5, 1, 3])
+    seven = pipeline.judge_scores_target(tf.constant([8.0] * 7), 6)  # another panel: missing
+    np.testing.assert_array_equal(seven.numpy(), [-1.0] * 6)
+    np.testing.assert_array_equal(pipeline.judge_scores_target(tf.constant([3.0] * 6)).numpy(),
+                                  [-1.0] * 7)  # the default panel is MTL-AQA's 7
+
+
+def test_diving_rule_refuses_a_panel_of_six_with_one_error_line(tmp_path):
+    from tests.helpers import run_module, user_error
+    with pytest.raises(ConfigError, match="musdl_rule=diving .* musdl_judges=6.*musdl_rule=sum"):
+        ModelConfig(**{**JIGSAWS_MUSDL, "musdl_rule": "diving"}).validate()
+    with pytest.raises(ConfigError, match="musdl_judge_min=5.0, musdl_judge_max=5.0"):
+        ModelConfig(**{**JIGSAWS_MUSDL, "musdl_judge_min": 5.0}).validate()
+    proc = run_module("aqa_tf.train", "--heads=musdl", "--musdl_judges=6",
+                      f"--model_dir={tmp_path}/run", timeout=300)
+    print(user_error(proc, "musdl_rule=diving", "musdl_judges=6"))

@@ -10,10 +10,15 @@ scores, trained with KL divergence against a Gaussian centred on the true score
   features, 1024-d); here the head reads the pooled feature, so their setting is
   `--backbone=i3d --aggregation=average --fc_units=0`.
 - MLP: 1024-256-128-bins, ReLU, softmax (`models/evaluator.py`, `MLP_block`).
-- `usdl`: 101 bins over the final score 0..104.5 (`MTL-AQA/opts.py`: output_dim, label_max).
-- `musdl`: one MLP per judge (7), 21 bins over a judge's 0..10 (`opts.py`, `evaluator.py`); the
-  final score is diving's rule, the sum of the middle three judges' scores (their 7 judges
-  sorted, [2:5]) times the difficulty (`main.py`, `compute_score`).
+- `usdl`: bins spread evenly over the final score `--usdl_score_min`..`--usdl_score_max`
+  (MTL-AQA: 101 bins over 0..104.5, `MTL-AQA/opts.py` output_dim, label_max; JIGSAWS: 25 bins
+  over the total GRS 6..30, `JIGSAWS/opts.py` and `main.py` `np.arange(6, 31)`).
+- `musdl`: one MLP per judge, bins over a judge's `--musdl_judge_min`..`--musdl_judge_max`, and
+  the panel rule `--musdl_rule` that makes the final score of the judges' scores:
+  `diving` (MTL-AQA: 7 judges, 21 bins over 0..10; the sum of the middle three of the sorted
+  judges, [2:5], times the difficulty: `MTL-AQA/main.py`, `compute_score`) or `sum` (JIGSAWS:
+  the 6 GRS elements as judges, 5 bins over 1..5, the total their sum, no difficulty:
+  `JIGSAWS/main.py`, `compute_score`).
 - read-out: the authors take the argmax bin (`main.py`, `compute_score`, both heads, although a
   comment there says expectation); `--distribution_readout=expectation` takes the mean.
 
@@ -22,9 +27,10 @@ bins]`; musdl `[batch, judges, bins]`), `score_std [batch]`, `score_quantiles [b
 5, 25, 75 and 95% quantiles of the final score: the 90% and 50% central intervals), and for musdl
 `judge_scores [batch, judges]` (each judge's read-out score; with `expectation`, the expected
 score). USDL's spread is exact, from its distribution. MUSDL's final score is a function of
-seven independent judges, so its spread is estimated from `PANEL_SAMPLES` panels drawn from the
-judges' distributions by inverse CDF at fixed stratified uniforms (seed 0): deterministic, and
-made only of cumsum, comparisons and sorts (what TFLite runs).
+independent judges (the panel rule), so its spread is estimated from `PANEL_SAMPLES` panels
+drawn from the judges' distributions by inverse CDF at fixed stratified uniforms (seed 0), each
+scored by the same rule: deterministic, and made only of cumsum, comparisons and sorts (what
+TFLite runs).
 """
 
 from typing import Dict
@@ -47,12 +53,13 @@ SCORE_QUANTILES = "score_quantiles"
 JUDGE_SCORES = "judge_scores"
 # Levels of `score_quantiles`: the ends of the 90% and 50% central intervals.
 QUANTILE_LEVELS = (0.05, 0.25, 0.75, 0.95)
-# A judge's scores run 0..10 (authors' opts.py judge_max).
+# A judge's scores run 0..10 on MTL-AQA (authors' opts.py judge_max): the defaults of JudgePanel.
 JUDGE_MAX = 10.0
 # Panels drawn per video to estimate the spread of MUSDL's final score.
 PANEL_SAMPLES = 1000
-# Judges counted by diving's rule: the middle three of the panel.
+# Diving's rule: the middle three of a panel of seven (MTL-AQA).
 COUNTED_JUDGES = 3
+DIVING_JUDGES = 7
 
 
 def first_bin_reaching(cdf, level):
@@ -63,12 +70,17 @@ def first_bin_reaching(cdf, level):
     return ops.minimum(count, cdf.shape[-1] - 1)
 
 
-def read_out(probabilities, step: float, readout: str):
-    """The score of distributions `[..., bins]` over bins `step` points apart: the argmax bin's
-    value or the expectation."""
+def bin_step(low: float, high: float, bins: int) -> float:
+    """Points between two neighbouring bins of `bins` spread evenly over `low`..`high`."""
+    return (float(high) - float(low)) / (bins - 1)
+
+
+def read_out(probabilities, step: float, readout: str, low: float = 0.0):
+    """The score of distributions `[..., bins]` over bins `low`, `low + step`, ...: the argmax
+    bin's value or the expectation."""
     if readout == "argmax":
-        return ops.cast(ops.argmax(probabilities, axis=-1), "float32") * step
-    values = ops.arange(probabilities.shape[-1], dtype="float32") * step
+        return low + ops.cast(ops.argmax(probabilities, axis=-1), "float32") * step
+    values = low + ops.arange(probabilities.shape[-1], dtype="float32") * step
     return ops.sum(probabilities * values, axis=-1)
 
 
@@ -80,48 +92,64 @@ def middle_sum(judge_scores):
     return ops.sum(ordered[..., drop:drop + COUNTED_JUDGES], axis=-1)
 
 
+def panel_score(judge_scores, rule: str):
+    """The final score of panels `[..., judges]` by `rule` (before any difficulty): `diving`,
+    the middle three; `sum`, every judge (JIGSAWS: the total GRS of its 6 elements)."""
+    if rule == "sum":
+        return ops.sum(judge_scores, axis=-1)
+    return middle_sum(judge_scores)
+
+
 @keras.saving.register_keras_serializable(package="aqa_tf")
 class BinnedScore(layers.Layer):
-    """USDL's read-out: distributions `[batch, bins]` over 0..`score_max` -> (score, std,
-    quantiles `[batch, 4]` at `QUANTILE_LEVELS`), in points. The std and quantiles are those of
-    the predicted distribution (the quantiles on the bin grid)."""
+    """USDL's read-out: distributions `[batch, bins]` over `score_min`..`score_max` -> (score,
+    std, quantiles `[batch, 4]` at `QUANTILE_LEVELS`), in points. The std and quantiles are those
+    of the predicted distribution (the quantiles on the bin grid)."""
 
-    def __init__(self, score_max: float = 104.5, readout: str = "argmax", **kwargs):
+    def __init__(self, score_max: float = 104.5, readout: str = "argmax",
+                 score_min: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.score_max, self.readout = float(score_max), readout
+        self.score_min = float(score_min)
 
     def call(self, probabilities):
         probabilities = ops.cast(probabilities, "float32")
-        step = self.score_max / (probabilities.shape[-1] - 1)
-        values = ops.arange(probabilities.shape[-1], dtype="float32") * step
+        low, bins = self.score_min, probabilities.shape[-1]
+        step = bin_step(low, self.score_max, bins)
+        values = low + ops.arange(bins, dtype="float32") * step
         mean = ops.sum(probabilities * values, axis=-1)
         variance = ops.sum(probabilities * ops.square(values - ops.expand_dims(mean, -1)), -1)
         cdf = ops.cumsum(probabilities, axis=-1)
-        quantiles = ops.stack([ops.cast(first_bin_reaching(cdf, q), "float32") * step
+        quantiles = ops.stack([low + ops.cast(first_bin_reaching(cdf, q), "float32") * step
                                for q in QUANTILE_LEVELS], axis=-1)
-        return (read_out(probabilities, step, self.readout),
+        return (read_out(probabilities, step, self.readout, low),
                 ops.sqrt(ops.maximum(variance, 0.0)), quantiles)
 
     def get_config(self):
-        return {**super().get_config(), "score_max": self.score_max, "readout": self.readout}
+        return {**super().get_config(), "score_max": self.score_max, "readout": self.readout,
+                "score_min": self.score_min}
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")
 class JudgePanel(layers.Layer):
-    """MUSDL's read-out: the judges' distributions (a list of `[batch, bins]`, over 0..10) and
-    the difficulty `[batch]` -> (distributions `[batch, judges, bins]`, judge scores `[batch,
-    judges]`, score, std, quantiles `[batch, 4]`), in points.
+    """MUSDL's read-out: the judges' distributions (a list of `[batch, bins]`, over
+    `judge_min`..`judge_max`) and, for the diving rule, the difficulty `[batch]` -> (distributions
+    `[batch, judges, bins]`, judge scores `[batch, judges]`, score, std, quantiles `[batch, 4]`),
+    in points.
 
-    The score is diving's rule on the read-out judge scores, times the difficulty (authors'
-    `MTL-AQA/main.py`). The std and quantiles are of the final score over `samples` panels drawn
-    from the judges' distributions, independently, by inverse CDF at fixed stratified uniforms
-    (each judge a random permutation of (i + 0.5) / samples, numpy seed `seed`).
+    The score is `rule` (`panel_score`) on the read-out judge scores; `diving` multiplies it by
+    the difficulty (authors' `MTL-AQA/main.py`), `sum` reads none (`JIGSAWS/main.py`). The std
+    and quantiles are of the final score over `samples` panels drawn from the judges'
+    distributions, independently, by inverse CDF at fixed stratified uniforms (each judge a
+    random permutation of (i + 0.5) / samples, numpy seed `seed`), scored by the same rule.
     """
 
     def __init__(self, readout: str = "argmax", samples: int = PANEL_SAMPLES, seed: int = 0,
+                 rule: str = "diving", judge_min: float = 0.0, judge_max: float = JUDGE_MAX,
                  **kwargs):
         super().__init__(**kwargs)
         self.readout, self.samples, self.seed = readout, int(samples), int(seed)
+        self.rule, self.judge_min, self.judge_max = rule, float(judge_min), float(judge_max)
 
     def uniforms(self, judges: int) -> np.ndarray:
         """The fixed uniforms `[samples, judges]` the panels are drawn at."""
@@ -129,23 +157,27 @@ class JudgePanel(layers.Layer):
         strata = (np.arange(self.samples) + 0.5) / self.samples
         return np.stack([rng.permutation(strata) for _ in range(judges)], -1).astype("float32")
 
-    def call(self, judge_probabilities, difficulty):
+    def call(self, judge_probabilities, difficulty=None):
         probabilities = ops.cast(ops.stack(judge_probabilities, axis=1), "float32")
-        step = JUDGE_MAX / (probabilities.shape[-1] - 1)
-        difficulty = ops.reshape(ops.cast(difficulty, "float32"), (-1, 1))
-        judge_scores = read_out(probabilities, step, self.readout)
-        score = middle_sum(judge_scores) * difficulty[:, 0]
+        low = self.judge_min
+        step = bin_step(low, self.judge_max, probabilities.shape[-1])
+        judge_scores = read_out(probabilities, step, self.readout, low)
         cdf = ops.expand_dims(ops.cumsum(probabilities, axis=-1), 1)  # [batch, 1, judges, bins]
         u = ops.convert_to_tensor(self.uniforms(probabilities.shape[1]))[None, :, :, None]
-        drawn = ops.cast(first_bin_reaching(cdf, u), "float32") * step  # [batch, samples, judges]
-        panels = ops.sort(middle_sum(drawn) * difficulty, axis=-1)  # [batch, samples]
+        drawn = low + ops.cast(first_bin_reaching(cdf, u), "float32") * step  # [b, samples, j]
+        score, panels = panel_score(judge_scores, self.rule), panel_score(drawn, self.rule)
+        if self.rule == "diving":
+            difficulty = ops.reshape(ops.cast(difficulty, "float32"), (-1, 1))
+            score, panels = score * difficulty[:, 0], panels * difficulty
+        panels = ops.sort(panels, axis=-1)  # [batch, samples]
         picks = [max(int(np.ceil(q * self.samples)) - 1, 0) for q in QUANTILE_LEVELS]
         quantiles = ops.stack([panels[:, i] for i in picks], axis=-1)
         return probabilities, judge_scores, score, ops.std(panels, axis=-1), quantiles
 
     def get_config(self):
         return {**super().get_config(), "readout": self.readout, "samples": self.samples,
-                "seed": self.seed}
+                "seed": self.seed, "rule": self.rule, "judge_min": self.judge_min,
+                "judge_max": self.judge_max}
 
 
 def distribution_mlp(pooled, hidden, bins: int, prefix: str):
@@ -178,8 +210,8 @@ class DistributionHead(ScoreHead):
                               "must be positive")
         if model_config.multiply_difficulty:
             raise ConfigError(f"heads={model_config.heads}: --multiply_difficulty is the score "
-                              "head's; usdl predicts the final score, musdl multiplies the "
-                              "judges' sum by the difficulty itself")
+                              "head's; usdl predicts the final score, musdl's diving rule "
+                              "multiplies the judges' sum by the difficulty itself")
 
     def add_inputs(self, inputs):
         if self.data_config.per_action_scores:
@@ -219,7 +251,7 @@ class DistributionHead(ScoreHead):
 
 @HEADS.register("usdl")
 class USDLHead(DistributionHead):
-    """USDL: one distribution over the final score's bins (0..--usdl_score_max)."""
+    """USDL: one distribution over the final score's bins (--usdl_score_min..--usdl_score_max)."""
 
     name = "usdl"
     target_keys = {SCORE_DISTRIBUTION: tasks.SCORE_OUTPUT}
@@ -227,16 +259,18 @@ class USDLHead(DistributionHead):
     @classmethod
     def check_config(cls, model_config: ModelConfig):
         super().check_config(model_config)
-        if model_config.usdl_bins < 2 or model_config.usdl_score_max <= 0:
-            raise ConfigError(f"usdl_bins={model_config.usdl_bins}, usdl_score_max="
-                              f"{model_config.usdl_score_max}: need 2 or more bins over a "
-                              "positive range")
+        low, high = model_config.usdl_score_min, model_config.usdl_score_max
+        if model_config.usdl_bins < 2 or not 0 <= low < high:
+            raise ConfigError(f"usdl_bins={model_config.usdl_bins}, usdl_score_min={low}, "
+                              f"usdl_score_max={high}: need 2 or more bins over a range "
+                              "0 <= usdl_score_min < usdl_score_max")
 
     def build(self, features: Features) -> Dict[str, keras.KerasTensor]:
         config = self.model_config
         probabilities = distribution_mlp(self.pooled(features), config.distribution_hidden,
                                          config.usdl_bins, "usdl")
         score, std, quantiles = BinnedScore(config.usdl_score_max, config.distribution_readout,
+                                            config.usdl_score_min,
                                             name="usdl_readout")(probabilities)
         return {tasks.SCORE_OUTPUT: score, SCORE_DISTRIBUTION: probabilities, SCORE_STD: std,
                 SCORE_QUANTILES: quantiles}
@@ -245,10 +279,13 @@ class USDLHead(DistributionHead):
         config = self.model_config
         return {SCORE_DISTRIBUTION: (
             ScoreDistributionLoss(config.usdl_bins, config.distribution_std,
-                                  config.usdl_score_max), train_config.score_loss_weight)}
+                                  config.usdl_score_max, config.usdl_score_min),
+            train_config.score_loss_weight)}
 
     def synthetic_batch(self, rng, batch, x, y):
-        y[SCORE_DISTRIBUTION] = rng.uniform(10, 100, batch).astype("float32")
+        low, high = self.model_config.usdl_score_min, self.model_config.usdl_score_max
+        y[SCORE_DISTRIBUTION] = rng.uniform(low + 0.1 * (high - low), high - 0.05 * (high - low),
+                                            batch).astype("float32")
 
     def metadata(self) -> Dict:
         return {**super().metadata(), "uses_difficulty": False}
@@ -256,46 +293,73 @@ class USDLHead(DistributionHead):
 
 @HEADS.register("musdl")
 class MUSDLHead(DistributionHead):
-    """MUSDL: one distribution per judge over 0..10; score = middle three x difficulty. Reads
-    `difficulty [batch]`; trained on `judge_scores [batch, judges]` (-1: missing judge), which
-    `pipeline.build_dataset(include_judges=True)` adds."""
+    """MUSDL: one distribution per judge over --musdl_judge_min..--musdl_judge_max; the score is
+    the panel rule's (--musdl_rule): diving, the middle three of 7 x the difficulty (reads
+    `difficulty [batch]`), or sum, every judge. Trained on `judge_scores [batch, judges]` (-1:
+    missing judge), which `pipeline.build_dataset(include_judges=True, num_judges=...)` adds."""
 
     name = "musdl"
     target_keys = {SCORE_DISTRIBUTION: JUDGE_SCORES}
     untrained_outputs = DistributionHead.untrained_outputs + (JUDGE_SCORES,)
-    dataset_options = {"include_judges": True}
+
+    @property
+    def dataset_options(self):
+        # The panel size is the model's (--musdl_judges): the one source of the judges target's
+        # width, so a record with another panel reads as missing.
+        return {"include_judges": True, "num_judges": self.model_config.musdl_judges}
+
+    @property
+    def uses_difficulty(self) -> bool:
+        return self.model_config.musdl_rule == "diving"
 
     @classmethod
     def check_config(cls, model_config: ModelConfig):
         super().check_config(model_config)
-        judges = model_config.musdl_judges
-        if model_config.musdl_bins < 2 or judges < COUNTED_JUDGES or judges % 2 == 0:
-            raise ConfigError(f"musdl_bins={model_config.musdl_bins}, musdl_judges={judges}: "
-                              "need 2 or more bins and an odd panel of 3 or more judges")
+        config, judges = model_config, model_config.musdl_judges
+        if config.musdl_bins < 2 or judges < 1:
+            raise ConfigError(f"musdl_bins={config.musdl_bins}, musdl_judges={judges}: need 2 "
+                              "or more bins and 1 or more judges")
+        if not 0 <= config.musdl_judge_min < config.musdl_judge_max:
+            raise ConfigError(f"musdl_judge_min={config.musdl_judge_min}, musdl_judge_max="
+                              f"{config.musdl_judge_max}: need 0 <= min < max")
+        if config.musdl_rule == "diving" and judges != DIVING_JUDGES:
+            raise ConfigError(f"musdl_rule=diving sums the middle three of {DIVING_JUDGES} "
+                              f"judges (MTL-AQA), but musdl_judges={judges}: use "
+                              "--musdl_rule=sum to add up every judge (JIGSAWS: the 6 GRS "
+                              "elements), or 7 judges")
 
     def add_inputs(self, inputs):
         super().add_inputs(inputs)
-        inputs[tasks.DIFFICULTY_INPUT] = keras.Input((), name=tasks.DIFFICULTY_INPUT)
+        if self.uses_difficulty:
+            inputs[tasks.DIFFICULTY_INPUT] = keras.Input((), name=tasks.DIFFICULTY_INPUT)
 
     def build(self, features: Features) -> Dict[str, keras.KerasTensor]:
         config, pooled = self.model_config, self.pooled(features)
         judges = [distribution_mlp(pooled, config.distribution_hidden, config.musdl_bins,
                                    f"musdl_judge{j + 1}") for j in range(config.musdl_judges)]
-        probabilities, judge_scores, score, std, quantiles = JudgePanel(
-            config.distribution_readout, name="musdl_panel")(
-                judges, features.inputs[tasks.DIFFICULTY_INPUT])
+        panel = JudgePanel(config.distribution_readout, rule=config.musdl_rule,
+                           judge_min=config.musdl_judge_min, judge_max=config.musdl_judge_max,
+                           name="musdl_panel")
+        args = [features.inputs[tasks.DIFFICULTY_INPUT]] if self.uses_difficulty else []
+        probabilities, judge_scores, score, std, quantiles = panel(judges, *args)
         return {tasks.SCORE_OUTPUT: score, SCORE_DISTRIBUTION: probabilities,
                 JUDGE_SCORES: judge_scores, SCORE_STD: std, SCORE_QUANTILES: quantiles}
 
     def losses(self, train_config):
         config = self.model_config
         return {SCORE_DISTRIBUTION: (
-            JudgeDistributionLoss(config.musdl_bins, config.distribution_std, JUDGE_MAX),
+            JudgeDistributionLoss(config.musdl_bins, config.distribution_std,
+                                  config.musdl_judge_max, config.musdl_judge_min),
             train_config.score_loss_weight)}
 
     def synthetic_batch(self, rng, batch, x, y):
-        x[tasks.DIFFICULTY_INPUT] = rng.uniform(1.5, 3.8, batch).astype("float32")
-        judges = rng.integers(8, 21, (batch, self.model_config.musdl_judges)) * 0.5
+        config = self.model_config
+        if self.uses_difficulty:
+            x[tasks.DIFFICULTY_INPUT] = rng.uniform(1.5, 3.8, batch).astype("float32")
+        step = bin_step(config.musdl_judge_min, config.musdl_judge_max, config.musdl_bins)
+        bins = rng.integers(config.musdl_bins // 3, config.musdl_bins,
+                            (batch, config.musdl_judges))
+        judges = config.musdl_judge_min + bins * step
         judges[0, -1] = -1.0  # a missing judge, as the records mark one
         y[SCORE_DISTRIBUTION] = judges.astype("float32")
 
@@ -313,5 +377,7 @@ class MUSDLHead(DistributionHead):
                 JUDGE_SCORES: ops.cast(outputs[JUDGE_SCORES], "float32")}
 
     def metadata(self) -> Dict:
-        return {**super().metadata(), "uses_difficulty": True,
-                "judges": self.model_config.musdl_judges}
+        config = self.model_config
+        return {**super().metadata(), "uses_difficulty": self.uses_difficulty,
+                "judges": config.musdl_judges, "panel_rule": config.musdl_rule,
+                "judge_range": [config.musdl_judge_min, config.musdl_judge_max]}
