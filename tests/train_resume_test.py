@@ -19,12 +19,22 @@ from tests.train_test import run, train_command
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     return synthetic_records(tmp_path_factory.mktemp("tiny"), num_train=48, num_test=16,
-                             num_frames=54, height=64, width=86, seed=1)
+                             num_frames=34, height=64, width=86, seed=1)
+
+
+# The quickstart's model on a shorter, smaller input (two 16-frame clips of 32x32 crops, a
+# quarter of its compute): these tests check how runs start, stop and resume, not what they
+# learn. Float32 as given, not probed (the probe is train_test's).
+SMALL = ("--sample_length=32", "--num_frames=32", "--crop_size=32", "--mixed_precision=none")
+
+
+def small_command(data_dir, model_dir, *extra):
+    return train_command(data_dir, model_dir, *SMALL, *extra)
 
 
 def test_killed_run_resumes_from_the_last_finished_epoch(tiny_dir, tmp_path):
     model_dir = str(tmp_path / "run")
-    cmd = train_command(tiny_dir, model_dir, "--epochs=3", "--batch_size=4",
+    cmd = small_command(tiny_dir, model_dir, "--epochs=3", "--batch_size=4",
                         "--noevaluate_before_training")
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -60,9 +70,8 @@ def test_deterministic_runs_repeat_exactly(tiny_dir, tmp_path):
     The precision is given: `auto` probes each run on its own, and two probes side by side on a
     CPU where bf16 and float32 train about as fast (a Zen 4) chose differently."""
     def command(name):
-        return train_command(tiny_dir, str(tmp_path / name), "--epochs=1",
+        return small_command(tiny_dir, str(tmp_path / name), "--epochs=1",
                              "--steps_per_epoch=3", "--batch_size=4", "--val_fraction=0",
-                             "--mixed_precision=none",
                              "--deterministic", "--noevaluate_before_training",
                              "--noexport_after_training")
     procs = [subprocess.Popen(command(name), cwd=REPO_ROOT, stdout=subprocess.PIPE,
@@ -83,7 +92,7 @@ def test_deterministic_runs_repeat_exactly(tiny_dir, tmp_path):
 
 def test_mirrored_strategy_on_two_logical_cpus(tiny_dir, tmp_path):
     model_dir = str(tmp_path / "mirrored")
-    stdout = run(train_command(tiny_dir, model_dir, "--epochs=1", "--batch_size=4",
+    stdout = run(small_command(tiny_dir, model_dir, "--epochs=1", "--batch_size=4",
                                "--distribution=mirrored", "--cpu_replicas=2",
                                "--noevaluate_before_training"))
     assert "MirroredStrategy with 2 replica(s)" in stdout
@@ -95,7 +104,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_dir, tmp_path):
 def test_truncated_shard_is_named(tiny_dir, tmp_path):
     broken = truncated_copy(tiny_dir, str(tmp_path / "broken"), "train-00001-of-00002.tfrecord",
                             keep=2 / 3)
-    proc = subprocess.run(train_command(broken, str(tmp_path / "run"), "--epochs=1"),
+    proc = subprocess.run(small_command(broken, str(tmp_path / "run"), "--epochs=1"),
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "training data cannot be read" in proc.stderr

@@ -45,6 +45,11 @@ def _run(args, backend: str, timeout: int = 1200, without_tensorflow: bool = Fal
     return proc.stdout
 
 
+# The quickstart's model on two 16-frame clips of 32x32 crops (a quarter of its compute): these
+# tests check the backend's mechanics, not what the model learns.
+SMALL = ("--sample_length=32", "--num_frames=32", "--crop_size=32")
+
+
 def _predictions(path: str) -> dict:
     with open(path) as f:
         return {row["sample_key"]: float(row["pred_score"]) for row in csv.DictReader(f)}
@@ -54,7 +59,8 @@ def test_training_command_on_jax_trains_evaluates_and_exports(tmp_path):
     run, export = tmp_path / "run", tmp_path / "export"
     stdout = _run(["aqa_tf.train", "--flagfile=configs/quickstart.cfg",
                    f"--data_dir={tmp_path / 'data'}", "--synthetic_num_train=28",
-                   "--synthetic_num_test=8", f"--model_dir={run}", f"--export_dir={export}",
+                   "--synthetic_num_test=8", "--synthetic_num_frames=34", *SMALL,
+                   f"--model_dir={run}", f"--export_dir={export}",
                    "--epochs=2", "--batch_size=4", "--val_fraction=0.25",
                    "--noevaluate_before_training",
                    "--mixed_precision=none", "--verbose=2"], backend="jax")
@@ -91,7 +97,7 @@ def test_benchmark_command_on_jax_needs_no_tensorflow_and_counts_its_flops(tmp_p
     for backend in ("jax", "tensorflow"):
         output = tmp_path / f"{backend}.json"
         stdout = _run(["aqa_tf.benchmark", "--flagfile=configs/quickstart.cfg", "--data_dir=",
-                       "--batch_size=2", "--mixed_precision=none", "--warmup_steps=1",
+                       *SMALL, "--batch_size=2", "--mixed_precision=none", "--warmup_steps=1",
                        "--benchmark_steps=1", "--batch_on_device",
                        f"--benchmark_output={output}"], backend=backend,
                       without_tensorflow=backend == "jax")
