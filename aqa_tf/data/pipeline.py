@@ -181,6 +181,7 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
               tasks.ACTION_INPUT: action}
     if with_keys:
         inputs["sample_key"] = record[features.SAMPLE_KEY]
+        inputs["action_name"] = record[features.ACTION_NAME]  # b"" where the record has none
     score = tf.cast(record[features.FINAL_SCORE], tf.float32)
     targets = {tasks.SCORE_OUTPUT: score}
     if config.per_action_scores:
@@ -305,7 +306,8 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
       split: 'train' (training split minus the validation carve-out), 'val' (the carve-out)
         or 'test'.
       training: random temporal jitter, flips and shuffling when True; deterministic otherwise.
-      with_keys: add `inputs["sample_key"]` (string `[batch]`).
+      with_keys: add `inputs["sample_key"]` and `inputs["action_name"]` (string `[batch]`;
+        the name is b"" for records without one).
       include_caption: add `inputs["caption_tokens"]` (int32 `[batch, max_caption_words +
         1]`: `<sos> w1 .. wn`, padded with `<eos>`) and `targets["caption"]` (the next words
         `w1 .. wn <eos>`, padded with -1).

@@ -62,11 +62,14 @@ class Predictor:
             self._generators = list(generators)
 
     def __call__(self, dataset: tf.data.Dataset) -> Predictions:
-        keys, targets, outputs, actions = [], {}, {}, []
+        keys, targets, outputs, actions, names = [], {}, {}, [], {}
         for inputs, batch_targets in dataset:
             keys += [k.decode("utf-8") for k in inputs["sample_key"].numpy()]
             if tasks.ACTION_INPUT in inputs:
                 actions.append(inputs[tasks.ACTION_INPUT].numpy())
+                for action, name in zip(actions[-1], inputs["action_name"].numpy()):
+                    if name:
+                        names[int(action)] = name.decode("utf-8")
             result = dict(self.predict_batch({k: inputs[k] for k in self.input_names}))
             video = inputs["video"] if self.native else np.asarray(inputs["video"])
             for generate in self._generators:
@@ -79,7 +82,7 @@ class Predictor:
                 outputs.setdefault(name, []).append(value.astype(dtype))
         return Predictions(keys, {k: np.concatenate(v) for k, v in targets.items()},
                            {k: np.concatenate(v) for k, v in outputs.items()},
-                           np.concatenate(actions) if actions else None)
+                           np.concatenate(actions) if actions else None, names)
 
 
 def evaluate_predictions(model: keras.Model, predictions: Predictions,

@@ -150,6 +150,21 @@ def test_training_reads_the_distribution_targets_under_their_output_name():
     np.testing.assert_array_equal(y["score_distribution"].numpy(), judges)
 
 
+def test_per_action_spearman_is_named_as_the_records_name_their_actions():
+    """JIGSAWS' task 1 is Suturing, AQA-7's action 1 diving: the names come from the records'
+    `action_name` (collected by the evaluation), AQA-7's only for records without one."""
+    head = _model(("usdl",)).heads["usdl"]
+    true, pred = np.array([10, 20, 30, 6, 7, 8.0]), np.array([11, 19, 35, 8, 7, 6.0])
+    outputs = {"score": pred, "score_std": np.ones(6), "score_quantiles": np.zeros((6, 4))}
+    actions = np.array([1, 1, 1, 2, 2, 2])
+    for names, expected in (({1: "Suturing", 2: "Needle_Passing"}, ("Suturing", "Needle_Passing")),
+                            ({}, ("diving", "gym_vault"))):
+        metrics = head.metrics(Predictions(list("abcdef"), {"score": true}, outputs, actions,
+                                           names), ReportContext(DATA, (0.0, 100.0)))
+        assert metrics[f"spearman/{expected[0]}"] == pytest.approx(1.0)
+        assert metrics[f"spearman/{expected[1]}"] == pytest.approx(-1.0)
+
+
 def test_metrics_serving_outputs_and_metadata_say_it_is_a_distribution():
     model = _model(("usdl",))
     head = model.heads["usdl"]

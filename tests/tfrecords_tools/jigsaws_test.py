@@ -272,5 +272,6 @@ def test_pipeline_reads_three_folds_for_training_and_one_for_test(raw, converted
                                                   with_keys=True):
         assert inputs["video"].shape[1:] == (2, 8, 32, 32, 3)
         keys += [k.decode() for k in inputs["sample_key"].numpy()]
+        assert {n.decode() for n in inputs["action_name"].numpy()} == {"Suturing"}
         scores += targets["score"].numpy().tolist()
     assert keys == folds[0] and scores == [trials[k].total for k in keys]

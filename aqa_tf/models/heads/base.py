@@ -43,12 +43,14 @@ class Features:
 @dataclasses.dataclass
 class Predictions:
     """A model's predictions on one split: sample keys, targets and outputs by name (numpy),
-    and the action id of every sample (0 for single-action datasets)."""
+    the action id of every sample (0 for single-action datasets) and the names the records give
+    their action ids (AQA-7's actions, JIGSAWS' tasks; empty when the records name none)."""
 
     keys: List[str]
     targets: Dict[str, np.ndarray]
     outputs: Dict[str, np.ndarray]
     actions: Optional[np.ndarray] = None
+    action_names: Dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

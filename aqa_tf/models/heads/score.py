@@ -117,9 +117,15 @@ class ScoreHead(Head):
         pred = predictions.outputs[tasks.SCORE_OUTPUT]
         result = metrics_lib.compute_metrics(true, pred, score_range=context.score_range)
         if predictions.actions is not None and np.any(predictions.actions > 0):
-            # Multi-action datasets (AQA-7): Spearman per action and its Fisher-z average.
+            # Multi-action datasets (AQA-7, JIGSAWS): Spearman per action, named as the records
+            # name their action ids (AQA-7's names for records without), and the Fisher-z
+            # average.
+            top = max(int(np.max(predictions.actions)), len(tasks.AQA7_ACTIONS))
+            names = [predictions.action_names.get(i, tasks.AQA7_ACTIONS[i - 1]
+                                                  if i <= len(tasks.AQA7_ACTIONS) else
+                                                  f"action_{i}") for i in range(1, top + 1)]
             result.update(metrics_lib.per_action_metrics(true, pred, predictions.actions,
-                                                         tasks.AQA7_ACTIONS))
+                                                         names))
         return result
 
     def report(self, predictions, metrics, files_prefix, context):
