@@ -2,6 +2,7 @@
 `aqa_tf.data.shards.ShardedWriter`)."""
 
 import dataclasses
+import os
 import json
 from typing import Dict
 
@@ -46,3 +47,23 @@ def define_output_flags(width_help: str = "Stored frame width.",
         flags.DEFINE_integer("num_shards_train", 8, "Shards of the training split.")
         flags.DEFINE_integer("num_shards_test", 4, "Shards of the test split.")
         flags.DEFINE_list("splits", ["train", "test"], "Splits to convert.")
+
+
+def load_pickle(path: str, missing: str, name: str = ""):
+    """The object pickled in `path` (a release's annotation or split file).
+
+    Raises:
+      FileNotFoundError: `path` does not exist; the message is `missing`.
+      DataError: it cannot be unpickled (truncated, not a pickle, a folder); the message names
+        `name` (the option or file as the user gave it; default `path`).
+    """
+    import pickle
+    from aqa_tf.data.shards import DataError
+    if not os.path.exists(path):
+        raise FileNotFoundError(missing)
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            ImportError, IndexError, OSError) as error:
+        raise DataError(f"{name or path}: not a readable pickle ({error})") from None

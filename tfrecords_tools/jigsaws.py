@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import pickle
 import re
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -81,14 +80,8 @@ class MetaEntry:
 
 
 def _load_pickle(path: str, what: str, flag: str):
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{flag}={path}: no such file (expected the {what})")
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, OSError) as error:  # truncated, not a pickle, a folder
-        raise DataError(f"{flag}={path}: not a readable pickle ({error})") from None
+    return common.load_pickle(path, f"{flag}={path}: no such file (expected the {what})",
+                              f"{flag}={path}")
 
 
 def load_splits(path: str, tasks: Sequence[str] = jigsaws.TASKS) -> Dict[str, List[List[str]]]:

@@ -28,7 +28,6 @@ lists are in `conversion_report.json` and the printed summary.
 
 import concurrent.futures
 import os
-import pickle
 import shutil
 import sys
 from typing import Dict, List, Optional, Tuple
@@ -38,7 +37,7 @@ import numpy as np
 from aqa_tf.data import captions
 from aqa_tf.data import features
 from aqa_tf.data import shards as shards_lib
-from aqa_tf.data.shards import DataError, ShardedWriter
+from aqa_tf.data.shards import ShardedWriter
 from aqa_tf.data.video import resize_frame
 from tfrecords_tools import common
 from tfrecords_tools.common import ConversionReport
@@ -58,14 +57,7 @@ def _normalise_key(key) -> Key:
 
 
 def _load_pickle(path: str):
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing (expected the MTL-AQA release files)")
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError) as error:  # truncated or not a pickle
-        raise DataError(f"{path}: not a readable pickle ({error})") from None
+    return common.load_pickle(path, f"{path} is missing (expected the MTL-AQA release files)")
 
 
 def annotations_path(annotations_dir: str, annotations_file: str) -> str:
