@@ -641,7 +641,8 @@ class PredictOptions(Config):
     predict_batch_size: int = option(8, "Windows scored at once while scanning.")
     output_dir: str = option(".", "Folder of the PNG and timeline files.")
     plot: bool = option(False, "Write <output_dir>/<video>_clips.png: frames of each clip and "
-                        "its contribution (Weight-Decider weights or per-clip scores).")
+                        "its contribution (Weight-Decider weights or per-clip scores); for a "
+                        "distribution head (usdl, musdl) also <video>_distribution.png.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -95,6 +95,9 @@ def main(argv):
         if options.plot:
             print(f"  {'plot':<16}" + reporting.plot_dive(result, scorer.meta,
                                                             out.file("clips.png")), flush=True)
+            if "score_distribution" in result:
+                print(f"  {'distribution':<16}" + reporting.plot_distribution(
+                    result, scorer.meta, out.file("distribution.png")), flush=True)
         return predict_lib.json_ready(result)
 
     return results.score_each(videos, score)

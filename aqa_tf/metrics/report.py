@@ -162,9 +162,59 @@ def format_result(result: Dict) -> str:
         if kind in result:
             lines.append(f"  {title:<16}" + " ".join(f"{v:.3f}" if kind == "clip_weights"
                                                      else f"{v:.1f}" for v in result[kind]))
+    if "judge_scores" in result:
+        lines.append(f"  {'judges':<16}" + " ".join(f"{v:.1f}" for v in result["judge_scores"]))
     if "commentary" in result:
         lines.append(f"  {'commentary':<16}{result['commentary']}")
     return "\n".join(lines)
+
+
+def draw_distribution(ax, result: Dict, meta: Dict):
+    """Draws a distribution head's prediction on `ax`: USDL's probability per score bin, the
+    read-out score and the 90% interval; MUSDL's distribution of each judge over a judge's
+    scores, each judge's read-out marked."""
+    low, high = meta.get("distribution_range", (0.0, 1.0))
+    probabilities = np.asarray(result["score_distribution"], np.float64)
+    values = np.linspace(low, high, probabilities.shape[-1])
+    if probabilities.ndim == 1:
+        step = values[1] - values[0]
+        ax.bar(values, probabilities, width=step * 0.9, color="tab:blue", label="predicted")
+        if "score_interval" in result:
+            ax.axvspan(*result["score_interval"], color="tab:orange", alpha=0.2,
+                       label="90% interval")
+        ax.axvline(result["score"], color="tab:red", label=f"score {result['score']:.1f}")
+        ax.set_xlabel("score")
+    else:
+        import matplotlib.pyplot as plt
+        cmap = plt.get_cmap("tab10")
+        judges = result.get("judge_scores", [None] * len(probabilities))
+        for j, (row, read_out) in enumerate(zip(probabilities, judges)):
+            ax.plot(values, row, drawstyle="steps-mid", color=cmap(j % 10),
+                    label=f"judge {j + 1}" + (f": {read_out:.1f}" if read_out is not None
+                                              else ""))
+            if read_out is not None:
+                ax.plot([read_out], [row[int(np.argmin(np.abs(values - read_out)))]], "o",
+                        color=cmap(j % 10))
+        ax.set_xlabel("a judge's score")
+    ax.set_ylabel("probability")
+    ax.legend(loc="upper left", fontsize=7, ncol=2 if probabilities.ndim > 1 else 1)
+
+
+def plot_distribution(result: Dict, meta: Dict, path: str) -> str:
+    """PNG of a distribution head's prediction for one video (`draw_distribution`), the score
+    and its interval in the title."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    draw_distribution(ax, result, meta)
+    ax.set_title(f"{os.path.basename(result['video'])}: score {result['score']:.1f}"
+                 + _interval_text(result), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def write_timeline(rows: Sequence[Dict], prefix: str) -> List[str]:
@@ -229,18 +279,20 @@ def plot_timeline(rows: Sequence[Dict], path: str, title: str = "") -> str:
 
 def plot_dive(result: Dict, meta: Dict, path: str) -> str:
     """PNG: the first, middle and last frame of each clip of the window (one column per clip)
-    above each clip's contribution (Weight-Decider weights or per-clip scores), with the
-    score and top sub-actions in the title."""
+    above each clip's contribution (Weight-Decider weights or per-clip scores) and a distribution
+    head's prediction (`draw_distribution`), with the score and top sub-actions in the title."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     clips = np.asarray(meta["clip_frames"])
     kind = next((k for k in ("clip_weights", "clip_scores") if k in result), None)
-    rows = 3 + (1 if kind else 0)
+    spread = "score_distribution" in result
+    extra = [1.6] * (bool(kind) + spread)
+    rows = 3 + len(extra)
     fig, axes = plt.subplots(rows, len(clips), dpi=100, squeeze=False,
                              figsize=(max(6, 1.6 * len(clips)), 1.3 * rows + 1.2),
-                             gridspec_kw={"height_ratios": [1, 1, 1] + ([1.6] if kind else [])})
+                             gridspec_kw={"height_ratios": [1, 1, 1] + extra})
     for c, frames in enumerate(clips):
         for r, pick in enumerate((frames[0], frames[len(frames) // 2], frames[-1])):
             ax = axes[r][c]
@@ -262,9 +314,14 @@ def plot_dive(result: Dict, meta: Dict, path: str) -> str:
         bar.set_xlim(0.5, len(values) + 0.5)
         bar.set_ylabel("Weight-Decider\nweight" if kind == "clip_weights" else "clip score")
         bar.set_xlabel("clip")
+    if spread:
+        gs = axes[-1][0].get_gridspec()
+        for ax in axes[-1]:
+            ax.remove()
+        draw_distribution(fig.add_subplot(gs[rows - 1, :]), result, meta)
     top = ", ".join(ranked[0][0] for ranked in result["sub_actions"].values())
     fig.suptitle(f"{os.path.basename(result['video'])}: score {result['score']:.1f}"
-                 + (f" ({top})" if top else ""), fontsize=10)
+                 + _interval_text(result) + (f" ({top})" if top else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

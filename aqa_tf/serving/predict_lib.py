@@ -144,6 +144,10 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
         result["score_interval"] = [float(outputs["score_interval_low"][0]),
                                     float(outputs["score_interval_high"][0])]
         result["score_std"] = float(outputs["score_std"][0])
+    if "score_distribution" in outputs:  # usdl [bins]; musdl [judges, bins]
+        result["score_distribution"] = np.asarray(outputs["score_distribution"][0]).tolist()
+    if "judge_scores" in outputs:
+        result["judge_scores"] = [float(v) for v in outputs["judge_scores"][0]]
     kind = scorer.meta.get("clip_contribution")
     if kind and kind in outputs:
         result[kind] = [float(v) for v in outputs[kind][0]]

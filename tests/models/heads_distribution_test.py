@@ -169,9 +169,10 @@ def test_metrics_serving_outputs_and_metadata_say_it_is_a_distribution():
     model = _model(("usdl",))
     head = model.heads["usdl"]
     quantiles = np.array([[60, 65, 75, 80], [10, 20, 30, 40]], "float32")
+    distribution = np.random.default_rng(0).dirichlet(np.ones(101), size=2).astype("float32")
     predictions = Predictions(["a", "b"], {"score": np.array([70.0, 45.0])},
                               {"score": np.array([71.0, 25.0]), "score_std": np.array([4, 8.0]),
-                               "score_quantiles": quantiles})
+                               "score_quantiles": quantiles, "score_distribution": distribution})
     metrics = head.metrics(predictions, ReportContext(DATA, (0.0, 100.0)))
     assert metrics["coverage_50"] == 0.5 and metrics["coverage_90"] == 0.5
     assert metrics["mean_score_std"] == 6.0 and "spearman" in metrics
@@ -179,7 +180,12 @@ def test_metrics_serving_outputs_and_metadata_say_it_is_a_distribution():
                                   {})
     np.testing.assert_array_equal(served["score_interval_low"].numpy(), [60, 10])
     np.testing.assert_array_equal(served["score_interval_high"].numpy(), [80, 40])
-    assert head.metadata()["predicts_distribution"] and not head.metadata()["uses_difficulty"]
+    np.testing.assert_array_equal(served["score_distribution"].numpy(), distribution)
+    metadata = head.metadata()
+    assert metadata["predicts_distribution"] and not metadata["uses_difficulty"]
+    # The score of the first and the last of the 101 bins: --usdl_score_min/max.
+    assert metadata["distribution_range"] == pytest.approx(
+        [model.model_config.usdl_score_min, model.model_config.usdl_score_max])
     assert model.heads["usdl"].predicts_score
 
 

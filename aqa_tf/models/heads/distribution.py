@@ -26,8 +26,12 @@ Outputs (points, as the `score` head's): `score [batch]`, `score_distribution` (
 bins]`; musdl `[batch, judges, bins]`), `score_std [batch]`, `score_quantiles [batch, 4]` (the
 5, 25, 75 and 95% quantiles of the final score: the 90% and 50% central intervals), and for musdl
 `judge_scores [batch, judges]` (each judge's read-out score; with `expectation`, the expected
-score). USDL's spread is exact, from its distribution. MUSDL's final score is a function of
-independent judges (the panel rule), so its spread is estimated from `PANEL_SAMPLES` panels
+score). Exports serve the score, `score_std`, the 90% interval (`score_interval_low/high`), the
+distributions and (musdl) the judges' scores; the metadata's `distribution_range` gives the
+values of the first and last bin.
+
+USDL's spread is exact, from its distribution. MUSDL's final score is a function of independent
+judges (the panel rule), so its spread is estimated from `PANEL_SAMPLES` panels
 drawn from the judges' distributions by inverse CDF at fixed stratified uniforms (seed 0), each
 scored by the same rule: deterministic, and made only of cumsum, comparisons and sorts (what
 TFLite runs).
@@ -242,11 +246,17 @@ class DistributionHead(ScoreHead):
         quantiles = ops.cast(outputs[SCORE_QUANTILES], "float32")
         return {tasks.SCORE_OUTPUT: ops.cast(outputs[tasks.SCORE_OUTPUT], "float32"),
                 SCORE_STD: ops.cast(outputs[SCORE_STD], "float32"),
-                "score_interval_low": quantiles[:, 0], "score_interval_high": quantiles[:, 3]}
+                "score_interval_low": quantiles[:, 0], "score_interval_high": quantiles[:, 3],
+                SCORE_DISTRIBUTION: ops.cast(outputs[SCORE_DISTRIBUTION], "float32")}
+
+    def distribution_range(self):
+        """(low, high): the values of the first and last bin of `score_distribution`."""
+        raise NotImplementedError
 
     def metadata(self) -> Dict:
         return {**super().metadata(), "predicts_distribution": True, "score_interval": 0.9,
-                "score_readout": self.model_config.distribution_readout}
+                "score_readout": self.model_config.distribution_readout,
+                "distribution_range": list(self.distribution_range())}
 
 
 @HEADS.register("usdl")
@@ -286,6 +296,9 @@ class USDLHead(DistributionHead):
         low, high = self.model_config.usdl_score_min, self.model_config.usdl_score_max
         y[SCORE_DISTRIBUTION] = rng.uniform(low + 0.1 * (high - low), high - 0.05 * (high - low),
                                             batch).astype("float32")
+
+    def distribution_range(self):
+        return self.model_config.usdl_score_min, self.model_config.usdl_score_max
 
     def metadata(self) -> Dict:
         return {**super().metadata(), "uses_difficulty": False}
@@ -375,6 +388,9 @@ class MUSDLHead(DistributionHead):
     def serving_outputs(self, outputs, inputs):
         return {**super().serving_outputs(outputs, inputs),
                 JUDGE_SCORES: ops.cast(outputs[JUDGE_SCORES], "float32")}
+
+    def distribution_range(self):
+        return self.model_config.musdl_judge_min, self.model_config.musdl_judge_max
 
     def metadata(self) -> Dict:
         config = self.model_config
