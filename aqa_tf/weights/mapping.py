@@ -83,6 +83,27 @@ def i3d_module_of_layer(name: str) -> str:
     return ".".join(p for p in match.groups() if p is not None)
 
 
+# hassony2/kinetics_i3d_pytorch src/i3dpt.py: a Mixed block holds `branch_0` (one unit),
+# `branch_1` and `branch_2` (sequences of two units) and `branch_3` (the max-pool at index 0,
+# then the unit at index 1); each unit is `conv3d` + `batch3d`.
+_HASSONY2_BRANCHES = {"b0": "branch_0", "b1a": "branch_1.0", "b1b": "branch_1.1",
+                      "b2a": "branch_2.0", "b2b": "branch_2.1", "b3b": "branch_3.1"}
+_HASSONY2_PARTS = {"conv3d": "conv3d", "bn": "batch3d"}
+
+
+def i3d_hassony2_module_of_layer(name: str) -> str:
+    """Our I3D layer names -> hassony2/kinetics_i3d_pytorch's keys (its `model_rgb.pth`):
+    `Conv3d_1a_7x7_conv3d` -> `conv3d_1a_7x7.conv3d`, `Conv3d_2c_3x3_bn` ->
+    `conv3d_2c_3x3.batch3d`, `Mixed_4b_b1b_bn` -> `mixed_4b.branch_1.1.batch3d`,
+    `Mixed_5c_b3b_conv3d` -> `mixed_5c.branch_3.1.conv3d`."""
+    match = re.fullmatch(r"(Conv3d_\d[a-z]_\dx\d|Mixed_\d[a-z])_(?:(b\d[ab]?)_)?(conv3d|bn)", name)
+    if not match or (match.group(2) and match.group(2) not in _HASSONY2_BRANCHES):
+        return name
+    block, branch, part = match.groups()
+    branch = _HASSONY2_BRANCHES[branch] if branch else None
+    return ".".join(p for p in (block.lower(), branch, _HASSONY2_PARTS[part]) if p is not None)
+
+
 def expected_keys(layer: layers.Layer, module: str) -> List[str]:
     """State-dict keys of `layer`'s weights, in the order of `layer.get_weights()`."""
     if isinstance(layer, layers.BatchNormalization):

