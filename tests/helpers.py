@@ -68,3 +68,43 @@ def free_ports(count: int) -> List[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+def authors_module(tmp_path_factory, repo: str, path: str, env: str, fallback: str):
+    """An authors' PyTorch file (`path` in the GitHub repository `repo`, e.g.
+    "piergiaj/pytorch-i3d"), imported from a temporary copy. It is read from $`env` (the file,
+    a checkout or a git directory of `repo`), else from the local mirror of this project's
+    machines (`../.mirror/<owner>+<name>/repo`); without it the test is skipped, saying how to
+    point at it and what still runs (`fallback`)."""
+    import importlib.util
+
+    import pytest
+    mirror = os.path.join(os.path.dirname(REPO_ROOT), ".mirror", repo.replace("/", "+"), "repo")
+    where = os.environ.get(env, mirror)
+    text = None
+    for candidate in (os.path.join(where, path), os.path.join(where, os.path.basename(path)),
+                      where):
+        if os.path.isfile(candidate):
+            with open(candidate) as f:
+                text = f.read()
+            break
+    for git_dir in (os.path.join(where, ".git"), where):  # a checkout's or a bare one
+        if text is not None or not os.path.isdir(git_dir):
+            continue
+        try:
+            proc = subprocess.run(["git", "--git-dir", git_dir, "show", f"HEAD:{path}"],
+                                  capture_output=True, text=True, timeout=60)
+        except OSError:
+            break
+        if proc.returncode == 0:
+            text = proc.stdout
+    if text is None:
+        pytest.skip(f"{repo}'s {path} is not on this machine (set {env} to the file, a "
+                    f"checkout or its git directory); {fallback}")
+    name = os.path.splitext(os.path.basename(path))[0]
+    copy = tmp_path_factory.mktemp(name) / os.path.basename(path)
+    copy.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, str(copy))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -6,14 +6,11 @@ machine, hassony2's own `src/i3dpt.py`.
 
 That file is not part of this project: the tests read it from $HASSONY2_I3D (the file, a
 checkout or a git directory of github.com/hassony2/kinetics_i3d_pytorch), else from the local
-mirror `HASSONY2_MIRROR`, copy it to a temporary folder and import it from there; without it
-those tests are skipped (in CI too: a clean clone has no copy), the parity against our
-reference still runs. Nothing here needs the network.
+mirror (`tests.helpers.authors_module`), copy it to a temporary folder and import it from
+there; without it those tests are skipped (in CI too: a clean clone has no copy), the
+parity against our reference still runs. Nothing here needs the network.
 """
 
-import importlib.util
-import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -23,14 +20,10 @@ torch = pytest.importorskip("torch", reason="torch is needed to build the PyTorc
 from aqa_tf.models.backbones import build_backbone  # noqa: E402
 from aqa_tf.models.backbones.i3d import same_padding  # noqa: E402
 from aqa_tf.weights import mapping, sources  # noqa: E402
-from tests.conftest import REPO_ROOT  # noqa: E402
+from tests.helpers import authors_module  # noqa: E402
 from tests.models.backbones import torch_reference  # noqa: E402
 from tests.models.backbones.i3d_test import _relative_error, _torch_input  # noqa: E402
 
-# Default: the layout of this project's machines, where fetched repositories are git
-# directories beside the checkout (`../.mirror/<owner>+<name>/repo`).
-HASSONY2_MIRROR = os.path.join(os.path.dirname(REPO_ROOT), ".mirror",
-                               "hassony2+kinetics_i3d_pytorch", "repo")
 CLASSIFIER_KEYS = ["conv3d_0c_1x1.conv3d.bias", "conv3d_0c_1x1.conv3d.weight"]
 
 
@@ -106,44 +99,11 @@ def test_piergiaj_checkpoint_is_refused_with_the_missing_keys(tmp_path):
     assert "unexpected key(s)" in message and "Mixed_4b.b1b.bn.running_var" in message
 
 
-def _hassony2_source():
-    """Text of hassony2's src/i3dpt.py, or None."""
-    where = os.environ.get("HASSONY2_I3D", HASSONY2_MIRROR)
-    for name in ("src/i3dpt.py", "i3dpt.py"):
-        if os.path.isfile(os.path.join(where, name)):
-            where = os.path.join(where, name)
-            break
-    if os.path.isfile(where):
-        with open(where) as f:
-            return f.read()
-    if not os.path.isdir(where):
-        return None
-    for git_dir in (os.path.join(where, ".git"), where):  # a checkout's or a bare one
-        if not os.path.isdir(git_dir):
-            continue
-        try:
-            proc = subprocess.run(["git", "--git-dir", git_dir, "show", "HEAD:src/i3dpt.py"],
-                                  capture_output=True, text=True, timeout=60)
-        except OSError:
-            return None
-        if proc.returncode == 0:
-            return proc.stdout
-    return None
-
-
 @pytest.fixture(scope="module")
 def i3dpt(tmp_path_factory):
-    source = _hassony2_source()
-    if source is None:
-        pytest.skip("hassony2/kinetics_i3d_pytorch's src/i3dpt.py is not on this machine (set "
-                    "HASSONY2_I3D to the file, a checkout or its git directory); the parity "
-                    "against torch_reference.I3DHassony2 still runs")
-    path = tmp_path_factory.mktemp("hassony2_i3d") / "i3dpt.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("i3dpt", str(path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return authors_module(tmp_path_factory, "hassony2/kinetics_i3d_pytorch", "src/i3dpt.py",
+                          "HASSONY2_I3D",
+                          "the parity against torch_reference.I3DHassony2 still runs")
 
 
 def _ports_body(model, x):

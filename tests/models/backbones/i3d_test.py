@@ -4,15 +4,12 @@ names) and, where it is on this machine, piergiaj/pytorch-i3d's own `pytorch_i3d
 
 That file is not part of this project: the tests read it from $PYTORCH_I3D (the file, a
 checkout or a bare git directory of github.com/piergiaj/pytorch-i3d), else from the local
-mirror `PIERGIAJ_MIRROR`, copy it to a temporary folder and import it from there; without it
-those tests are skipped (in CI too: a clean clone has no copy), the parity against our
-reference still runs. Nothing here needs the network.
+mirror (`tests.helpers.authors_module`), copy it to a temporary folder and import it from
+there; without it those tests are skipped (in CI too: a clean clone has no copy), the
+parity against our reference still runs. Nothing here needs the network.
 """
 
-import importlib.util
 import math
-import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -22,13 +19,9 @@ torch = pytest.importorskip("torch", reason="torch is needed to build the PyTorc
 from aqa_tf.models.backbones import build_backbone  # noqa: E402
 from aqa_tf.models.backbones.i3d import same_padding  # noqa: E402
 from aqa_tf.weights import mapping, sources  # noqa: E402
-from tests.conftest import REPO_ROOT  # noqa: E402
+from tests.helpers import authors_module  # noqa: E402
 from tests.models.backbones import torch_reference  # noqa: E402
 
-# Default: the layout of this project's machines, where fetched repositories are bare git
-# directories beside the checkout (`../.mirror/<owner>+<name>/repo`).
-PIERGIAJ_MIRROR = os.path.join(os.path.dirname(REPO_ROOT), ".mirror", "piergiaj+pytorch-i3d",
-                               "repo")
 LOGITS_KEYS = ["logits.conv3d.bias", "logits.conv3d.weight"]
 
 
@@ -113,37 +106,10 @@ def test_checkpoint_converts_with_parity_to_the_reference(clip_length, image_siz
     _relative_error(expected, backbone, clip, f"reference {clip_length}x{image_size}")
 
 
-def _piergiaj_source():
-    """Text of piergiaj's pytorch_i3d.py, or None."""
-    where = os.environ.get("PYTORCH_I3D", PIERGIAJ_MIRROR)
-    if os.path.isfile(os.path.join(where, "pytorch_i3d.py")):
-        where = os.path.join(where, "pytorch_i3d.py")
-    if os.path.isfile(where):
-        with open(where) as f:
-            return f.read()
-    if os.path.isdir(where):
-        try:
-            proc = subprocess.run(["git", "--git-dir", where, "show", "HEAD:pytorch_i3d.py"],
-                                  capture_output=True, text=True, timeout=60)
-        except OSError:
-            return None
-        return proc.stdout if proc.returncode == 0 else None
-    return None
-
-
 @pytest.fixture(scope="module")
 def pytorch_i3d(tmp_path_factory):
-    source = _piergiaj_source()
-    if source is None:
-        pytest.skip("piergiaj/pytorch-i3d's pytorch_i3d.py is not on this machine (set "
-                    "PYTORCH_I3D to the file, a checkout or its git directory); the parity "
-                    "against torch_reference.I3D still runs")
-    path = tmp_path_factory.mktemp("pytorch_i3d") / "pytorch_i3d.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("pytorch_i3d", str(path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return authors_module(tmp_path_factory, "piergiaj/pytorch-i3d", "pytorch_i3d.py",
+                          "PYTORCH_I3D", "the parity against torch_reference.I3D still runs")
 
 
 def test_reference_has_the_ports_keys_and_outputs(pytorch_i3d):
