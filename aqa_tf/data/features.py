@@ -44,13 +44,18 @@ records (which wrote every key, `MISSING_*` for unknown values) read the same wa
 before them read as having none, and readers that predate them ignore them.
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import Dict, Sequence
+import functools
+from typing import TYPE_CHECKING, Dict, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from aqa_tf import tasks
+
+if TYPE_CHECKING:  # TensorFlow is imported where records are made or read: the converters'
+    import tensorflow as tf  # command lines are parsed, and refused, without it (~8 s)
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
@@ -141,19 +146,23 @@ class Sample:
 
 
 def _int64(values):
+    import tensorflow as tf
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
 
 
 def _float(values):
+    import tensorflow as tf
     return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
 
 
 def _bytes(values):
+    import tensorflow as tf
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
 
 
 def make_sequence_example(sample: Sample) -> tf.train.SequenceExample:
     """Builds the `tf.train.SequenceExample` of `sample` (validated first)."""
+    import tensorflow as tf
     sample.validate()
     context = {
         SCHEMA_VERSION_KEY: _int64([SCHEMA_VERSION]),
@@ -183,21 +192,31 @@ def serialize_sample(sample: Sample) -> bytes:
     return make_sequence_example(sample).SerializeToString()
 
 
-def _missing(name: str):
-    return {tf.int64: MISSING_INT, tf.float32: MISSING_FLOAT, tf.string: b""}[_DTYPES[name]]
+_DTYPES = {**{name: "int64" for name in INT_CONTEXT},
+           **{name: "float32" for name in FLOAT_LABELS},
+           SAMPLE_KEY: "string", ACTION_NAME: "string", DIVE_NUMBER: "string"}
+_MISSING = {"int64": MISSING_INT, "float32": MISSING_FLOAT, "string": b""}
 
 
-_DTYPES = {**{name: tf.int64 for name in INT_CONTEXT},
-           **{name: tf.float32 for name in FLOAT_LABELS},
-           SAMPLE_KEY: tf.string, ACTION_NAME: tf.string, DIVE_NUMBER: tf.string}
-CONTEXT_SPEC = {
-    **{name: tf.io.FixedLenFeature([], dtype, default_value=_missing(name)
-                                   if name in OPTIONAL_KEYS else None)
-       for name, dtype in _DTYPES.items()},
-    CAPTION: tf.io.VarLenFeature(tf.int64),
-    JUDGE_SCORES: tf.io.VarLenFeature(tf.float32),
-}
-SEQUENCE_SPEC = {FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)}
+@functools.lru_cache(maxsize=None)
+def _specs():
+    """(CONTEXT_SPEC, SEQUENCE_SPEC): the parsing specs of the record's context and frames."""
+    import tensorflow as tf
+    context = {
+        **{name: tf.io.FixedLenFeature([], tf.dtypes.as_dtype(dtype),
+                                       default_value=_MISSING[dtype]
+                                       if name in OPTIONAL_KEYS else None)
+           for name, dtype in _DTYPES.items()},
+        CAPTION: tf.io.VarLenFeature(tf.int64),
+        JUDGE_SCORES: tf.io.VarLenFeature(tf.float32),
+    }
+    return context, {FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)}
+
+
+def __getattr__(name: str):  # CONTEXT_SPEC and SEQUENCE_SPEC, built on first use (PEP 562)
+    if name in ("CONTEXT_SPEC", "SEQUENCE_SPEC"):
+        return _specs()[name == "SEQUENCE_SPEC"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_sequence_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -208,8 +227,10 @@ def parse_sequence_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
       `judge_scores` as a dense float32 `[num_judges]`, empty when unknown) and `frames`: a
       string tensor `[num_frames]` of JPEG bytes.
     """
+    import tensorflow as tf
+    context_spec, sequence_spec = _specs()
     context, sequence = tf.io.parse_single_sequence_example(
-        serialized, context_features=CONTEXT_SPEC, sequence_features=SEQUENCE_SPEC)
+        serialized, context_features=context_spec, sequence_features=sequence_spec)
     features = dict(context)
     features[CAPTION] = tf.sparse.to_dense(context[CAPTION])
     features[JUDGE_SCORES] = tf.sparse.to_dense(context[JUDGE_SCORES])
@@ -219,6 +240,7 @@ def parse_sequence_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
 
 def parse_to_numpy(serialized: bytes) -> Dict[str, object]:
     """Parses one record eagerly into Python/numpy values (for tools and tests)."""
+    import tensorflow as tf
     example = tf.train.SequenceExample.FromString(serialized)
     ctx = example.context.feature
     out = {}
