@@ -12,16 +12,23 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The deeper depths of a backbone family (resnet3d_34/101, r2plus1d_34) are more of the same
 # blocks, with the same operators, as a sibling that the per-backbone tests keep: basic blocks
 # resnet3d_18 and r2plus1d_18, bottlenecks resnet3d_50 and r2plus1d_50, torchvision's R(2+1)D
-# r2plus1d_34_ig65m. Tests of operators and dtypes (TFLite conversion, mixed precision) run one
-# backbone per family and block kind; the weight-import parity tests and configs_test still
-# build every depth.
+# r2plus1d_34_ig65m. configs_test trains a step of the first and runs the others forward; tests
+# of operators and dtypes (TFLite conversion, mixed precision) run one backbone per module
+# (`backbone_per_module`); the weight-import parity tests build every depth.
 REPEATED_DEPTHS = ("resnet3d_34", "resnet3d_101", "r2plus1d_34")
 
 
-def distinct_backbones() -> List[str]:
-    """Every registered backbone but `REPEATED_DEPTHS`."""
-    from aqa_tf.models.backbones import known_backbones
-    return [name for name in known_backbones() if name not in REPEATED_DEPTHS]
+def backbone_per_module() -> List[str]:
+    """One registered backbone of each backbone module (the first, shallowest, name it declares
+    in `registry.BACKBONES`): for the checks that depend on which layer classes and operators a
+    network is made of (TFLite's builtin operators, the dtype handling of mixed precision),
+    which the other names of a module share: other depths, bottleneck blocks (more 1x1x1
+    Conv3D) and the IG-65M stem (other kernel sizes) of the same layer classes."""
+    from aqa_tf import registry
+    first = {}
+    for name, module in registry.BACKBONES.declared.items():
+        first.setdefault(module, name)
+    return sorted(first.values())
 
 
 def run_module(module: str, *args: str, timeout: int = 600, cwd: str = REPO_ROOT,

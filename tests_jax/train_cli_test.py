@@ -99,6 +99,8 @@ def test_benchmark_command_on_jax_needs_no_tensorflow_and_counts_its_flops(tmp_p
         stdout = _run(["aqa_tf.benchmark", "--flagfile=configs/quickstart.cfg", "--data_dir=",
                        *SMALL, "--batch_size=2", "--mixed_precision=none", "--warmup_steps=1",
                        "--benchmark_steps=1", "--batch_on_device",
+                       # A small peak Conv3D (the default, C3D's conv3a, is timed for seconds).
+                       "--peak_conv=2,4,8,8,16,32",
                        f"--benchmark_output={output}"], backend=backend,
                       without_tensorflow=backend == "jax")
         assert f"Keras on {backend}" in stdout

@@ -1,7 +1,7 @@
-"""Every backbone family and block kind (`tests.helpers.distinct_backbones`: the deeper depths
-repeat their siblings' operators), inside a whole model (clips through TimeDistributed), runs
-under the mixed precision policies with float32 outputs. (float32 training of every backbone is
-covered by tests/configs_test.py.)
+"""One backbone of each backbone module (`tests.helpers.backbone_per_module`: the module's other
+depths, bottleneck blocks and stems are the same layer classes), inside a whole model (clips
+through TimeDistributed), runs under the mixed precision policies with float32 outputs. (float32
+training of every backbone is covered by tests/configs_test.py.)
 
 - mixed_bfloat16: a training step's forward and backward pass, loss and gradients finite.
 - mixed_float16 is a GPU policy: TensorFlow has no CPU float16 kernel for MaxPool3D, so on a
@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from aqa_tf.config import DataConfig, ModelConfig
 from aqa_tf.models.aqa_model import build_aqa_model
-from tests.helpers import distinct_backbones
+from tests.helpers import backbone_per_module
 
 
 def _model_and_video(backbone, policy):
@@ -36,7 +36,7 @@ def _model_and_video(backbone, policy):
     return model, tf.constant(video)
 
 
-@pytest.mark.parametrize("backbone", distinct_backbones())
+@pytest.mark.parametrize("backbone", backbone_per_module())
 def test_backbone_trains_a_step_in_mixed_bfloat16(backbone):
     try:
         model, video = _model_and_video(backbone, "mixed_bfloat16")
@@ -53,7 +53,7 @@ def test_backbone_trains_a_step_in_mixed_bfloat16(backbone):
     assert all(np.isfinite(np.asarray(g, np.float32)).all() for g in grads)
 
 
-@pytest.mark.parametrize("backbone", distinct_backbones())
+@pytest.mark.parametrize("backbone", backbone_per_module())
 def test_backbone_runs_in_mixed_float16(backbone):
     try:
         model, video = _model_and_video(backbone, "mixed_float16")
