@@ -79,10 +79,13 @@ def shard_files(data_dir: str, split: str) -> List[str]:
         is missing is refused, not read short).
       ValueError: `split` is not a valid list of prefixes (`split_prefixes`).
     """
-    import tensorflow as tf
     files = []
     for pattern in shard_patterns(data_dir, split):
-        found = sorted(tf.io.gfile.glob(pattern))
+        if "://" in pattern:  # gs://, s3://, ...: TensorFlow's file systems
+            import tensorflow as tf
+            found = sorted(tf.io.gfile.glob(pattern))
+        else:  # a local path: no TensorFlow needed (a command refuses a missing dataset fast)
+            found = sorted(glob.glob(pattern))
         if not found:
             raise FileNotFoundError(f"no TFRecord shards match {pattern}")
         files += found
