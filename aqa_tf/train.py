@@ -36,10 +36,6 @@ def main(argv):
     export_config = flag_defs.export_config_from_flags()
     if train_config.export_after_training:  # refused now, not after the training
         flag_defs.writable_folder(export_config.export_dir, "--export_dir")
-    if not train_config.synthesize_if_missing:  # a missing dataset, before TensorFlow loads
-        from aqa_tf.data import shards
-        for split in (data_config.train_split, data_config.test_split):
-            shards.shard_files(data_config.data_dir, split)
 
     # Devices must be configured before anything touches TensorFlow's runtime.
     from aqa_tf import devices
