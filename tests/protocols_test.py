@@ -4,7 +4,6 @@ command (`aqa_tf.protocols`) end to end."""
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -12,7 +11,8 @@ import pytest
 
 from aqa_tf import tasks
 from aqa_tf.metrics import scores as metrics
-from tests.conftest import REPO_ROOT, aqa7_records
+from tests.conftest import aqa7_records
+from tests.helpers import run_module
 
 def test_fisher_z_average_is_the_hand_computation():
     rhos = [0.6177, 0.6746, 0.4955, 0.3648, 0.8410, 0.7343]  # paper 003, Table 2, last row
@@ -126,8 +126,7 @@ def _train(data_dir, model_dir, *extra, timeout=1800):
                "--width_multiplier=0.125", "--aggregation=average", "--fc_units=64",
                "--dropout=0.25", "--batch_size=8", "--learning_rate=1e-3", "--lr_schedule=cosine",
                "--verbose=2", "--notest_every_epoch", *extra]
-    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = run_module(*command[2:], timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc.stdout
 
@@ -204,7 +203,7 @@ def test_zero_shot_protocol_reports_every_held_out_action(aqa7_data, tmp_path):
                "--steps_per_epoch=2", "--batch_size=4", "--val_fraction=0", "--verbose=2",
                # (export is the all-action test's; here it would only repeat it six times)
                "--noexport_after_training"]
-    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+    proc = run_module(*command[2:], timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(os.path.join(folder, "results.json")) as f:
         results = json.load(f)
@@ -230,11 +229,10 @@ def test_protocol_plans_parse_and_scale_the_finetuning_schedule(tmp_path):
     assert protocols.finetune_schedule(125) == (2000, 500)
     iterations, step = protocols.finetune_schedule(15)
     assert iterations < 500 and step < 100
-    proc = subprocess.run(
-        [sys.executable, "-m", "aqa_tf.protocols", "--protocol=finetune", "--dry_run",
-         "--flagfile=configs/paper003_aqa7_c3d_lstm.cfg", "--pretrained_dir=runs/zs",
-         f"--protocol_dir={tmp_path}"], cwd=REPO_ROOT, capture_output=True,
-        text=True, timeout=300)
+    proc = run_module(
+        "aqa_tf.protocols", "--protocol=finetune", "--dry_run",
+        "--flagfile=configs/paper003_aqa7_c3d_lstm.cfg", "--pretrained_dir=runs/zs",
+        f"--protocol_dir={tmp_path}", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # The runs start from the training flags of this command, not from the protocol's own.
     with open(tmp_path / "protocol_flags.txt") as f:
@@ -246,9 +244,8 @@ def test_protocol_plans_parse_and_scale_the_finetuning_schedule(tmp_path):
     assert len(lines) == 36  # 6 actions x 3 sizes x (AA, RI)
     assert any("sync_diving_3m_15_aa" in l and "--train_samples=15" in l and
                "--init_weights=runs/zs/sync_diving_3m/best.weights.h5" in l for l in lines)
-    bad = subprocess.run([sys.executable, "-m", "aqa_tf.protocols", "--protocol=finetune",
-                          "--flagfile=configs/paper003_aqa7_c3d_lstm.cfg"], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=300)
+    bad = run_module("aqa_tf.protocols", "--protocol=finetune",
+                     "--flagfile=configs/paper003_aqa7_c3d_lstm.cfg", timeout=300)
     assert bad.returncode == 2 and "needs --pretrained_dir" in bad.stderr.splitlines()[-1]
 
 
@@ -286,7 +283,7 @@ def test_cross_validation_protocol_reports_each_fold_and_their_mean(tmp_path):
                "--distribution_readout=expectation", "--epochs=1", "--steps_per_epoch=1",
                "--batch_size=2", "--verbose=2", "--noevaluate_before_training",
                "--notest_every_epoch", "--noexport_after_training"]
-    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    proc = run_module(*command[2:], timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(os.listdir(os.path.join(folder, "Suturing"))) == [
         "fold0", "fold0.log", "fold2", "fold2.log"]
@@ -321,11 +318,10 @@ def test_cross_validation_plans_four_folds_per_task_and_refuses_a_missing_task(t
     from aqa_tf.data import jigsaws
     from tests.helpers import error_line
     root, folder = str(tmp_path / "jigsaws"), str(tmp_path / "cv")
-    proc = subprocess.run(
-        [sys.executable, "-m", "aqa_tf.protocols", "--protocol=cross_validation", "--dry_run",
-         "--flagfile=configs/jigsaws_musdl_i3d.cfg", f"--data_dir={root}",
-         f"--protocol_dir={folder}"], cwd=REPO_ROOT, capture_output=True, text=True,
-        timeout=300)
+    proc = run_module(
+        "aqa_tf.protocols", "--protocol=cross_validation", "--dry_run",
+        "--flagfile=configs/jigsaws_musdl_i3d.cfg", f"--data_dir={root}",
+        f"--protocol_dir={folder}", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
     assert len(lines) == 12  # 3 tasks x 4 folds (a dry run needs no records)
@@ -352,11 +348,10 @@ def test_cross_validation_plans_four_folds_per_task_and_refuses_a_missing_task(t
     protocols.check_task_folder(root, "Suturing")
     with pytest.raises(ConfigError, match="protocol_folds=0,4"):
         ProtocolOptions(protocol_folds=(0, 4)).validate()
-    bad = subprocess.run(
-        [sys.executable, "-m", "aqa_tf.protocols", "--protocol=cross_validation",
-         "--flagfile=configs/jigsaws_musdl_i3d.cfg", f"--data_dir={root}",
-         "--protocol_tasks=Suturing,Knot_Tying", f"--protocol_dir={folder}"], cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=300)
+    bad = run_module(
+        "aqa_tf.protocols", "--protocol=cross_validation",
+        "--flagfile=configs/jigsaws_musdl_i3d.cfg", f"--data_dir={root}",
+        "--protocol_tasks=Suturing,Knot_Tying", f"--protocol_dir={folder}", timeout=300)
     assert bad.returncode == 2, bad.stderr[-3000:]
     assert f"--data_dir={root} has no folder Knot_Tying/" in error_line(bad.stderr)
     assert not os.path.exists(os.path.join(folder, "Suturing"))  # nothing was trained

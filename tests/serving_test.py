@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.helpers import error_line, free_port
+from tests.helpers import error_line, free_port, run_module
 from tests.predict_test import dive_frames, quickstart_model
 
 MODEL = "quickstart"
@@ -383,9 +383,8 @@ def _signatures(text: str):
 
 
 def test_saved_model_cli_lists_the_signatures(export):
-    proc = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli",
-                           "show", "--all", "--dir", export[0]], capture_output=True, text=True,
-                          timeout=300)
+    proc = run_module("tensorflow.python.tools.saved_model_cli", "show", "--all", "--dir",
+                      export[0], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     signatures = _signatures(proc.stdout)
     print({name: sig["inputs"] for name, sig in signatures.items()})

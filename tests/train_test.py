@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import run_module
 
 # The learning bar of the issue: held-out Spearman >= 0.8 after training, |rho| < 0.3 before.
 LEARNED_SPEARMAN = 0.8
@@ -38,7 +38,8 @@ def run(cmd, timeout=3600):
     # A guard against a hung run, not a speed bar: the 30-epoch quickstart takes ~5 min on the
     # AVX-512 development machines and ~10 min on a 2-core AMD EPYC Zen 3 (43 min there before
     # aqa_tf turned TensorFlow's oneDNN kernels on).
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    assert cmd[:2] == [sys.executable, "-m"]
+    proc = run_module(cmd[2], *cmd[3:], timeout=timeout)
     assert proc.returncode == 0, (f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n"
                                   f"{proc.stderr[-5000:]}")
     return proc.stdout

@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT, synthetic_records, truncated_copy
+from tests.helpers import run_module
 from tfrecords_tools import inspect as inspect_lib
 
 
@@ -30,8 +31,7 @@ def test_truncated_shard_is_named(records, tmp_path):
     assert "train-00000-of-00002.tfrecord: truncated or corrupt after" in result["problems"][0]
     # The other shards are still read.
     assert result["splits"]["test"]["count"] == 3
-    proc = subprocess.run([sys.executable, "-m", "tfrecords_tools.inspect", broken],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    proc = run_module("tfrecords_tools.inspect", broken, timeout=300)
     assert proc.returncode == 1 and "train-00000-of-00002.tfrecord" in proc.stderr
 
 

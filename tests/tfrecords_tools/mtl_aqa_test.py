@@ -1,8 +1,6 @@
 import glob
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +12,8 @@ from aqa_tf.data import pipeline
 from aqa_tf.data import synthetic
 from aqa_tf.data import features
 from aqa_tf.data import shards as shards_lib
-from tests.conftest import REPO_ROOT, mtl_aqa_annotations
+from tests.conftest import mtl_aqa_annotations
+from tests.helpers import run_module
 from tfrecords_tools import mtl_aqa
 from tfrecords_tools import mtl_aqa_raw
 
@@ -133,12 +132,11 @@ def test_bad_samples_are_reported_and_the_good_ones_written(raw, tmp_path):
     assert report.written == {"train": 1, "test": 1}
 
     # The CLI says the same and exits non-zero.
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfrecords_tools.mtl_aqa", f"--annotations_dir={broken}",
-         f"--frames_dir={os.path.join(broken, 'frames')}", f"--out_dir={tmp_path / 'cli'}",
-         f"--sample_length={SAMPLE_LENGTH}", f"--jitter_margin={MARGIN}", f"--width={W}",
-         f"--height={H}", "--num_workers=2"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    proc = run_module(
+        "tfrecords_tools.mtl_aqa", f"--annotations_dir={broken}",
+        f"--frames_dir={os.path.join(broken, 'frames')}", f"--out_dir={tmp_path / 'cli'}",
+        f"--sample_length={SAMPLE_LENGTH}", f"--jitter_margin={MARGIN}", f"--width={W}",
+        f"--height={H}", "--num_workers=2", timeout=300)
     assert proc.returncode != 0
     assert "sample 01_001: undecodable image" in proc.stdout + proc.stderr
     assert "3 samples SKIPPED" in proc.stdout

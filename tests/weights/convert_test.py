@@ -10,6 +10,7 @@ from aqa_tf.models.backbones import build_backbone  # noqa: E402
 from keras.ops import log_softmax as tf_log_softmax  # noqa: E402
 from aqa_tf.weights import mapping, sources  # noqa: E402
 from tests.models.backbones import torch_reference  # noqa: E402
+from tests.helpers import run_module  # noqa: E402
 
 
 def _save(state_dict, path, wrap):
@@ -291,19 +292,15 @@ def test_mtl_aqa_missing_parts_are_named(tmp_path):
 
 def test_cli_converts_the_mscadc_body(tmp_path):
     """`python -m aqa_tf.weights.convert` reads the model from the training flags."""
-    import subprocess
-    import sys
-    from tests.conftest import REPO_ROOT
     body = torch_reference.randomise(torch_reference.MSCADCBody(), seed=41)
     state = dict(body.state_dict())
     state["fc8.weight"] = torch.zeros(101, 10)  # a classifier the body does not use
     torch.save(state, str(tmp_path / "c3d_small.pth"))
     out = tmp_path / "mscadc_body.weights.h5"
-    result = subprocess.run(
-        [sys.executable, "-m", "aqa_tf.weights.convert", "--source=c3d", "--backbone=mscadc",
-         "--crop_size=64", "--num_frames=16", "--sample_length=16",
-         f"--checkpoint={tmp_path / 'c3d_small.pth'}", f"--out={out}"],
-        cwd=REPO_ROOT, capture_output=True, text=True)
+    result = run_module(
+        "aqa_tf.weights.convert", "--source=c3d", "--backbone=mscadc",
+        "--crop_size=64", "--num_frames=16", "--sample_length=16",
+        f"--checkpoint={tmp_path / 'c3d_small.pth'}", f"--out={out}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "48 tensors" in result.stdout and "fc8.weight" in result.stdout
     backbone = build_backbone("mscadc", clip_length=16, image_size=64)
@@ -357,9 +354,8 @@ def test_the_authors_5779_word_s2vt_converts_and_captions_as_pytorch(tmp_path):
     """The released S2VT has 5779 words (the authors' opts.py) while vocab.json has 5781: the
     converter says how to build it, converts it with --caption_vocab_size, names the words it
     can never produce, and its greedy captions equal the PyTorch model's."""
-    import subprocess
     import sys
-    from tests.conftest import REPO_ROOT, mtl_aqa_annotations
+    from tests.conftest import mtl_aqa_annotations
     from aqa_tf.config import DataConfig, ModelConfig
     from aqa_tf.models import aqa_model
     vocab_file = f"{mtl_aqa_annotations()}/vocab.json"
@@ -371,11 +367,10 @@ def test_the_authors_5779_word_s2vt_converts_and_captions_as_pytorch(tmp_path):
                    "--sample_length=32", "--max_caption_words=12"]
     command = [sys.executable, "-m", "aqa_tf.weights.convert", "--source=mtl_aqa",
                f"--checkpoint={tmp_path}", "--checkpoint_epoch=7", f"--out={out}"] + model_flags
-    refused = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    refused = run_module(*command[2:])
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "--caption_vocab_size=5779" in refused.stderr and "Traceback" not in refused.stderr
-    converted = subprocess.run(command + ["--caption_vocab_size=5779"], cwd=REPO_ROOT,
-                               capture_output=True, text=True)
+    converted = run_module(*command[2:], "--caption_vocab_size=5779")
     assert converted.returncode == 0, converted.stderr[-2000:]
     assert "5779 'lien', 5780 'questions'" in converted.stdout, converted.stdout
 
