@@ -4,9 +4,10 @@ reads what the page shows; the scores must be `aqa_tf.predict`'s for the same fi
 
 Outside CI, without Chromium, Gradio or Playwright, the tests skip saying what to install;
 under `CI=true` they fail instead (`.ci/run` installs them). The model is the quickstart
-network with random weights, exported by `aqa_tf.export` (tests/predict_test.py `exported`):
-the page's contract is the same for any export, and the trained quickstart export is built on
-the other xdist worker.
+network with random weights and the USDL score head (`--heads=usdl,dive`), exported by
+`aqa_tf.export`: the page's fullest case (the score with its 90% interval, the predicted
+distribution under the clips, the sub-actions); the trained quickstart export is built on the
+other xdist worker.
 """
 
 import json
@@ -20,7 +21,7 @@ import urllib.request
 import pytest
 
 from tests.helpers import REPO_ROOT, free_port, run_cli
-from tests.predict_test import dive_frames, exported  # noqa: F401 (fixture)
+from tests.predict_test import dive_frames, quickstart_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or ""
 # As the machines' notes start Chromium as root without network (no sandbox, no background
@@ -77,22 +78,48 @@ def videos(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model(request):
+def model(tmp_path_factory):
     """The export the page serves: $AQA_TF_DEMO_MODEL (e.g. a trained quickstart export, for
-    the docs' screenshot), else the random-weight quickstart export."""
-    return os.environ.get("AQA_TF_DEMO_MODEL") or request.getfixturevalue("exported")[0]
+    the docs' screenshot), else the random-weight quickstart with the USDL head, exported by
+    `aqa_tf.export`."""
+    if os.environ.get("AQA_TF_DEMO_MODEL"):
+        return os.environ["AQA_TF_DEMO_MODEL"]
+    folder = tmp_path_factory.mktemp("export")
+    network, _ = quickstart_model("--heads=usdl,dive")
+    weights = str(folder / "random.weights.h5")
+    network.save_weights(weights)
+    run_cli("aqa_tf.export", "--flagfile=configs/quickstart.cfg", "--heads=usdl,dive",
+            f"--checkpoint={weights}", f"--export_dir={folder}", "--experiment_name=usdl")
+    return str(folder / "usdl" / "1")
+
+
+def _shown_score(entry: dict) -> str:
+    """The score as the page shows it: `aqa_tf.predict`'s, 2 decimals, with its 90% interval
+    where the model predicts a distribution."""
+    if "score_interval" not in entry:
+        return f"{entry['score']:.2f}"
+    low, high = entry["score_interval"]
+    return f"{entry['score']:.2f}  ({low:.2f} to {high:.2f})"
 
 
 @pytest.fixture(scope="module")
 def predicted(model, videos, tmp_path_factory):
     """What `aqa_tf.predict` prints and writes for the dives and the bad file: {name: its
-    JSON entry}, and the bad file's error line."""
-    out = str(tmp_path_factory.mktemp("predict") / "results.json")
+    JSON entry, with `plot_size`: width and height of its clip plot}, and the bad file's error
+    line."""
+    folder = tmp_path_factory.mktemp("predict")
+    out = str(folder / "results.json")
     proc = run_cli("aqa_tf.predict", videos["dive_a"], videos["dive_b"], videos["bad"],
-                   f"--model={model}", f"--output_json={out}", "--noprogress",
-                   expect=2)
+                   f"--model={model}", f"--output_json={out}", "--noprogress", "--plot",
+                   f"--output_dir={folder}", expect=2)
     with open(out) as f:
         entries = {os.path.basename(e["video"])[:-4]: e for e in json.load(f)}
+    from PIL import Image
+    for name, entry in entries.items():
+        if "score" not in entry:  # the bad file's entry (its error)
+            continue
+        with Image.open(folder / f"{name}_clips.png") as plot:
+            entry["plot_size"] = list(plot.size)
     line = next(line for line in proc.stderr.splitlines() if line.startswith("error: ")
                 and videos["bad"] in line)
     return entries, line.replace(videos["bad"], os.path.basename(videos["bad"]))
@@ -157,12 +184,19 @@ def test_a_person_scores_dives_on_the_page(browser, page_url, videos, predicted)
     _wait_for_status(page, "dive_a.mp4: window")
     seconds = time.perf_counter() - started
     expected = entries["dive_a"]
-    assert _text(page, "score") == f"{expected['score']:.2f}"
+    assert _text(page, "score") == _shown_score(expected)
+    if not os.environ.get("AQA_TF_DEMO_MODEL"):
+        assert " to " in _text(page, "score")  # the USDL head's interval
     heads = list(expected["sub_actions"])
     assert _shown_sub_actions(page, heads) == {
         head: ranked[0][0] for head, ranked in expected["sub_actions"].items()}
     page.wait_for_function("() => { const i = document.querySelector('#clip_plot img');"
                            " return i && i.complete && i.naturalWidth > 0; }", timeout=60000)
+    # The clip plot is predict's (`--plot`): with a distribution head, the distribution panel
+    # under the clips makes it taller than the clips alone.
+    shown = page.evaluate("() => { const i = document.querySelector('#clip_plot img');"
+                          " return [i.naturalWidth, i.naturalHeight]; }")
+    assert shown == expected["plot_size"]
     print(f"dive scored on the page in {seconds:.1f} s: {_text(page, 'score')}")
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT, full_page=True)
@@ -173,7 +207,7 @@ def test_a_person_scores_dives_on_the_page(browser, page_url, videos, predicted)
     assert _text(page, "score") == ""
     _upload(page, videos["dive_b"])
     _wait_for_status(page, "dive_b.mp4: window")
-    assert _text(page, "score") == f"{entries['dive_b']['score']:.2f}"
+    assert _text(page, "score") == _shown_score(entries["dive_b"])
     # The model card says what the page runs.
     page.get_by_role("button", name="The model").click()
     assert "frames/s" in page.locator("#model_card").inner_text()
@@ -189,7 +223,7 @@ def test_two_people_at_once_each_get_their_own_score(browser, page_url, videos, 
         _upload(page, videos[name])  # both queued before either is done
     for page, name in zip(pages, ("dive_a", "dive_b")):
         _wait_for_status(page, f"{name}.mp4: window")
-        assert _text(page, "score") == f"{entries[name]['score']:.2f}", name
+        assert _text(page, "score") == _shown_score(entries[name]), name
     for page in pages:
         page.context.close()
 
