@@ -321,7 +321,7 @@ def plot_dive(result: Dict, meta: Dict, path: str) -> str:
         draw_distribution(fig.add_subplot(gs[rows - 1, :]), result, meta)
     top = ", ".join(ranked[0][0] for ranked in result["sub_actions"].values())
     fig.suptitle(f"{os.path.basename(result['video'])}: score {result['score']:.1f}"
-                 + _interval_text(result) + (f" ({top})" if top else ""), fontsize=10)
+                 + _interval_text(result) + (f" ({top})" if top else ""), fontsize=10, wrap=True)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
