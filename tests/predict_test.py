@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.helpers import run_cli
+from tests.helpers import run_cli, synthetic_sample
 
 
 def quickstart_model(*extra_flags):
@@ -32,9 +32,9 @@ def quickstart_model(*extra_flags):
 
 
 def dive_frames(height, width, index=0, split="test"):
-    """A synthetic dive rendered at `height` x `width`, cut at its annotated end frame."""
-    from aqa_tf.data import synthetic
-    sample = synthetic.make_sample(split, index, 0, 54, height, width)
+    """A synthetic dive rendered at `height` x `width` (`helpers.synthetic_sample`: 720 rows
+    and more are a half-size render scaled up), cut at its annotated end frame."""
+    sample = synthetic_sample(split, index, 54, height, width)
     return sample.frames[:sample.end_index + 1]
 
 

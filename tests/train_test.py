@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import run_module
+from tests.helpers import run_module, synthetic_sample
 
 # The learning bar of the issue: held-out Spearman >= 0.8 after training, |rho| < 0.3 before.
 LEARNED_SPEARMAN = 0.8
@@ -166,12 +166,13 @@ def _render_test_dive(index, height, width):
 
 
 def test_predict_gives_the_evaluation_pipelines_score(trained_run, exported_at_30fps, tmp_path):
-    """Test dives in a 30 frames/s event video (MTL-AQA layout), rendered at 1280x720 and at
-    the stored 86x64: the converter (`tfrecords_tools.mtl_aqa`) makes their records from the
-    video, the evaluation pipeline (`evaluation.Evaluator`, what `aqa_tf.evaluate` runs; the
-    command itself: test_evaluate_cli_reproduces_the_final_metrics) scores the records, and
-    `aqa_tf.predict` scores the same video at an annotated end frame: same score within 0.1
-    points, same top-1 sub-actions."""
+    """Test dives in a 30 frames/s event video (MTL-AQA layout), at 1280x720 (a 640x360
+    render scaled up: `helpers.synthetic_sample`) and rendered at the stored 86x64: the
+    converter (`tfrecords_tools.mtl_aqa`) makes their records from the video, the evaluation
+    pipeline (`evaluation.Evaluator`, what `aqa_tf.evaluate` runs; the command itself:
+    test_evaluate_cli_reproduces_the_final_metrics) scores the records, and `aqa_tf.predict`
+    scores the same video at an annotated end frame: same score within 0.1 points, same top-1
+    sub-actions."""
     import dataclasses
     import pickle
     from aqa_tf.data import synthetic
@@ -197,7 +198,7 @@ def test_predict_gives_the_evaluation_pipelines_score(trained_run, exported_at_3
         raw, records = tmp_path / f"raw_{width}", str(tmp_path / f"records_{width}")
         # (Training samples, in their own event video, only give the score range: small.)
         samples = [synthetic.make_sample("train", i, 0, 54, 64, 86) for i in (0, 1)] + [
-            synthetic.make_sample("test", i, 0, 54, height, width) for i in (0, 1)]
+            synthetic_sample("test", i, 54, height, width) for i in (0, 1)]
         # (Two training samples: the evaluation reads the training split's score range.)
         mtl_aqa_raw.write_raw_dataset(str(raw), samples, synthetic.synthetic_vocabulary(),
                                       fps=30, write_frames=False, train_keys=[(1, 1), (1, 2)])
