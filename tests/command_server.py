@@ -11,8 +11,8 @@ modules load in the child, as in a fresh process. Tests of what a command import
 are parsed before TensorFlow loads) start plain processes instead.
 
 Protocol, one JSON object a line: this process says `{"ready": pid, "env": its environment}`
-once it has imported its libraries; then the test writes `{"module", "args", "cwd", "env", "stdout",
-"stderr"}` (the last two: files for the child's output) on stdin; this process answers
+once it has imported its libraries; then the test writes `{"module", "args", "cwd", "env",
+"stdout", "stderr"}` (the last two: files for the child's output) on stdin; this process answers
 `{"pid": ...}` once the child runs and `{"returncode": ...}` when it has ended (minus the
 signal number if a signal ended it, as `subprocess` reports). It ends at the end of its stdin.
 """
@@ -48,9 +48,8 @@ def _exit_code(code) -> int:
 def _run_child(request: dict):
     """In the forked child: the command, then the interpreter's own exit steps."""
     os.close(_CONTROL)
-    if "env" in request:
-        os.environ.clear()
-        os.environ.update(request["env"])
+    os.environ.clear()
+    os.environ.update(request["env"])
     os.chdir(request["cwd"])
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

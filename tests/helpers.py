@@ -115,16 +115,13 @@ def run_module(module: str, *args: str, timeout: int = 600, cwd: str = REPO_ROOT
     process's environment; a new interpreter where `fresh` or `env` ask for one, or where
     this process has changed a variable that the libraries read as they load
     (`IMPORT_TIME_VARIABLES`). $AQA_TF_TEST_FRESH_PROCESSES=1: always a new interpreter."""
-    command = [sys.executable, "-m", module, *args]
-    if fresh or env is not None or os.environ.get("AQA_TF_TEST_FRESH_PROCESSES"):
-        return subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, env=env)
-    if not _SERVER:
-        _SERVER.append(_CommandServer())
-    if not _SERVER[0].serves():
-        return subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout)
-    return _SERVER[0].run(module, args, cwd, timeout)
+    if not (fresh or env is not None or os.environ.get("AQA_TF_TEST_FRESH_PROCESSES")):
+        if not _SERVER:
+            _SERVER.append(_CommandServer())
+        if _SERVER[0].serves():
+            return _SERVER[0].run(module, args, cwd, timeout)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env)
 
 
 def run_cli(module: str, *args: str, expect: int = 0, timeout: int = 600
@@ -154,9 +151,9 @@ def user_error(proc: subprocess.CompletedProcess, *names: str) -> str:
 def synthetic_sample(split: str, index: int, num_frames: int, height: int, width: int,
                      seed: int = 0):
     """`synthetic.make_sample` at `height` x `width`; from 720 rows up, a render at half the
-    size scaled up 2x (OpenCV, bilinear): the renderer draws every pixel of every frame in
-    numpy, about 12 s per 54-frame 1280x720 video on the 2-core machines, 1.3 s at 640x360. The
-    labels and the annotated end do not depend on the size."""
+    size scaled up 2x (`video.resize_frame`: OpenCV, bilinear): the renderer draws every pixel
+    of every frame in numpy, about 12 s per 54-frame 1280x720 video on the 2-core machines,
+    1.3 s at 640x360. The labels and the annotated end do not depend on the size."""
     import dataclasses
 
     import numpy as np
@@ -166,9 +163,8 @@ def synthetic_sample(split: str, index: int, num_frames: int, height: int, width
                                    width // scale)
     if scale == 1:
         return sample
-    import cv2
-    frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)
-                       for f in sample.frames])
+    from aqa_tf.data import video
+    frames = np.stack([video.resize_frame(f, width, height) for f in sample.frames])
     return dataclasses.replace(sample, frames=frames)
 
 
