@@ -178,3 +178,55 @@ class JudgeDistributionLoss(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "bins": self.bins, "std": self.std,
                 "judge_max": self.judge_max, "judge_min": self.judge_min}
+
+
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class RegressionTreeLoss(keras.losses.Loss):
+    """CoRe's loss on one direction of a pair (the authors' `tools/helper.py`,
+    `network_forward_train`): the negative log-likelihood of the leaf whose group holds the
+    true difference, plus, for every leaf, the mean squared error of its predicted position over
+    the samples whose difference falls in it (leaves without such samples add nothing).
+
+    The per-sample values returned are scaled so that Keras' mean over the batch equals the
+    authors' sum `nll + sum_leaves mse_leaf`. Samples with a non-finite target add nothing.
+
+    y_true: `[batch]` differences `query - exemplar` (`sign` -1: the reverse direction, trained
+    on `exemplar - query`). y_pred: `[batch, 2 * leaves]` (`RegressionTree`).
+    `boundaries`: `[leaves, 2]` (`data.exemplars.group_boundaries`).
+    """
+
+    def __init__(self, boundaries, sign: float = 1.0, name: str = "regression_tree_loss",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        import numpy as np
+        self.boundaries = np.asarray(boundaries, np.float64).reshape(-1, 2)
+        self.sign = float(sign)
+
+    def call(self, y_true, y_pred):
+        leaves = self.boundaries.shape[0]
+        y_pred = ops.cast(y_pred, "float32")
+        log_prob, position = y_pred[:, :leaves], y_pred[:, leaves:]
+        d = ops.reshape(ops.cast(y_true, "float32"), (-1, 1)) * self.sign
+        valid = ops.isfinite(d)
+        d = ops.where(valid, d, 0.0)
+        left = ops.convert_to_tensor(self.boundaries[:, 0].astype("float32"))[None]
+        right = ops.convert_to_tensor(self.boundaries[:, 1].astype("float32"))[None]
+        inside = ops.where(d >= 0, ops.logical_and(d >= left, d < right),
+                           ops.logical_and(d > left, d <= right))
+        inside = ops.logical_and(inside, valid)
+        width = right - left
+        target = ops.where(width == 0.0, d - left, (d - left) / ops.where(width == 0.0, 1.0,
+                                                                          width))
+        # The first leaf that holds the difference (leaf 0 when none does: argmax of zeros).
+        leaf = ops.argmax(ops.cast(inside, "int32"), axis=-1)
+        nll = -ops.sum(ops.one_hot(leaf, leaves) * log_prob, axis=-1)
+        mask = ops.cast(inside, "float32")
+        batch = ops.cast(ops.shape(d)[0], "float32")
+        counts = ops.sum(mask, axis=0, keepdims=True)
+        scale = ops.where(counts > 0, batch / ops.maximum(counts, 1.0), 0.0)
+        mse = ops.sum(mask * scale * ops.square(position - target), axis=-1)
+        return ops.where(valid[:, 0], nll, 0.0) + mse
+
+    def get_config(self):
+        return {**super().get_config(), "boundaries": self.boundaries.tolist(),
+                "sign": self.sign}
