@@ -1,5 +1,6 @@
 """Test-wide settings: quiet TensorFlow logs, run from the repository root, and where the real
-MTL-AQA annotation files and the JIGSAWS label and split files are."""
+MTL-AQA annotation files, the JIGSAWS label and split files and the FineDiving annotation files
+are."""
 
 import os
 import sys
@@ -106,6 +107,25 @@ def jigsaws_info() -> str:
     return _real_files(path, ["label.pkl", "splits.pkl"], (
         f"the JIGSAWS label.pkl and splits.pkl of the USDL/MUSDL authors are not in {path}: set "
         f"{JIGSAWS_INFO_ENV}=/path/to/folder holding both (nzl-thu/MUSDL JIGSAWS/data/info)"))
+
+
+# The FineDiving annotation pickles (xujinglin/FineDiving, Annotations/), which
+# ../shared/datasets/finediving holds on this project's machines.
+FINEDIVING_ANNOTATIONS_ENV = "FINEDIVING_ANNOTATIONS"
+DEFAULT_FINEDIVING_ANNOTATIONS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "datasets",
+                                              "finediving")
+FINEDIVING_FILES = ("FineDiving_coarse_annotation.pkl", "FineDiving_fine-grained_annotation.pkl",
+                    "Sub_action_Types_Table.pkl", "train_split.pkl", "test_split.pkl")
+
+
+def finediving_annotations() -> str:
+    """The folder of the real FineDiving annotation files (skip/fail rule of
+    `mtl_aqa_annotations`; the five files the converter reads are required)."""
+    path = os.environ.get(FINEDIVING_ANNOTATIONS_ENV, DEFAULT_FINEDIVING_ANNOTATIONS)
+    return _real_files(path, FINEDIVING_FILES, (
+        f"the FineDiving annotation files are not in {path}: set "
+        f"{FINEDIVING_ANNOTATIONS_ENV}=/path/to/Annotations (the folder holding "
+        + ", ".join(FINEDIVING_FILES) + "; xujinglin/FineDiving Annotations/)"))
 
 
 def synthetic_records(folder, num_workers: int = 0, **fields) -> str:

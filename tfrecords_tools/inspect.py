@@ -40,7 +40,8 @@ def inspect_paths(paths: List[str], decode_frames: bool = True,
         "final_score": [], "difficulty": [], "caption_length": [], "num_frames": [],
         "frame_shapes": collections.Counter(), "missing": collections.Counter(),
         "action_scores": collections.defaultdict(list), "with_judges": 0, "judge_scores": [],
-        "with_dive_number": 0})
+        "with_dive_number": 0, "dive_numbers": collections.Counter(), "dive_scores": [],
+        "step_labels": collections.Counter(), "with_steps": 0})
     sample_frames = None
     if not files:
         problems.append(f"no TFRecord files found in {paths}")
@@ -117,6 +118,7 @@ def inspect_paths(paths: List[str], decode_frames: bool = True,
                         for a, v in sorted(stats["action_scores"].items(),
                                            key=lambda item: int(item[0].split()[0]))}
         s["judges"] = _judges_summary(stats)
+        s["dives"] = _dives_summary(stats)
         summary[split] = s
     return {"files": per_file, "splits": summary, "problems": problems,
             "sample_frames": sample_frames}
@@ -128,6 +130,14 @@ def _count_judges(stats: dict, record: dict):
         stats["with_judges"] += 1
         stats["judge_scores"].extend(record[features.JUDGE_SCORES])
     stats["with_dive_number"] += bool(record[features.DIVE_NUMBER])
+    if record[features.DIVE_NUMBER]:
+        stats["dive_numbers"][record[features.DIVE_NUMBER]] += 1
+        if record[features.FINAL_SCORE] != features.MISSING_FLOAT:
+            stats["dive_scores"].append(record[features.FINAL_SCORE])
+    if record[features.STEP_LABEL_IDS]:
+        stats["with_steps"] += 1
+        stats["step_labels"].update(f"{i} {name}" for i, name in zip(
+            record[features.STEP_LABEL_IDS], record[features.STEP_LABEL_NAMES]))
 
 
 def _judges_summary(stats: dict) -> Dict[str, object]:
@@ -137,6 +147,21 @@ def _judges_summary(stats: dict) -> Dict[str, object]:
             "samples_with_dive_number": stats["with_dive_number"],
             "judge_scores": ({"min": float(values.min()), "max": float(values.max()),
                               "mean": float(values.mean())} if len(values) else None)}
+
+
+def _dives_summary(stats: dict, most_common: int = 5) -> Dict[str, object]:
+    """Over the records with dive numbers: their scores, how many dive types and the most
+    common ones; over those with step labels: every step label seen (`<id> <name>` -> samples
+    that have it)."""
+    scores = np.array(stats["dive_scores"], np.float64)
+    return {"samples_with_dive_number": stats["with_dive_number"],
+            "dive_types": len(stats["dive_numbers"]),
+            "most_common_dive_types": stats["dive_numbers"].most_common(most_common),
+            "final_score": ({"min": float(scores.min()), "max": float(scores.max()),
+                             "mean": float(scores.mean())} if len(scores) else None),
+            "samples_with_steps": stats["with_steps"],
+            "step_labels": dict(sorted(stats["step_labels"].items(),
+                                       key=lambda item: int(item[0].split()[0])))}
 
 
 def contact_sheet(frames: List[np.ndarray], columns: int = 8) -> np.ndarray:
@@ -185,6 +210,19 @@ def main(argv):
             print(f"  judge_scores    {judges['samples_with_judges']} samples with judges: min "
                   f"{j['min']:.2f}  mean {j['mean']:.2f}  max {j['max']:.2f}; "
                   f"{judges['samples_with_dive_number']} with dive numbers")
+        dives = s["dives"]
+        if dives["dive_types"]:
+            common = ", ".join(f"{code} ({n})" for code, n in dives["most_common_dive_types"])
+            score = dives["final_score"]
+            print(f"  dive types      {dives['dive_types']} in {dives['samples_with_dive_number']}"
+                  f" samples; most common: {common}")
+            if score:
+                print(f"                  their final_score min {score['min']:.2f}  mean "
+                      f"{score['mean']:.2f}  max {score['max']:.2f}")
+        if dives["step_labels"]:
+            print(f"  step labels     {len(dives['step_labels'])} seen in "
+                  f"{dives['samples_with_steps']} samples: "
+                  + ", ".join(dives["step_labels"]))
     if f.dump_frames:
         if result["sample_frames"] is None:
             result["problems"].append(f"sample {f.sample_key!r} not found for --dump_frames")

@@ -1,6 +1,7 @@
 """The TFRecord schema of aqa-tf: the one place record keys are defined.
 
-Every writer (`aqa_tf.data.synthetic`, `tfrecords_tools.mtl_aqa`, `.aqa7`, `.jigsaws`) and every
+Every writer (`aqa_tf.data.synthetic`, `tfrecords_tools.mtl_aqa`, `.aqa7`, `.jigsaws`,
+`.finediving`) and every
 reader (`aqa_tf.data.pipeline`, `tfrecords_tools.inspect`) imports this module.
 
 Schema version 2. One `tf.train.SequenceExample` per sample:
@@ -8,7 +9,8 @@ Schema version 2. One `tf.train.SequenceExample` per sample:
 Context (per sample):
   schema_version   int64    `SCHEMA_VERSION`.
   sample_key       bytes    e.g. b"01_001" (`<event:02d>_<sample:03d>` for MTL-AQA; JIGSAWS:
-                            the trial, b"Suturing_B001").
+                            the trial, b"Suturing_B001"; FineDiving: `<video_name>_<instance>`,
+                            b"FINADivingWorldCup2021_Men3m_final_r1_8").
   action_id        int64    action class for multi-action datasets (AQA-7: 1..6; JIGSAWS: the
                             task, 1..3, `aqa_tf.data.jigsaws.TASK_IDS`); 0 for MTL-AQA.
   action_name      bytes    its name (AQA-7: b"diving", b"gym_vault", ...; JIGSAWS:
@@ -30,18 +32,34 @@ Context (per sample):
   judge_scores     float[]  the judges' execution awards (MTL-AQA: 7, 0..10 in steps of 0.5;
                             JIGSAWS: the 6 GRS elements, each 1..5, whose sum is
                             `final_score`); optional, absent (read as empty) when unknown.
-  dive_number      bytes    FINA dive code as the annotations give it, e.g. b"407C"; optional,
-                            b"" when unknown. Not a model input (for later methods).
+  dive_number      bytes    FINA dive code as the annotations give it, e.g. b"407C"
+                            (FineDiving: its `action_type`, b"207c"); optional, b"" when
+                            unknown. Not a model input (for later methods).
+  frame_step_labels
+                   int64[]  step (sub-action) label of every frame of the trimmed action, as
+                            the annotation gives it (FineDiving's `frames_labels`, full length);
+                            optional, absent (read as empty) when unknown.
+  step_transitions int64[]  frames, within the trimmed action, where one step ends and the next
+                            begins (FineDiving's `steps_transit_frames`, as given); optional.
+  step_label_ids, step_label_names
+                   int64[], bytes[]
+                            parallel lists: the step labels of the sample and their names
+                            (FineDiving's `sub-action_types`), sorted by label; optional.
+  frame_positions  int64[]  per stored frame, its index (0-based) in the trimmed action, so
+                            that the label of stored frame i is
+                            `frame_step_labels[frame_positions[i]]`; optional.
 
 Feature lists (per frame, in temporal order):
   frames           bytes    one JPEG-encoded RGB frame per entry.
 
 Optional keys are written only when a sample has them, and read as `MISSING_INT` (-1) /
-`MISSING_FLOAT` (-1.0) / b"" when absent: datasets without sub-actions or difficulty (AQA-7;
-JIGSAWS; FineDiving later) write no fake labels, and losses mask the missing ones out. Version 1
+`MISSING_FLOAT` (-1.0) / b"" / an empty list when absent: datasets without sub-actions or
+difficulty (AQA-7; JIGSAWS; FineDiving, whose steps are not MTL-AQA's sub-action classes) write
+no fake labels, and losses mask the missing ones out. Version 1
 records (which wrote every key, `MISSING_*` for unknown values) read the same way.
-`judge_scores` and `dive_number` were added to version 2 as optional keys: records written
-before them read as having none, and readers that predate them ignore them.
+`judge_scores` and `dive_number`, later the step keys (`frame_step_labels` .. `frame_positions`,
+`STEP_KEYS`) were added to version 2 as optional keys: records written before them read as
+having none, and readers that predate them ignore them.
 """
 
 from __future__ import annotations
@@ -84,6 +102,11 @@ TW_NO = "tw_no"
 CAPTION = "caption"
 JUDGE_SCORES = "judge_scores"
 DIVE_NUMBER = "dive_number"
+FRAME_STEP_LABELS = "frame_step_labels"
+STEP_TRANSITIONS = "step_transitions"
+STEP_LABEL_IDS = "step_label_ids"
+STEP_LABEL_NAMES = "step_label_names"
+FRAME_POSITIONS = "frame_positions"
 # Feature-list key.
 FRAMES = "frames"
 
@@ -93,6 +116,10 @@ INT_CONTEXT = (SCHEMA_VERSION_KEY, ACTION_ID, NUM_FRAMES, HEIGHT, WIDTH, START_F
                END_FRAME, END_INDEX) + CLASS_LABELS
 # Keys written only when the sample has a value (read back as the missing value).
 OPTIONAL_KEYS = (DIFFICULTY, ACTION_NAME, DIVE_NUMBER) + CLASS_LABELS
+# The optional lists of a procedure-annotated dive (FineDiving); every one but the names int64.
+STEP_KEYS = (FRAME_STEP_LABELS, STEP_TRANSITIONS, STEP_LABEL_IDS, STEP_LABEL_NAMES,
+             FRAME_POSITIONS)
+STEP_INT_KEYS = (FRAME_STEP_LABELS, STEP_TRANSITIONS, STEP_LABEL_IDS, FRAME_POSITIONS)
 # Judges per MTL-AQA panel (FINA: the 2 highest and 2 lowest awards are dropped).
 NUM_JUDGES = 7
 
@@ -124,6 +151,11 @@ class Sample:
     end_index: int = MISSING_INT
     judge_scores: Sequence[float] = ()
     dive_number: str = ""
+    frame_step_labels: Sequence[int] = ()
+    step_transitions: Sequence[int] = ()
+    step_label_ids: Sequence[int] = ()
+    step_label_names: Sequence[str] = ()
+    frame_positions: Sequence[int] = ()
 
     def validate(self):
         """Raises ValueError naming the sample if a field is malformed."""
@@ -143,6 +175,20 @@ class Sample:
         if self.end_index != MISSING_INT and not 0 <= self.end_index < len(self.frames):
             raise ValueError(f"{where}: end_index {self.end_index} outside "
                              f"[0, {len(self.frames)})")
+        if len(self.step_label_ids) != len(self.step_label_names):
+            raise ValueError(f"{where}: {len(self.step_label_ids)} step_label_ids but "
+                             f"{len(self.step_label_names)} step_label_names")
+        positions = np.asarray(self.frame_positions, np.int64).reshape(-1)
+        if len(positions):
+            if len(positions) != len(self.frames):
+                raise ValueError(f"{where}: {len(positions)} frame_positions for "
+                                 f"{len(self.frames)} frames")
+            limit = len(self.frame_step_labels) or None
+            bad = [int(p) for p in positions if p < 0 or (limit and p >= limit)]
+            if bad:
+                raise ValueError(f"{where}: frame_positions {bad[:5]} outside [0, "
+                                 f"{limit if limit else 'inf'}) (the frames of "
+                                 "frame_step_labels)")
 
 
 def _int64(values):
@@ -182,6 +228,11 @@ def make_sequence_example(sample: Sample) -> tf.train.SequenceExample:
         context[JUDGE_SCORES] = _float(sample.judge_scores)
     if sample.dive_number:
         context[DIVE_NUMBER] = _bytes([sample.dive_number.encode("utf-8")])
+    for name in STEP_INT_KEYS:
+        if len(getattr(sample, name)):
+            context[name] = _int64(getattr(sample, name))
+    if len(sample.step_label_names):
+        context[STEP_LABEL_NAMES] = _bytes([n.encode("utf-8") for n in sample.step_label_names])
     frames = tf.train.FeatureList(feature=[_bytes([f]) for f in sample.frames])
     return tf.train.SequenceExample(
         context=tf.train.Features(feature=context),
@@ -209,6 +260,8 @@ def _specs():
            for name, dtype in _DTYPES.items()},
         CAPTION: tf.io.VarLenFeature(tf.int64),
         JUDGE_SCORES: tf.io.VarLenFeature(tf.float32),
+        **{name: tf.io.VarLenFeature(tf.int64) for name in STEP_INT_KEYS},
+        STEP_LABEL_NAMES: tf.io.VarLenFeature(tf.string),
     }
     return context, {FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)}
 
@@ -224,8 +277,9 @@ def parse_sequence_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
 
     Returns:
       A dict with every context key (scalars; `caption` as a dense int64 `[length]`,
-      `judge_scores` as a dense float32 `[num_judges]`, empty when unknown) and `frames`: a
-      string tensor `[num_frames]` of JPEG bytes.
+      `judge_scores` as a dense float32 `[num_judges]`, the step keys (`STEP_KEYS`) as dense
+      int64 vectors, `step_label_names` a string vector; lists empty when unknown) and
+      `frames`: a string tensor `[num_frames]` of JPEG bytes.
     """
     import tensorflow as tf
     context_spec, sequence_spec = _specs()
@@ -234,6 +288,8 @@ def parse_sequence_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
     features = dict(context)
     features[CAPTION] = tf.sparse.to_dense(context[CAPTION])
     features[JUDGE_SCORES] = tf.sparse.to_dense(context[JUDGE_SCORES])
+    for name in STEP_KEYS:
+        features[name] = tf.sparse.to_dense(context[name])
     features[FRAMES] = sequence[FRAMES]
     return features
 
@@ -258,6 +314,10 @@ def parse_to_numpy(serialized: bytes) -> Dict[str, object]:
         if JUDGE_SCORES in ctx else []
     out[DIVE_NUMBER] = (ctx[DIVE_NUMBER].bytes_list.value[0].decode("utf-8")
                         if DIVE_NUMBER in ctx else "")
+    for name in STEP_INT_KEYS:
+        out[name] = [int(v) for v in ctx[name].int64_list.value] if name in ctx else []
+    out[STEP_LABEL_NAMES] = [v.decode("utf-8") for v in ctx[STEP_LABEL_NAMES].bytes_list.value] \
+        if STEP_LABEL_NAMES in ctx else []
     frames = example.feature_lists.feature_list[FRAMES].feature
     out[FRAMES] = [f.bytes_list.value[0] for f in frames]
     if out[SCHEMA_VERSION_KEY] not in READABLE_SCHEMA_VERSIONS:
