@@ -332,7 +332,8 @@ class ModelConfig(Config):
         "LSTM weights drawn from N(0, 0.1)).", choices=registry.AGGREGATIONS)
     heads: Tuple[str, ...] = option(
         ("score", "dive"), "Task heads: one score head, 'score' (regression), 'usdl' or 'musdl' "
-        "(score distributions, Tang et al. 2020), alone (STL) or with 'dive' (sub-action "
+        "(score distributions, Tang et al. 2020) or 'core' (contrastive regression with "
+        "exemplars, Yu et al. 2021), alone (STL) or with 'dive' (sub-action "
         "classification) and/or 'caption' (commentary generation, S2VT): MTL.",
         choices=registry.HEADS)
     projection_units: Tuple[int, ...] = option(
@@ -385,6 +386,32 @@ class ModelConfig(Config):
         "argmax", "usdl/musdl heads: the score read out of a distribution: argmax (the most "
         "likely bin, as the authors' MTL-AQA/main.py) or expectation (the mean).",
         choices=("argmax", "expectation"))
+    # Contrastive regression with exemplars (CoRe, Yu et al., ICCV 2021; yuxumin/CoRe).
+    core_tree_depth: int = option(
+        5, "core head: depth of the group-aware regression tree, 2^(depth-1) leaves (authors' "
+        "RT_depth: 5).")
+    core_hidden: int = option(256, "core head: width of the tree's nodes (authors' "
+                              "hidden_channel: 256).")
+    core_score_range: float = option(
+        30.0, "core head: the exemplar's target is divided by this in the pair feature, and the "
+        "outer groups end at +-it (authors' score_range: 30 on MTL-AQA with difficulty, where "
+        "targets are executions, 100 on AQA-7).")
+    core_difficulty: bool = option(
+        False, "core head: compare executions (score / difficulty) and score difficulty x "
+        "(exemplar execution + predicted difference), as the authors' usingDD (MTL-AQA, "
+        "FineDiving with the difficulty known); the model reads `difficulty`.")
+    exemplar_match: str = option(
+        "dive_number", "core head: exemplars share the query's dive_number (MTL-AQA's FINA code, "
+        "FineDiving's action_type), difficulty (the authors' MTL-AQA setting), action (AQA-7) "
+        "or any (FineDiving's protocol without the dive type).",
+        choices=("dive_number", "difficulty", "action", "any"))
+    voters: int = option(10, "core head: training exemplars each test query is compared with; "
+                         "the score is the mean of their predictions (authors' voter_number: "
+                         "10).")
+    core_groups: Tuple[float, ...] = option(
+        (), "core head: the tree's groups as left,right per leaf; empty: cut from the training "
+        "split's differences when the model is built (the usual way; a run folder's flags "
+        "keep them).")
     # Caption head (S2VT, paper 001; variants of paper 000).
     caption_cell: str = option("gru", "Caption RNN cells: gru (MTL-AQA authors) or lstm "
                                "(paper 000).", choices=("gru", "lstm"))
@@ -416,7 +443,7 @@ class ModelConfig(Config):
                    and getattr(registry.HEADS.get(n), "predicts_score", False)]
         if len(scoring) != 1:
             raise ConfigError(f"heads={self.heads}: exactly one score head is required "
-                              "(score, usdl or musdl)")
+                              "(score, usdl, musdl or core)")
         if self.width_multiplier <= 0:
             raise ConfigError(f"width_multiplier={self.width_multiplier} must be positive")
         if self.fc_units < 0 or any(u <= 0 for u in self.projection_units):

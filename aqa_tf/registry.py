@@ -110,7 +110,8 @@ HEADS: Registry[Callable[..., Any]] = Registry("head", declared={
     **_declare("aqa_tf.models.heads.score", "score"),
     **_declare("aqa_tf.models.heads.dive", "dive"),
     **_declare("aqa_tf.models.heads.caption", "caption"),
-    **_declare("aqa_tf.models.heads.distribution", "usdl", "musdl")})
+    **_declare("aqa_tf.models.heads.distribution", "usdl", "musdl"),
+    **_declare("aqa_tf.models.heads.core", "core")})
 # The score head's variant of each `--score_normalization`.
 SCORE_HEADS: Registry[Callable[..., Any]] = Registry("score normalisation", declared={
     **_declare("aqa_tf.models.heads.score", "global"),

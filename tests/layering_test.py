@@ -23,7 +23,7 @@ from tests.conftest import REPO_ROOT
 
 # (`aqa_tf.data.captions`: the vocabulary whose words the caption head writes.)
 MODELLING_IMPORTS = ("aqa_tf.models", "aqa_tf.config", "aqa_tf.tasks", "aqa_tf.registry",
-                     "aqa_tf.metrics", "aqa_tf.data.captions")
+                     "aqa_tf.metrics", "aqa_tf.data.captions", "aqa_tf.data.exemplars")
 ENTRIES = ("train", "evaluate", "predict", "export", "benchmark", "serving_client", "protocols",
            "demo")
 SHARED = ("config", "flag_defs", "registry", "tasks", "devices")

@@ -13,7 +13,8 @@ training split whose predictions are averaged. This module holds what does not n
 - `group_targets` and `relative_from_tree`: a difference's leaf and position inside it, and the
   inverse (`Group_helper.produce_label` / `inference`);
 - `choose_voters`: the test-time exemplars of a query, training samples only;
-- `paired_records`: the tf.data stage that pairs training records of the same match value.
+- `read_index`, `num_pairs`: the index of a split's records, and the pairs of one pass of
+  `data.pipeline.paired_records`, the tf.data stage that pairs training records.
 
 Matching (`--exemplar_match`): `dive_number` (MTL-AQA's FINA code, FineDiving's
 `action_type`: the "with dive type" protocol), `difficulty` (what the authors' MTL-AQA config
@@ -60,15 +61,8 @@ class ExemplarIndex:
 
     def match_values(self, match: str) -> List[str]:
         """The value each sample is matched on (all equal for `any`)."""
-        if match not in MATCHES:
-            raise ValueError(f"exemplar_match={match!r}; expected one of {', '.join(MATCHES)}")
-        if match == "dive_number":
-            return [d.upper() for d in self.dive_numbers]
-        if match == "difficulty":
-            return [f"{d:.2f}" for d in self.difficulties]
-        if match == "action":
-            return [str(int(a)) for a in self.actions]
-        return [""] * len(self.keys)
+        return [match_value(match, d, f, a) for d, f, a in
+                zip(self.dive_numbers, self.difficulties, self.actions)]
 
     def groups(self, match: str) -> Dict[str, List[int]]:
         """Match value -> indices of the samples that have it (in record order)."""
@@ -91,6 +85,50 @@ class ExemplarIndex:
             if match == "dive_number" and not self.dive_numbers[i]:
                 raise ValueError(f"training sample {key!r} has no dive number "
                                  "(exemplar_match=dive_number)")
+
+
+def read_index(config, split: str = "train") -> ExemplarIndex:
+    """The `ExemplarIndex` of a split's samples (training: without the validation carve-out),
+    in key order, from the records' context (no frames decoded)."""
+    import tensorflow as tf  # imported where records are read
+
+    from aqa_tf.data import features, pipeline
+    names = (features.SAMPLE_KEY, features.FINAL_SCORE, features.DIFFICULTY,
+             features.DIVE_NUMBER, features.ACTION_ID)
+    spec = {name: features.CONTEXT_SPEC[name] for name in names}
+
+    def context(serialized):
+        return tf.io.parse_single_sequence_example(serialized, context_features=spec)[0]
+
+    rows = sorted((r[features.SAMPLE_KEY].decode("utf-8"), r) for r in pipeline._records(
+        config, split, training=False).map(context).as_numpy_iterator())
+    return ExemplarIndex(
+        keys=[k for k, _ in rows],
+        scores=np.asarray([r[features.FINAL_SCORE] for _, r in rows], np.float32),
+        difficulties=np.asarray([r[features.DIFFICULTY] for _, r in rows], np.float32),
+        dive_numbers=[r[features.DIVE_NUMBER].decode("utf-8") for _, r in rows],
+        actions=np.asarray([r[features.ACTION_ID] for _, r in rows], np.int64))
+
+
+def num_pairs(config, match: str) -> int:
+    """Pairs in one pass of the paired training stream (`data.pipeline.paired_records`): per
+    match value, half its samples rounded up."""
+    groups = read_index(config).groups(match)
+    return sum((len(members) + 1) // 2 for members in groups.values())
+
+
+def match_value(match: str, dive_number: str, difficulty: float, action: int) -> str:
+    """What a sample is matched on: its dive number (upper case), difficulty (2 decimals),
+    action id, or "" (`any`)."""
+    if match not in MATCHES:
+        raise ValueError(f"exemplar_match={match!r}; expected one of {', '.join(MATCHES)}")
+    if match == "dive_number":
+        return dive_number.upper()
+    if match == "difficulty":
+        return f"{float(np.float32(difficulty)):.2f}"
+    if match == "action":
+        return str(int(action))
+    return ""
 
 
 def pair_deltas(targets: np.ndarray, groups: Dict[str, List[int]]) -> np.ndarray:
@@ -167,46 +205,3 @@ def choose_voters(index: ExemplarIndex, match: str, value: str, voters: int,
         members = [i for i in range(len(index)) if index.keys[i] != exclude]
     order = rng.permutation(len(members))
     return [members[i] for i in order[:voters]]
-
-
-def match_value_tensor(record, match: str):
-    """The match value of a parsed record (`features.parse_sequence_example`) as a tf string,
-    in `ExemplarIndex.match_values`' form."""
-    import tensorflow as tf
-    from aqa_tf.data import features
-    if match == "dive_number":
-        return tf.strings.upper(record[features.DIVE_NUMBER])
-    if match == "difficulty":
-        return tf.strings.as_string(record[features.DIFFICULTY], precision=2)
-    if match == "action":
-        return tf.strings.as_string(record[features.ACTION_ID])
-    return tf.constant("")
-
-
-def paired_records(serialized, match: str, seed: int):
-    """Pairs a stream of serialized training records: consecutive records of the same match
-    value (a `group_by_window` of two per value) become one element `[2]` (query, exemplar).
-
-    Every record is in one pair per pass, so a pass gives about `n / 2` pairs, each trained in
-    both directions (the authors' training step also regresses both ways). The stream should be
-    shuffled with a buffer that holds the split, so that partners are drawn uniformly within
-    the value, as the authors' `random.randint` does. A record left alone at the end of the
-    pass (an odd count of its value) is paired with itself. `seed` salts the window keys."""
-    import tensorflow as tf
-    from aqa_tf.data import features
-
-    spec = {features.DIVE_NUMBER: features.CONTEXT_SPEC[features.DIVE_NUMBER],
-            features.DIFFICULTY: features.CONTEXT_SPEC[features.DIFFICULTY],
-            features.ACTION_ID: features.CONTEXT_SPEC[features.ACTION_ID]}
-
-    def key(record):
-        context, _ = tf.io.parse_single_sequence_example(record, context_features=spec)
-        value = match_value_tensor(context, match)
-        return tf.strings.to_hash_bucket_fast(tf.strings.join([str(seed), ":", value]),
-                                              2 ** 62)
-
-    def pair(window):
-        return window.batch(2)
-
-    pairs = serialized.group_by_window(key, lambda _, window: pair(window), window_size=2)
-    return pairs.map(lambda two: tf.stack([two[0], two[-1]]))

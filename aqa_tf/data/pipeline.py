@@ -182,6 +182,7 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
     if with_keys:
         inputs["sample_key"] = record[features.SAMPLE_KEY]
         inputs["action_name"] = record[features.ACTION_NAME]  # b"" where the record has none
+        inputs[features.DIVE_NUMBER] = record[features.DIVE_NUMBER]  # b"" where unknown
     score = tf.cast(record[features.FINAL_SCORE], tf.float32)
     targets = {tasks.SCORE_OUTPUT: score}
     if config.per_action_scores:
@@ -298,7 +299,8 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
                   include_caption: bool = False, repeat: bool = False,
                   drop_remainder: Optional[bool] = None, deterministic: Optional[bool] = None,
                   include_judges: bool = False,
-                  num_judges: int = features.NUM_JUDGES) -> tf.data.Dataset:
+                  num_judges: int = features.NUM_JUDGES,
+                  exemplar_pairs: Optional[Tuple[str, bool]] = None) -> tf.data.Dataset:
     """Batches of `(inputs, targets)` of one split.
 
     Args:
@@ -306,8 +308,9 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
       split: 'train' (training split minus the validation carve-out), 'val' (the carve-out)
         or 'test'.
       training: random temporal jitter, flips and shuffling when True; deterministic otherwise.
-      with_keys: add `inputs["sample_key"]` and `inputs["action_name"]` (string `[batch]`;
-        the name is b"" for records without one).
+      with_keys: add `inputs["sample_key"]`, `inputs["action_name"]` and
+        `inputs["dive_number"]` (string `[batch]`; b"" for records without a name or dive
+        number).
       include_caption: add `inputs["caption_tokens"]` (int32 `[batch, max_caption_words +
         1]`: `<sos> w1 .. wn`, padded with `<eos>`) and `targets["caption"]` (the next words
         `w1 .. wn <eos>`, padded with -1).
@@ -319,6 +322,12 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
       include_judges: add `targets["judge_scores"]` (float32 `[batch, num_judges]`; -1.0 for
         every judge of a sample without a panel of that size). `dive_number` is never an input.
       num_judges: the panel of `include_judges` (the musdl head's --musdl_judges; MTL-AQA 7).
+      exemplar_pairs: `(match, use_difficulty)` of the core head: when training, every element
+        is a pair of records of the same match value (`paired_records`), and
+        adds `inputs["exemplar_video"]`, `inputs["exemplar_target"]`, `inputs["query_target"]`
+        and `targets["relative_score"]` (query - exemplar; targets are scores, or executions
+        with `use_difficulty`). Ignored when not training (evaluation compares each query with
+        a bank of training exemplars, `heads.core.ExemplarBank`).
 
     Returns:
       A dataset of `(inputs, targets)`: inputs `{"video": float32 [batch, num_clips,
@@ -329,6 +338,8 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
     config.validate()
     if deterministic is None:
         deterministic = not training
+    if training and exemplar_pairs:
+        return _paired_dataset(config, split, exemplar_pairs, repeat, drop_remainder)
     ds = _records(config, split, training, deterministic)
     if training:
         ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
@@ -354,6 +365,81 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
     ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds if autotunes(config) else without_autotune(ds)
+
+
+def _paired_dataset(config: DataConfig, split: str, exemplar_pairs: Tuple[str, bool],
+                    repeat: bool, drop_remainder: Optional[bool]) -> tf.data.Dataset:
+    """Training batches of (query, exemplar) pairs (see `build_dataset`'s `exemplar_pairs`).
+    Deterministic: the same seed gives the same pairs and augmentations."""
+    match, use_difficulty = exemplar_pairs
+    ds = _records(config, split, True, deterministic=True)
+    ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
+    ds = paired_records(ds, match, config.seed)
+    if repeat:
+        ds = ds.repeat()
+    seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(4)
+
+    def target(record):
+        score = tf.cast(record[features.FINAL_SCORE], tf.float32)
+        return score / tf.cast(record[features.DIFFICULTY], tf.float32) if use_difficulty \
+            else score
+
+    @tf.autograph.experimental.do_not_convert
+    def parse(seed, pair):
+        query = features.parse_sequence_example(pair[0])
+        exemplar = features.parse_sequence_example(pair[1])
+        inputs, targets = parse_sample(query, config, True, seed[:2])
+        exemplar_inputs, _ = parse_sample(exemplar, config, True, seed[2:])
+        inputs["exemplar_video"] = exemplar_inputs["video"]
+        inputs["exemplar_target"] = target(exemplar)
+        inputs["query_target"] = target(query)
+        targets["relative_score"] = target(query) - target(exemplar)
+        return inputs, targets
+
+    ds = tf.data.Dataset.zip(seeds, ds).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
+                                            deterministic=True)
+    ds = ds.batch(config.batch_size, drop_remainder=True if drop_remainder is None
+                  else drop_remainder)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds if autotunes(config) else without_autotune(ds)
+
+
+def match_value_tensor(record, match: str):
+    """The match value of a parsed record (`features.parse_sequence_example`) as a tf string,
+    in `data.exemplars.match_value`'s form."""
+    if match == "dive_number":
+        return tf.strings.upper(record[features.DIVE_NUMBER])
+    if match == "difficulty":
+        return tf.strings.as_string(record[features.DIFFICULTY], precision=2)
+    if match == "action":
+        return tf.strings.as_string(record[features.ACTION_ID])
+    return tf.constant("")
+
+
+def paired_records(serialized, match: str, seed: int):
+    """Pairs a stream of serialized training records: consecutive records of the same match
+    value (a `group_by_window` of two per value) become one element `[2]` (query, exemplar).
+
+    Every record is in one pair per pass, so a pass gives about `n / 2` pairs, each trained in
+    both directions (the authors' training step also regresses both ways). The stream should be
+    shuffled with a buffer that holds the split, so that partners are drawn uniformly within
+    the value, as the authors' `random.randint` does. A record left alone at the end of the
+    pass (an odd count of its value) is paired with itself. `seed` salts the window keys."""
+    spec = {features.DIVE_NUMBER: features.CONTEXT_SPEC[features.DIVE_NUMBER],
+            features.DIFFICULTY: features.CONTEXT_SPEC[features.DIFFICULTY],
+            features.ACTION_ID: features.CONTEXT_SPEC[features.ACTION_ID]}
+
+    def key(record):
+        context, _ = tf.io.parse_single_sequence_example(record, context_features=spec)
+        value = match_value_tensor(context, match)
+        return tf.strings.to_hash_bucket_fast(tf.strings.join([str(seed), ":", value]),
+                                              2 ** 62)
+
+    def pair(window):
+        return window.batch(2)
+
+    pairs = serialized.group_by_window(key, lambda _, window: pair(window), window_size=2)
+    return pairs.map(lambda two: tf.stack([two[0], two[-1]]))
 
 
 def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:

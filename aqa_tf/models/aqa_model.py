@@ -57,7 +57,8 @@ class AQAModel(keras.Model):
         video = keras.Input((data_config.num_clips, data_config.clip_length,
                              data_config.crop_size, data_config.crop_size, 3), name="video")
         backbone = build_clip_backbone(model_config, data_config)
-        clips = clip_encoder.TimeDistributed(backbone, name=BACKBONE_LAYER)(video)
+        clip_layer = clip_encoder.TimeDistributed(backbone, name=BACKBONE_LAYER)
+        clips = clip_layer(video)
         inputs = {"video": video}
         heads = build_heads(model_config, data_config)
         for head in heads.values():
@@ -67,6 +68,8 @@ class AQAModel(keras.Model):
                                                          clips)
         else:
             features, aggregation, trunk = _aggregate_clips(model_config, inputs, clips)
+            pool = features.encode
+            features.encode = lambda other: pool(clip_layer(other))
         outputs = {}
         for head in heads.values():
             outputs.update(head.build(features))
@@ -79,6 +82,7 @@ class AQAModel(keras.Model):
         self.backbone = backbone
         self.aggregation = aggregation
         self.heads = heads
+        self.features = features
         # What `clip_contributions` reads: the clip features the aggregation pools, the layers
         # between the aggregation and the heads, and the Weight-Decider's weights.
         self._clip_features, self._trunk, self._clip_weights = trunk
@@ -107,10 +111,12 @@ class AQAModel(keras.Model):
         drop_inputs, drop_outputs = self.training_only()
         if not drop_inputs and not drop_outputs:
             return self
-        inference = keras.Model(
-            {k: v for k, v in self.input.items() if k not in drop_inputs},
-            {k: v for k, v in self.output.items() if k not in drop_outputs},
-            name=f"{self.name}_inference")
+        inputs = {k: v for k, v in self.input.items() if k not in drop_inputs}
+        outputs = {k: v for k, v in self.output.items() if k not in drop_outputs}
+        for head in self.heads.values():
+            inputs.update(head.inference_inputs)
+            outputs.update(head.inference_outputs)
+        inference = keras.Model(inputs, outputs, name=f"{self.name}_inference")
         # The model it came from, untracked by Keras (it is not a layer of `inference`).
         object.__setattr__(inference, "aqa_model", self)
         return inference
@@ -163,20 +169,35 @@ class AQAModel(keras.Model):
 
 def _aggregate_clips(model_config: ModelConfig, inputs, clips):
     """Clip backbones: projection (paper 002), aggregation, fc6 (paper 001)."""
+    # Paper 002: clip features projected (FC + ReLU) to 128-d before the aggregation.
+    projections = [layers.Dense(units, activation="relu", name=f"projection_{i}")
+                   for i, units in enumerate(model_config.projection_units)]
     projected = clips
-    for i, units in enumerate(model_config.projection_units):
-        # Paper 002: clip features projected (FC + ReLU) to 128-d before the aggregation.
-        projected = layers.Dense(units, activation="relu", name=f"projection_{i}")(projected)
+    for layer in projections:
+        projected = layer(projected)
     aggregation = build_aggregation(model_config.aggregation, lstm_units=model_config.lstm_units)
     out = aggregation(projected)
     x, weights = (out[0], out[1]) if isinstance(out, (tuple, list)) else (out, None)
-    trunk = []
+    trunk, after = [], []
     if model_config.fc_units:
         # paper 001 / authors' `my_fc6`: Linear(8192 -> 4096) + ReLU + dropout 0.5.
         fc6 = layers.Dense(model_config.fc_units, activation="relu", name="fc6")
-        x = layers.Dropout(model_config.dropout, name="fc6_dropout")(fc6(x))
+        after = [fc6, layers.Dropout(model_config.dropout, name="fc6_dropout")]
+        x = after[1](fc6(x))
         trunk.append(fc6)
-    features = Features(inputs=inputs, clips=clips, pooled=x)
+
+    def encode(other_clips):
+        """The same projection, aggregation and fc6 on another video's clip features."""
+        y = other_clips
+        for layer in projections:
+            y = layer(y)
+        out = aggregation(y)
+        y = out[0] if isinstance(out, (tuple, list)) else out
+        for layer in after:
+            y = layer(y)
+        return y
+
+    features = Features(inputs=inputs, clips=clips, pooled=x, encode=encode)
     return features, aggregation, (projected, trunk, weights)
 
 

@@ -41,6 +41,11 @@ class Predictor:
     def __init__(self, model: keras.Model, jit_compile: bool = False,
                  generators: Sequence[Callable] = ()):
         self.model = aqa_model.inference_model(model)
+        # Inputs the dataset does not hold: the training exemplars of CoRe's head.
+        from aqa_tf.training.exemplar_bank import ExemplarBank
+        self.extra_inputs = [ExemplarBank(h, model) for h in
+                             getattr(aqa_model.owner(model), "heads", {}).values()
+                             if h.compares_exemplars]
         self.input_names = list(self.model.input.keys())
         self.native = keras.backend.backend() == "tensorflow"
         if self.native:
@@ -63,6 +68,8 @@ class Predictor:
 
     def __call__(self, dataset: tf.data.Dataset) -> Predictions:
         keys, targets, outputs, actions, names = [], {}, {}, [], {}
+        for extra in self.extra_inputs:
+            extra.refresh()
         for inputs, batch_targets in dataset:
             keys += [k.decode("utf-8") for k in inputs["sample_key"].numpy()]
             if tasks.ACTION_INPUT in inputs:
@@ -70,7 +77,10 @@ class Predictor:
                 for action, name in zip(actions[-1], inputs["action_name"].numpy()):
                     if name:
                         names[int(action)] = name.decode("utf-8")
-            result = dict(self.predict_batch({k: inputs[k] for k in self.input_names}))
+            batch = {k: inputs[k] for k in self.input_names if k in inputs}
+            for extra in self.extra_inputs:
+                batch.update(extra({k: v.numpy() for k, v in inputs.items()}))
+            result = dict(self.predict_batch(batch))
             video = inputs["video"] if self.native else np.asarray(inputs["video"])
             for generate in self._generators:
                 result.update(generate(video))

@@ -23,10 +23,12 @@ from aqa_tf.training import optim
 from aqa_tf.training import run_folder
 from aqa_tf.config import (ConfigError, DataConfig, EvalConfig, ExportConfig, ModelConfig,
                            TrainConfig)
+from aqa_tf.data import exemplars
 from aqa_tf.data import pipeline
 from aqa_tf.data import statistics
 from aqa_tf.data import shards
 from aqa_tf.models import aqa_model
+from aqa_tf.models.heads import build_heads
 from aqa_tf.weights import sources
 
 
@@ -74,6 +76,10 @@ class TrainingRun:
         self.score_range = self._check_data()
         self.data_config = data_config = statistics.with_action_statistics(data_config)
         self.num_train_examples = pipeline.num_examples(data_config, "train")
+        pairs = {k: v for h in build_heads(model_config, data_config).values()
+                 for k, v in h.dataset_options.items()}.get("exemplar_pairs")
+        if pairs:  # one element per pair of training samples (heads.core)
+            self.num_train_examples = exemplars.num_pairs(data_config, pairs[0])
         self.model = self._build_model()
         self.evaluator = evaluation.Evaluator(self.model, data_config, self.score_range,
                                               eval_config, train_config.jit_compile)

@@ -196,7 +196,8 @@ def test_build_dataset_gives_judges_or_minus_ones(judged):
                                                       include_judges=True, with_keys=True):
             assert targets["judge_scores"].dtype == tf.float32
             assert targets["judge_scores"].shape[1:] == (7,)
-            assert "dive_number" not in inputs
+            # with_keys' metadata: the dive number where the records have one, else b"".
+            assert all(bool(d) == (folder == with_judges) for d in inputs["dive_number"].numpy())
             got += targets["judge_scores"].numpy().tolist()
             keys += [k.decode() for k in inputs["sample_key"].numpy()]
         assert keys == ["02_001", "02_002", "02_003", "02_004"]

@@ -32,12 +32,16 @@ class Features:
         None.
       feature_map: the whole action's feature map `[batch, T, H, W, C]` (spatial backbones such
         as MSCADC), else None.
+      encode: clip backbones: a function that runs the same layers (shared weights) from
+        another video input `[batch, num_clips, clip_length, crop, crop, 3]` to its pooled
+        feature (an exemplar's, for heads that compare videos), else None.
     """
 
     inputs: Dict[str, keras.KerasTensor]
     clips: keras.KerasTensor
     pooled: Optional[keras.KerasTensor] = None
     feature_map: Optional[keras.KerasTensor] = None
+    encode: Optional[Callable[[keras.KerasTensor], keras.KerasTensor]] = None
 
 
 @dataclasses.dataclass
@@ -90,6 +94,13 @@ class Head:
     target_keys: Dict[str, str] = {}
     #: outputs no loss trains (training reads no target for them)
     untrained_outputs: Tuple[str, ...] = ()
+    #: inputs and outputs of the inference model only, made by `build` (a graph beside the
+    #: training one, sharing its layers: e.g. CoRe's query against a bank of exemplar features)
+    inference_inputs: Dict[str, keras.KerasTensor] = {}
+    inference_outputs: Dict[str, keras.KerasTensor] = {}
+    #: whether the inference model reads exemplars of the training split (`exemplar_features`,
+    #: `exemplar_targets`), which evaluation gives it (`training.exemplar_bank`)
+    compares_exemplars: bool = False
 
     def __init__(self, model_config: ModelConfig, data_config: DataConfig):
         self.model_config, self.data_config = model_config, data_config
