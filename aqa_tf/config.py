@@ -645,6 +645,9 @@ class ScoringOptions(Config):
     action: Optional[str] = option(
         None, "What the video shows, for multi-action models (AQA-7, paper 003), which score "
         "each action on its own scale.", choices=tasks.AQA7_ACTIONS)
+    dive_type: Optional[str] = option(
+        None, "FINA dive number (e.g. 407C), for models that compare the dive with exemplars "
+        "of its type (CoRe, --exemplar_match=dive_number).")
     output_json: str = option(
         "", "Write the results to this JSON file (predict, serving_client: those of all "
         "videos; evaluate: the metrics, default <checkpoint>.<split>_metrics.json).")

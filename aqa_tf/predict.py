@@ -55,7 +55,8 @@ def _scan(scorer, path: str, out, options: PredictOptions, scoring: ScoringOptio
     video = predict_lib.read_video(scorer, path, scoring.progress)
     stride = options.scan_stride or int(scorer.meta["clip_length"])
     rows = predict_lib.scan(scorer, path, stride, options.predict_batch_size,
-                            scoring.difficulty, scoring.progress, video=video, action=action)
+                            scoring.difficulty, scoring.progress, video=video, action=action,
+                            dive_type=scoring.dive_type)
     files = reporting.write_timeline(rows, out.file("timeline"))
     files.append(reporting.plot_timeline(rows, out.file("timeline.png"),
                                          os.path.basename(path)))
@@ -75,6 +76,10 @@ def main(argv):
     from aqa_tf.serving import predict_lib
     from aqa_tf.metrics import report as reporting
     scorer = load_scorer(options, flag_defs.config_from_flags(CheckpointOptions))
+    if scorer.meta.get("exemplar_match") == "dive_number" and not scoring.dive_type:
+        known = scorer.meta.get("exemplar_values", [])
+        raise ConfigError("this model compares the dive with exemplars of its dive type: give "
+                          f"--dive_type (e.g. {', '.join(known[:5]) or '407C'})")
     if scorer.meta.get("uses_difficulty") and scoring.difficulty is None:
         raise ConfigError("this model multiplies its prediction by the degree of difficulty: "
                           "give --difficulty")
@@ -90,11 +95,14 @@ def main(argv):
         video = predict_lib.read_video(scorer, path, scoring.progress)
         result = predict_lib.score_dive(scorer, path, scoring.end_time, scoring.end_frame,
                                         scoring.difficulty, scoring.progress, video=video,
-                                        action=action)
+                                        action=action, dive_type=scoring.dive_type)
         print(reporting.format_result(result), flush=True)
         if options.plot:
             print(f"  {'plot':<16}" + reporting.plot_dive(result, scorer.meta,
                                                             out.file("clips.png")), flush=True)
+            if "exemplars" in result:
+                print(f"  {'exemplars plot':<16}" + reporting.plot_exemplars(
+                    result, out.file("exemplars.png")), flush=True)
             if "score_distribution" in result:
                 print(f"  {'distribution':<16}" + reporting.plot_distribution(
                     result, scorer.meta, out.file("distribution.png")), flush=True)

@@ -43,6 +43,9 @@ def main(argv):
     from aqa_tf.metrics import report as reporting
     meta = client.read_metadata(options.metadata) if options.metadata else None
     scorer = client.serving_scorer(connection, meta)
+    if scorer.meta.get("exemplar_match") == "dive_number" and not scoring.dive_type:
+        raise ConfigError("this model compares the dive with exemplars of its dive type: give "
+                          "--dive_type")
     if scorer.meta.get("uses_difficulty") and scoring.difficulty is None:
         raise ConfigError("this model multiplies its prediction by the degree of difficulty: "
                           "give --difficulty")
@@ -52,7 +55,8 @@ def main(argv):
 
     def score(path: str) -> dict:
         result = predict_lib.score_dive(scorer, path, scoring.end_time, scoring.end_frame,
-                                        scoring.difficulty, scoring.progress, action=action)
+                                        scoring.difficulty, scoring.progress, action=action,
+                                        dive_type=scoring.dive_type)
         print(reporting.format_result(result), flush=True)
         return predict_lib.json_ready(result)
 

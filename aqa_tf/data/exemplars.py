@@ -29,6 +29,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 MATCHES = ("dive_number", "difficulty", "action", "any")
+# The inference inputs of a model that compares with exemplars (`models.heads.core`).
+EXEMPLAR_FEATURES = "exemplar_features"
+EXEMPLAR_TARGETS = "exemplar_targets"
 
 
 @dataclasses.dataclass

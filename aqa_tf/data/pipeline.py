@@ -462,7 +462,8 @@ def serving_windows(config: DataConfig, split: str) -> tf.data.Dataset:
     """The windows of a split as a client sends them to an export: one element per record,
     `{"sample_key": string, "frames": string [<= window_length] (the stored JPEG frames of the
     window ending at the annotated end; fewer when the video is shorter: the export pads them
-    as its `pad_mode` says), "difficulty": float32, "action": int32, "score": float32}`. For
+    as its `pad_mode` says), "difficulty": float32, "action": int32, "dive_number": string,
+    "score": float32}`. For
     parity checks of exports (`aqa_tf.serving.tflite_lib`) and calibration data (int8
     quantisation)."""
     @tf.autograph.experimental.do_not_convert
@@ -475,6 +476,7 @@ def serving_windows(config: DataConfig, split: str) -> tf.data.Dataset:
         return {"sample_key": record[features.SAMPLE_KEY], "frames": jpegs[start:end + 1],
                 "difficulty": tf.cast(record[features.DIFFICULTY], tf.float32),
                 "action": tf.cast(record[features.ACTION_ID], tf.int32),
+                "dive_number": record[features.DIVE_NUMBER],
                 "score": tf.cast(record[features.FINAL_SCORE], tf.float32)}
 
     return _records(config, split, training=False).map(window,

@@ -166,6 +166,14 @@ def format_result(result: Dict) -> str:
         lines.append(f"  {'judges':<16}" + " ".join(f"{v:.1f}" for v in result["judge_scores"]))
     if "commentary" in result:
         lines.append(f"  {'commentary':<16}{result['commentary']}")
+    if "exemplars" in result:
+        group = result["exemplar_group"]
+        count = len(result["exemplars"])
+        lines.append(f"  {'exemplars':<16}{count} training dive{'s' * (count != 1)} of "
+                     + ("any type (the bank has none of this one)" if group == "*"
+                        else f"group {group}") + "; their score -> the verdict on this one")
+        lines += [f"    {e['key']:<40}{e['score']:7.2f} -> {e['verdict']:7.2f}"
+                  for e in result["exemplars"]]
     return "\n".join(lines)
 
 
@@ -271,6 +279,60 @@ def plot_timeline(rows: Sequence[Dict], path: str, title: str = "") -> str:
         ax.set_yticks([])
         ax.set_ylabel(head, rotation=0, ha="right", va="center", fontsize=8)
     axes[-1].set_xlabel("time of the window's last frame (s)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def closest_exemplar(result: Dict) -> int:
+    """Index of the exemplar whose own score is closest to the dive's predicted score."""
+    return int(np.argmin([abs(e["score"] - result["score"]) for e in result["exemplars"]]))
+
+
+def plot_exemplars(result: Dict, path: str) -> str:
+    """PNG for models that compare with exemplars (CoRe): the dive's middle window frame beside
+    the closest exemplar's (by score), and under them each exemplar's score and its verdict on
+    the dive, with their mean (the predicted score)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aqa_tf.data.features import decode_jpeg
+    exemplars = result["exemplars"]
+    best = closest_exemplar(result)
+    fig = plt.figure(figsize=(7.5, 6), dpi=100)
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.2, 1])
+    query = fig.add_subplot(grid[0, 0])
+    window = result["window"]
+    query.imshow(window[len(window) // 2])
+    query.set_title(f"this dive: {result['score']:.1f}", fontsize=9)
+    other = fig.add_subplot(grid[0, 1])
+    thumbnails = result.get("exemplar_thumbnails") or []
+    if best < len(thumbnails) and thumbnails[best]:
+        other.imshow(decode_jpeg(thumbnails[best]))
+    other.set_title(f"closest exemplar {exemplars[best]['key']}: "
+                    f"{exemplars[best]['score']:.1f}", fontsize=9, wrap=True)
+    for ax in (query, other):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    bars = fig.add_subplot(grid[1, :])
+    x = np.arange(len(exemplars))
+    bars.bar(x - 0.2, [e["score"] for e in exemplars], 0.4, color="tab:gray",
+             label="exemplar's score")
+    bars.bar(x + 0.2, [e["verdict"] for e in exemplars], 0.4, color="tab:blue",
+             label="its verdict on this dive")
+    bars.axhline(result["score"], color="tab:red", label=f"mean {result['score']:.1f}")
+    bars.set_xticks(x)
+    bars.set_xticklabels([str(i + 1) for i in x])
+    bars.set_xlabel("exemplar")
+    bars.set_ylabel("score")
+    bars.legend(fontsize=8, loc="lower right")
+    group = result["exemplar_group"]
+    fig.suptitle(f"{os.path.basename(result['video'])}: score {result['score']:.1f} against "
+                 f"{len(exemplars)} exemplar{'s' * (len(exemplars) != 1)} "
+                 + ("of any type" if group == "*"
+                                                   else f"of {group}"), fontsize=10, wrap=True)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

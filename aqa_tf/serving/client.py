@@ -439,8 +439,10 @@ def serving_scorer(connection: Connection, meta: Optional[Dict] = None):
     """
     meta = fetch_metadata(connection) if meta is None else meta
 
-    def serve(windows, difficulty, action=None):
+    def serve(windows, difficulty, action=None, dive_number=None):
         extra = {} if action is None else {"action": np.asarray(action, np.int32)}
+        if dive_number is not None:  # CoRe exports: the dive type their bank is looked up by
+            extra["dive_number"] = np.asarray(dive_number, object)
         difficulty = np.asarray(difficulty, np.float32)
         if np.asarray(windows).dtype == object:
             signature = contract.SCORE_JPEG_SIGNATURE

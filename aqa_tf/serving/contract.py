@@ -44,3 +44,17 @@ def head_signatures(meta: dict) -> dict:
         return dict(meta[HEAD_SIGNATURES])
     return {name: label for name, label in LEGACY_HEAD_SIGNATURES.items()
             if name in meta.get("signatures", ())}
+
+
+def exemplar_row(bank_meta: dict, match: str, dive_number=None, difficulty=None) -> int:
+    """The row of a request in the metadata's `exemplar_bank` (what `exemplar_inputs` finds in
+    the graph, `export_lib.exemplar_inputs`; TFLite clients call this)."""
+    values = bank_meta["values"]
+    if match == "dive_number" and dive_number is not None:
+        value = str(dive_number).upper()
+    elif match == "difficulty" and difficulty is not None:
+        import numpy as np
+        value = f"{float(np.float32(difficulty)):.2f}"
+    else:
+        value = None
+    return values.index(value) if value in values else len(values) - 1

@@ -88,7 +88,18 @@ class DemoModel:
         self.uses_difficulty = bool(scorer.meta.get("uses_difficulty"))
         self.actions = list(scorer.meta.get("actions") or []) if scorer.meta.get(
             "uses_action") else []
+        # Models that compare the dive with exemplars of its type (CoRe): the types of the bank.
+        self.dive_types = list(scorer.meta.get("exemplar_values") or []) if scorer.meta.get(
+            "exemplar_match") == "dive_number" else []
         self._count = 0
+
+    def _dive_type(self, dive_type: Optional[str]) -> Optional[str]:
+        if not self.dive_types:
+            return None
+        if not dive_type or not str(dive_type).strip():
+            raise predict_lib.ConfigError("this model compares the dive with exemplars of its "
+                                          "type: give the dive type (e.g. 407C)")
+        return str(dive_type).strip()
 
     def _action(self, action: Optional[str]) -> Optional[int]:
         if not self.actions:
@@ -110,26 +121,33 @@ class DemoModel:
         return os.path.join(self.out_dir, f"{self._count:04d}_{stem}_{suffix}")
 
     def score(self, path: str, difficulty: Optional[float] = None,
-              action: Optional[str] = None) -> Dict:
+              action: Optional[str] = None, dive_type: Optional[str] = None) -> Dict:
         """One dive ending at the video's last frame, as `aqa_tf.predict VIDEO` scores it.
-        Returns `score_dive`'s result plus `plot` (the clip plot PNG) and `summary` (the
+        Returns `score_dive`'s result plus `plot` (the clip plot PNG), for models that compare
+        with exemplars `exemplars_plot` (predict's `--plot` exemplars PNG), and `summary` (the
         table `aqa_tf.predict` prints)."""
         video = predict_lib.read_video(self.scorer, path, progress=False)
         result = predict_lib.score_dive(self.scorer, path, difficulty=self._difficulty(
-            difficulty), progress=False, video=video, action=self._action(action))
+            difficulty), progress=False, video=video, action=self._action(action),
+            dive_type=self._dive_type(dive_type))
         result["plot"] = reporting.plot_dive(result, self.scorer.meta,
                                              self._file(path, "clips.png"))
+        if "exemplars" in result:
+            result["exemplars_plot"] = reporting.plot_exemplars(
+                result, self._file(path, "exemplars.png"))
         result["summary"] = reporting.format_result(result)
         return result
 
     def scan(self, path: str, stride: int = 0, difficulty: Optional[float] = None,
-             action: Optional[str] = None, progress: bool = False) -> Dict:
+             action: Optional[str] = None, progress: bool = False,
+             dive_type: Optional[str] = None) -> Dict:
         """Every window of a long video, as `aqa_tf.predict VIDEO --scan` scans it: `rows`
         (one per window), `plot` (the timeline PNG) and `best` (the best-scoring row)."""
         video = predict_lib.read_video(self.scorer, path, progress=False)
         stride = int(stride) or int(self.scorer.meta["clip_length"])
         rows = predict_lib.scan(self.scorer, path, stride, 8, self._difficulty(difficulty),
-                                progress, video=video, action=self._action(action))
+                                progress, video=video, action=self._action(action),
+                                dive_type=self._dive_type(dive_type))
         plot = reporting.plot_timeline(rows, self._file(path, "timeline.png"),
                                        os.path.basename(path))
         return {"rows": rows, "plot": plot, "best": max(rows, key=lambda r: r["score"])}
@@ -152,32 +170,50 @@ def score_text(result: Dict) -> str:
     return text
 
 
-def _score_outputs(model: DemoModel, path: Optional[str], difficulty, action) -> list:
+def exemplars_text(result: Dict) -> str:
+    """The exemplars a CoRe model compared the dive with (Markdown), as predict lists them."""
+    if "exemplars" not in result:
+        return ""
+    group, count = result["exemplar_group"], len(result["exemplars"])
+    lines = [f"**Compared with {count} training dive{'s' * (count != 1)}** "
+             + ("of any type (the model knows no dive of this type)" if group == "*"
+                else f"of type {group}") + ": the score is the mean of their verdicts.", "",
+             "| exemplar | its score | its verdict on this dive |", "| --- | --- | --- |"]
+    lines += [f"| {e['key']} | {e['score']:.2f} | {e['verdict']:.2f} |"
+              for e in result["exemplars"]]
+    return "\n".join(lines)
+
+
+def _score_outputs(model: DemoModel, path: Optional[str], difficulty, action,
+                   dive_type=None) -> list:
     """The values of the score tab's outputs: status, score, one label per sub-action head,
-    commentary, clip plot. A user's error leaves all but the status empty."""
+    commentary, clip plot, exemplars (table and plot; CoRe models). A user's error leaves all
+    but the status empty."""
     heads = list(model.class_names)
     if not path:
-        return ["Drop a video, or choose an example.", "", *[None] * len(heads), "", None]
+        return ["Drop a video, or choose an example.", "", *[None] * len(heads), "", None,
+                "", None]
     try:
-        result = model.score(path, difficulty, action)
+        result = model.score(path, difficulty, action, dive_type)
     except predict_lib.USER_ERRORS as error:
-        return [error_message(path, error), "", *[None] * len(heads), "", None]
+        return [error_message(path, error), "", *[None] * len(heads), "", None, "", None]
     labels = [{label: prob for label, prob in result["sub_actions"].get(head, [])}
               for head in heads]
     status = (f"{os.path.basename(path)}: window {result['window_start_time']:.2f}-"
               f"{result['window_end_time']:.2f} s")
     if result.get("warning"):
         status += f"\nwarning: {result['warning']}"
-    return [status, score_text(result), *labels, result.get("commentary", ""), result["plot"]]
+    return [status, score_text(result), *labels, result.get("commentary", ""), result["plot"],
+            exemplars_text(result), result.get("exemplars_plot")]
 
 
 def _scan_outputs(model: DemoModel, path: Optional[str], stride, difficulty, action,
-                  progress: bool) -> list:
+                  progress: bool, dive_type=None) -> list:
     """The values of the scan tab's outputs: status, timeline plot, best window, table."""
     if not path:
         return ["Drop a long video.", None, "", None]
     try:
-        scan = model.scan(path, int(stride or 0), difficulty, action, progress)
+        scan = model.scan(path, int(stride or 0), difficulty, action, progress, dive_type)
     except predict_lib.USER_ERRORS as error:
         return [error_message(path, error), None, "", None]
     best = scan["best"]
@@ -201,12 +237,19 @@ def build(model: DemoModel, examples: List[str], queue_size: int = 16):
                     "counted. Any size and frame rate (resampled as the model was trained).")
         with gr.Accordion("The model", open=False):
             gr.Markdown(model_card(model.scorer, model.model_path), elem_id="model_card")
-        with gr.Row(visible=model.uses_difficulty or bool(model.actions)):
+        with gr.Row(visible=model.uses_difficulty or bool(model.actions)
+                    or bool(model.dive_types)):
             difficulty = gr.Number(label="Degree of difficulty", value=None,
-                                   visible=model.uses_difficulty)
+                                   visible=model.uses_difficulty, elem_id="difficulty")
             action = gr.Dropdown(label="Action", choices=model.actions,
                                  value=model.actions[0] if model.actions else None,
                                  visible=bool(model.actions))
+            # CoRe: the dive is compared with training dives of its type (any other type is
+            # compared with dives of every type).
+            dive_type = gr.Dropdown(label="Dive type (FINA number)", choices=model.dive_types,
+                                    value=model.dive_types[0] if model.dive_types else None,
+                                    allow_custom_value=True, visible=bool(model.dive_types),
+                                    elem_id="dive_type")
         with gr.Tab("Score a dive"):
             with gr.Row():
                 with gr.Column(scale=1) as left:
@@ -223,16 +266,22 @@ def build(model: DemoModel, examples: List[str], queue_size: int = 16):
                                             interactive=False, visible=writes_text)
             plot = gr.Image(label="The clips (first, middle, last frame) and their "
                             "contribution", type="filepath", elem_id="clip_plot")
-            outputs = [status, score, *labels, commentary, plot]
+            with gr.Row(visible=bool(model.dive_types) or "exemplar_match" in meta):
+                exemplars = gr.Markdown(elem_id="exemplars")
+                exemplars_plot = gr.Image(label="The dive beside its closest exemplar, and each "
+                                          "exemplar's verdict", type="filepath",
+                                          elem_id="exemplars_plot")
+            outputs = [status, score, *labels, commentary, plot, exemplars, exemplars_plot]
 
-            def score_fn(path, difficulty_value, action_value):
-                return _score_outputs(model, path, difficulty_value, action_value)
+            def score_fn(path, difficulty_value, action_value, dive_value):
+                return _score_outputs(model, path, difficulty_value, action_value, dive_value)
 
-            video.upload(score_fn, [video, difficulty, action], outputs)
+            video.upload(score_fn, [video, difficulty, action, dive_type], outputs)
             if examples:
                 with left:  # under the upload, once the outputs exist
                     gr.Examples([[p] for p in examples], inputs=[video], outputs=outputs,
-                                fn=lambda path: score_fn(path, None, action.value),
+                                fn=lambda path: score_fn(path, None, action.value,
+                                                         dive_type.value),
                                 run_on_click=True, cache_examples=False,
                                 label="Or try a synthetic test dive")
         with gr.Tab("Scan a long video"):
@@ -253,13 +302,13 @@ def build(model: DemoModel, examples: List[str], queue_size: int = 16):
             table = gr.Dataframe(label="Windows (click a column to sort)", interactive=False,
                                  elem_id="windows")
 
-            def scan_fn(path, stride_value, difficulty_value, action_value,
+            def scan_fn(path, stride_value, difficulty_value, action_value, dive_value,
                         progress=gr.Progress(track_tqdm=True)):
                 del progress  # Gradio follows the tqdm bars of predict_lib.scan
                 return _scan_outputs(model, path, stride_value, difficulty_value,
-                                     action_value, progress=True)
+                                     action_value, progress=True, dive_type=dive_value)
 
-            scan_button.click(scan_fn, [long_video, stride, difficulty, action],
+            scan_button.click(scan_fn, [long_video, stride, difficulty, action, dive_type],
                               [scan_status, timeline, best, table])
     page.queue(default_concurrency_limit=1, max_size=queue_size)
     return page

@@ -133,32 +133,46 @@ def decode_jpeg_frames(jpegs: tf.Tensor, data_config: DataConfig) -> tf.Tensor:
 def serving_fn(model: keras.Model, data_config: DataConfig):
     """The function behind `serving_default` (also used by tests for parity): uint8 video of
     any size -> `score`, `<sub-action>_probabilities` and, where the model has them, per-clip
-    contributions (`clip_weights` or `clip_scores`, see `aqa_model.clip_contributions`)."""
+    contributions (`clip_weights` or `clip_scores`, see `aqa_model.clip_contributions`).
+    `extra`: the heads' string inputs by name (`Head.serving_inputs`)."""
     outputs_of = window_fn(model, data_config)
 
-    def serve(video, difficulty, action=None):
-        return outputs_of(video_at_stored_size(video, data_config), difficulty, action)
+    def serve(video, difficulty, action=None, extra=None):
+        return outputs_of(video_at_stored_size(video, data_config), difficulty, action, extra)
 
     return serve
 
 
+def serving_input_names(model: keras.Model) -> Tuple[str, ...]:
+    """The string inputs the heads add to `serving_default` and `serving_jpeg`."""
+    return tuple(n for head in aqa_model.owner(model).heads.values()
+                 for n in head.serving_inputs)
+
+
 def window_fn(model: keras.Model, data_config: DataConfig):
     """`serving_fn` after the window is cut and resized: uint8 `[batch, window_length,
-    stored_height, stored_width, 3]` and float32 `[batch]` difficulty -> the outputs of
-    `serving_default`, each head's (`Head.serving_outputs`) and the per-clip contributions
-    (what the TFLite export contains, `aqa_tf.serving.tflite_lib`)."""
+    stored_height, stored_width, 3]` and float32 `[batch]` difficulty (plus the action of
+    multi-action models and the heads' string inputs, `Head.serving_inputs`, by name in
+    `extra`) -> the outputs of `serving_default`, each head's (`Head.serving_outputs`) and the
+    per-clip contributions (what the TFLite export contains, `aqa_tf.serving.tflite_lib`).
+    Heads that compare with exemplars get their bank first (`attach_exemplar_banks`)."""
     owner = aqa_model.owner(model)
+    attach_exemplar_banks(owner, data_config)
     inference = owner.inference_model()
     contributions = owner.clip_contributions()
     heads = list(owner.heads.values())
 
-    def serve(window, difficulty, action=None):
+    def serve(window, difficulty, action=None, extra=None):
         inputs = {"video": pipeline.preprocess_video_batch(window, data_config)}
         if tasks.DIFFICULTY_INPUT in inference.input:
             inputs[tasks.DIFFICULTY_INPUT] = difficulty
         if tasks.ACTION_INPUT in inference.input:
             inputs[tasks.ACTION_INPUT] = action
-        outputs = inference(inputs, training=False)
+        for head in heads:
+            if head.compares_exemplars:
+                inputs.update(exemplar_inputs(head, difficulty, action, extra or {}))
+        outputs = inference({k: v for k, v in inputs.items() if k in inference.input},
+                            training=False)
         result = {}
         for head in heads:
             result.update(head.serving_outputs(outputs, inputs))
@@ -168,6 +182,96 @@ def window_fn(model: keras.Model, data_config: DataConfig):
         return result
 
     return serve
+
+
+def attach_exemplar_banks(owner: keras.Model, data_config: DataConfig):
+    """Gives every head that compares with exemplars (CoRe) the bank an export carries:
+    `--voters` training exemplars per match value, their features computed now with the
+    model's weights (`data.exemplar_bank.ExemplarBank.rows`). Needs the training records."""
+    from aqa_tf.data.exemplar_bank import ExemplarBank
+    for head in owner.heads.values():
+        if not head.compares_exemplars or getattr(head, "bank", None) is not None:
+            continue
+        encoder = keras.Model(owner.input["video"], owner.features.pooled)
+        config = head.model_config
+        bank = ExemplarBank(data_config, config.exemplar_match, config.core_difficulty,
+                            config.voters, lambda video: encoder.predict_on_batch(video))
+        head.set_bank(bank.rows())
+
+
+def exemplar_inputs(head, difficulty, action, extra: Dict) -> Dict[str, tf.Tensor]:
+    """The bank row of each request as inputs: `exemplar_features`, `exemplar_targets`, and
+    for the outputs `exemplar_mask`, `exemplar_scores` and, unless the row is given, the
+    strings `exemplar_keys`, `exemplar_group` (the value of the row used) and
+    `exemplar_thumbnails_bytes` (a JPEG frame of each exemplar).
+
+    The row is `extra["exemplar_row"]` where given (TFLite, whose builtin ops compare no
+    strings: the client looks the row up in the metadata's `exemplar_bank`), else the row of
+    the request's dive number, difficulty or action, as the head matches exemplars, or the
+    row of any type where the bank has no such value."""
+    from aqa_tf.data.exemplar_bank import ANY_ROW
+    from aqa_tf.data.exemplars import EXEMPLAR_FEATURES, EXEMPLAR_TARGETS
+    from aqa_tf.models.heads import core
+    bank, match = head.bank, head.model_config.exemplar_match
+    take = lambda name, row: tf.gather(tf.constant(bank[name]), row)  # noqa: E731
+    if core.EXEMPLAR_ROW_INPUT in extra:
+        row = tf.cast(extra[core.EXEMPLAR_ROW_INPUT], tf.int32)
+        strings = {}
+    else:
+        batch = tf.shape(difficulty)[0]
+        if match == "dive_number":
+            value = tf.strings.upper(extra[core.DIVE_NUMBER_INPUT])
+        elif match == "difficulty":
+            value = tf.strings.as_string(difficulty, precision=2)
+        elif match == "action" and action is not None:
+            value = tf.strings.as_string(action)
+        else:
+            value = tf.fill([batch], ANY_ROW)
+        values = tf.constant(bank["values"].astype(bytes))
+        equal = tf.cast(tf.equal(value[:, None], values[None, :]), tf.int32)
+        row = tf.where(tf.reduce_any(equal > 0, axis=1),
+                       tf.argmax(equal, axis=1, output_type=tf.int32), len(bank["values"]) - 1)
+        strings = {core.EXEMPLAR_KEYS: tf.gather(tf.constant(bank["keys"].astype(bytes)), row),
+                   core.EXEMPLAR_ROW: tf.gather(values, row),
+                   core.EXEMPLAR_THUMBNAILS: tf.gather(
+                       tf.constant(bank["thumbnails"].astype(bytes)), row)}
+    return {EXEMPLAR_FEATURES: take("features", row), EXEMPLAR_TARGETS: take("targets", row),
+            core.EXEMPLAR_MASK: take("mask", row), core.EXEMPLAR_SCORES: take("scores", row),
+            **strings}
+
+
+def exemplar_bank_metadata(model: keras.Model) -> Dict:
+    """The bank of a model that compares with exemplars, without its features: per row the
+    match value and the exemplars' keys and scores (for TFLite clients, which get the row's
+    numbers from the flatbuffer and its names from here); {} for other models."""
+    for head in aqa_model.owner(model).heads.values():
+        if head.compares_exemplars:
+            bank = head.bank
+            mask = bank["mask"] > 0
+            return {"values": [v.decode() for v in bank["values"]],
+                    "keys": [[k.decode() for k, m in zip(keys, row) if m]
+                             for keys, row in zip(bank["keys"], mask)],
+                    "scores": [[float(v) for v, m in zip(scores, row) if m]
+                               for scores, row in zip(bank["scores"], mask)]}
+    return {}
+
+
+def _endpoint(serve, names, to_video, data_config: DataConfig):
+    """A function of `(video or frames, difficulty, *inputs named names)` for `serve`."""
+    def call(video, difficulty, rest):
+        named = dict(zip(names, rest))
+        if to_video is not None:
+            video = to_video(video)
+        return serve(video, difficulty, named.pop(tasks.ACTION_INPUT, None), named)
+
+    # Explicit arities: the endpoint's function keeps one argument per input spec.
+    if len(names) == 0:
+        return lambda video, difficulty: call(video, difficulty, ())
+    if len(names) == 1:
+        return lambda video, difficulty, a: call(video, difficulty, (a,))
+    if len(names) == 2:
+        return lambda video, difficulty, a, b: call(video, difficulty, (a, b))
+    raise ValueError(f"serving inputs {names}: at most two beside video and difficulty")
 
 
 def head_signature_fns(model: keras.Model, data_config: DataConfig,
@@ -278,23 +382,17 @@ def export_saved_model(model: keras.Model, data_config: DataConfig, export_path:
     video_spec = tf.TensorSpec([None, None, None, None, 3], tf.uint8, name="video")
     jpeg_spec = tf.TensorSpec([None, None], tf.string, name="frames")
     difficulty_spec = tf.TensorSpec([None], tf.float32, name=tasks.DIFFICULTY_INPUT)
-    if tasks.ACTION_INPUT in model.input:  # multi-action models read the action (paper 003)
-        action_spec = tf.TensorSpec([None], tf.int32, name=tasks.ACTION_INPUT)
-        archive.add_endpoint(name=contract.SCORE_SIGNATURE, fn=serve,
-                             input_signature=[video_spec, difficulty_spec, action_spec])
-        archive.add_endpoint(
-            name=contract.SCORE_JPEG_SIGNATURE,
-            fn=lambda frames, difficulty, action: serve(
-                decode_jpeg_video(frames, data_config), difficulty, action),
-            input_signature=[jpeg_spec, difficulty_spec, action_spec])
-    else:
-        archive.add_endpoint(name=contract.SCORE_SIGNATURE, fn=serve,
-                             input_signature=[video_spec, difficulty_spec])
-        archive.add_endpoint(
-            name=contract.SCORE_JPEG_SIGNATURE,
-            fn=lambda frames, difficulty: serve(decode_jpeg_video(frames, data_config),
-                                                difficulty),
-            input_signature=[jpeg_spec, difficulty_spec])
+    # Inputs after video (or frames) and difficulty: the action of multi-action models
+    # (paper 003) and the heads' string inputs (CoRe's dive number).
+    names = ([tasks.ACTION_INPUT] if tasks.ACTION_INPUT in model.input else []) + list(
+        serving_input_names(model))
+    specs = [tf.TensorSpec([None], tf.int32 if n == tasks.ACTION_INPUT else tf.string, name=n)
+             for n in names]
+    for name, spec, to_video in ((contract.SCORE_SIGNATURE, video_spec, None),
+                                 (contract.SCORE_JPEG_SIGNATURE, jpeg_spec,
+                                  lambda frames: decode_jpeg_video(frames, data_config))):
+        archive.add_endpoint(name=name, fn=_endpoint(serve, names, to_video, data_config),
+                             input_signature=[spec, difficulty_spec] + specs)
     meta_json = json.dumps(metadata(model, data_config, score_range), indent=2)
     # One ignored input: TF Serving's REST API and its request batching need a signature
     # with a batched input.

@@ -117,10 +117,12 @@ def _top_classes(outputs: Dict, index: int, meta: Dict, top: int = 3) -> Dict[st
 def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
                end_frame: Optional[int] = None, difficulty: Optional[float] = None,
                progress: bool = True, video: Optional[video_lib.Video] = None,
-               action: Optional[int] = None) -> Dict:
+               action: Optional[int] = None, dive_type: Optional[str] = None) -> Dict:
     """Scores `path` as one dive whose window ends at its last frame (or at `end_time` /
     `end_frame`). Returns a JSON-ready dict (score, sub-actions, commentary, per-clip
-    contributions, the window's times) plus `"window"` (its uint8 frames, for plots)."""
+    contributions, the window's times; for models that compare with exemplars, the exemplars
+    used and each one's verdict) plus `"window"` (its uint8 frames) and, for those models,
+    `"exemplar_thumbnails"` (JPEG frames), for plots."""
     video = video or read_video(scorer, path, progress)
     end = end_index(video, end_time, end_frame)
     length = scorer.window_length
@@ -131,7 +133,8 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
     window = window_ending_at(video.frames, end, length, _blank(scorer, video.frames))
     model_window = scorer.model_frames(window)[None]
     outputs = scorer.score(model_window, None if difficulty is None else np.array([difficulty]),
-                           None if action is None else np.array([action]))
+                           None if action is None else np.array([action]),
+                           None if dive_type is None else [dive_type])
     result = {
         "video": path, "source_size": list(video.source_size),
         "source_frame_rate": video.source_rate, "frame_rate": video.frame_rate,
@@ -151,6 +154,14 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
     kind = scorer.meta.get("clip_contribution")
     if kind and kind in outputs:
         result[kind] = [float(v) for v in outputs[kind][0]]
+    if "exemplar_keys" in outputs:  # contrastive regression (CoRe): the voters
+        keys = outputs["exemplar_keys"][0]
+        used = [i for i, k in enumerate(keys) if k]
+        result["exemplar_group"] = outputs["exemplar_group"][0].decode("utf-8")
+        result["exemplars"] = [
+            {"key": keys[i].decode("utf-8"), "score": float(outputs["exemplar_scores"][0][i]),
+             "verdict": float(outputs["voter_scores"][0][i])} for i in used]
+        result["exemplar_thumbnails"] = [outputs["exemplar_thumbnails_bytes"][0][i] for i in used]
     for label, texts in scorer.texts(model_window).items():
         result[label] = texts[0]
     warning = outside_training_range(result["score"], scorer.meta)
@@ -163,7 +174,8 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
 
 def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,
          difficulty: Optional[float] = None, progress: bool = True,
-         video: Optional[video_lib.Video] = None, action: Optional[int] = None) -> List[Dict]:
+         video: Optional[video_lib.Video] = None, action: Optional[int] = None,
+         dive_type: Optional[str] = None) -> List[Dict]:
     """Scores every window position of a long video, ends `stride` frames apart (at the
     model's rate). Returns one row per window: its start and end time, score and top-1
     sub-actions."""
@@ -183,7 +195,8 @@ def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,
                             for e in batch_ends])
         difficulties = None if difficulty is None else np.full([len(windows)], difficulty)
         actions = None if action is None else np.full([len(windows)], action)
-        outputs = scorer.score(windows, difficulties, actions)
+        outputs = scorer.score(windows, difficulties, actions,
+                               None if dive_type is None else [dive_type] * len(windows))
         for i, end in enumerate(batch_ends):
             row = {"start_time": float(video.times[max(0, end - length + 1)]),
                    "end_time": float(video.times[end]), "end_index": end,
@@ -200,8 +213,12 @@ def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,
     return rows
 
 
+# Result entries for plots, not for JSON.
+PLOT_ONLY = ("window", "exemplar_thumbnails")
+
+
 def json_ready(result: Dict) -> Dict:
-    return {k: v for k, v in result.items() if k != "window"}
+    return {k: v for k, v in result.items() if k not in PLOT_ONLY}
 
 
 # What a user's input can raise (a file that is not a video, a window outside it, a server's

@@ -9,7 +9,7 @@ weights (`Scorer.from_keras`: the same signature functions), a LiteRT model
 
 import json
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -67,9 +67,11 @@ class Scorer:
             raise ConfigError(f"model {path}: lacks the signature(s) {', '.join(missing)} that "
                               f"{meta_file} lists")
 
-        def serve(windows, difficulty, action=None):
+        def serve(windows, difficulty, action=None, dive_number=None):
             video, difficulty = _tensor(windows), tf.constant(difficulty, tf.float32)
             extra = {} if action is None else {"action": tf.constant(action, tf.int32)}
+            if dive_number is not None:
+                extra["dive_number"] = tf.constant(dive_number, tf.string)
             if video.dtype == tf.string:
                 return signatures[contract.SCORE_JPEG_SIGNATURE](
                     frames=video, difficulty=difficulty, **extra)
@@ -104,9 +106,12 @@ class Scorer:
                 video = export_lib.decode_jpeg_video(video, data_config)
             return video
 
-        def serve(windows, difficulty, action=None):
+        def serve(windows, difficulty, action=None, dive_number=None):
             action = None if action is None else tf.constant(action, tf.int32)
-            return serve_uint8(decoded(windows), tf.constant(difficulty, tf.float32), action)
+            extra = {} if dive_number is None else {
+                "dive_number": tf.constant(dive_number, tf.string)}
+            return serve_uint8(decoded(windows), tf.constant(difficulty, tf.float32), action,
+                               extra)
 
         meta = export_lib.metadata(model, data_config)
         generators = {}
@@ -146,20 +151,32 @@ class Scorer:
                         dtype=object)
 
     def score(self, windows: np.ndarray, difficulty: Optional[np.ndarray] = None,
-              action: Optional[np.ndarray] = None) -> Dict:
+              action: Optional[np.ndarray] = None,
+              dive_number: Optional[Sequence[str]] = None) -> Dict:
         """Windows `[batch, frames]` of `model_frames` (or uint8 `[batch, frames, h, w, 3]`) ->
         numpy outputs of `serving_default`. `action`: int `[batch]` action indices, for
-        multi-action models (`meta["uses_action"]`, paper 003)."""
+        multi-action models (`meta["uses_action"]`, paper 003). `dive_number`: `[batch]` FINA
+        codes, for models that compare the dive with exemplars of its type
+        (`meta["exemplar_match"] == "dive_number"`, CoRe)."""
         windows = checked_windows(windows)
         if difficulty is None:
             difficulty = np.zeros([len(windows)], np.float32)
         difficulty = np.asarray(difficulty, np.float32)
-        if not self.meta.get("uses_action"):
-            return self._serve(windows, difficulty)
-        if action is None:
+        if self.meta.get("exemplar_match") == "dive_number":
+            if dive_number is None:
+                known = self.meta.get("exemplar_values", [])
+                raise ConfigError(
+                    "this model compares the dive with exemplars of its dive type: give the "
+                    f"dive number (--dive_type; its bank holds {len(known)} types, e.g. "
+                    f"{', '.join(known[:5])})")
+            dive_number = np.asarray([str(d).encode() for d in dive_number], object)
+        else:
+            dive_number = None
+        if self.meta.get("uses_action") and action is None:
             raise ConfigError("this model scores several actions on their own scales: give "
                               f"the action ({', '.join(self.meta.get('actions', []))})")
-        return self._serve(windows, difficulty, np.asarray(action, np.int32))
+        action = None if not self.meta.get("uses_action") else np.asarray(action, np.int32)
+        return self._serve(windows, difficulty, action, dive_number)
 
     def texts(self, windows: np.ndarray) -> Dict[str, List[str]]:
         """What the heads write about each window, by the label a person reads it under (the

@@ -62,12 +62,18 @@ def _saved_window_model(model, data_config, folder: str) -> list:
         specs.append(tf.TensorSpec([1], tf.float32, name="difficulty"))
     if tasks.ACTION_INPUT in inference_inputs:  # multi-action models (paper 003)
         specs.append(tf.TensorSpec([1], tf.int32, name=tasks.ACTION_INPUT))
+    if any(h.compares_exemplars for h in aqa_model.owner(model).heads.values()):
+        # CoRe: the bank's row (TFLite's builtin ops compare no strings; the client finds the
+        # row of the dive type in the metadata's `exemplar_bank`).
+        from aqa_tf.models.heads.core import EXEMPLAR_ROW_INPUT
+        specs.append(tf.TensorSpec([1], tf.int32, name=EXEMPLAR_ROW_INPUT))
     names = [spec.name for spec in specs]
 
     def fn(*args):
         named = dict(zip(names, args))
+        extra = {k: v for k, v in named.items() if k == "exemplar_row"}
         return window(named["video"], named.get("difficulty", tf.zeros([1])),
-                      named.get(tasks.ACTION_INPUT))
+                      named.get(tasks.ACTION_INPUT), extra)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -101,6 +107,9 @@ def convert(model, data_config, quantize: str = "none",
         except Exception as error:  # ConverterError, or the calibrator's RuntimeError
             raise ConversionError(_first_error_line(error)) from error
     meta = export_lib.metadata(model, data_config)
+    bank = export_lib.exemplar_bank_metadata(model)
+    if bank:
+        meta["exemplar_bank"] = bank
     meta["signatures"] = [SIGNATURE]
     meta[contract.HEAD_SIGNATURES] = {}  # the flatbuffer holds the window function only
     meta["tflite"] = {"quantize": quantize, "batch_size": 1, "inputs": inputs}
@@ -178,14 +187,16 @@ class LiteModel:
         self.input_names = set(self.runner.get_input_details())
 
     def run(self, window: np.ndarray, difficulty: float = 0.0,
-            action: Optional[int] = None) -> Dict[str, np.ndarray]:
+            action: Optional[int] = None, exemplar_row: int = 0) -> Dict[str, np.ndarray]:
         """uint8 `[window_length, h, w, 3]` -> outputs with a batch axis of 1 (`action`: the
-        action index, for multi-action models)."""
+        action index, for multi-action models; `exemplar_row`: the bank row, for CoRe)."""
         inputs = {"video": window[None]}
         if "difficulty" in self.input_names:
             inputs["difficulty"] = np.array([difficulty], np.float32)
         if "action" in self.input_names:
             inputs["action"] = np.array([action], np.int32)
+        if "exemplar_row" in self.input_names:
+            inputs["exemplar_row"] = np.array([exemplar_row], np.int32)
         return self.runner(**inputs)
 
 
@@ -194,6 +205,7 @@ def scorer(path: str, num_threads: Optional[int] = None):
     if needed) by TensorFlow as the SavedModel's `serving_jpeg` does, so that both give the
     same frames to the model."""
     from aqa_tf.config import ConfigError
+    from aqa_tf.serving import contract
     from aqa_tf.serving.scorer import Scorer, window_ending_at
     if not os.path.isfile(path):
         raise ConfigError(f"model {path}: no such file")
@@ -208,14 +220,29 @@ def scorer(path: str, num_threads: Optional[int] = None):
     black = (np.zeros((int(meta["stored_height"]), int(meta["stored_width"]), 3), np.uint8)
              if meta.get("pad_mode") == "zeros" else None)
 
-    def serve(windows, difficulty, action=None):
+    bank = meta.get("exemplar_bank")
+
+    def serve(windows, difficulty, action=None, dive_number=None):
         if windows.dtype == object:
             windows = decode(windows)
         if windows.shape[1] != length:  # pad (or cut) as the SavedModel's signatures do
             windows = np.stack([window_ending_at(w, len(w) - 1, length, black) for w in windows])
         actions = [None] * len(windows) if action is None else action
-        outputs = [lite.run(w, d, a) for w, d, a in zip(windows, difficulty, actions)]
-        return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+        dives = [None] * len(windows) if dive_number is None else [
+            d.decode() if isinstance(d, bytes) else d for d in dive_number]
+        rows = [contract.exemplar_row(bank, meta["exemplar_match"], n, d) if bank else 0
+                for n, d in zip(dives, difficulty)]
+        outputs = [lite.run(w, d, a, r) for w, d, a, r in zip(windows, difficulty, actions, rows)]
+        result = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+        if bank:  # the strings of the rows used, as the SavedModel returns them
+            width = result["voter_scores"].shape[1]
+            keys = [bank["keys"][r] + [""] * (width - len(bank["keys"][r])) for r in rows]
+            result["exemplar_keys"] = np.asarray([[k.encode() for k in ks] for ks in keys],
+                                                 object)
+            result["exemplar_group"] = np.asarray([bank["values"][r].encode() for r in rows],
+                                                  object)
+            result["exemplar_thumbnails_bytes"] = np.full((len(rows), width), b"", object)
+        return result
 
     return Scorer(serve, None, meta, f"TFLite {path} ({meta['tflite']['quantize']})")
 

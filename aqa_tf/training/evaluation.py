@@ -42,8 +42,7 @@ class Predictor:
                  generators: Sequence[Callable] = ()):
         self.model = aqa_model.inference_model(model)
         # Inputs the dataset does not hold: the training exemplars of CoRe's head.
-        from aqa_tf.training.exemplar_bank import ExemplarBank
-        self.extra_inputs = [ExemplarBank(h, model) for h in
+        self.extra_inputs = [exemplar_bank_of(model, h) for h in
                              getattr(aqa_model.owner(model), "heads", {}).values()
                              if h.compares_exemplars]
         self.input_names = list(self.model.input.keys())
@@ -93,6 +92,17 @@ class Predictor:
         return Predictions(keys, {k: np.concatenate(v) for k, v in targets.items()},
                            {k: np.concatenate(v) for k, v in outputs.items()},
                            np.concatenate(actions) if actions else None, names)
+
+
+def exemplar_bank_of(model: keras.Model, head):
+    """The `data.exemplar_bank.ExemplarBank` of a head that compares with exemplars, whose
+    encoder is the model's backbone and aggregation (evaluation mode)."""
+    from aqa_tf.data.exemplar_bank import ExemplarBank
+    owner = aqa_model.owner(model)
+    encoder = keras.Model(owner.input["video"], owner.features.pooled)
+    config = head.model_config
+    return ExemplarBank(head.data_config, config.exemplar_match, config.core_difficulty,
+                        config.voters, lambda video: encoder.predict_on_batch(video))
 
 
 def evaluate_predictions(model: keras.Model, predictions: Predictions,

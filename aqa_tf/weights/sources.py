@@ -18,6 +18,8 @@ A source knows how to read one family of checkpoints and load it into our models
                    CoRe and TSA load), backbone; `conv3d_0c_1x1.*` not used
   mtl_aqa          the MTL-AQA authors' training checkpoints, a folder of `<part>_<epoch>.pth`
                    files (C3D-AVG or MSCADC), whole model
+  core             the CoRe authors' training checkpoint (yuxumin/CoRe `main.py`: one `.pth`
+                   with the I3D backbone and the regression tree), whole model (`--heads=core`)
 
 The PyTorch sources need torch (`pip install -r requirements-torch.txt`). A checkpoint that does
 not fit fails with every missing key, unexpected key and shape mismatch listed
@@ -229,6 +231,85 @@ CHECKPOINT_SOURCES.register("i3d", TorchBackboneCheckpoint(mapping.i3d_module_of
 CHECKPOINT_SOURCES.register("i3d_hassony2", TorchBackboneCheckpoint(
     mapping.i3d_hassony2_module_of_layer, ignore_unused=("conv3d_0c_1x1.",)))
 CHECKPOINT_SOURCES.register("mtl_aqa", MTLAQACheckpoint())
+
+
+# BatchNorm3d's epsilon in CoRe's models/i3d.py (PyTorch's default).
+CORE_I3D_BN_EPSILON = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class CoReCheckpoint:
+    """yuxumin/CoRe's checkpoint: `tools/helper.py` `save_checkpoint` writes one file holding
+    `base_model` (`models/Backbone.py` `I3D_backbone`: keys `backbone.<I3D key>`, the I3D of
+    hassony2/kinetics_i3d_pytorch, so `i3d_hassony2`'s names), `regressor`
+    (`models/RegressTree.py`), the optimizer's state and the epoch's numbers; `module.`
+    prefixes (DataParallel) are stripped, as the authors' `load_model` does. Into a model with
+    the I3D backbone and the core head (its tree's depth and width as the checkpoint's: the
+    authors' 5 and 256)."""
+
+    whole_model = True
+    torch = True
+
+    def read(self, path: str, backbone: str, epoch: Optional[int] = None) -> Dict[str, np.ndarray]:
+        try:
+            import torch
+        except ImportError as error:
+            raise ImportError("converting PyTorch checkpoints needs torch: "
+                              "pip install -r requirements-torch.txt") from error
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # the epoch's numbers may be numpy scalars
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(obj, dict) or not {"base_model", "regressor"} <= set(obj):
+            found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise ConfigError(f"checkpoint {path}: not a CoRe checkpoint (expected the keys "
+                              f"'base_model' and 'regressor' of its main.py; found {found})")
+        merged = {}
+        for part in ("base_model", "regressor"):
+            for key, value in mapping.strip_prefixes(
+                    {k: v.detach().cpu().numpy() for k, v in obj[part].items()}).items():
+                merged[f"{part}.{key}"] = value
+        return merged
+
+    def load_state(self, target: keras.Model, state_dict: Dict[str, np.ndarray],
+                   backbone: str) -> Dict:
+        from aqa_tf.models.layers.regression_tree import tree_weights_from_torch
+        owner = aqa_model.owner(target)
+        head = getattr(owner, "heads", {}).get("core")
+        if head is None or backbone != "i3d":
+            raise ConfigError("source=core: the CoRe authors' checkpoint holds an I3D and a "
+                              "regression tree; build the model with --backbone=i3d "
+                              "--heads=core (their settings: configs/core_mtl_aqa_i3d.cfg)")
+        from aqa_tf.models.backbones.i3d import BN_EPSILON
+        prefix = "base_model.backbone."
+        i3d = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        for key in [k for k in i3d if k.endswith("batch3d.weight")]:
+            var = i3d[key[:-len("weight")] + "running_var"].astype(np.float64)
+            i3d[key] = (i3d[key] * np.sqrt((var + BN_EPSILON) / (var + CORE_I3D_BN_EPSILON))
+                        ).astype(np.float32)
+        report = convert_into(aqa_model.backbone_of(owner), i3d, "i3d_hassony2")
+        tree = {k[len("regressor."):]: v for k, v in state_dict.items()
+                if k.startswith("regressor.")}
+        weights = tree_weights_from_torch(tree)
+        shapes = [tuple(w.shape) for w in head.tree.weights]
+        if [w.shape for w in weights] != shapes:
+            raise ConfigError(
+                f"the checkpoint's regression tree (depth {1 + len(weights[2:-2]) // 4}, "
+                f"width {weights[1].shape[0]}) is not the core head's (--core_tree_depth="
+                f"{head.model_config.core_tree_depth} --core_hidden="
+                f"{head.model_config.core_hidden})")
+        head.tree.set_weights(weights)
+        report["loaded"] = list(report.get("loaded", [])) + sorted(tree)
+        return report
+
+    def load(self, target: keras.Model, path: str, backbone: str,
+             epoch: Optional[int] = None) -> Dict:
+        return self.load_state(target, self.read(path, backbone, epoch), backbone)
+
+
+CHECKPOINT_SOURCES.register("core", CoReCheckpoint())
 
 
 def torch_sources() -> List[str]:

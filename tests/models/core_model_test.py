@@ -1,11 +1,12 @@
-"""A CoRe model end to end on synthetic records: it trains on pairs from the pipeline, and its
+"""A CoRe model end to end on synthetic records: it trains on pairs from the pipeline, its
 evaluation compares every test query with training exemplars of its match value (the bank),
-whose mean verdict is the score."""
+whose mean verdict is the score, and its export carries a bank that scores as the evaluation
+does."""
 
 import numpy as np
 import pytest
 
-from aqa_tf.config import DataConfig, ModelConfig, TrainConfig
+from aqa_tf.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -17,28 +18,37 @@ def records(tmp_path_factory):
     return folder
 
 
+def _data_config(records):
+    return DataConfig(data_dir=records, train_split="train", test_split="test",
+                      stored_height=64, stored_width=86, sample_length=16, num_frames=16,
+                      clip_length=16, clip_stride=16, crop_size=56, batch_size=4,
+                      val_fraction=0.0, temporal_jitter=1)
+
+
+def _model(data, **options):
+    import keras
+
+    from aqa_tf.models import aqa_model
+    keras.utils.set_random_seed(0)
+    config = ModelConfig(backbone="c3d", width_multiplier=0.0625, backbone_batch_norm=True,
+                         fc_units=0, heads=("core",), core_difficulty=True, core_tree_depth=3,
+                         core_hidden=16, **options)
+    return aqa_model.build_aqa_model(config, data)
+
+
 def test_core_model_trains_on_pairs_and_votes_with_training_exemplars(records):
     import keras
 
     from aqa_tf.data import pipeline
-    from aqa_tf.models import aqa_model
     from aqa_tf.models.heads import core
     from aqa_tf.training import evaluation, train_lib
 
-    data = DataConfig(data_dir=records, train_split="train", test_split="test",
-                      stored_height=64, stored_width=86, sample_length=16, num_frames=16,
-                      clip_length=16, clip_stride=16, crop_size=56, batch_size=4,
-                      val_fraction=0.0, temporal_jitter=1)
-    model_config = ModelConfig(backbone="c3d", width_multiplier=0.0625,
-                               backbone_batch_norm=True, fc_units=0, heads=("core",),
-                               exemplar_match="any", core_difficulty=True, voters=3,
-                               core_tree_depth=3, core_hidden=16)
-    keras.utils.set_random_seed(0)
-    model = aqa_model.build_aqa_model(model_config, data)
-    head = model.heads["core"]
-    # The groups come from the training split: 4 leaves, symmetric, outermost at +-30.
-    assert head.groups.shape == (4, 2) and head.groups[0, 0] == -30 and head.groups[3, 1] == 30
-    np.testing.assert_allclose(head.groups[:2], -head.groups[::-1][:2, ::-1])
+    data = _data_config(records)
+    model = _model(data, exemplar_match="any", voters=3)
+    groups = model.heads["core"].groups
+    # Cut from the training split: 4 leaves, symmetric about 0, outermost at +-30.
+    assert groups.shape == (4, 2) and groups[0, 0] == -30 and groups[3, 1] == 30
+    np.testing.assert_allclose(groups[:2], -groups[::-1][:2, ::-1])
     inference = model.inference_model()
     assert set(inference.input) == {"video", "difficulty", core.EXEMPLAR_FEATURES,
                                     core.EXEMPLAR_TARGETS}
@@ -64,9 +74,62 @@ def test_core_model_trains_on_pairs_and_votes_with_training_exemplars(records):
     # The voters are training samples, the same ones at every evaluation.
     train_keys = set(bank.index.keys)
     for key in predictions.keys:
-        chosen = {bank.index.keys[i] for i in bank.voters_of(key, "")}
+        chosen = {bank.index.keys[i] for i in bank.voters_of(key, "")}  # any type
         assert len(chosen) == 3 and chosen <= train_keys and key not in chosen
     again = evaluator.predict("test")
     np.testing.assert_allclose(again.outputs[core.VOTER_SCORES], votes, rtol=1e-5)
-    metrics = evaluator.evaluate("test")
-    assert np.isfinite(metrics["spearman"])
+    assert np.isfinite(evaluator.evaluate("test")["spearman"])
+
+
+def test_core_export_scores_with_its_bank_as_the_evaluation(records, tmp_path):
+    """With as many voters as training samples, the evaluation and the export's bank both use
+    every training sample of the query's dive type, or all of them for a type the training
+    split lacks: each test window's exported score is within 0.05 points of the evaluation's.
+    (Weights are untrained: the check is about the bank and the lookup.)"""
+    from aqa_tf.data import pipeline
+    from aqa_tf.models.heads import core
+    from aqa_tf.serving import export_lib
+    from aqa_tf.serving.scorer import Scorer
+    from aqa_tf.training import evaluation
+
+    data = _data_config(records)
+    # Synthetic dive numbers are mostly unique, so the groups are given (4 leaves).
+    model = _model(data, exemplar_match="dive_number", voters=24,
+                   core_groups=(-30, -3, -3, 0, 0, 3, 3, 30))
+    predictions = evaluation.Evaluator(model, data, (0.0, 100.0)).predict("test")
+    evaluated = dict(zip(predictions.keys, predictions.outputs["score"]))
+
+    path = export_lib.export_saved_model(model, data, str(tmp_path / "core" / "1"))
+    scorer = Scorer.from_saved_model(path)
+    assert scorer.meta["exemplar_match"] == "dive_number" and scorer.meta["voters"] == 24
+    known = set(scorer.meta["exemplar_values"])
+    windows = list(pipeline.serving_windows(data, "test").as_numpy_iterator())
+    test_keys = {w["sample_key"].decode() for w in windows}
+    found, gaps = 0, []
+    for window in windows:
+        dive = window["dive_number"].decode()
+        out = scorer.score(np.asarray([window["frames"]], object), [window["difficulty"]],
+                           dive_number=[dive.lower()])  # looked up in upper case
+        key = window["sample_key"].decode()
+        gaps.append(abs(float(out["score"][0]) - evaluated[key]))
+        assert gaps[-1] <= 0.05, (key, out["score"])
+        group = out[core.EXEMPLAR_ROW][0].decode()
+        assert group == (dive.upper() if dive.upper() in known else "*")
+        found += group != "*"
+        used = [k.decode() for k in out[core.EXEMPLAR_KEYS][0] if k]
+        assert used and not set(used) & test_keys
+        votes = out[core.VOTER_SCORES][0][:len(used)]
+        np.testing.assert_allclose(out["score"][0], votes.mean(), rtol=1e-5)
+    print(f"export vs evaluation: largest gap {max(gaps):.2e} points; {found} of "
+          f"{len(windows)} test dives have their type in the bank")
+    # A type the bank holds: its exemplars are that type's training samples (all of them here).
+    from aqa_tf.data import exemplars
+    index = exemplars.read_index(data)
+    for dive in sorted(known)[:3]:
+        out = scorer.score(np.asarray([windows[0]["frames"]], object),
+                           [windows[0]["difficulty"]], dive_number=[dive])
+        assert out[core.EXEMPLAR_ROW][0].decode() == dive
+        assert {k.decode() for k in out[core.EXEMPLAR_KEYS][0] if k} == {
+            k for k, d in zip(index.keys, index.dive_numbers) if d.upper() == dive}
+    with pytest.raises(ConfigError, match="--dive_type"):
+        scorer.score(np.asarray([windows[0]["frames"]], object), [windows[0]["difficulty"]])

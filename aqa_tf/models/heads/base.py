@@ -101,6 +101,8 @@ class Head:
     #: whether the inference model reads exemplars of the training split (`exemplar_features`,
     #: `exemplar_targets`), which evaluation gives it (`training.exemplar_bank`)
     compares_exemplars: bool = False
+    #: string `[batch]` inputs the head adds to `serving_default` (CoRe's dive number)
+    serving_inputs: Tuple[str, ...] = ()
 
     def __init__(self, model_config: ModelConfig, data_config: DataConfig):
         self.model_config, self.data_config = model_config, data_config

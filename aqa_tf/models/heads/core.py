@@ -17,7 +17,7 @@ execution + difference).
 At evaluation and in serving, the query is compared with `--voters` training exemplars whose
 features and targets are inputs (`exemplar_features [batch, voters, dim]`, `exemplar_targets
 [batch, voters]`, a bank computed from the training split:
-`training.exemplar_bank.ExemplarBank`); `voter_scores` are
+`data.exemplar_bank.ExemplarBank`); `voter_scores` are
 the scores each exemplar gives, `score` their mean (the authors' `network_forward_test`).
 
 The tree's groups (`--core_groups`, 2 numbers per leaf) are cut from the training split's
@@ -35,7 +35,8 @@ from keras import layers, ops
 
 from aqa_tf import tasks
 from aqa_tf.config import ConfigError, DataConfig, ModelConfig
-from aqa_tf.data.exemplars import group_boundaries, pair_deltas, read_index
+from aqa_tf.data.exemplars import (EXEMPLAR_FEATURES, EXEMPLAR_TARGETS, group_boundaries,
+                                   pair_deltas, read_index)
 from aqa_tf.models.heads.base import Features, Head
 from aqa_tf.models.heads.score import ScoreHead
 from aqa_tf.models.layers.regression_tree import RegressionTree, TreeReadout
@@ -45,13 +46,21 @@ from aqa_tf.registry import HEADS
 EXEMPLAR_VIDEO = "exemplar_video"
 EXEMPLAR_TARGET = "exemplar_target"
 QUERY_TARGET = "query_target"
-EXEMPLAR_FEATURES = "exemplar_features"
-EXEMPLAR_TARGETS = "exemplar_targets"
 CORE_TREE = "core_tree"
 CORE_TREE_REVERSE = "core_tree_reverse"
 PAIR_SCORE = "pair_score"
 VOTER_SCORES = "voter_scores"
 RELATIVE_TARGET = "relative_score"
+# Serving: the dive number input, and what the bank lookup adds (`serving.export_lib`).
+DIVE_NUMBER_INPUT = "dive_number"
+EXEMPLAR_MASK = "exemplar_mask"
+EXEMPLAR_KEYS = "exemplar_keys"
+EXEMPLAR_SCORES = "exemplar_scores"
+EXEMPLAR_ROW = "exemplar_group"
+# TFLite: the bank row, an input (the client looks it up in the metadata).
+EXEMPLAR_ROW_INPUT = "exemplar_row"
+# `_bytes`: TF Serving's REST API sends such outputs base64-encoded (JPEG frames).
+EXEMPLAR_THUMBNAILS = "exemplar_thumbnails_bytes"
 
 
 @functools.lru_cache(maxsize=8)
@@ -198,12 +207,37 @@ class CoReHead(ScoreHead):
     def clip_scores(self, clip_features, inputs):
         return None  # a clip alone has no exemplar to be compared with
 
+    # --- serving: an export carries a bank of training exemplars (`set_bank`) ---------------
+
+    @property
+    def serving_inputs(self) -> Tuple[str, ...]:
+        """String `[batch]` inputs `serving_default` adds: the dive number the bank is looked up
+        by, for models that match exemplars on it."""
+        return (DIVE_NUMBER_INPUT,) if self.model_config.exemplar_match == "dive_number" else ()
+
+    def set_bank(self, rows: Dict[str, np.ndarray]):
+        """The exemplars an export carries (`data.exemplar_bank.ExemplarBank.rows`)."""
+        self.bank = rows
+
+    def serving_outputs(self, outputs, inputs):
+        mask = ops.cast(inputs[EXEMPLAR_MASK], "float32")
+        votes = ops.cast(outputs[VOTER_SCORES], "float32") * mask
+        score = ops.sum(votes, axis=-1) / ops.maximum(ops.sum(mask, axis=-1), 1.0)
+        strings = {k: inputs[k] for k in (EXEMPLAR_KEYS, EXEMPLAR_ROW, EXEMPLAR_THUMBNAILS)
+                   if k in inputs}  # not in TFLite, which is given the row
+        return {tasks.SCORE_OUTPUT: score, VOTER_SCORES: votes,
+                EXEMPLAR_SCORES: ops.cast(inputs[EXEMPLAR_SCORES], "float32") * mask,
+                **strings}
+
     def metadata(self) -> Dict:
+        bank = getattr(self, "bank", None)
         return {"uses_difficulty": bool(self.model_config.core_difficulty),
                 "uses_action": False, "actions": [],
                 "exemplar_match": self.model_config.exemplar_match,
                 "voters": int(self.model_config.voters),
-                "core_groups": self.groups.reshape(-1).tolist()}
+                "core_groups": self.groups.reshape(-1).tolist(),
+                "exemplar_values": [] if bank is None else
+                [v.decode() for v in bank["values"][:-1]]}
 
 
 HEADS.register("core", CoReHead)

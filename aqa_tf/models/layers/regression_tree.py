@@ -92,8 +92,10 @@ class TreeReadout(layers.Layer):
         leaves = self.boundaries.shape[0]
         tree = ops.cast(tree, "float32")
         log_prob, position = tree[..., :leaves], tree[..., leaves:]
-        leaf = ops.argmax(log_prob, axis=-1)
-        one_hot = ops.one_hot(leaf, leaves, dtype="float32")
+        # The first most probable leaf, one-hot, made of comparisons and a cumulative sum (what
+        # TFLite's builtin ops run: Keras' argmax there needs TF's BitwiseAnd).
+        is_max = ops.cast(log_prob >= ops.max(log_prob, axis=-1, keepdims=True), "float32")
+        one_hot = is_max * ops.cast(ops.cumsum(is_max, axis=-1) == 1.0, "float32")
         left = ops.sum(one_hot * self.boundaries[:, 0].astype("float32"), axis=-1)
         right = ops.sum(one_hot * self.boundaries[:, 1].astype("float32"), axis=-1)
         chosen = ops.sum(one_hot * position, axis=-1)
