@@ -273,6 +273,14 @@ def write_flagfile(path: str) -> str:
     return path
 
 
+def pin_flags(values: Dict[str, Any]):
+    """Sets flags to config values (tuples become lists of strings), e.g. options a run
+    derived from its data, before `write_flagfile` records them."""
+    for name, value in values.items():
+        FLAGS[name].value = ([str(v) for v in value] if isinstance(value, (tuple, list))
+                             else value)
+
+
 def scoring_action(meta, action: Optional[str]) -> Optional[int]:
     """The action index (1-based) that `--action` (`action`) gives a multi-action model (export
     metadata `meta`), None for other models; ConfigError when the model needs it and it is

@@ -5,6 +5,7 @@ r"""Trains an AQA model from a flagfile, evaluates it every epoch and exports a 
 Re-running the same command resumes from the last finished epoch (state in `<model_dir>/backup`).
 """
 
+import dataclasses
 import os
 
 from aqa_tf import flag_defs
@@ -56,6 +57,17 @@ def main(argv):
     if train_config.synthesize_if_missing:
         _synthesize(data_config, strategy, chief)
     model_config = flag_defs.model_config_from_flags()  # the vocabulary may be generated above
+    # Options derived from the training data (CoRe's groups) go into the run's flags.txt:
+    # its checkpoints are rebuilt with them, whatever data is at hand then.
+    from aqa_tf.models.heads import pin_options
+    pinned = pin_options(model_config, data_config)
+    if pinned != model_config:
+        changed = {f.name: getattr(pinned, f.name) for f in dataclasses.fields(pinned)
+                   if getattr(pinned, f.name) != getattr(model_config, f.name)}
+        flag_defs.pin_flags(changed)
+        model_config = pinned
+        if flags_path:
+            flag_defs.write_flagfile(flags_path)
     from aqa_tf.data import statistics
     from aqa_tf.training import precision
     # Read once: the training run and the precision probe share the per-action statistics.

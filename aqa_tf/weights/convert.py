@@ -43,6 +43,10 @@ Whole-model checkpoints (the output is the whole model's weights, for `aqa_tf.ev
     `model_caption` (S2VT: `rnn1.*_l<k>`, `rnn2.*_l<k>`, `embedding.weight`, `out.*`; MSCADC's
     also holds its context-net head) is loaded into the caption head (GRU gates reordered from
     PyTorch's r, z, n), or reported as not used by a model without one.
+  core: the CoRe authors' checkpoint (yuxumin/CoRe `main.py`, one `.pth`: `base_model`, their
+    I3D as `backbone.*` in hassony2's names, and `regressor`, the regression tree), into
+    `--backbone=i3d --heads=core` (e.g. `--flagfile=configs/core_mtl_aqa_i3d.cfg`); their I3D's
+    BatchNorm epsilon (1e-5) is folded into the BN scales.
 
 The model is built from the same flags as training (`--flagfile`, `--backbone`, `--clip_length`,
 `--crop_size`, `--backbone_fc6`, ...). torch is needed only to read PyTorch checkpoints: `pip

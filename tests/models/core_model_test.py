@@ -133,3 +133,39 @@ def test_core_export_scores_with_its_bank_as_the_evaluation(records, tmp_path):
             k for k, d in zip(index.keys, index.dive_numbers) if d.upper() == dive}
     with pytest.raises(ConfigError, match="--dive_type"):
         scorer.score(np.asarray([windows[0]["frames"]], object), [windows[0]["difficulty"]])
+
+
+def test_groups_cut_from_the_data_are_pinned_into_the_run_flags(records, tmp_path):
+    """`aqa_tf.train` writes the groups it cut from the training split into the run's
+    flags.txt (`heads.pin_options`, `flag_defs.pin_flags`): a checkpoint is rebuilt with them
+    even where the training records are gone."""
+    import sys
+
+    from absl import flags
+
+    from aqa_tf import flag_defs
+    from aqa_tf.data import exemplars
+    from aqa_tf.models.heads import pin_options
+
+    data = _data_config(records)
+    config = ModelConfig(heads=("core",), fc_units=0, exemplar_match="any",
+                         core_difficulty=True, core_tree_depth=3)
+    pinned = pin_options(config, data)
+    index = exemplars.read_index(data)
+    expected = exemplars.group_boundaries(
+        exemplars.pair_deltas(index.targets(True), index.groups("any")), 3, 30)
+    np.testing.assert_allclose(np.reshape(pinned.core_groups, (-1, 2)), expected)
+    assert pin_options(pinned, data) == pinned  # given groups stay as given
+
+    flag_defs.define_flags()
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS([sys.argv[0], "--heads=core", "--exemplar_match=any", "--core_tree_depth=3"])
+    try:
+        flag_defs.pin_flags({"core_groups": pinned.core_groups})
+        path = flag_defs.write_flagfile(str(tmp_path / "flags.txt"))
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS([sys.argv[0], f"--flagfile={path}"])
+        assert flag_defs.model_config_from_flags().core_groups == pytest.approx(
+            pinned.core_groups, rel=1e-6)
+    finally:
+        flags.FLAGS.unparse_flags()

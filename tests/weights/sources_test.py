@@ -43,7 +43,7 @@ def test_unknown_source_and_missing_file_are_named(tmp_path):
 
 
 def test_the_converter_offers_the_pytorch_sources():
-    assert sources.torch_sources() == ["c3d", "i3d", "i3d_hassony2", "mtl_aqa", "resnet", "s3d",
-                                      "torchvision"]
+    assert sources.torch_sources() == ["c3d", "core", "i3d", "i3d_hassony2", "mtl_aqa",
+                                      "resnet", "s3d", "torchvision"]
     assert set(registry.CHECKPOINT_SOURCES.names()) == set(sources.torch_sources()) | {
         "keras_backbone", "keras_model"}

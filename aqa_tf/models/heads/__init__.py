@@ -12,6 +12,7 @@
 `base.Head` says what a head declares; `build_heads` makes those a configuration asks for.
 """
 
+import dataclasses
 from typing import Dict
 
 from aqa_tf.config import DataConfig, ModelConfig
@@ -23,3 +24,12 @@ def build_heads(model_config: ModelConfig, data_config: DataConfig) -> Dict[str,
     """The heads of `--heads`, by name, in the configuration's order."""
     return {name: HEADS.get(name, "heads").create(model_config, data_config)
             for name in model_config.heads}
+
+
+def pin_options(model_config: ModelConfig, data_config: DataConfig) -> ModelConfig:
+    """`model_config` with the options its heads derive from the training data set
+    (`Head.pinned_options`, e.g. CoRe's groups)."""
+    pinned = {}
+    for name in model_config.heads:
+        pinned.update(HEADS.get(name, "heads").pinned_options(model_config, data_config))
+    return dataclasses.replace(model_config, **pinned) if pinned else model_config

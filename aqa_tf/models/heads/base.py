@@ -113,6 +113,14 @@ class Head:
         return cls(model_config, data_config)
 
     @classmethod
+    def pinned_options(cls, model_config: ModelConfig, data_config: DataConfig
+                       ) -> Dict[str, object]:
+        """Options the head derives from the training data when they are not given (CoRe's
+        groups): name -> value, written into a run's flags.txt so that its checkpoints are
+        rebuilt with them whatever data is at hand later."""
+        return {}
+
+    @classmethod
     def check_config(cls, model_config: ModelConfig):
         """Raises `ConfigError` for options of the head that are invalid (`ModelConfig.check`
         calls this for every head of `--heads`)."""

@@ -66,11 +66,17 @@ EXEMPLAR_THUMBNAILS = "exemplar_thumbnails_bytes"
 @functools.lru_cache(maxsize=8)
 def _training_groups(data_config: DataConfig, match: str, use_difficulty: bool,
                      depth: int, score_range: float) -> Tuple[float, ...]:
-    index = read_index(data_config)
-    index.check(match, use_difficulty)
-    deltas = pair_deltas(index.targets(use_difficulty), index.groups(match))
-    return tuple(float(v) for v in group_boundaries(deltas, depth,
-                                                              score_range).reshape(-1))
+    try:
+        index = read_index(data_config)
+        index.check(match, use_difficulty)
+        deltas = pair_deltas(index.targets(use_difficulty), index.groups(match))
+        groups = group_boundaries(deltas, depth, score_range)
+    except (ValueError, OSError, RuntimeError) as error:  # DataError: a RuntimeError
+        raise ConfigError(
+            f"heads=core: the tree's groups are cut from the training split "
+            f"({data_config.data_dir}, {data_config.train_split}) when --core_groups is not "
+            f"given, and that failed: {error}") from None
+    return tuple(float(v) for v in groups.reshape(-1))
 
 
 def training_groups(model_config: ModelConfig, data_config: DataConfig) -> np.ndarray:
@@ -114,6 +120,13 @@ class CoReHead(ScoreHead):
     @classmethod
     def create(cls, model_config, data_config) -> Head:
         return cls(model_config, data_config)
+
+    @classmethod
+    def pinned_options(cls, model_config, data_config):
+        if model_config.core_groups:
+            return {}
+        groups = training_groups(model_config, data_config)
+        return {"core_groups": tuple(float(v) for v in groups.reshape(-1))}
 
     @classmethod
     def check_config(cls, model_config: ModelConfig):
@@ -175,7 +188,6 @@ class CoReHead(ScoreHead):
             tasks.SCORE_OUTPUT: layers.Lambda(lambda v: ops.mean(v, axis=-1),
                                               name=tasks.SCORE_OUTPUT)(voter_scores),
             VOTER_SCORES: voter_scores}
-        self.feature_dim = dim
         return {CORE_TREE: forward, CORE_TREE_REVERSE: reverse, PAIR_SCORE: pair_score}
 
     def _to_score(self, target, difficulty):
