@@ -31,7 +31,8 @@ def core_run(tmp_path_factory):
                    "--fc_units=0", "--exemplar_match=dive_number", "--core_difficulty",
                    "--voters=4", "--core_tree_depth=3", "--core_hidden=32",
                    f"--core_groups={GROUPS}", "--epochs=1", "--val_fraction=0",
-                   "--mixed_precision=none", "--verbose=2", timeout=900)
+                   "--mixed_precision=none", "--noevaluate_before_training", "--verbose=2",
+                   timeout=900)
     return data, model_dir, proc
 
 
@@ -150,15 +151,9 @@ def test_demo_page_asks_for_the_dive_type_and_shows_the_exemplars(core_run, brow
     """`aqa_tf.demo` on the CoRe export, in a real browser (`tests/demo_test.py`'s Chromium):
     a person types the dive type and the difficulty, drops the dive, and sees predict's score,
     the exemplars with their verdicts and the plot of the closest one."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
     from aqa_tf.data import video
     from aqa_tf.serving import predict_lib
     from tests.demo_test import _text, _upload, _wait_for_status
-    from tests.helpers import REPO_ROOT, free_port
 
     _, model_dir, _ = core_run
     export = next(root for root, _, files in os.walk(os.path.join(model_dir, "export"))
@@ -171,22 +166,7 @@ def test_demo_page_asks_for_the_dive_type_and_shows_the_exemplars(core_run, brow
     dive = scorer.meta["exemplar_values"][2]
     expected = predict_lib.score_dive(scorer, path, difficulty=difficulty, progress=False,
                                       dive_type=dive)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "aqa_tf.demo", f"--model={export}",
-                             f"--port={port}", "--examples=0"], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
-            time.sleep(1)
+    with demo_test.running_demo(export, "--examples=0") as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1200})
         page.goto(url)
         page.locator("#difficulty input").fill(f"{difficulty}")
@@ -206,6 +186,3 @@ def test_demo_page_asks_for_the_dive_type_and_shows_the_exemplars(core_run, brow
             page.screenshot(path=demo_test.SCREENSHOT.replace(".png", "_core.png"),
                             full_page=True)
         page.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

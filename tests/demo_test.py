@@ -10,6 +10,7 @@ distribution under the clips, the sub-actions); the trained quickstart export is
 other xdist worker.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -125,29 +126,39 @@ def predicted(model, videos, tmp_path_factory):
     return entries, line.replace(videos["bad"], os.path.basename(videos["bad"]))
 
 
-@pytest.fixture(scope="module")
-def page_url(model):
-    """The demo, started as a user starts it, on a free port; its URL once it answers."""
+@contextlib.contextmanager
+def running_demo(model: str, *args: str):
+    """`python -m aqa_tf.demo --model=<model> ARGS`, started as a user starts it, on a free
+    port; yields its URL once it answers, and stops it after."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "aqa_tf.demo", f"--model={model}",
-                             f"--port={port}", "--examples=2"], cwd=REPO_ROOT,
+                             f"--port={port}", *args], cwd=REPO_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"the demo did not start:\n{proc.stdout.read()[-3000:]}")
-        time.sleep(1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"the demo did not start:\n{proc.stdout.read()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def page_url(model):
+    """The demo of `model`, with two example dives."""
+    with running_demo(model, "--examples=2") as url:
+        yield url
 
 
 def _text(page, elem_id: str) -> str:

@@ -62,8 +62,8 @@ _MSCADC_HEAD_PARTS = {"fs": "model_score_regressor", "cls": "model_position_clas
                       "cap": "model_caption"}
 
 
-def read_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:
-    """State dict of a PyTorch checkpoint file as numpy arrays (CPU, prefixes removed)."""
+def load_torch_file(path: str):
+    """The object a PyTorch checkpoint file holds (on the CPU)."""
     try:
         import torch
     except ImportError as error:
@@ -72,9 +72,14 @@ def read_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # Old pickles (c3d.pickle) may need the full unpickler.
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # Old pickles (c3d.pickle), numpy scalars: the full unpickler.
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def read_torch_checkpoint(path: str) -> Dict[str, np.ndarray]:
+    """State dict of a PyTorch checkpoint file as numpy arrays (CPU, prefixes removed)."""
+    obj = load_torch_file(path)
     if isinstance(obj, dict) and "state_dict" in obj:
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -251,17 +256,7 @@ class CoReCheckpoint:
     torch = True
 
     def read(self, path: str, backbone: str, epoch: Optional[int] = None) -> Dict[str, np.ndarray]:
-        try:
-            import torch
-        except ImportError as error:
-            raise ImportError("converting PyTorch checkpoints needs torch: "
-                              "pip install -r requirements-torch.txt") from error
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # the epoch's numbers may be numpy scalars
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+        obj = load_torch_file(path)
         if not isinstance(obj, dict) or not {"base_model", "regressor"} <= set(obj):
             found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
             raise ConfigError(f"checkpoint {path}: not a CoRe checkpoint (expected the keys "
