@@ -77,8 +77,12 @@ class Predictor:
                     if name:
                         names[int(action)] = name.decode("utf-8")
             batch = {k: inputs[k] for k in self.input_names if k in inputs}
-            for extra in self.extra_inputs:
-                batch.update(extra({k: v.numpy() for k, v in inputs.items()}))
+            if self.extra_inputs:  # the exemplars' lookup reads the keys and match fields only
+                fields = {k: inputs[k].numpy() for k in ("sample_key", "dive_number",
+                                                         tasks.DIFFICULTY_INPUT,
+                                                         tasks.ACTION_INPUT) if k in inputs}
+                for extra in self.extra_inputs:
+                    batch.update(extra(fields))
             result = dict(self.predict_batch(batch))
             video = inputs["video"] if self.native else np.asarray(inputs["video"])
             for generate in self._generators:
