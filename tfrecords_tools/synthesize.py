@@ -43,7 +43,8 @@ def main(argv):
     samples = [sample for split, count in (("train", config.num_train), ("test", config.num_test))
                for sample in synthetic.generate_split(split, count, config.seed, config.num_frames,
                                                       config.height, config.width,
-                                                      config.jitter_margin)]
+                                                      config.jitter_margin, config.steps,
+                                                      config.dive_types)]
     paths = mtl_aqa_raw.write_raw_dataset(FLAGS.out_dir, samples, synthetic.synthetic_vocabulary(),
                                           judges=FLAGS.judge_scores)
     print(f"Wrote the MTL-AQA raw layout to {FLAGS.out_dir}: {paths}")

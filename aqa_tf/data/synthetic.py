@@ -11,6 +11,16 @@ size, the entry angle and the body's wobble in flight; `final_score = difficulty
 (three judges' awards times the degree of difficulty, as in real judging). A templated
 commentary describes the dive with a small fixed vocabulary.
 
+Two opt-in options (`SyntheticDataConfig`; off, the records are those of the generator before
+them) serve procedure-aware and exemplar-based methods (TSA: Xu et al., CVPR 2022, FineDiving;
+CoRe): `steps` draws each dive's timing (how long it stands on the platform, flies and
+splashes) and writes its three steps, 0 take-off, 1 flight, 2 entry, in FineDiving's record
+keys (`dive_steps`); `dive_types=N` restricts the dives to N dive numbers (`dive_type_pool`),
+each then shared by many samples, and writes the dive number. What the score rests on is
+visible in the steps: the splash (most of the execution) in the entry, the entry angle and the
+wobble in the flight, as are the somersaults, twists and position of the difficulty; the take-off
+shows the start pose (armstand) and the facing (with the flight's spin, the rotation type).
+
 `tfrecords_tools.synthesize --format=mtl_aqa_raw` writes the same dives as event videos (.mp4),
 extracted frames and annotation pickles in the real MTL-AQA layout instead, to exercise the
 real-data converter end to end.
@@ -28,10 +38,12 @@ that encode, so `SyntheticDataConfig` (a flag group of every command) imports wi
 """
 
 import dataclasses
+import functools
 import hashlib
+import itertools
 import json
 import os
-from typing import Iterator, List
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -144,6 +156,41 @@ def judge_scores_of(spec: DiveSpec, rng: np.random.Generator) -> List[float]:
     return [float(v) for v in rng.permutation(low + middle + high)]
 
 
+# (position, armstand, rotation_type, ss_no, tw_no): every class combination is a dive number
+# of its own (`dive_number_of` is one-to-one on them).
+DiveType = Tuple[int, int, int, int, int]
+_DIVE_TYPES = list(itertools.product(range(NUM_POSITIONS), range(NUM_ARMSTAND),
+                                     range(NUM_ROTATION_TYPES), range(NUM_SS), range(NUM_TW)))
+NUM_DIVE_TYPES = len(_DIVE_TYPES)  # 1920
+
+
+@functools.lru_cache(maxsize=16)
+def dive_type_pool(seed: int, count: int) -> Tuple[DiveType, ...]:
+    """The `count` dive types a dataset with `dive_types=count` draws its dives from: distinct
+    class combinations drawn without replacement with `sample_dive_spec`'s class frequencies
+    (common dives first, as in competition), one pool per seed, shared by the splits so that a
+    test dive has training dives of its number."""
+    if not 1 <= count <= NUM_DIVE_TYPES:
+        raise ValueError(f"count={count}: expected 1..{NUM_DIVE_TYPES} dive types")
+    types = np.array(_DIVE_TYPES)
+    p = (_SS_PROBS[types[:, 3]] * _TW_PROBS[types[:, 4]]
+         * np.where(types[:, 1] == 1, 0.25, 0.75))  # armstand: `rng.random() < 0.25`
+    rng = np.random.default_rng(_sample_seed(seed, "dive_types", count))
+    chosen = rng.choice(len(types), size=count, replace=False, p=p / p.sum())
+    return tuple(tuple(int(v) for v in types[i]) for i in chosen)
+
+
+def with_dive_type(spec: DiveSpec, dive_type: DiveType) -> DiveSpec:
+    """`spec` with the classes of `dive_type` and the difficulty and score that follow; its
+    execution (splash, entry angle, wobble) is kept."""
+    position, armstand, rotation_type, ss_no, tw_no = dive_type
+    difficulty = difficulty_of(ss_no, tw_no, position, armstand)
+    return dataclasses.replace(
+        spec, position=position, armstand=armstand, rotation_type=rotation_type, ss_no=ss_no,
+        tw_no=tw_no, difficulty=difficulty,
+        final_score=float(np.round(difficulty * spec.execution * 3, 2)))
+
+
 def _body_segments(position: int, length: float):
     """Capsules `(x0, y0, x1, y1, thickness)` of the body in its own frame: head at +y, the
     front of the body towards +x. Returns (segments, head centre)."""
@@ -206,13 +253,33 @@ class _Motion:
     x_entry: float
 
 
-def _scene(num_frames: int, height: int, width: int, end_index: int) -> _Scene:
+@dataclasses.dataclass(frozen=True)
+class StepTiming:
+    """How long a dive flies and splashes, as fractions of its action (`end_index + 1`
+    frames); it stands on the platform for the rest."""
+
+    flight: float
+    splash: float
+
+
+# About a quarter of the action on the platform (the start pose tells armstand dives), half
+# in flight, a fifth in the splash: every dive's timing without `steps`.
+FIXED_TIMING = StepTiming(flight=0.52, splash=0.2)
+# With `steps`, per dive: 12..48% on the platform (FIXED_TIMING: 28%).
+_FLIGHT_RANGE, _SPLASH_RANGE = (0.4, 0.6), (0.12, 0.28)
+
+
+def sample_step_timing(rng: np.random.Generator) -> StepTiming:
+    return StepTiming(flight=float(rng.uniform(*_FLIGHT_RANGE)),
+                      splash=float(rng.uniform(*_SPLASH_RANGE)))
+
+
+def _scene(num_frames: int, height: int, width: int, end_index: int,
+           timing: StepTiming = FIXED_TIMING) -> _Scene:
     action = min(num_frames, end_index + 1)
-    # About a quarter of the action on the platform (the start pose tells armstand dives), half
-    # in flight, a fifth in the splash.
-    splash_len = max(4, int(round(0.2 * action)))
+    splash_len = max(4, int(round(timing.splash * action)))
     entry = end_index - splash_len
-    takeoff = max(1, entry - max(6, int(round(0.52 * action))))
+    takeoff = max(1, entry - max(6, int(round(timing.flight * action))))
     return _Scene(water_y=0.86 * height, platform_y=0.5 * height, platform_x=0.36 * width,
                   length=0.45 * height, takeoff=takeoff, entry=entry, splash_len=splash_len)
 
@@ -304,11 +371,11 @@ def _draw_splash(img, px, py, spec: DiveSpec, scene: _Scene, x_entry: float, i: 
 
 
 def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_index: int,
-                 rng: np.random.Generator) -> np.ndarray:
+                 rng: np.random.Generator, timing: StepTiming = FIXED_TIMING) -> np.ndarray:
     """Renders the dive: uint8 `[num_frames, height, width, 3]`; the dive (through the entry
-    splash) ends at frame `end_index`."""
+    splash) ends at frame `end_index`; `timing` places its steps (`dive_steps`)."""
     py, px = np.mgrid[0:height, 0:width].astype(np.float32)
-    scene = _scene(num_frames, height, width, end_index)
+    scene = _scene(num_frames, height, width, end_index, timing)
     bg = _background(spec, px, py, scene)
     motion = _motion(spec, scene, num_frames, height, width, rng)
     frames = np.empty((num_frames, height, width, 3), np.float32)
@@ -321,6 +388,29 @@ def render_video(spec: DiveSpec, num_frames: int, height: int, width: int, end_i
         frames[i] = img
     frames += rng.normal(0, 0.015, frames.shape)
     return (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+STEP_NAMES = ("take-off", "flight", "entry")  # step labels 0, 1, 2
+
+
+def dive_steps(num_frames: int, end_index: int,
+               timing: StepTiming = FIXED_TIMING) -> Tuple[np.ndarray, List[int]]:
+    """The steps of the dive `render_video` draws with these arguments, from the frame numbers
+    it draws with (`_scene`): 0 take-off, the frames before `takeoff`, where the diver stands
+    still in its start pose on the platform; 1 flight, from `takeoff` (the pose straightens and
+    the diver moves from then on) through `entry` (the last frame that shows the diver, at the
+    water); 2 entry, the splash, from `entry + 1` to the last frame.
+
+    Returns:
+      (int64 `[num_frames]` step label per frame, transitions `[2]`): the last frame of the
+      take-off and of the flight. FineDiving's convention: in 2993 of its 3000 annotated dives
+      `steps_transit_frames` is the frame before the next step's first, and the authors'
+      loader (`datasets/FineDiving_Pair.py`, `load_video`) gives TSA `first frame - 1` too.
+    """
+    scene = _scene(num_frames, 1, 1, end_index, timing)
+    t = np.arange(num_frames)
+    labels = np.where(t < scene.takeoff, 0, np.where(t <= scene.entry, 1, 2)).astype(np.int64)
+    return labels, [scene.takeoff - 1, scene.entry]
 
 
 def caption_words(spec: DiveSpec, rng: np.random.Generator) -> List[str]:
@@ -360,6 +450,9 @@ class SyntheticSample:
     caption_words: List[str]
     judge_scores: List[float] = dataclasses.field(default_factory=list)  # `judge_scores_of`
     dive_number: str = ""                                                 # `dive_number_of`
+    # With `steps` (`dive_steps`); empty without.
+    frame_step_labels: List[int] = dataclasses.field(default_factory=list)
+    step_transitions: List[int] = dataclasses.field(default_factory=list)
 
 
 def _sample_seed(seed: int, split: str, index: int) -> int:
@@ -371,37 +464,66 @@ SPLIT_EVENTS = {"train": 1, "test": 2}
 
 
 def make_sample(split: str, index: int, seed: int, num_frames: int, height: int, width: int,
-                jitter_margin: int = 3) -> SyntheticSample:
+                jitter_margin: int = 3, steps: bool = False,
+                dive_types: int = 0) -> SyntheticSample:
+    """One sample; `steps` and `dive_types` as `SyntheticDataConfig`'s. Both draw from streams
+    of their own, so that without them the sample is the generator's before them, and with
+    them its execution, judges and tints are unchanged."""
     from aqa_tf.data import features
     rng = np.random.default_rng(_sample_seed(seed, split, index))
     spec = sample_dive_spec(rng)
+    if dive_types:
+        type_rng = np.random.default_rng(_sample_seed(seed, f"dive_type:{split}", index))
+        pool = dive_type_pool(seed, dive_types)
+        spec = with_dive_type(spec, pool[int(type_rng.integers(len(pool)))])
     end_index = num_frames - 1 - jitter_margin
-    frames = render_video(spec, num_frames, height, width, end_index, rng)
+    timing = FIXED_TIMING
+    if steps:
+        timing = sample_step_timing(np.random.default_rng(
+            _sample_seed(seed, f"steps:{split}", index)))
+    frames = render_video(spec, num_frames, height, width, end_index, rng, timing)
+    labels, transitions = dive_steps(num_frames, end_index, timing) if steps else ([], [])
     # The judges draw from their own stream, so the rest of the sample is unchanged.
     judges_rng = np.random.default_rng(_sample_seed(seed, f"judges:{split}", index))
     return SyntheticSample(features.sample_key_for(SPLIT_EVENTS[split], index + 1), frames,
                            end_index, spec, caption_words(spec, rng),
-                           judge_scores_of(spec, judges_rng), dive_number_of(spec))
+                           judge_scores_of(spec, judges_rng), dive_number_of(spec),
+                           [int(v) for v in labels], transitions)
 
 
 def generate_split(split: str, num_samples: int, seed: int, num_frames: int, height: int,
-                   width: int, jitter_margin: int = 3) -> Iterator[SyntheticSample]:
+                   width: int, jitter_margin: int = 3, steps: bool = False,
+                   dive_types: int = 0) -> Iterator[SyntheticSample]:
     for i in range(num_samples):
-        yield make_sample(split, i, seed, num_frames, height, width, jitter_margin)
+        yield make_sample(split, i, seed, num_frames, height, width, jitter_margin, steps,
+                          dive_types)
 
 
 def _render_split(args):
     from aqa_tf.data import features
-    split, index, seed, num_frames, height, width, jitter_margin, jpeg_quality = args
-    sample = make_sample(split, index, seed, num_frames, height, width, jitter_margin)
+    (split, index, seed, num_frames, height, width, jitter_margin, jpeg_quality, steps,
+     dive_types) = args
+    sample = make_sample(split, index, seed, num_frames, height, width, jitter_margin, steps,
+                         dive_types)
     return sample, [features.encode_jpeg(f, jpeg_quality) for f in sample.frames]
 
 
 def to_record(sample: SyntheticSample, jpegs: List[bytes], vocab: captions.Vocabulary,
-              judges: bool = False) -> bytes:
-    """The record of a sample; with `judges`, its judge scores and dive number too."""
+              judges: bool = False, dive_number: Optional[bool] = None) -> bytes:
+    """The record of a sample; with `judges`, its judge scores and dive number too;
+    `dive_number` (default: `judges`) writes the dive number alone. A sample made with `steps`
+    stores them in FineDiving's keys: `frame_step_labels` one per stored frame (so
+    `frame_positions` is 0..num_frames-1), `step_transitions`, and the ids 0, 1, 2 named
+    `STEP_NAMES`."""
     from aqa_tf.data import features
     spec = sample.labels
+    dive_number = judges if dive_number is None else dive_number
+    steps = {}
+    if sample.frame_step_labels:
+        steps = dict(frame_step_labels=sample.frame_step_labels,
+                     step_transitions=sample.step_transitions,
+                     step_label_ids=list(range(len(STEP_NAMES))), step_label_names=STEP_NAMES,
+                     frame_positions=list(range(len(jpegs))))
     # Plausible source-video frame numbers (1-based), as if cut from an event video.
     end_frame = 1000 + sample.end_index
     return features.serialize_sample(features.Sample(
@@ -412,10 +534,12 @@ def to_record(sample: SyntheticSample, jpegs: List[bytes], vocab: captions.Vocab
         caption=vocab.encode(sample.caption_words, where=sample.sample_key),
         start_frame=end_frame - sample.end_index, end_frame=end_frame,
         end_index=sample.end_index, judge_scores=sample.judge_scores if judges else (),
-        dive_number=sample.dive_number if judges else ""))
+        dive_number=sample.dive_number if dive_number else "", **steps))
 
 
 GENERATOR_VERSION = 1
+# Options added since, with their value off (the generator's output before them).
+_OPT_IN = {"steps": False, "dive_types": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,16 +556,28 @@ class SyntheticDataConfig(Config):
     num_shards: int = option(2, "Shards per split.")
     jitter_margin: int = option(3, "Frames stored after the annotated end frame.")
     jpeg_quality: int = option(90, "JPEG quality of the stored frames.")
+    steps: bool = option(False, "Vary each dive's take-off and entry frames and store its "
+                         "steps (0 take-off, 1 flight, 2 entry) per frame, with the step "
+                         "transitions, as FineDiving records do (TSA).")
+    dive_types: int = option(0, "Draw the dives from this many dive numbers only (so that "
+                             "each has many samples, for exemplars of the same dive number) "
+                             "and store the dive number; 0: any dive.")
 
     def check(self):
         if self.num_frames < 20:
             raise ConfigError(f"num_frames={self.num_frames}: synthetic dives need at least 20 "
                               "frames")
+        if not 0 <= self.dive_types <= NUM_DIVE_TYPES:
+            raise ConfigError(f"dive_types={self.dive_types}: expected 0 (any dive) to "
+                              f"{NUM_DIVE_TYPES} (every class combination)")
 
     def info(self) -> dict:
-        """What `dataset_info.json` records of the dataset's making."""
+        """What `dataset_info.json` records of the dataset's making (the opt-in options only
+        when on, so that a dataset made without them keeps its info and is not remade)."""
         from aqa_tf.data import features
-        return {**dataclasses.asdict(self), "schema_version": features.SCHEMA_VERSION,
+        made = {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in _OPT_IN or v != _OPT_IN[k]}
+        return {**made, "schema_version": features.SCHEMA_VERSION,
                 "generator_version": GENERATOR_VERSION}
 
 
@@ -457,7 +593,8 @@ def write_tfrecords(out_dir: str, config: SyntheticDataConfig, num_workers: int 
     """Writes `train-*`/`test-*` shards, `vocab.json` and `dataset_info.json` to `out_dir`
     (`shards.fresh_folder`: a non-empty `out_dir` is replaced only with `overwrite`); returns
     the dataset info (with label histograms). With `judges`, the records also store 7 judges'
-    scores consistent with the final score (`judge_scores_of`) and a dive number."""
+    scores consistent with the final score (`judge_scores_of`) and a dive number; with
+    `config.dive_types`, the dive number; with `config.steps`, the steps (`to_record`)."""
     import concurrent.futures
     from tqdm import tqdm
 
@@ -476,13 +613,14 @@ def write_tfrecords(out_dir: str, config: SyntheticDataConfig, num_workers: int 
             for split, count in (("train", c.num_train), ("test", c.num_test)):
                 hist = histograms[split] = _label_histograms()
                 jobs = [(split, i, c.seed, c.num_frames, c.height, c.width, c.jitter_margin,
-                         c.jpeg_quality) for i in range(count)]
+                         c.jpeg_quality, c.steps, c.dive_types) for i in range(count)]
                 with shards.ShardedWriter(out_dir, split, c.num_shards) as writer:
                     # map() keeps the order, so the output does not depend on the worker count.
                     for sample, jpegs in tqdm(mapper(_render_split, jobs, chunksize=8),
                                               total=count, desc=f"synthesizing {split}",
                                               unit="video"):
-                        writer.write(to_record(sample, jpegs, vocab, judges))
+                        writer.write(to_record(sample, jpegs, vocab, judges,
+                                               judges or c.dive_types > 0))
                         for name in hist:
                             hist[name][getattr(sample.labels, name)] += 1
         finally:
@@ -497,12 +635,12 @@ def write_tfrecords(out_dir: str, config: SyntheticDataConfig, num_workers: int 
 def ensure_dataset(out_dir: str, config: SyntheticDataConfig) -> bool:
     """Generates the dataset unless `out_dir` already holds one made with the same config.
     Returns True if it generated."""
-    wanted = config.info()
+    wanted = {**_OPT_IN, **config.info()}
     path = os.path.join(out_dir, "dataset_info.json")
     if os.path.exists(path):
         with open(path) as f:
             existing = json.load(f)
-        if {k: existing.get(k) for k in wanted} == wanted:
+        if {k: existing.get(k, _OPT_IN.get(k)) for k in wanted} == wanted:
             return False
     # An earlier synthetic dataset (it has dataset_info.json) is replaced; other files are not.
     write_tfrecords(out_dir, config, overwrite=os.path.exists(path), flag="--data_dir")
