@@ -230,3 +230,38 @@ class RegressionTreeLoss(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "boundaries": self.boundaries.tolist(),
                 "sign": self.sign}
+
+
+@keras.saving.register_keras_serializable(package="aqa_tf")
+class TransitionLoss(keras.losses.Loss):
+    """TSA's transition loss (FineDiving, Xu et al., CVPR 2022; the authors'
+    `tools/helper.py`, `network_forward_train`): binary cross-entropy of PSNet's per-frame
+    transition probabilities against one-hot targets (`label_12_pad`: 1 at frame `t_i` of
+    column `i`, 0 elsewhere), averaged over all batch x frames x transitions entries as torch's
+    `BCELoss` (whose logs are clamped at -100, which this matches: with probabilities of exactly
+    0 or 1 the value is theirs and the gradient stays finite). The per-sample values returned
+    are the means over frames and transitions, so Keras' mean over the batch is their number.
+
+    A frame index outside `[0, T)` gives an all-zero target column (torch would raise).
+
+    y_true: `[batch, transitions]` frame indices (their `label_tas`: the first frames of steps
+    2 and 3, floats are truncated as their `int()`). y_pred: `[batch, T, transitions]`
+    probabilities (`layers.procedure.StepSegmenter`).
+    """
+
+    def __init__(self, name: str = "transition_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        probs = ops.cast(y_pred, "float32")
+        frames = probs.shape[1]
+        # [batch, transitions, T] one-hot rows -> [batch, T, transitions].
+        target = ops.transpose(ops.one_hot(ops.cast(y_true, "int32"), frames), (0, 2, 1))
+
+        def clamped_log(p):
+            # log(p) floored at -100 as torch; the inner `where` keeps log's gradient finite.
+            safe = ops.where(p > 0.0, p, 1.0)
+            return ops.where(p > 0.0, ops.maximum(ops.log(safe), -100.0), -100.0)
+
+        bce = -(target * clamped_log(probs) + (1.0 - target) * clamped_log(1.0 - probs))
+        return ops.mean(bce, axis=(1, 2))
