@@ -412,6 +412,18 @@ class ModelConfig(Config):
         (), "core head: the tree's groups as left,right per leaf; empty: cut from the training "
         "split's differences when the model is built (the usual way; a run folder's flags "
         "keep them).")
+    # Procedure-aware relative scoring (TSA, Xu et al., CVPR 2022; xujinglin/FineDiving). It
+    # compares with exemplars as the core head does: --exemplar_match, --voters and
+    # --core_difficulty apply to it too.
+    tsa_fix_size: int = option(
+        5, "tsa head: every step's features are resampled to this many frames (authors' "
+        "fix_size: 5).")
+    tsa_label_fraction: float = option(
+        0.25, "tsa head: for this fraction of the epochs the annotated transitions cut the steps "
+        "in training, then the predicted ones (authors' prob_tas_threshold: 0.25).")
+    tsa_heads: int = option(8, "tsa head: attention heads of the step decoder (authors: 8).")
+    tsa_layers: int = option(3, "tsa head: cross-attention blocks of the step decoder "
+                             "(authors: 3).")
     # Caption head (S2VT, paper 001; variants of paper 000).
     caption_cell: str = option("gru", "Caption RNN cells: gru (MTL-AQA authors) or lstm "
                                "(paper 000).", choices=("gru", "lstm"))

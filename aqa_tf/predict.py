@@ -97,7 +97,10 @@ def main(argv):
                                         scoring.difficulty, scoring.progress, video=video,
                                         action=action, dive_type=scoring.dive_type)
         print(reporting.format_result(result), flush=True)
-        if options.plot:
+        if options.plot and "steps" in result:  # procedure-aware models: the steps
+            print(f"  {'plot':<16}" + reporting.plot_steps(result, out.file("steps.png")),
+                  flush=True)
+        elif options.plot:
             print(f"  {'plot':<16}" + reporting.plot_dive(result, scorer.meta,
                                                             out.file("clips.png")), flush=True)
             if "exemplars" in result:

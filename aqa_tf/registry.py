@@ -111,7 +111,8 @@ HEADS: Registry[Callable[..., Any]] = Registry("head", declared={
     **_declare("aqa_tf.models.heads.dive", "dive"),
     **_declare("aqa_tf.models.heads.caption", "caption"),
     **_declare("aqa_tf.models.heads.distribution", "usdl", "musdl"),
-    **_declare("aqa_tf.models.heads.core", "core")})
+    **_declare("aqa_tf.models.heads.core", "core"),
+    **_declare("aqa_tf.models.heads.tsa", "tsa")})
 # The score head's variant of each `--score_normalization`.
 SCORE_HEADS: Registry[Callable[..., Any]] = Registry("score normalisation", declared={
     **_declare("aqa_tf.models.heads.score", "global"),

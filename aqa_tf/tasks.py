@@ -18,6 +18,10 @@ CAPTION_OUTPUT = "caption"
 CLASS_OUTPUTS = ("position", "armstand", "rotation_type", "somersaults", "twists")
 # Model input of captioning models: the words read under teacher forcing (`<sos> w1 .. wn`).
 CAPTION_TOKENS = "caption_tokens"
+# The two step transitions of a dive within the model's frames (procedure-aware heads: TSA),
+# int32 `[batch, 2]`: a target of the query's, an input of the exemplar's
+# (`data.pipeline.window_transitions`).
+STEP_TRANSITIONS = "step_transitions"
 
 # AQA-7 actions used by paper 003, in the index order of the dataset (action_id 1..6).
 AQA7_ACTIONS = ("diving", "gym_vault", "ski_big_air", "snowboard_big_air", "sync_diving_3m",

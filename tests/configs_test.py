@@ -5,7 +5,8 @@ The configs keep their topology (backbone, clip length, number of clips, aggrega
 projection, caption cells/layers/attention); the test only shrinks the networks' width, the
 crop and the caption length so that CPU can run them,
 and points them at a small synthetic dataset with 110-frame videos (enough for 103-frame
-windows; with the judges' awards, which MUSDL trains on), the AQA-7 configs at synthetic AQA-7
+windows; with the judges' awards, which MUSDL trains on, and the dives' steps, which TSA
+trains on), the AQA-7 configs at synthetic AQA-7
 records and the JIGSAWS configs at one synthetic JIGSAWS task's fold shards.
 """
 
@@ -34,7 +35,8 @@ def long_videos(tmp_path_factory):
     from aqa_tf.data import synthetic
     folder = str(tmp_path_factory.mktemp("long_videos"))
     synthetic.write_tfrecords(folder, synthetic.SyntheticDataConfig(
-        num_train=4, num_test=2, num_frames=110, height=40, width=54, seed=5), judges=True)
+        num_train=4, num_test=2, num_frames=110, height=40, width=54, seed=5, steps=True),
+        judges=True)
     return folder
 
 
@@ -97,7 +99,11 @@ def test_config_trains_one_step(config, long_videos, aqa7_videos, jigsaws_task, 
            "--stored_height=40", "--stored_width=54"])
     if FLAGS.fc_units:
         FLAGS.fc_units = 16  # fc6 kept (4096 in the paper configs), narrower
-    if "core" in FLAGS.heads:
+    if "tsa" in FLAGS.heads:
+        # The step decoder's width is the backbone's / 16: at 1/8 width, I3D's 128 features
+        # give the 8 heads one dimension each (at 1/16, 4 dimensions cannot split into 8).
+        FLAGS.width_multiplier = 0.125
+    if "core" in FLAGS.heads or "tsa" in FLAGS.heads:
         # The tiny synthetic splits have no two training samples of one dive number or
         # difficulty to cut the tree's groups from: exemplars of any type (a data choice, the
         # network is the config's).

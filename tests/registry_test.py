@@ -38,7 +38,7 @@ def test_registering_a_declared_name_twice_is_refused():
 
 @pytest.mark.parametrize("module, bad, choices", [
     ("aqa_tf.train", "--backbone=c4d", "c3d|i3d|mscadc|"),
-    ("aqa_tf.evaluate", "--heads=score,tsa", "c3d|i3d|mscadc|"),
+    ("aqa_tf.evaluate", "--heads=score,tpt", "c3d|i3d|mscadc|"),
     ("aqa_tf.export", "--quantize=int4", "c3d|i3d|mscadc|"),
     ("aqa_tf.predict", "--frames_per_second=25", "c3d|i3d|mscadc|"),
     ("aqa_tf.benchmark", "--aggregation=max", "c3d|i3d|mscadc|"),

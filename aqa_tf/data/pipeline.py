@@ -147,7 +147,7 @@ def judge_scores_target(judges: tf.Tensor, num_judges: int = features.NUM_JUDGES
 def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: bool,
                  seed: Optional[tf.Tensor] = None, include_caption: bool = False,
                  with_keys: bool = False, include_judges: bool = False,
-                 num_judges: int = features.NUM_JUDGES
+                 num_judges: int = features.NUM_JUDGES, include_steps: bool = False
                  ) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
     """One parsed record -> `(inputs, targets)` of one sample (see `build_dataset`)."""
     jpegs = record[features.FRAMES]
@@ -203,7 +203,45 @@ def parse_sample(record: Dict[str, tf.Tensor], config: DataConfig, training: boo
     if include_judges:
         targets[features.JUDGE_SCORES] = judge_scores_target(record[features.JUDGE_SCORES],
                                                              num_judges)
+    if include_steps:
+        targets[tasks.STEP_TRANSITIONS] = window_transitions(record, end, config)
     return inputs, targets
+
+
+def window_transitions(record: Dict[str, tf.Tensor], end: tf.Tensor,
+                       config: DataConfig) -> tf.Tensor:
+    """The two step transitions of a record within the model's `num_frames` frames of the
+    window ending at stored frame `end`: int32 `[2]`, the first frame of the second step and
+    the first frame of the last one (`[-1, -1]` for a record without step labels).
+
+    As FineDiving's `datasets/FineDiving_Pair.py` (`load_video`, plus 1 in `tools/runner.py`):
+    the labels of the frames in use, in order, and their first appearances; the transitions
+    are the first appearance of the second label and of the last (equal when the window shows
+    two steps only; `[n - 1, n - 1]` when it shows one). A stored frame's label is
+    `frame_step_labels[frame_positions[i]]`, or `frame_step_labels[i]` for records without
+    positions (one label per stored frame: the synthetic dives)."""
+    labels = record[features.FRAME_STEP_LABELS]
+    positions = record[features.FRAME_POSITIONS]
+    count = tf.size(labels, out_type=tf.int64)
+    frame = tf.cast(tf.floor(tf.range(config.num_frames, dtype=tf.float64) * config.frame_step),
+                    tf.int64)
+    stored = tf.maximum(end - config.window_length + 1 + frame, 0)
+    num_positions = tf.size(positions, out_type=tf.int64)
+    index = tf.cond(num_positions > 0,
+                    lambda: tf.gather(positions, tf.minimum(stored, num_positions - 1)),
+                    lambda: stored)
+    padded = tf.concat([labels, [-1]], 0)  # gathers stay valid for records without labels
+    safe = tf.gather(padded, tf.clip_by_value(index, 0, tf.maximum(count - 1, 0)))
+    n = config.num_frames
+    # A frame's label is new when no earlier frame has it.
+    earlier = tf.linalg.band_part(tf.ones([n, n], tf.bool), -1, 0) & ~tf.eye(n, dtype=tf.bool)
+    seen = tf.reduce_any(tf.equal(safe[:, None], safe[None, :]) & earlier, axis=1)
+    new = tf.cast(tf.where(~seen[1:])[:, 0] + 1, tf.int32)
+    last = tf.constant(n - 1, tf.int32)
+    found = tf.size(new) > 0
+    transitions = tf.cond(found, lambda: tf.stack([new[0], new[-1]]),
+                          lambda: tf.stack([last, last]))
+    return tf.where(count > 0, transitions, tf.constant([-1, -1], tf.int32))
 
 
 def cut_and_pad_caption(ids: tf.Tensor, max_words: int) -> tf.Tensor:
@@ -300,7 +338,8 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
                   drop_remainder: Optional[bool] = None, deterministic: Optional[bool] = None,
                   include_judges: bool = False,
                   num_judges: int = features.NUM_JUDGES,
-                  exemplar_pairs: Optional[Tuple[str, bool]] = None) -> tf.data.Dataset:
+                  exemplar_pairs: Optional[Tuple[str, bool]] = None,
+                  include_steps: bool = False) -> tf.data.Dataset:
     """Batches of `(inputs, targets)` of one split.
 
     Args:
@@ -328,6 +367,11 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
         and `targets["relative_score"]` (query - exemplar; targets are scores, or executions
         with `use_difficulty`). Ignored when not training (evaluation compares each query with
         a bank of training exemplars, `heads.core.ExemplarBank`).
+      include_steps: add `targets["step_transitions"]` (int32 `[batch, 2]`, the dive's two
+        step transitions within the model's frames, `window_transitions`); with
+        `exemplar_pairs` when training, also `inputs["query_transitions"]` (the same) and
+        `inputs["exemplar_transitions"]`, and `targets["exemplar_transitions"]` (the
+        procedure-aware heads: TSA).
 
     Returns:
       A dataset of `(inputs, targets)`: inputs `{"video": float32 [batch, num_clips,
@@ -339,7 +383,8 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
     if deterministic is None:
         deterministic = not training
     if training and exemplar_pairs:
-        return _paired_dataset(config, split, exemplar_pairs, repeat, drop_remainder)
+        return _paired_dataset(config, split, exemplar_pairs, repeat, drop_remainder,
+                               include_steps)
     ds = _records(config, split, training, deterministic)
     if training:
         ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
@@ -357,7 +402,7 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
     def parse(seed, serialized):
         record = features.parse_sequence_example(serialized)
         return parse_sample(record, config, training, seed, include_caption, with_keys,
-                            include_judges, num_judges)
+                            include_judges, num_judges, include_steps)
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if drop_remainder is None:
@@ -368,7 +413,8 @@ def build_dataset(config: DataConfig, split: str, training: bool, with_keys: boo
 
 
 def _paired_dataset(config: DataConfig, split: str, exemplar_pairs: Tuple[str, bool],
-                    repeat: bool, drop_remainder: Optional[bool]) -> tf.data.Dataset:
+                    repeat: bool, drop_remainder: Optional[bool],
+                    include_steps: bool = False) -> tf.data.Dataset:
     """Training batches of (query, exemplar) pairs (see `build_dataset`'s `exemplar_pairs`).
     Deterministic: the same seed gives the same pairs and augmentations."""
     match, use_difficulty = exemplar_pairs
@@ -388,8 +434,14 @@ def _paired_dataset(config: DataConfig, split: str, exemplar_pairs: Tuple[str, b
     def parse(seed, pair):
         query = features.parse_sequence_example(pair[0])
         exemplar = features.parse_sequence_example(pair[1])
-        inputs, targets = parse_sample(query, config, True, seed[:2])
-        exemplar_inputs, _ = parse_sample(exemplar, config, True, seed[2:])
+        inputs, targets = parse_sample(query, config, True, seed[:2],
+                                       include_steps=include_steps)
+        exemplar_inputs, exemplar_targets = parse_sample(exemplar, config, True, seed[2:],
+                                                         include_steps=include_steps)
+        if include_steps:
+            inputs["query_transitions"] = targets[tasks.STEP_TRANSITIONS]
+            inputs["exemplar_transitions"] = targets["exemplar_transitions"] = \
+                exemplar_targets[tasks.STEP_TRANSITIONS]
         inputs["exemplar_video"] = exemplar_inputs["video"]
         inputs["exemplar_target"] = target(exemplar)
         inputs["query_target"] = target(query)

@@ -166,6 +166,12 @@ def format_result(result: Dict) -> str:
         lines.append(f"  {'judges':<16}" + " ".join(f"{v:.1f}" for v in result["judge_scores"]))
     if "commentary" in result:
         lines.append(f"  {'commentary':<16}{result['commentary']}")
+    if "steps" in result:
+        lines.append(f"  {'steps':<16}window frames, times and each step's share of the "
+                     "difference to the exemplars")
+        lines += [f"    {s['name']:<12}frames {s['first_frame']:>3}-{s['last_frame']:<3} "
+                  f"{s['start_time']:6.2f}-{s['end_time']:<6.2f} s {s['contribution']:+8.2f}"
+                  for s in result["steps"]]
     if "exemplars" in result:
         group = result["exemplar_group"]
         count = len(result["exemplars"])
@@ -333,6 +339,50 @@ def plot_exemplars(result: Dict, path: str) -> str:
                  f"{len(exemplars)} exemplar{'s' * (len(exemplars) != 1)} "
                  + ("of any type" if group == "*"
                                                    else f"of {group}"), fontsize=10, wrap=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_steps(result: Dict, path: str) -> str:
+    """PNG for procedure-aware models (TSA): the middle frame of each step the model found in
+    the window (take-off, flight, entry), titled with its frames and times, above each step's
+    share of the score difference to the exemplars (their sum: the predicted score minus the
+    exemplars' mean score)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, window = result["steps"], result["window"]
+    fig, axes = plt.subplots(2, len(steps), dpi=100, squeeze=False,
+                             figsize=(max(6, 2.4 * len(steps)), 5.2),
+                             gridspec_kw={"height_ratios": [1.3, 1]})
+    for ax, step in zip(axes[0], steps):
+        middle = (step["first_frame"] + step["last_frame"]) // 2
+        ax.imshow(window[min(middle, len(window) - 1)])
+        ax.set_title(f"{step['name']}\nframes {step['first_frame']}-{step['last_frame']} "
+                     f"({step['start_time']:.2f}-{step['end_time']:.2f} s)", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[1][1:]:
+        ax.remove()
+    bars = fig.add_subplot(2, 1, 2) if len(steps) > 1 else axes[1][0]
+    if len(steps) > 1:
+        axes[1][0].remove()
+    shares = [s["contribution"] for s in steps]
+    bars.bar(range(len(steps)), shares, 0.5,
+             color=["tab:green" if v >= 0 else "tab:red" for v in shares])
+    bars.axhline(0, color="black", linewidth=0.8)
+    bars.set_xticks(range(len(steps)))
+    bars.set_xticklabels([s["name"] for s in steps])
+    bars.set_ylabel("share of the score\ndifference (points)", fontsize=8)
+    for i, v in enumerate(shares):
+        bars.annotate(f"{v:+.2f}", (i, v), ha="center", va="bottom" if v >= 0 else "top",
+                      fontsize=8)
+    total = sum(shares)
+    fig.suptitle(f"{os.path.basename(result['video'])}: score {result['score']:.1f}, "
+                 f"{total:+.2f} against the exemplars' mean", fontsize=10, wrap=True)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -57,10 +57,28 @@ class AQAModel(keras.Model):
         video = keras.Input((data_config.num_clips, data_config.clip_length,
                              data_config.crop_size, data_config.crop_size, 3), name="video")
         backbone = build_clip_backbone(model_config, data_config)
-        clip_layer = clip_encoder.TimeDistributed(backbone, name=BACKBONE_LAYER)
-        clips = clip_layer(video)
-        inputs = {"video": video}
         heads = build_heads(model_config, data_config)
+        reads_maps = any(h.reads_clip_maps for h in heads.values())
+        if reads_maps and not getattr(backbone, "map_pooling", ()):
+            names = ",".join(h.name for h in heads.values() if h.reads_clip_maps)
+            raise ValueError(f"heads {names} read every clip's feature map, which backbone "
+                             f"{model_config.backbone} does not give (use i3d)")
+        # Heads that read the clips' maps: the encoder stops at the map (same layers, same
+        # weights file paths) and the clip features are the backbone's pooling of it.
+        clip_layer = clip_encoder.TimeDistributed(
+            backbone.feature_map_model() if reads_maps else backbone, name=BACKBONE_LAYER,
+            fold_in_training=any(h.folds_clips for h in heads.values()))
+
+        def encode_clips(other):
+            out = clip_layer(other)
+            if not reads_maps:
+                return out, None
+            folded = ops.reshape(out, (-1,) + tuple(out.shape[2:]))
+            pooled = backbone.pool_feature_map(folded)
+            return ops.reshape(pooled, (-1, int(out.shape[1]), int(pooled.shape[-1]))), out
+
+        clips, clip_maps = encode_clips(video)
+        inputs = {"video": video}
         for head in heads.values():
             head.add_inputs(inputs)
         if getattr(backbone, "spatial_features", False):
@@ -69,7 +87,9 @@ class AQAModel(keras.Model):
         else:
             features, aggregation, trunk = _aggregate_clips(model_config, inputs, clips)
             pool = features.encode
-            features.encode = lambda other: pool(clip_layer(other))
+            features.encode = lambda other: pool(encode_clips(other)[0])
+            if reads_maps:
+                features.clip_maps, features.encode_clips = clip_maps, encode_clips
         outputs = {}
         for head in heads.values():
             outputs.update(head.build(features))

@@ -192,7 +192,7 @@ def attach_exemplar_banks(owner: keras.Model, data_config: DataConfig):
     for head in owner.heads.values():
         if not head.compares_exemplars or getattr(head, "bank", None) is not None:
             continue
-        encoder = keras.Model(owner.input["video"], owner.features.pooled)
+        encoder = head.bank_encoder(owner)
         config = head.model_config
         bank = ExemplarBank(data_config, config.exemplar_match, config.core_difficulty,
                             config.voters, lambda video: encoder.predict_on_batch(video))

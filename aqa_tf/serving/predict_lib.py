@@ -162,6 +162,10 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
             {"key": keys[i].decode("utf-8"), "score": float(outputs["exemplar_scores"][0][i]),
              "verdict": float(outputs["voter_scores"][0][i])} for i in used]
         result["exemplar_thumbnails"] = [outputs["exemplar_thumbnails_bytes"][0][i] for i in used]
+    if "step_transitions" in outputs:  # procedure-aware heads (TSA): the dive's steps
+        result["steps"] = dive_steps(outputs["step_transitions"][0],
+                                     outputs["step_contributions"][0], scorer.meta,
+                                     video.times[max(0, end - length + 1):end + 1], length)
     for label, texts in scorer.texts(model_window).items():
         result[label] = texts[0]
     warning = outside_training_range(result["score"], scorer.meta)
@@ -170,6 +174,31 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
         result["warning"] = warning
     result["window"] = window
     return result
+
+
+def dive_steps(transitions, contributions, meta: Dict, times, length: int) -> List[Dict]:
+    """The steps a procedure-aware model found in a window: per step its name, first and last
+    window frame, their times (`times`: of the window's frames present in the video; frames
+    repeated in front take the first time) and its share of the score difference to the
+    exemplars (`step_contributions`). The transitions count the model's frames
+    (`meta["step_frames"]`: the window frame of each)."""
+    frames = meta.get("step_frames") or list(range(length))
+    names = meta.get("step_names") or [f"step {i + 1}" for i in range(len(contributions))]
+    first, second = (int(t) for t in transitions)
+    bounds = [(0, first - 1), (first, second - 1), (second, len(frames) - 1)]
+    pad = length - len(times)  # window frames before the video's first
+
+    def time_of(window_frame):
+        return float(times[max(0, window_frame - pad)])
+
+    steps = []
+    for name, (low, high), share in zip(names, bounds, contributions):
+        high = max(low, high)
+        start, stop = frames[min(low, len(frames) - 1)], frames[min(high, len(frames) - 1)]
+        steps.append({"name": name, "first_frame": int(start), "last_frame": int(stop),
+                      "start_time": time_of(start), "end_time": time_of(stop),
+                      "contribution": float(share)})
+    return steps
 
 
 def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,

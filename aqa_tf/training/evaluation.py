@@ -14,7 +14,7 @@ backend on a machine without TensorFlow (`aqa_tf.benchmark` on a GPU machine).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Callable, Dict, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -94,16 +94,29 @@ class Predictor:
                 dtype = np.int32 if np.issubdtype(value.dtype, np.integer) else np.float32
                 outputs.setdefault(name, []).append(value.astype(dtype))
         return Predictions(keys, {k: np.concatenate(v) for k, v in targets.items()},
-                           {k: np.concatenate(v) for k, v in outputs.items()},
+                           {k: _concatenate(v) for k, v in outputs.items()},
                            np.concatenate(actions) if actions else None, names)
+
+
+def _concatenate(batches: List[np.ndarray]) -> np.ndarray:
+    """Batches of an output along the samples; per-voter outputs (`[batch, voters, ...]`) of
+    batches that had fewer voters (the smallest count among a batch's queries, where a
+    match value has fewer training samples than --voters) are padded with NaN (float) or -1."""
+    widths = {b.shape[1] for b in batches if b.ndim > 1}
+    if len(widths) <= 1:
+        return np.concatenate(batches)
+    fill = -1 if np.issubdtype(batches[0].dtype, np.integer) else np.nan
+    width = max(widths)
+    return np.concatenate([np.pad(b, [(0, 0), (0, width - b.shape[1])] + [(0, 0)] * (b.ndim - 2),
+                                  constant_values=fill) for b in batches])
 
 
 def exemplar_bank_of(model: keras.Model, head):
     """The `data.exemplar_bank.ExemplarBank` of a head that compares with exemplars, whose
-    encoder is the model's backbone and aggregation (evaluation mode)."""
+    encoder is the head's (`bank_encoder`: the model's layers, evaluation mode)."""
     from aqa_tf.data.exemplar_bank import ExemplarBank
     owner = aqa_model.owner(model)
-    encoder = keras.Model(owner.input["video"], owner.features.pooled)
+    encoder = head.bank_encoder(owner)
     config = head.model_config
     return ExemplarBank(head.data_config, config.exemplar_match, config.core_difficulty,
                         config.voters, lambda video: encoder.predict_on_batch(video))

@@ -171,12 +171,14 @@ class TrainingRun:
         backup = keras.callbacks.BackupAndRestore(
             self.folder.file(run_folder.BACKUP_DIR),
             save_freq=self.train_config.backup_every_steps or "epoch", delete_checkpoint=False)
+        heads = [c for h in aqa_model.owner(self.model).heads.values()
+                 for c in h.callbacks(self.train_config)]
         if not self.is_chief:  # it restores and backs up (in its folder); the rest is the chief's
-            return [backup]
+            return heads + [backup]
         # The epoch's evaluation (metrics JSON, last/best weights) is written before the backup
         # marks the epoch done: a run killed in between trains that epoch again rather than
         # losing its metrics.
-        return [
+        return heads + [
             callbacks_lib.EpochEvaluation(self.folder, self.evaluator.evaluate, self.has_val,
                                           self.train_config.test_every_epoch,
                                           self.train_config.select_on),

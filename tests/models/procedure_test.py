@@ -15,7 +15,7 @@ import types
 import numpy as np
 import pytest
 
-from aqa_tf.data import procedure as steps_data
+from aqa_tf.metrics import procedure as steps_data
 from aqa_tf.models.layers import procedure
 from tests.helpers import authors_module
 

@@ -65,7 +65,28 @@ class Backbone(keras.Model):
     then `self.record_config(features, arg=value, ...)` with every constructor argument; each
     becomes an attribute, `get_config` returns them (plus name and trainable) and `from_config`
     rebuilds the backbone from them. `feature_dim` is the size of the last output axis.
+
+    Backbones whose feature pools a spatio-temporal map name the layers that pool it in
+    `map_pooling` (in order; the map is the first one's input): heads that read the map of
+    every clip (TSA's step decoder) need it (`feature_map_model`).
     """
+
+    #: names of the layers that pool the clip's feature map into its feature, in order
+    map_pooling: tuple = ()
+
+    def feature_map_model(self) -> keras.Model:
+        """A model of the same layers (shared weights) from the clip to its feature map
+        `[batch, T', H', W', C]` before `map_pooling`."""
+        if not self.map_pooling:
+            raise ValueError(f"backbone {self.name} gives no feature map before its pooling")
+        return keras.Model(self.input, self.get_layer(self.map_pooling[0]).input,
+                           name=self.name)
+
+    def pool_feature_map(self, feature_map):
+        """The clip feature of a map of `feature_map_model` (the backbone's own pooling)."""
+        for name in self.map_pooling:
+            feature_map = self.get_layer(name)(feature_map)
+        return feature_map
 
     def record_config(self, features: keras.KerasTensor, **arguments: Any):
         self._constructor_arguments = dict(arguments)

@@ -107,6 +107,9 @@ class I3D(Backbone):
       width_multiplier: scales every convolution's filters (1.0: the published network).
     """
 
+    # The Mixed_5c map (FineDiving's `models/i3d.py` returns it beside the pooled feature).
+    map_pooling = ("avg_pool", "window_average")
+
     def __init__(self, clip_length: int = 16, image_size: int = 224,
                  width_multiplier: float = 1.0, **kwargs):
         def scale(filters):

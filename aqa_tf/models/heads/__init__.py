@@ -6,6 +6,10 @@
                     CVPR 2020), in place of the score head
   dive              the five sub-action classifiers (paper 001)
   caption           S2VT commentary (papers 000 and 001)
+  core              CoRe: the score relative to exemplars, group-aware regression tree (Yu et
+                    al., ICCV 2021), in place of the score head
+  tsa               TSA: the dive's steps found, compared step by step with exemplars (Xu et
+                    al., CVPR 2022, FineDiving), in place of the score head
   mscadc            MSCADC's context-net heads (paper 001, Table 3), which the score, dive and
                     caption heads use on spatial backbones
 

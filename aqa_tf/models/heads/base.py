@@ -35,6 +35,10 @@ class Features:
       encode: clip backbones: a function that runs the same layers (shared weights) from
         another video input `[batch, num_clips, clip_length, crop, crop, 3]` to its pooled
         feature (an exemplar's, for heads that compare videos), else None.
+      clip_maps: the feature map of every clip `[batch, num_clips, T', H', W', C]` before the
+        backbone's pooling, when a head reads it (`Head.reads_clip_maps`), else None.
+      encode_clips: with `clip_maps`: a function from another video input to its `(clips,
+        clip_maps)` (shared weights), else None.
     """
 
     inputs: Dict[str, keras.KerasTensor]
@@ -42,6 +46,8 @@ class Features:
     pooled: Optional[keras.KerasTensor] = None
     feature_map: Optional[keras.KerasTensor] = None
     encode: Optional[Callable[[keras.KerasTensor], keras.KerasTensor]] = None
+    clip_maps: Optional[keras.KerasTensor] = None
+    encode_clips: Optional[Callable] = None
 
 
 @dataclasses.dataclass
@@ -103,6 +109,12 @@ class Head:
     compares_exemplars: bool = False
     #: string `[batch]` inputs the head adds to `serving_default` (CoRe's dive number)
     serving_inputs: Tuple[str, ...] = ()
+    #: whether the head reads every clip's feature map (`Features.clip_maps`; the backbone
+    #: must name its pooling, `Backbone.map_pooling`)
+    reads_clip_maps: bool = False
+    #: whether the backbone runs on all clips of a batch at once in training too (BatchNorm
+    #: statistics over them all, `clip_encoder.TimeDistributed`'s fold_in_training)
+    folds_clips: bool = False
 
     def __init__(self, model_config: ModelConfig, data_config: DataConfig):
         self.model_config, self.data_config = model_config, data_config
@@ -139,6 +151,11 @@ class Head:
     def losses(self, train_config: TrainConfig) -> Dict[str, Tuple[keras.losses.Loss, float]]:
         """Output name -> (loss, weight in the total loss)."""
         return {}
+
+    def callbacks(self, train_config: TrainConfig) -> List:
+        """Keras callbacks the head needs in training (TSA: when to stop cutting the steps at
+        the annotated transitions)."""
+        return []
 
     def synthetic_batch(self, rng: np.random.Generator, batch: int, x: Dict, y: Dict):
         """Adds random inputs and targets of the head's shapes to `x` and `y` (the probes and

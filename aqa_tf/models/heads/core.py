@@ -203,6 +203,11 @@ class CoReHead(ScoreHead):
         difficulty = ops.expand_dims(args[3], -1) if len(args) > 3 else None
         return self._to_score(ops.cast(targets, "float32") + relative, difficulty)
 
+    def bank_encoder(self, owner) -> keras.Model:
+        """Preprocessed video -> what the exemplar bank holds of it (`data.exemplar_bank`):
+        here its pooled feature, from the model's backbone and aggregation."""
+        return keras.Model(owner.input["video"], owner.features.pooled)
+
     def losses(self, train_config):
         weight = train_config.score_loss_weight
         return {CORE_TREE: (RegressionTreeLoss(self.groups), weight),

@@ -28,13 +28,28 @@ class TimeDistributed(layers.TimeDistributed):
     it takes its batch statistics per clip, as the reference implementations do (they loop
     over the clips).
 
+    `fold_in_training=True` folds in training too, BatchNorm then taking its statistics over
+    every clip of the batch: what FineDiving's TSA does (`models/Backbone.py` runs I3D once on
+    all clips of the query and the exemplar).
+
     The class keeps Keras's name because weights files address a layer's variables by the
     snake-cased class name (`layers/time_distributed/...`): checkpoints written before this
     layer existed still load.
     """
 
+    def __init__(self, layer, fold_in_training: bool = False, **kwargs):
+        super().__init__(layer, **kwargs)
+        self.fold_in_training = bool(fold_in_training)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.fold_in_training:  # configs written before the option stay as they were
+            config["fold_in_training"] = True
+        return config
+
     def call(self, inputs, training=None, mask=None):
-        per_clip = training and _has_batch_statistics(self.layer)
+        per_clip = (training and not self.fold_in_training
+                    and _has_batch_statistics(self.layer))
         if per_clip or mask is not None or None in tuple(inputs.shape[1:]):
             return super().call(inputs, training=training, mask=mask)
         clips = int(inputs.shape[1])
