@@ -121,7 +121,7 @@ AGGREGATIONS: Registry[Callable[..., Any]] = Registry("aggregation", declared=_d
     "aqa_tf.models.layers.aggregation", "average", "lstm", "lstm_encoder", "weight_decider"))
 CHECKPOINT_SOURCES: Registry[Any] = Registry("checkpoint source", declared=_declare(
     "aqa_tf.weights.sources", "c3d", "core", "i3d", "i3d_hassony2", "keras_backbone",
-    "keras_model", "mtl_aqa", "resnet", "s3d", "torchvision"))
+    "keras_model", "mtl_aqa", "resnet", "s3d", "torchvision", "tsa"))
 NORMALIZATIONS: Registry[Tuple[Tuple[float, ...], Tuple[float, ...]]] = Registry(
     "normalization", ["aqa_tf.data.normalization"])  # no Keras: imported to list its names
 SELECTION_RULES: Registry[Any] = Registry("selection rule", declared=_declare(

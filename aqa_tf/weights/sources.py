@@ -277,14 +277,7 @@ class CoReCheckpoint:
             raise ConfigError("source=core: the CoRe authors' checkpoint holds an I3D and a "
                               "regression tree; build the model with --backbone=i3d "
                               "--heads=core (their settings: configs/core_mtl_aqa_i3d.cfg)")
-        from aqa_tf.models.backbones.i3d import BN_EPSILON
-        prefix = "base_model.backbone."
-        i3d = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        for key in [k for k in i3d if k.endswith("batch3d.weight")]:
-            var = i3d[key[:-len("weight")] + "running_var"].astype(np.float64)
-            i3d[key] = (i3d[key] * np.sqrt((var + BN_EPSILON) / (var + CORE_I3D_BN_EPSILON))
-                        ).astype(np.float32)
-        report = convert_into(aqa_model.backbone_of(owner), i3d, "i3d_hassony2")
+        report = _load_authors_i3d(owner, state_dict)
         tree = {k[len("regressor."):]: v for k, v in state_dict.items()
                 if k.startswith("regressor.")}
         weights = tree_weights_from_torch(tree)
@@ -305,6 +298,75 @@ class CoReCheckpoint:
 
 
 CHECKPOINT_SOURCES.register("core", CoReCheckpoint())
+
+
+def _load_authors_i3d(owner: keras.Model, state_dict: Dict[str, np.ndarray]) -> Dict:
+    """The I3D of a CoRe or TSA checkpoint (`base_model.backbone.<hassony2 key>`) into the
+    model's backbone; their I3D keeps PyTorch's BatchNorm epsilon (1e-5), so the scales are
+    rescaled to the backbone's exactly."""
+    from aqa_tf.models.backbones.i3d import BN_EPSILON
+    prefix = "base_model.backbone."
+    i3d = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    for key in [k for k in i3d if k.endswith("batch3d.weight")]:
+        var = i3d[key[:-len("weight")] + "running_var"].astype(np.float64)
+        i3d[key] = (i3d[key] * np.sqrt((var + BN_EPSILON) / (var + CORE_I3D_BN_EPSILON))
+                    ).astype(np.float32)
+    return convert_into(aqa_model.backbone_of(owner), i3d, "i3d_hassony2")
+
+
+class TSACheckpoint:
+    """xujinglin/FineDiving's TSA checkpoint: `tools/helper.py` `save_checkpoint` writes one
+    file holding `base_model` (`models/Backbone.py`: the same hassony2 I3D as CoRe's, keys
+    `backbone.<I3D key>`), `psnet_model`, `decoder` and `regressor_delta` (the modules of
+    `layers.procedure`), the optimizer's state and the epoch's numbers; `module.` prefixes are
+    stripped, as their `load_model` does. Into a model with the I3D backbone and the tsa head
+    at the authors' sizes (configs/tsa_finediving_i3d.cfg)."""
+
+    whole_model = True
+    torch = True
+    PARTS = ("base_model", "psnet_model", "decoder", "regressor_delta")
+
+    def read(self, path: str, backbone: str, epoch: Optional[int] = None) -> Dict[str, np.ndarray]:
+        obj = load_torch_file(path)
+        if not isinstance(obj, dict) or not set(self.PARTS) <= set(obj):
+            found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise ConfigError(f"checkpoint {path}: not a TSA checkpoint (expected the keys "
+                              f"{', '.join(self.PARTS)} of FineDiving's save_checkpoint; found "
+                              f"{found})")
+        merged = {}
+        for part in self.PARTS:
+            for key, value in mapping.strip_prefixes(
+                    {k: v.detach().cpu().numpy() for k, v in obj[part].items()}).items():
+                merged[f"{part}.{key}"] = value
+        return merged
+
+    def load_state(self, target: keras.Model, state_dict: Dict[str, np.ndarray],
+                   backbone: str) -> Dict:
+        from aqa_tf.models.layers.procedure import procedure_weights_from_torch
+        owner = aqa_model.owner(target)
+        head = getattr(owner, "heads", {}).get("tsa")
+        if head is None or backbone != "i3d":
+            raise ConfigError("source=tsa: the FineDiving authors' checkpoint holds an I3D and "
+                              "TSA's modules; build the model with --backbone=i3d --heads=tsa "
+                              "(their settings: configs/tsa_finediving_i3d.cfg)")
+        report = _load_authors_i3d(owner, state_dict)
+        parts = {part: {k[len(part) + 1:]: v for k, v in state_dict.items()
+                        if k.startswith(part + ".")} for part in self.PARTS[1:]}
+        try:
+            procedure_weights_from_torch(head.segmenter, head.decoder, head.regressor, parts)
+        except ValueError as error:
+            raise ConfigError(f"source=tsa: {error} (the authors' sizes: "
+                              "configs/tsa_finediving_i3d.cfg)") from None
+        report["loaded"] = list(report.get("loaded", [])) + [
+            f"{part}.{key}" for part, keys in parts.items() for key in sorted(keys)]
+        return report
+
+    def load(self, target: keras.Model, path: str, backbone: str,
+             epoch: Optional[int] = None) -> Dict:
+        return self.load_state(target, self.read(path, backbone, epoch), backbone)
+
+
+CHECKPOINT_SOURCES.register("tsa", TSACheckpoint())
 
 
 def torch_sources() -> List[str]:
