@@ -195,7 +195,11 @@ class TSAHead(CoReHead):
         targets = keras.Input((None,), name=EXEMPLAR_TARGETS)
         self.inference_inputs = {EXEMPLAR_FEATURES: bank, EXEMPLAR_TARGETS: targets}
         extra = [inputs[tasks.DIFFICULTY_INPUT]] if config.core_difficulty else []
-        votes = layers.Lambda(self._vote, name="tsa_votes")([tokens, bank, targets] + extra)
+        votes = layers.Lambda(
+            self._vote, name="tsa_votes",
+            output_shape=lambda shapes: [tuple(shapes[1][:2]),
+                                         tuple(shapes[1][:2]) + (procedure.STEPS,)])(
+            [tokens, bank, targets] + extra)
         voter_scores = named(VOTER_SCORES)(votes[0])
         voter_steps = named(VOTER_STEP_CONTRIBUTIONS)(votes[1])
         self.inference_outputs = {
