@@ -84,6 +84,7 @@ class DemoModel:
     def __init__(self, scorer: Scorer, model_path: str = "", out_dir: str = ""):
         self.scorer, self.model_path = scorer, model_path
         self.out_dir = out_dir or tempfile.mkdtemp(prefix="aqa_tf_demo_")
+        os.makedirs(self.out_dir, exist_ok=True)
         self.class_names = dict(scorer.meta.get("class_names") or {})
         self.uses_difficulty = bool(scorer.meta.get("uses_difficulty"))
         self.actions = list(scorer.meta.get("actions") or []) if scorer.meta.get(
@@ -130,8 +131,11 @@ class DemoModel:
         result = predict_lib.score_dive(self.scorer, path, difficulty=self._difficulty(
             difficulty), progress=False, video=video, action=self._action(action),
             dive_type=self._dive_type(dive_type))
-        result["plot"] = reporting.plot_dive(result, self.scorer.meta,
-                                             self._file(path, "clips.png"))
+        # Procedure-aware models (TSA): the step plot in place of the clip plot, as predict.
+        result["plot"] = (reporting.plot_steps(result, self._file(path, "steps.png"))
+                          if "steps" in result else
+                          reporting.plot_dive(result, self.scorer.meta,
+                                              self._file(path, "clips.png")))
         if "exemplars" in result:
             result["exemplars_plot"] = reporting.plot_exemplars(
                 result, self._file(path, "exemplars.png"))
@@ -181,6 +185,12 @@ def exemplars_text(result: Dict) -> str:
              "| exemplar | its score | its verdict on this dive |", "| --- | --- | --- |"]
     lines += [f"| {e['key']} | {e['score']:.2f} | {e['verdict']:.2f} |"
               for e in result["exemplars"]]
+    if "steps" in result:  # TSA: where the dive gained or lost against them
+        lines += ["", "**Steps** (each one's share of the difference to the exemplars)", "",
+                  "| step | frames | time (s) | share |", "| --- | --- | --- | --- |"]
+        lines += [f"| {s['name']} | {s['first_frame']}-{s['last_frame']} | "
+                  f"{s['start_time']:.2f}-{s['end_time']:.2f} | {s['contribution']:+.2f} |"
+                  for s in result["steps"]]
     return "\n".join(lines)
 
 

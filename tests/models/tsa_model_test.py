@@ -199,3 +199,13 @@ def test_export_scores_with_its_bank_and_predict_shows_the_steps(records, tmp_pa
     for step in steps:
         assert f"{step['name']:<12}frames {step['first_frame']:>3}-" in proc.stdout
     assert os.path.getsize(os.path.join(out_dir, "dive_steps.png")) > 10_000
+
+    # The demo page's model scores as predict does and shows the step plot and table.
+    from aqa_tf.serving import demo_app
+    demo = demo_app.DemoModel(scorer, path, str(tmp_path / "demo"))
+    shown = demo.score(video_path, dive_type=dive)
+    assert shown["score"] == pytest.approx(result["score"], abs=1e-4)
+    assert shown["plot"].endswith("steps.png") and os.path.getsize(shown["plot"]) > 10_000
+    table = demo_app.exemplars_text(shown)
+    for step in steps:
+        assert f"| {step['name']} | {step['first_frame']}-{step['last_frame']} |" in table
