@@ -44,6 +44,6 @@ def test_unknown_source_and_missing_file_are_named(tmp_path):
 
 def test_the_converter_offers_the_pytorch_sources():
     assert sources.torch_sources() == ["c3d", "core", "i3d", "i3d_hassony2", "mtl_aqa",
-                                      "resnet", "s3d", "torchvision"]
+                                      "resnet", "s3d", "torchvision", "tsa"]
     assert set(registry.CHECKPOINT_SOURCES.names()) == set(sources.torch_sources()) | {
         "keras_backbone", "keras_model"}
