@@ -11,17 +11,23 @@ modules load in the child, as in a fresh process. Tests of what a command import
 are parsed before TensorFlow loads) start plain processes instead.
 
 Protocol, one JSON object a line: this process says `{"ready": pid, "env": its environment}`
-once it has imported its libraries; then the test writes `{"module", "args", "cwd", "env",
-"stdout", "stderr"}` (the last two: files for the child's output) on stdin; this process answers
-`{"pid": ...}` once the child runs and `{"returncode": ...}` when it has ended (minus the
-signal number if a signal ended it, as `subprocess` reports). It ends at the end of its stdin.
+once it has imported its libraries; then the test writes `{"id", "module", "args", "cwd", "env",
+"stdout", "stderr"}` (the last two: files for the child's output, the same file for both where
+they are to be merged, as `stderr=subprocess.STDOUT` does) on stdin; this process answers
+`{"id", "pid"}` once the child runs and `{"id", "returncode"}` when it has ended (minus the
+signal number if a signal ended it, as `subprocess` reports). Several commands may run at once
+(a test that starts two trainings side by side, or a cluster of workers); the answers of one
+command come in order, those of different commands interleaved. At the end of its stdin it kills
+the children still running (their test process has ended) and ends.
 """
 
 import atexit
 import json
 import os
 import runpy
+import signal
 import sys
+import tempfile
 import threading
 import traceback
 
@@ -50,12 +56,18 @@ def _run_child(request: dict):
     os.close(_CONTROL)
     os.environ.clear()
     os.environ.update(request["env"])
+    # The temporary folder as a new interpreter finds it ($TMPDIR...): `tempfile` remembers
+    # the one it found here, under this process's environment.
+    tempfile.tempdir = None
     os.chdir(request["cwd"])
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
+    opened = {}
     for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
-        out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(out, fd)
+        if path not in opened:  # one file for both: one descriptor, as stderr=STDOUT gives
+            opened[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(opened[path], fd)
+    for out in opened.values():
         os.close(out)
     sys.path[0] = request["cwd"]  # as `python -m` puts the working directory first
     sys.argv = ["-m", *request["args"]]  # runpy sets argv[0] to the module's file
@@ -79,20 +91,40 @@ def _run_child(request: dict):
 def main():
     control_in = sys.stdin
     control_out = os.fdopen(_CONTROL, "w", closefd=False)
-    print(json.dumps({"ready": os.getpid(), "env": dict(os.environ)}), file=control_out,
-          flush=True)
+    answering = threading.Lock()
+    running = {}  # pid -> the thread that waits for it
+
+    def answer(message: dict):
+        with answering:
+            print(json.dumps(message), file=control_out, flush=True)
+
+    def wait_for(command_id, pid):
+        _, status = os.waitpid(pid, 0)
+        code = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                else os.WEXITSTATUS(status))
+        answer({"id": command_id, "returncode": code})
+        running.pop(pid, None)
+
+    answer({"ready": os.getpid(), "env": dict(os.environ)})
     for line in control_in:
         request = json.loads(line)
         sys.stdout.flush()
         sys.stderr.flush()
+        # The child needs none of this process's threads (each only waits for a child of its
+        # own): it runs the command in the thread that forked it, as a new interpreter would.
         pid = os.fork()
         if pid == 0:
             _run_child(request)
-        print(json.dumps({"pid": pid}), file=control_out, flush=True)
-        _, status = os.waitpid(pid, 0)
-        code = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
-                else os.WEXITSTATUS(status))
-        print(json.dumps({"returncode": code}), file=control_out, flush=True)
+        answer({"id": request["id"], "pid": pid})
+        running[pid] = threading.Thread(target=wait_for, args=(request["id"], pid),
+                                        daemon=True)
+        running[pid].start()
+    for pid, waiter in list(running.items()):  # the tests that started them have ended
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        waiter.join(timeout=10)
 
 
 if __name__ == "__main__":

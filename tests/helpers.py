@@ -2,6 +2,7 @@
 free ports for servers, and the backbones a per-backbone test runs."""
 
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import List
+from typing import List, Optional
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,7 +39,8 @@ def backbone_per_module() -> List[str]:
 
 class _CommandServer:
     """This test process's `tests.command_server`: started on first use, ended with the
-    process (or when this process's end closes its stdin)."""
+    process (or when this process's end closes its stdin). Several of its commands may run at
+    once (`start_module`)."""
 
     def __init__(self):
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.command_server"],
@@ -49,53 +51,98 @@ class _CommandServer:
         if not ready:
             raise RuntimeError("tests.command_server did not start: run `python -m "
                                "tests.command_server` to see why")
-        self.lock = threading.Lock()
         self.environ = json.loads(ready)["env"]
+        self.lock = threading.Lock()  # one request written at a time
+        self.commands = {}  # id -> the `ServedCommand` it answers
+        self.next_id = 0
+        threading.Thread(target=self._read_answers, daemon=True).start()
         atexit.register(self.close)
 
-    def serves(self) -> bool:
-        """Whether the variables that libraries read as they load, where this process sets
-        them, have the server's values."""
-        return all(os.environ[name] == self.environ.get(name)
-                   for name in IMPORT_TIME_VARIABLES if name in os.environ)
+    def serves(self, env=None) -> bool:
+        """Whether the variables that libraries read as they load, where `env` (default: this
+        process's environment) sets them, have the server's values."""
+        env = os.environ if env is None else env
+        return all(env[name] == self.environ.get(name)
+                   for name in IMPORT_TIME_VARIABLES if name in env)
 
     def close(self):
         if self.proc.poll() is None:
             self.proc.stdin.close()
             self.proc.wait(timeout=30)
 
-    def run(self, module: str, args, cwd: str, timeout: float) -> subprocess.CompletedProcess:
-        with self.lock, tempfile.TemporaryDirectory(prefix="aqa_tf_command_") as folder:
-            out, err = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
-            self.proc.stdin.write(json.dumps({"module": module, "args": list(args),
-                                              "cwd": os.path.abspath(cwd),
-                                              "env": dict(os.environ), "stdout": out,
-                                              "stderr": err}) + "\n")
-            self.proc.stdin.flush()
-            pid = json.loads(self.proc.stdout.readline())["pid"]
-            expired = threading.Event()
+    def _read_answers(self):
+        for line in self.proc.stdout:
+            answer = json.loads(line)
+            command = self.commands[answer["id"]]
+            if "returncode" in answer:
+                del self.commands[answer["id"]]
+            command.answered(answer)
+        for command in list(self.commands.values()):  # the server has ended
+            command.answered({"returncode": None})
 
-            def kill():  # at the timeout (the server then reports the signal)
-                expired.set()
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:  # it had just ended
-                    pass
-            timer = threading.Timer(timeout, kill)
-            timer.start()
+    def start(self, module: str, args, cwd: str, env, stdout: str, stderr: str
+              ) -> "ServedCommand":
+        with self.lock:
+            self.next_id += 1
+            command = self.commands[self.next_id] = ServedCommand(
+                [sys.executable, "-m", module, *args], stdout, stderr)
+            self.proc.stdin.write(json.dumps({"id": self.next_id, "module": module,
+                                              "args": list(args), "cwd": os.path.abspath(cwd),
+                                              "env": dict(env), "stdout": stdout,
+                                              "stderr": stderr}) + "\n")
+            self.proc.stdin.flush()
+        command.started.wait()
+        if command.pid is None:
+            raise RuntimeError("tests.command_server ended: run `python -m "
+                               "tests.command_server` to see why")
+        return command
+
+
+class ServedCommand:
+    """A command that `tests.command_server` runs, as `subprocess.Popen` gives it: `pid`,
+    `poll()`, `wait()`, `send_signal()`, `kill()`, `returncode`."""
+
+    def __init__(self, args, stdout: str, stderr: str):
+        self.args, self.stdout_path, self.stderr_path = args, stdout, stderr
+        self.pid = self.returncode = None
+        self.started, self.ended = threading.Event(), threading.Event()
+
+    def answered(self, answer: dict):
+        if "pid" in answer:
+            self.pid = answer["pid"]
+            self.started.set()
+            return
+        if answer["returncode"] is None:  # the server has ended (it kills its children)
+            answer = {"returncode": -signal.SIGKILL}
+        self.returncode = answer["returncode"]
+        self.started.set()
+        self.ended.set()
+
+    def poll(self):
+        return self.returncode
+
+    def wait(self, timeout=None) -> int:
+        if not self.ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def send_signal(self, sig):
+        if not self.ended.is_set():  # its pid is not reused before the server has reaped it
             try:
-                code = json.loads(self.proc.stdout.readline())["returncode"]
-            finally:
-                timer.cancel()
-            timed_out = expired.is_set()
-            with open(out, errors="replace") as f:
-                stdout = f.read()
-            with open(err, errors="replace") as f:
-                stderr = f.read()
-        command = [sys.executable, "-m", module, *args]
-        if timed_out:
-            raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
-        return subprocess.CompletedProcess(command, code, stdout, stderr)
+                os.kill(self.pid, sig)
+            except ProcessLookupError:  # it had just ended
+                pass
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def output(self):
+        """(stdout, stderr) as text, from the files they were written to."""
+        texts = []
+        for path in (self.stdout_path, self.stderr_path):
+            with open(path, errors="replace") as f:
+                texts.append(f.read())
+        return tuple(texts)
 
 
 _SERVER: List[_CommandServer] = []
@@ -103,6 +150,34 @@ _SERVER: List[_CommandServer] = []
 # server's runs in a new interpreter.
 IMPORT_TIME_VARIABLES = ("KERAS_BACKEND", "TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL",
                          "CUDA_VISIBLE_DEVICES", "TF_USE_LEGACY_KERAS")
+
+
+def _server(env, fresh: bool):
+    """The command server, where it can run a command with environment `env`; else None."""
+    if fresh or os.environ.get("AQA_TF_TEST_FRESH_PROCESSES"):
+        return None
+    if not _SERVER:
+        _SERVER.append(_CommandServer())
+    return _SERVER[0] if _SERVER[0].serves(env) else None
+
+
+def start_module(module: str, *args: str, log: str, stderr_log: Optional[str] = None,
+                 cwd: str = REPO_ROOT, env=None, fresh: bool = False):
+    """`python -m module args...` started (as `subprocess.Popen` starts it), its stdout and
+    stderr written to the file `log` (stderr to `stderr_log` where given): a child of
+    `tests.command_server` (see `run_module`), a `ServedCommand`, where `env` (default: this
+    process's environment, which the command gets) keeps the server's `IMPORT_TIME_VARIABLES`;
+    otherwise, or where `fresh` asks for it, a new interpreter (a `subprocess.Popen`). Several
+    may run at once; the test kills what it leaves running."""
+    env = dict(os.environ) if env is None else env
+    server = _server(env, fresh)
+    if server is not None:
+        return server.start(module, args, cwd, env, log, stderr_log or log)
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(open(log, "w"))
+        err = files.enter_context(open(stderr_log, "w")) if stderr_log else subprocess.STDOUT
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, stdout=out,
+                                stderr=err, env=env)
 
 
 def run_module(module: str, *args: str, timeout: int = 600, cwd: str = REPO_ROOT,
@@ -115,13 +190,20 @@ def run_module(module: str, *args: str, timeout: int = 600, cwd: str = REPO_ROOT
     process's environment; a new interpreter where `fresh` or `env` ask for one, or where
     this process has changed a variable that the libraries read as they load
     (`IMPORT_TIME_VARIABLES`). $AQA_TF_TEST_FRESH_PROCESSES=1: always a new interpreter."""
-    if not (fresh or env is not None or os.environ.get("AQA_TF_TEST_FRESH_PROCESSES")):
-        if not _SERVER:
-            _SERVER.append(_CommandServer())
-        if _SERVER[0].serves():
-            return _SERVER[0].run(module, args, cwd, timeout)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    server = None if env is not None else _server(os.environ, fresh)
+    if server is None:
+        return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout, env=env)
+    with tempfile.TemporaryDirectory(prefix="aqa_tf_command_") as folder:
+        command = server.start(module, args, cwd, os.environ, os.path.join(folder, "stdout"),
+                               os.path.join(folder, "stderr"))
+        try:
+            command.wait(timeout)
+        except subprocess.TimeoutExpired:
+            command.kill()
+            command.wait()
+            raise subprocess.TimeoutExpired(command.args, timeout, *command.output())
+        return subprocess.CompletedProcess(command.args, command.returncode, *command.output())
 
 
 def run_cli(module: str, *args: str, expect: int = 0, timeout: int = 600

@@ -16,14 +16,34 @@ from concurrent import futures
 import numpy as np
 import pytest
 
-from tests.predict_test import dive_frames
-from tests.serving_test import MODEL, export, servers  # noqa: F401 (fixtures)
+from tests.predict_test import dive_frames, quickstart_model
+from tests.serving_test import MODEL
 
 REQUESTS, THREADS = 200, 8
 # Peak resident memory of the whole test process (both servers, both clients, the model)
 # over what it held before the load: measured +0.81 GB (docs/errors.md); the 4000x4000
 # frames are 46 MB each as uint8, 183 MB as float32 in the graph's resize.
 MAX_GROWTH_GB = 2.0
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """The quickstart model (score and dive heads, random weights) exported in-process: the
+    signatures the load calls (`serving_default`, `serving_jpeg`) and `metadata`, as in
+    tests/serving_test.py's export, less its commentary signatures, which no request here
+    calls (about 6 s of tracing saved), and its other models."""
+    from aqa_tf.serving import export_lib
+    model, data_config = quickstart_model()
+    folder = tmp_path_factory.mktemp("saved_models")
+    return export_lib.export_saved_model(model, data_config, str(folder / MODEL / "1"))
+
+
+@pytest.fixture(scope="module")
+def servers(export):
+    """Both stand-ins, serving `export` as `quickstart` version 1."""
+    from tests.tf_serving_standin import TFServingStandin
+    with TFServingStandin({MODEL: {1: export}}) as standin:
+        yield standin
 
 
 def _rss_kib(field: str) -> int:
@@ -87,9 +107,9 @@ def _requests(meta):
     }
 
 
-def test_200_mixed_requests_from_8_threads(export, servers):  # noqa: F811
+def test_200_mixed_requests_from_8_threads(export, servers):
     from aqa_tf.serving import client as serving_client
-    meta = serving_client.read_metadata(export[0])
+    meta = serving_client.read_metadata(export)
     clients = {"gRPC": serving_client.connect(server=servers.grpc_address, model_name=MODEL),
                "REST": serving_client.connect(rest=servers.rest_url, model_name=MODEL)}
     kinds = _requests(meta)

@@ -11,14 +11,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.helpers import error_line, free_port, run_module
+from tests.helpers import error_line, free_port, run_module, start_module
 from tests.predict_test import dive_frames, quickstart_model
 
 MODEL = "quickstart"
@@ -130,14 +128,19 @@ def test_grpc_and_rest_clients_score_as_predict_does(export, servers, reference,
     assert set(words) <= set(synthetic.synthetic_vocabulary().word_to_ix)
 
 
-def _start(*args):
-    return subprocess.Popen([sys.executable, "-m", "aqa_tf.serving_client", *args,
-                             "--noprogress"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def _start(folder, name, *args):
+    """`python -m aqa_tf.serving_client ARGS --noprogress` started (the clients of a test run
+    side by side), its output in `folder`/`name`.stdout and .stderr."""
+    outputs = [os.path.join(str(folder), f"{name}.{kind}") for kind in ("stdout", "stderr")]
+    proc = start_module("aqa_tf.serving_client", *args, "--noprogress", log=outputs[0],
+                        stderr_log=outputs[1])
+    proc.outputs = outputs
+    return proc
 
 
 def _finish(proc, expect):
-    stdout, stderr = proc.communicate(timeout=300)
+    proc.wait(timeout=300)
+    stdout, stderr = (open(path, errors="replace").read() for path in proc.outputs)
     assert proc.returncode == expect, f"{stdout[-2000:]}\n{stderr[-4000:]}"
     return stdout, stderr
 
@@ -148,11 +151,12 @@ def test_cli_prints_the_table_of_predict(export, servers, reference, video, tmp_
     from aqa_tf.metrics import report as reporting
     outputs = {name: str(tmp_path / f"{name}.json") for name in ("gRPC", "REST", "old")}
     procs = {
-        "gRPC": _start(video, f"--server={servers.grpc_address}", f"--model_name={MODEL}",
-                       f"--output_json={outputs['gRPC']}"),
-        "REST": _start(video, f"--rest={servers.rest_url}", f"--model_name={MODEL}",
-                       "--model_version=1", f"--output_json={outputs['REST']}"),
-        "old": _start(video, f"--rest={servers.rest_url}", "--model_name=old",
+        "gRPC": _start(tmp_path, "gRPC", video, f"--server={servers.grpc_address}",
+                       f"--model_name={MODEL}", f"--output_json={outputs['gRPC']}"),
+        "REST": _start(tmp_path, "REST", video, f"--rest={servers.rest_url}",
+                       f"--model_name={MODEL}", "--model_version=1",
+                       f"--output_json={outputs['REST']}"),
+        "old": _start(tmp_path, "old", video, f"--rest={servers.rest_url}", "--model_name=old",
                       f"--metadata={export[2]}/assets.extra/aqa_tf.json",
                       f"--output_json={outputs['old']}"),
     }
@@ -171,7 +175,7 @@ def test_cli_prints_the_table_of_predict(export, servers, reference, video, tmp_
         assert result["commentary"] == reference["commentary"]
 
 
-def test_cli_errors_are_one_actionable_line(export, servers, video):
+def test_cli_errors_are_one_actionable_line(export, servers, video, tmp_path):
     meta = f"--metadata={export[0]}/assets.extra/aqa_tf.json"
     dead = free_port()
     cases = {
@@ -195,7 +199,8 @@ def test_cli_errors_are_one_actionable_line(export, servers, video):
                         [f"REST server http://127.0.0.1:{dead}, model {MODEL}: cannot reach "
                          "the server", "listening with --rest_api_port? (docker: -p 8501:8501)"]),
     }
-    procs = {name: _start(video, *args) for name, (args, _) in cases.items()}
+    procs = {name: _start(tmp_path, name.replace(" ", "_"), video, *args)
+             for name, (args, _) in cases.items()}
     for name, proc in procs.items():
         _, stderr = _finish(proc, 2)
         line = error_line(stderr)

@@ -6,13 +6,13 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT, synthetic_records, truncated_copy
+from tests.conftest import synthetic_records, truncated_copy
+from tests.helpers import run_module, start_module
 from tests.train_test import run, train_command
 
 
@@ -32,12 +32,20 @@ def small_command(data_dir, model_dir, *extra):
     return train_command(data_dir, model_dir, *SMALL, *extra)
 
 
+def start(cmd, log):
+    """`cmd` (`python -m module ...`) started, its output written to `log`: a child of the
+    command server, which a signal ends as it ends a new interpreter (`helpers.start_module`;
+    the interpreter's own ~6 s of imports saved)."""
+    return start_module(cmd[2], *cmd[3:], log=str(log))
+
+
 def test_killed_run_resumes_from_the_last_finished_epoch(tiny_dir, tmp_path):
     model_dir = str(tmp_path / "run")
+    # No export at the end (what this test checks ends with the final evaluation; export after
+    # training: tests/train_test.py, and after a resumed run tests/multi_worker_test.py).
     cmd = small_command(tiny_dir, model_dir, "--epochs=3", "--batch_size=4",
-                        "--noevaluate_before_training")
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                        "--noevaluate_before_training", "--noexport_after_training")
+    proc = start(cmd, tmp_path / "killed.log")
     first_epoch = os.path.join(model_dir, "metrics", "epoch_001.json")
     backup_meta = os.path.join(model_dir, "backup", "training_metadata.json")
     deadline = time.time() + 600
@@ -74,11 +82,11 @@ def test_deterministic_runs_repeat_exactly(tiny_dir, tmp_path):
                              "--steps_per_epoch=3", "--batch_size=4", "--val_fraction=0",
                              "--deterministic", "--noevaluate_before_training",
                              "--noexport_after_training")
-    procs = [subprocess.Popen(command(name), cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
-    for proc in procs:
-        out, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    logs = [tmp_path / f"{name}.log" for name in ("a", "b")]
+    procs = [start(command(name), log) for name, log in zip(("a", "b"), logs)]
+    for proc, log in zip(procs, logs):
+        proc.wait(timeout=900)
+        assert proc.returncode == 0, log.read_text()[-5000:]
     runs = []
     for name in ("a", "b"):
         with open(tmp_path / name / "metrics" / "epoch_001.json") as f:
@@ -91,10 +99,12 @@ def test_deterministic_runs_repeat_exactly(tiny_dir, tmp_path):
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tiny_dir, tmp_path):
+    """Trains (two steps of a batch split over the replicas: what the strategy changes is the
+    step, not how many there are), validates, evaluates and exports under the strategy."""
     model_dir = str(tmp_path / "mirrored")
     stdout = run(small_command(tiny_dir, model_dir, "--epochs=1", "--batch_size=4",
-                               "--distribution=mirrored", "--cpu_replicas=2",
-                               "--noevaluate_before_training"))
+                               "--steps_per_epoch=2", "--distribution=mirrored",
+                               "--cpu_replicas=2", "--noevaluate_before_training"))
     assert "MirroredStrategy with 2 replica(s)" in stdout
     with open(os.path.join(model_dir, "metrics", "epoch_001.json")) as f:
         record = json.load(f)
@@ -104,8 +114,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_dir, tmp_path):
 def test_truncated_shard_is_named(tiny_dir, tmp_path):
     broken = truncated_copy(tiny_dir, str(tmp_path / "broken"), "train-00001-of-00002.tfrecord",
                             keep=2 / 3)
-    proc = subprocess.run(small_command(broken, str(tmp_path / "run"), "--epochs=1"),
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    cmd = small_command(broken, str(tmp_path / "run"), "--epochs=1")
+    proc = run_module(cmd[2], *cmd[3:], timeout=600)
     assert proc.returncode != 0
     assert "training data cannot be read" in proc.stderr
     assert "train-00001-of-00002.tfrecord: truncated or corrupt after" in proc.stderr
