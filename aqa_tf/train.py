@@ -27,6 +27,23 @@ def _synthesize(data_config, strategy, chief: bool):
           f" synthetic dataset in {data_config.data_dir}", flush=True)
 
 
+def _check_resumable(flags_path: str, resumed_flags: str, model_config, data_config):
+    """Refuses to resume a run folder whose backup is of another model (its flags.txt,
+    `resumed_flags`, built another one): names the options that differ and puts the run's
+    flags.txt back."""
+    from aqa_tf.weights import sources
+    differ = sources.differing_model_options(sources.parse_flags(resumed_flags), model_config,
+                                             data_config)
+    if differ:
+        with open(flags_path, "w") as f:
+            f.write(resumed_flags)
+        folder = os.path.dirname(flags_path)
+        raise flag_defs.ConfigError(
+            f"--model_dir={folder} holds a run of another model, which this command would "
+            f"resume: {'; '.join(differ)}; give another --model_dir, or delete {folder} to "
+            "start over")
+
+
 def main(argv):
     del argv
     train_config = flag_defs.train_config_from_flags()
@@ -48,12 +65,15 @@ def main(argv):
     from aqa_tf.training import run_folder
     from aqa_tf.training import train_lib
     chief = devices.is_chief(strategy)
-    flags_path = ""
+    flags_path, resumed_flags = "", None
     if chief:  # the other workers of a cluster leave the run folder to the chief
         # Held until the process ends: a second run on this folder is refused.
         lock = run_folder.lock(train_config.model_dir)  # noqa: F841
-        flags_path = flag_defs.write_flagfile(
-            os.path.join(train_config.model_dir, run_folder.FLAGS_FILE))
+        flags_path = os.path.join(train_config.model_dir, run_folder.FLAGS_FILE)
+        if run_folder.RunFolder(train_config.model_dir).completed_epochs():
+            with open(flags_path) if os.path.exists(flags_path) else open(os.devnull) as f:
+                resumed_flags = f.read()  # the run to resume: checked below, kept if refused
+        flag_defs.write_flagfile(flags_path)
     if train_config.synthesize_if_missing:
         _synthesize(data_config, strategy, chief)
     model_config = flag_defs.model_config_from_flags()  # the vocabulary may be generated above
@@ -68,6 +88,8 @@ def main(argv):
         model_config = pinned
         if flags_path:
             flag_defs.write_flagfile(flags_path)
+    if resumed_flags:
+        _check_resumable(flags_path, resumed_flags, model_config, data_config)
     from aqa_tf.data import statistics
     from aqa_tf.training import precision
     # Read once: the training run and the precision probe share the per-action statistics.

@@ -1,11 +1,28 @@
 """Keras callbacks of the fit loop: per-epoch evaluation and the choice of the best checkpoint."""
 
+import os
 from typing import Callable, Dict, Optional
 
 import keras
 
+from aqa_tf.config import ConfigError
 from aqa_tf.training import run_folder
 from aqa_tf.registry import SELECTION_RULES
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, whose restore of a state that another model saved (a run
+    folder reused with other options) is a ConfigError naming the folder, not a traceback."""
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except ValueError as error:
+            model_dir = os.path.dirname(os.path.abspath(self.backup_dir))
+            raise ConfigError(
+                f"{self.backup_dir}: cannot resume: its state is of another model than these "
+                f"options build ({str(error).splitlines()[0]}); give another --model_dir, or "
+                f"delete {model_dir} to start over") from None
 
 
 class EpochEvaluation(keras.callbacks.Callback):

@@ -168,7 +168,7 @@ class TrainingRun:
 
     # --- training ---------------------------------------------------------------------------------
     def callbacks(self) -> list:
-        backup = keras.callbacks.BackupAndRestore(
+        backup = callbacks_lib.Backup(
             self.folder.file(run_folder.BACKUP_DIR),
             save_freq=self.train_config.backup_every_steps or "epoch", delete_checkpoint=False)
         heads = [c for h in aqa_model.owner(self.model).heads.values()

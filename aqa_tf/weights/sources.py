@@ -422,27 +422,48 @@ _SHAPE_DATA_OPTIONS = ("sample_length", "num_frames", "clip_length", "clip_strid
 
 def _run_flags(path: str) -> Optional[Dict[str, str]]:
     """`--name=value` (and `--name` / `--noname`) of the flags.txt beside checkpoint `path`."""
-    flags_file = os.path.join(os.path.dirname(os.path.abspath(path)), "flags.txt")
+    return read_flagfile(os.path.join(os.path.dirname(os.path.abspath(path)), "flags.txt"))
+
+
+def read_flagfile(flags_file: str) -> Optional[Dict[str, str]]:
+    """`parse_flags` of a run's flags.txt; None if it is absent."""
     if not os.path.exists(flags_file):
         return None
-    values = {}
     with open(flags_file) as f:
-        for line in f:
-            line = line.strip()
-            if not line.startswith("--"):
-                continue
-            name, _, value = line[2:].partition("=")
-            if not _:
-                name, value = (name[2:], "false") if name.startswith("no") else (name, "true")
-            values[name] = value
+        return parse_flags(f.read())
+
+
+def parse_flags(text: str) -> Dict[str, str]:
+    """`--name=value` (and `--name` / `--noname`) of a flagfile's text, as name -> value."""
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("--"):
+            continue
+        name, _, value = line[2:].partition("=")
+        if not _:
+            name, value = (name[2:], "false") if name.startswith("no") else (name, "true")
+        values[name] = value
     return values
+
+
+def differing_model_options(run: Dict[str, str], model_config, data_config) -> List[str]:
+    """The options that build another model than the run's flags `run` did (`read_flagfile`):
+    `--name=ours (the run's: theirs)`, for every ModelConfig field and the data options that
+    change a model's weights."""
+    ours = {**{f.name: getattr(model_config, f.name) for f in dataclasses.fields(model_config)},
+            **{name: getattr(data_config, name) for name in _SHAPE_DATA_OPTIONS}}
+    return [f"--{name}={_as_flag(value)} (the run's: {run[name]})"
+            for name, value in ours.items()
+            if name in run and not _same(_as_flag(value), run[name])]
 
 
 def _as_flag(value) -> str:
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, (tuple, list)):
-        return ",".join(str(v) for v in value)
+    if isinstance(value, (tuple, list)):  # (name, value) pairs as --num_classes writes them
+        return ",".join(f"{v[0]}={v[1]}" if isinstance(v, (tuple, list)) else str(v)
+                        for v in value)
     return "" if value is None else str(value)
 
 
@@ -456,12 +477,7 @@ def _same(a: str, b: str) -> bool:
 def _mismatch(model: keras.Model, path: str, model_config, data_config, error) -> str:
     run = _run_flags(path)
     if run is not None:
-        ours = {**{f.name: getattr(model_config, f.name)
-                   for f in dataclasses.fields(model_config)},
-                **{name: getattr(data_config, name) for name in _SHAPE_DATA_OPTIONS}}
-        differ = [f"--{name}={_as_flag(value)} (the run's: {run[name]})"
-                  for name, value in ours.items()
-                  if name in run and not _same(_as_flag(value), run[name])]
+        differ = differing_model_options(run, model_config, data_config)
         if differ:
             return "; ".join(differ) + " (its run's flags.txt)"
     import h5py
