@@ -256,17 +256,8 @@ class CoReCheckpoint:
     torch = True
 
     def read(self, path: str, backbone: str, epoch: Optional[int] = None) -> Dict[str, np.ndarray]:
-        obj = load_torch_file(path)
-        if not isinstance(obj, dict) or not {"base_model", "regressor"} <= set(obj):
-            found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-            raise ConfigError(f"checkpoint {path}: not a CoRe checkpoint (expected the keys "
-                              f"'base_model' and 'regressor' of its main.py; found {found})")
-        merged = {}
-        for part in ("base_model", "regressor"):
-            for key, value in mapping.strip_prefixes(
-                    {k: v.detach().cpu().numpy() for k, v in obj[part].items()}).items():
-                merged[f"{part}.{key}"] = value
-        return merged
+        return _read_parts(path, ("base_model", "regressor"), "a CoRe checkpoint",
+                           "its main.py")
 
     def load_state(self, target: keras.Model, state_dict: Dict[str, np.ndarray],
                    backbone: str) -> Dict:
@@ -300,6 +291,23 @@ class CoReCheckpoint:
 CHECKPOINT_SOURCES.register("core", CoReCheckpoint())
 
 
+def _read_parts(path: str, parts, family: str, origin: str) -> Dict[str, np.ndarray]:
+    """The state dicts `parts` of a checkpoint that saves several modules under those keys
+    (the CoRe and TSA authors'), merged as `part.name` -> array (DataParallel's `module.`
+    prefixes stripped); a ConfigError where a key is missing."""
+    obj = load_torch_file(path)
+    if not isinstance(obj, dict) or not set(parts) <= set(obj):
+        found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise ConfigError(f"checkpoint {path}: not {family} (expected the keys "
+                          f"{', '.join(repr(p) for p in parts)} of {origin}; found {found})")
+    merged = {}
+    for part in parts:
+        for key, value in mapping.strip_prefixes(
+                {k: v.detach().cpu().numpy() for k, v in obj[part].items()}).items():
+            merged[f"{part}.{key}"] = value
+    return merged
+
+
 def _load_authors_i3d(owner: keras.Model, state_dict: Dict[str, np.ndarray]) -> Dict:
     """The I3D of a CoRe or TSA checkpoint (`base_model.backbone.<hassony2 key>`) into the
     model's backbone; their I3D keeps PyTorch's BatchNorm epsilon (1e-5), so the scales are
@@ -327,18 +335,8 @@ class TSACheckpoint:
     PARTS = ("base_model", "psnet_model", "decoder", "regressor_delta")
 
     def read(self, path: str, backbone: str, epoch: Optional[int] = None) -> Dict[str, np.ndarray]:
-        obj = load_torch_file(path)
-        if not isinstance(obj, dict) or not set(self.PARTS) <= set(obj):
-            found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-            raise ConfigError(f"checkpoint {path}: not a TSA checkpoint (expected the keys "
-                              f"{', '.join(self.PARTS)} of FineDiving's save_checkpoint; found "
-                              f"{found})")
-        merged = {}
-        for part in self.PARTS:
-            for key, value in mapping.strip_prefixes(
-                    {k: v.detach().cpu().numpy() for k, v in obj[part].items()}).items():
-                merged[f"{part}.{key}"] = value
-        return merged
+        return _read_parts(path, self.PARTS, "a TSA checkpoint",
+                           "FineDiving's save_checkpoint")
 
     def load_state(self, target: keras.Model, state_dict: Dict[str, np.ndarray],
                    backbone: str) -> Dict:

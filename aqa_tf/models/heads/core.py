@@ -247,12 +247,16 @@ class CoReHead(ScoreHead):
                 **strings}
 
     def metadata(self) -> Dict:
+        return {**self.exemplar_metadata(), "core_groups": self.groups.reshape(-1).tolist()}
+
+    def exemplar_metadata(self) -> Dict:
+        """What a client of a model that compares with exemplars needs (TSA's too): the
+        difficulty input, the match field, the voters and the values the bank holds."""
         bank = getattr(self, "bank", None)
         return {"uses_difficulty": bool(self.model_config.core_difficulty),
                 "uses_action": False, "actions": [],
                 "exemplar_match": self.model_config.exemplar_match,
                 "voters": int(self.model_config.voters),
-                "core_groups": self.groups.reshape(-1).tolist(),
                 "exemplar_values": [] if bank is None else
                 [v.decode() for v in bank["values"][:-1]]}
 

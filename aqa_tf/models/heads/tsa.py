@@ -292,17 +292,10 @@ class TSAHead(CoReHead):
         return result
 
     def metadata(self) -> Dict:
-        bank = getattr(self, "bank", None)
-        return {"uses_difficulty": bool(self.model_config.core_difficulty),
-                "uses_action": False, "actions": [],
-                "exemplar_match": self.model_config.exemplar_match,
-                "voters": int(self.model_config.voters),
-                "step_names": list(STEP_NAMES),
+        return {**self.exemplar_metadata(), "step_names": list(STEP_NAMES),
                 # The window frame of each of the model's frames, which the transitions count.
                 "step_frames": [int(i * self.data_config.frame_step)
-                                for i in range(self.data_config.num_frames)],
-                "exemplar_values": [] if bank is None else
-                [v.decode() for v in bank["values"][:-1]]}
+                                for i in range(self.data_config.num_frames)]}
 
 
 def step_tokens(pool, sequence, cut):
