@@ -15,11 +15,12 @@ loss (score differences of both directions + transitions, 1:1). Measured on thes
 (AMD EPYC Zen 3, seed 0): with the authors' loss from the start, 12 epochs learn the score
 (Spearman 0.76-0.83) but not the transitions: PSNet's output stays flat (transition loss 0.13,
 a uniform guess's level) and the transitions miss by 5 frames, against 3.3 for the training
-split's mean transitions given to every dive. The transition loss alone finds them within 1.7-1.9
-frames in 6 epochs (AIoU@0.75 0.74, the constant guess 0.34); the authors' loss then erodes
-them (3.5-3.9 frames after 6 more epochs, Spearman 0.77-0.79): the score's gradient through
-PSNet's shared layers outweighs the transitions' on these features. What is asserted: each phase learns what it trains, against the untrained head and
-(transitions) the constant guess.
+split's mean transitions given to every dive. The transition loss alone finds them within
+1.7-1.9 frames in 6 epochs (AIoU@0.75 0.74, the constant guess 0.34); the authors' loss then
+erodes them (3.5-3.9 frames after 6 more epochs, Spearman 0.77-0.79): the score's gradient
+through PSNet's shared layers outweighs the transitions' on these features. What is asserted:
+each phase learns what it trains, against the untrained head and (transitions) the constant
+guess.
 """
 
 import keras
