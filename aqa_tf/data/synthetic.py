@@ -441,6 +441,36 @@ def caption_words(spec: DiveSpec, rng: np.random.Generator) -> List[str]:
     return words
 
 
+def caption_facts(text: str) -> dict:
+    """What a commentary in `caption_words`' grammar says of the dive, one value per fact:
+    armstand, rotation, somersaults, twists, position, air (steady or loose), splash, entry
+    angle and verdict (None where the text does not say it). For comparing a generated
+    commentary with its reference fact by fact."""
+    words = text.split()
+
+    def between(first: str, last: str) -> Optional[str]:
+        if first not in words or last not in words[words.index(first) + 1:]:
+            return None
+        start = words.index(first) + 1
+        return " ".join(words[start:words.index(last, start)])
+
+    rotation = next((w for w in words if w in ROTATION_NAMES), None)
+    position = next((w for w in words if w in POSITION_NAMES), None)
+    return {
+        "armstand": text.startswith("from a handstand"),
+        "rotation": rotation,
+        "somersaults": between(rotation, "somersaults") if rotation else None,
+        "twists": between("with", "twists") or "none",
+        "position": position,
+        "air": "steady" if "steady" in words else "loose" if "loose" in words else None,
+        "splash": ("big" if "big splash" in text else "small" if "small splash" in text else
+                   "clean" if "clean entry" in text or "rip entry" in text else None),
+        "entry": ("over" if "over rotated" in text else "short" if "short on entry" in text
+                  else "vertical" if "vertical entry" in text else None),
+        "verdict": " ".join(words[-2:]) if text.endswith(" dive") else None,
+    }
+
+
 @dataclasses.dataclass
 class SyntheticSample:
     sample_key: str

@@ -64,6 +64,21 @@ def test_captions_use_the_synthetic_vocabulary():
         assert vocab.decode(ids) == words
 
 
+def test_caption_facts_read_back_the_labels():
+    """`caption_facts` (what tests/train_test.py compares generated commentaries with) reads
+    each caption's facts back as its labels say them."""
+    for i in range(60):
+        sample = _sample(i)
+        spec, facts = sample.labels, synthetic.caption_facts(" ".join(sample.caption_words))
+        assert facts["armstand"] == bool(spec.armstand)
+        assert facts["rotation"] == synthetic.ROTATION_NAMES[spec.rotation_type]
+        assert facts["somersaults"] == synthetic._HALF_WORDS[spec.ss_no]
+        assert facts["twists"] == (synthetic._HALF_WORDS[spec.tw_no] if spec.tw_no else "none")
+        assert facts["position"] == synthetic.POSITION_NAMES[spec.position]
+        assert facts["air"] == ("steady" if spec.wobble < 0.15 else "loose")
+        assert None not in facts.values(), facts
+
+
 def test_written_records_read_back_equal(tmp_path):
     info = synthetic.write_tfrecords(str(tmp_path), SyntheticDataConfig(
         num_train=5, num_test=3, num_frames=30, height=48, width=64, seed=4, num_shards=2),
