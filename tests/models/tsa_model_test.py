@@ -112,7 +112,8 @@ def test_tsa_trains_on_pairs_and_switches_to_its_own_transitions(records):
     record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: switches.append(
         float(head.query_cut.use_labels.numpy())))
     before = [np.array(w) for w in model.trainable_weights]
-    history = model.fit(train_lib.select_model_io(pairs, model), epochs=4, verbose=0,
+    # One batch an epoch: what is checked is the schedule and that the pairs train the model.
+    history = model.fit(train_lib.select_model_io(pairs, model).take(1), epochs=4, verbose=0,
                         callbacks=callbacks + [record])
     assert switches == [1.0, 1.0, 1.0, 0.0]
     assert all(np.isfinite(v).all() for v in history.history.values())
