@@ -135,7 +135,7 @@ def test_tsa_trains_on_pairs_and_switches_to_its_own_transitions(records):
     transitions = out["step_transitions"]
     assert transitions.shape == (6, 2)
     assert np.all((transitions >= 1) & (transitions <= FRAMES - 1))
-    metrics = evaluator.evaluate("test")
+    metrics = evaluation.evaluate_predictions(model, predictions, evaluator.context("test"))
     assert {"spearman", "aiou@0.5", "aiou@0.75"} <= set(metrics)
     from aqa_tf.metrics.procedure import aiou
     expected = aiou(predictions.targets["step_transitions"], transitions)
