@@ -84,3 +84,19 @@ else:
         config.addinivalue_line(
             "filterwarnings",
             "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
+    # The longest tests first (seconds in CI's rehearsal, 2-core AMD EPYC Zen 3): .ci/run hands
+    # these tests out one at a time (`--dist load`: they share no fixtures), so the two
+    # workers start with the long ones and the short ones fill the end. (Handed out by module,
+    # train_cli_test.py's two, 116 s, went to one worker and everything else, 180 s, to the
+    # other.)
+    FIRST_TESTS = ("test_training_command_on_jax_trains_evaluates_and_exports",  # 78 s
+                   "test_benchmark_command_on_jax_needs_no_tensorflow_and_counts_its_flops",
+                   "test_tsa_trains_votes_with_step_maps_and_round_trips",  # 32 s
+                   "test_weights_saved_under_jax_load_under_tensorflow")  # 22 s
+
+    def pytest_collection_modifyitems(items):
+        def rank(item):
+            name = item.name.split("[")[0]
+            return FIRST_TESTS.index(name) if name in FIRST_TESTS else len(FIRST_TESTS)
+        items.sort(key=rank)  # stable: the others keep their order
