@@ -70,8 +70,9 @@ def main(argv):
         # Held until the process ends: a second run on this folder is refused.
         lock = run_folder.lock(train_config.model_dir)  # noqa: F841
         flags_path = os.path.join(train_config.model_dir, run_folder.FLAGS_FILE)
-        if run_folder.RunFolder(train_config.model_dir).completed_epochs():
-            with open(flags_path) if os.path.exists(flags_path) else open(os.devnull) as f:
+        if (run_folder.RunFolder(train_config.model_dir).completed_epochs()
+                and os.path.exists(flags_path)):
+            with open(flags_path) as f:
                 resumed_flags = f.read()  # the run to resume: checked below, kept if refused
         flag_defs.write_flagfile(flags_path)
     if train_config.synthesize_if_missing:
