@@ -91,8 +91,8 @@ def _compile(head, model, score_loss_weight):
                   loss_weights={k: v[1] for k, v in losses.items()})
 
 
-def _pairs(rng, data):
-    maps, transitions, score = data
+def _pairs(rng):
+    """Each training dive `EPOCHS` times, with a random other training dive."""
     query = np.tile(np.arange(TRAIN), EPOCHS)
     exemplar = (query + rng.integers(1, TRAIN, query.size)) % TRAIN
     return query, exemplar
@@ -115,7 +115,7 @@ def test_tsa_learns_the_steps_then_the_score():
     head, model, infer, bank, callbacks = _head_models()
     untrained_rho, untrained_cut = _held_out(infer, bank, train, test, np.random.default_rng(1))
 
-    query, exemplar = _pairs(rng, train)
+    query, exemplar = _pairs(rng)
     relative = train[2][query] - train[2][exemplar]
     inputs = {"video": train[0][query], EXEMPLAR_VIDEO: train[0][exemplar],
               EXEMPLAR_TARGET: train[2][exemplar], QUERY_TARGET: train[2][query],
