@@ -96,7 +96,10 @@ def test_tsa_trains_on_pairs_and_switches_to_its_own_transitions(records):
     assert set(inference.output) == {"score", core.VOTER_SCORES, tsa.VOTER_STEP_CONTRIBUTIONS,
                                      "step_transitions", tsa.STEP_CONTRIBUTIONS}
     losses, weights = model.loss_dicts(TrainConfig())
-    model.compile(keras.optimizers.Adam(1e-3), loss=losses, loss_weights=weights)
+    # Eagerly: four steps are checked here, and tracing TSA's training step as a graph costs
+    # more than they do (CI time); the graph path trains in tests/models/tsa_learning_test.py.
+    model.compile(keras.optimizers.Adam(1e-3), loss=losses, loss_weights=weights,
+                  run_eagerly=True)
     pairs = pipeline.build_dataset(data, "train", training=True,
                                    exemplar_pairs=("dive_number", False), include_steps=True)
     inputs, targets = next(iter(pairs))
