@@ -24,9 +24,15 @@ a labelling error: that sample is written without judges (its final score kept) 
 the report. A final score that differs from the judging rule (3 middle of 7 awards x
 difficulty) by more than 0.05 is written as given and named in the report as a warning. Both
 lists are in `conversion_report.json` and the printed summary.
+
+`--runner=DirectRunner` (the default where Apache Beam is installed) converts as one Beam
+pipeline on `--num_workers` local processes, another Beam runner with `--beam_pipeline_options`;
+`--runner=local` with this machine's process pool, without Beam (`tfrecords_tools.beam_pipeline`:
+the records are the same).
 """
 
 import concurrent.futures
+import functools
 import os
 import shutil
 import sys
@@ -39,6 +45,7 @@ from aqa_tf.data import features
 from aqa_tf.data import shards as shards_lib
 from aqa_tf.data.shards import ShardedWriter
 from aqa_tf.data.video import resize_frame
+from tfrecords_tools import beam_pipeline
 from tfrecords_tools import common
 from tfrecords_tools.common import ConversionReport
 
@@ -255,6 +262,13 @@ def _job(args):
         return split, key, None, str(error)
 
 
+def _beam_job(shared, job):
+    """`_job` for `beam_pipeline`: its jobs leave out the vocabulary and options that every
+    sample shares (`shared`, pickled once with the DoFn, not once per sample)."""
+    _, key, record, error = _job((*job, *shared))
+    return features.sample_key_for(*key), record, error
+
+
 def _split_jobs(split: str, data, bad_judges, options: dict, report: ConversionReport) -> list:
     """The conversion jobs of a split's annotated samples (the others are reported skipped),
     without the judge scores of the samples in `bad_judges`; in event and frame order, so
@@ -279,16 +293,19 @@ def convert(annotations_dir: str, out_dir: str, frames_dir: Optional[str] = None
             jitter_margin: int = 3, width: int = 171, height: int = 128, num_shards_train: int = 8,
             num_shards_test: int = 4, num_workers: int = 0, jpeg_quality: int = 90,
             splits=("train", "test"), progress: bool = True, overwrite: bool = False,
-            annotations_file: str = DEFAULT_ANNOTATIONS_FILE) -> ConversionReport:
+            annotations_file: str = DEFAULT_ANNOTATIONS_FILE, runner: str = beam_pipeline.LOCAL,
+            beam_pipeline_options: str = "") -> ConversionReport:
     """Converts the MTL-AQA splits; returns the report (also saved as conversion_report.json).
 
     `annotations_file`: see `load_annotations`. The report's notes name the judge scores that
     were checked (`check_judges`: bad ones, rule disagreements) and how many written samples
-    have judges."""
+    have judges. `runner`: `beam_pipeline.LOCAL` (a process pool of `num_workers`) or a Beam
+    runner (`beam_pipeline.write_splits`, with `beam_pipeline_options`)."""
     from tqdm import tqdm
     if bool(frames_dir) == bool(videos_dir):
         raise ValueError("give exactly one of frames_dir and videos_dir")
     shards_lib.check_out_dir(out_dir, overwrite)
+    beam_pipeline.check_runner(runner, num_workers, beam_pipeline_options)
     data = load_annotations(annotations_dir, annotations_file)
     judges = check_judges(data["annotations"], [k for split in splits
                                                 for k in data["splits"][split]])
@@ -303,30 +320,51 @@ def convert(annotations_dir: str, out_dir: str, frames_dir: Optional[str] = None
                     os.path.join(out_dir, "vocab.json"))
         workers = num_workers or os.cpu_count() or 1
         shards = {"train": num_shards_train, "test": num_shards_test}
-        for split in splits:
-            jobs = _split_jobs(split, data, judges["bad_judge_scores"], options, report)
-            pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
-            results = pool.map(_job, jobs, chunksize=4) if pool else map(_job, jobs)
-            try:
-                num_shards = min(shards[split], max(len(jobs), 1))
-                with ShardedWriter(out_dir, split, num_shards) as writer:
-                    for _, key, record, error in tqdm(
-                            results, total=len(jobs), disable=not progress,
-                            desc=f"converting {split}", unit="sample"):
-                        if error:
-                            report.skipped[features.sample_key_for(*key)] = error
-                            print(f"SKIPPED {error}", file=sys.stderr, flush=True)
-                        else:
-                            writer.write(record)
-                    report.written[split] = writer.count
-            finally:
-                if pool:
-                    pool.shutdown()
+        if runner != beam_pipeline.LOCAL:
+            _convert_with_beam(splits, data, judges, options, out_dir, shards, report, runner,
+                               num_workers, beam_pipeline_options)
+        else:
+            for split in splits:
+                jobs = _split_jobs(split, data, judges["bad_judge_scores"], options, report)
+                pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+                results = pool.map(_job, jobs, chunksize=4) if pool else map(_job, jobs)
+                try:
+                    num_shards = min(shards[split], max(len(jobs), 1))
+                    with ShardedWriter(out_dir, split, num_shards) as writer:
+                        for _, key, record, error in tqdm(
+                                results, total=len(jobs), disable=not progress,
+                                desc=f"converting {split}", unit="sample"):
+                            if error:
+                                report.skipped[features.sample_key_for(*key)] = error
+                                print(f"SKIPPED {error}", file=sys.stderr, flush=True)
+                            else:
+                                writer.write(record)
+                        report.written[split] = writer.count
+                finally:
+                    if pool:
+                        pool.shutdown()
         report.notes = {"captions_without_annotation": [
             features.sample_key_for(*k) for k in data["captions_without_annotation"]],
             **_judges_notes(data, splits, judges, report)}
         report.save(os.path.join(out_dir, "conversion_report.json"))
     return report
+
+
+def _convert_with_beam(splits, data, judges, options, out_dir, shards, report, runner,
+                       num_workers, beam_pipeline_options):
+    """The splits' conversion as one Beam pipeline (`beam_pipeline.write_splits`), reported as
+    the process pool's (`report.written`, `report.skipped` and a SKIPPED line each)."""
+    jobs, shared = {}, (data["vocab"], options)
+    for split in splits:
+        split_jobs = _split_jobs(split, data, judges["bad_judge_scores"], options, report)
+        jobs[split] = [job[:4] for job in split_jobs]  # (split, key, annotation, caption)
+    written, skipped = beam_pipeline.write_splits(
+        jobs, functools.partial(_beam_job, shared), out_dir, shards, runner=runner,
+        num_workers=num_workers, beam_pipeline_options=beam_pipeline_options)
+    report.written.update(written)
+    for key, error in skipped.items():
+        report.skipped[key] = error
+        print(f"SKIPPED {error}", file=sys.stderr, flush=True)
 
 
 def _judges_notes(data, splits, judges, report: ConversionReport) -> Dict[str, object]:
@@ -372,7 +410,9 @@ def main(argv):
                      num_shards_train=f.num_shards_train, num_shards_test=f.num_shards_test,
                      num_workers=f.num_workers, jpeg_quality=f.jpeg_quality,
                      splits=tuple(f.splits), overwrite=f.overwrite,
-                     annotations_file=f.annotations_file)
+                     annotations_file=f.annotations_file,
+                     runner=beam_pipeline.runner_from_flags(),
+                     beam_pipeline_options=f.beam_pipeline_options)
     print("\n".join([report.summary()] + judges_summary(report.notes)))
     notes = report.notes.get("captions_without_annotation")
     if notes:
@@ -399,6 +439,7 @@ def define_flags():
     flags.DEFINE_integer("jitter_margin", 3, "Extra frames stored on each side (temporal jitter).")
     common.define_output_flags("Stored frame width (MSCADC: 640).",
                                "Stored frame height (MSCADC: 360).")
+    beam_pipeline.define_flags()
     flags.mark_flags_as_required(["annotations_dir", "out_dir"])
 
 

@@ -1,0 +1,125 @@
+"""The MTL-AQA converter as an Apache Beam pipeline (`tfrecords_tools.beam_pipeline`, issue 29):
+on a synthetic MTL-AQA frames tree with one bad sample, the DirectRunner (2 worker processes)
+writes the records that the process pool (`--runner=local`) writes, every field of every record
+equal, reports the bad sample with the same reason, and leaves shards named and numbered as
+`aqa_tf.data.shards` reads them. Apache Beam is optional (requirements-beam.txt): without it the
+Beam tests skip, and asking for a Beam runner is one line naming the install command."""
+
+import glob
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from aqa_tf.config import ConfigError
+from aqa_tf.data import features
+from aqa_tf.data import synthetic
+from tests.helpers import run_cli, user_error
+from tfrecords_tools import beam_pipeline
+from tfrecords_tools import mtl_aqa
+from tfrecords_tools import mtl_aqa_raw
+
+T, H, W, SAMPLE_LENGTH, MARGIN = 30, 48, 64, 16, 2
+OPTIONS = dict(sample_length=SAMPLE_LENGTH, jitter_margin=MARGIN, width=W, height=H,
+               num_shards_train=2, num_shards_test=2, progress=False)
+BAD = "01_002"  # one of its frames is not a JPEG
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    """Synthetic dives of two events (4 train, 2 test) as MTL-AQA extracted frames, one frame
+    of `BAD` corrupt."""
+    out = str(tmp_path_factory.mktemp("raw"))
+    samples = (list(synthetic.generate_split("train", 4, 0, T, H, W)) +
+               list(synthetic.generate_split("test", 2, 0, T, H, W)))
+    mtl_aqa_raw.write_raw_dataset(out, samples, synthetic.synthetic_vocabulary(),
+                                  write_videos=False)
+    end = mtl_aqa.load_annotations(out)["annotations"][(1, 2)]["end_frame"]
+    with open(os.path.join(out, "frames", "01", f"{end - 3:06d}.jpg"), "wb") as f:
+        f.write(b"\xff\xd8 this is not a jpeg")
+    return out
+
+
+def _records(out_dir):
+    """sample key -> (split, parsed record) of every record of every shard in `out_dir`."""
+    import tensorflow as tf
+    records = {}
+    for path in sorted(glob.glob(os.path.join(out_dir, "*.tfrecord"))):
+        split = os.path.basename(path).split("-")[0]
+        for serialized in tf.data.TFRecordDataset(path):
+            record = features.parse_to_numpy(serialized.numpy())
+            assert record["sample_key"] not in records, f"{record['sample_key']} twice"
+            records[record["sample_key"]] = split, record
+    return records
+
+
+def test_the_beam_command_writes_the_records_of_the_process_pool(raw, tmp_path):
+    """`python -m tfrecords_tools.mtl_aqa --runner=DirectRunner` (2 worker processes, which
+    import the converter's functions by module name, not from `__main__`): the bad sample's
+    SKIPPED line and exit status 1, and the records of `--runner=local` (in this process),
+    every field equal. One Beam run (each costs ~40 s of worker start-up here); a bad Beam
+    option is one line (exit 2) before anything is read."""
+    pytest.importorskip("apache_beam")
+    frames = os.path.join(raw, "frames")
+    local = mtl_aqa.convert(raw, str(tmp_path / "local"), frames_dir=frames, runner="local",
+                            num_workers=1, **OPTIONS)
+    assert local.written == {"train": 3, "test": 2} and set(local.skipped) == {BAD}
+    flags = [f"--annotations_dir={raw}", f"--frames_dir={frames}",
+             f"--sample_length={SAMPLE_LENGTH}", f"--jitter_margin={MARGIN}", f"--width={W}",
+             f"--height={H}", "--num_shards_train=2", "--num_shards_test=2", "--num_workers=2",
+             "--runner=DirectRunner"]
+    out = str(tmp_path / "beam")
+    proc = run_cli("tfrecords_tools.mtl_aqa", *flags, f"--out_dir={out}", expect=1)
+    assert f"SKIPPED sample {BAD}: undecodable image" in proc.stderr
+    assert "1 samples SKIPPED" in proc.stdout
+    assert "train: 3 samples written" in proc.stdout and "test: 2 samples written" in proc.stdout
+    with open(os.path.join(out, "conversion_report.json")) as f:
+        report = json.load(f)
+    assert report["skipped"] == local.skipped and report["written"] == local.written
+    assert report["notes"] == json.loads(json.dumps(local.notes))
+
+    expected, got = _records(str(tmp_path / "local")), _records(out)
+    assert sorted(got) == sorted(expected) == ["01_001", "01_003", "01_004", "02_001", "02_002"]
+    for key, (split, record) in expected.items():
+        beam_split, beam_record = got[key]
+        assert beam_split == split, key
+        assert sorted(beam_record) == sorted(record), key
+        for name, value in record.items():
+            if name == features.FRAMES:  # the JPEG bytes of every frame
+                assert len(beam_record[name]) == len(value), key
+                for a, b in zip(value, beam_record[name]):
+                    np.testing.assert_array_equal(np.frombuffer(b, np.uint8),
+                                                  np.frombuffer(a, np.uint8), err_msg=key)
+            else:
+                np.testing.assert_array_equal(np.asarray(beam_record[name]), np.asarray(value),
+                                              err_msg=f"{key} {name}")
+
+    # Shards as aqa_tf.data.shards names them (no empty one), and nothing of Beam's left over.
+    names = sorted(os.listdir(out))
+    shards = [n for n in names if n.endswith(".tfrecord")]
+    assert [n for n in names if n not in shards] == ["conversion_report.json", "vocab.json"]
+    for split in ("train", "test"):
+        mine = [n for n in shards if n.startswith(f"{split}-")]
+        assert 1 <= len(mine) <= 2
+        assert mine == [f"{split}-{i:05d}-of-{len(mine):05d}.tfrecord" for i in range(len(mine))]
+    assert all(os.path.getsize(os.path.join(out, n)) > 0 for n in shards)
+    assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
+
+    user_error(run_cli("tfrecords_tools.mtl_aqa", *flags, f"--out_dir={tmp_path / 'bad'}",
+                       "--beam_pipeline_options=--direct_num_workers=many", expect=2),
+               "--beam_pipeline_options", "invalid int value")
+    assert not os.path.exists(tmp_path / "bad")
+
+
+def test_a_beam_runner_without_beam_is_one_line(raw, tmp_path, monkeypatch):
+    """Runs everywhere (Beam installed or not): the refusal names the install command, before
+    any output folder is made."""
+    monkeypatch.setattr(beam_pipeline, "beam_available", lambda: False)
+    with pytest.raises(ConfigError, match=re.escape(
+            "--runner=DirectRunner needs Apache Beam, which is not installed: "
+            "pip install -r requirements-beam.txt")):
+        mtl_aqa.convert(raw, str(tmp_path / "out"), frames_dir=os.path.join(raw, "frames"),
+                        runner="DirectRunner", **OPTIONS)
+    assert not os.path.exists(tmp_path / "out")
