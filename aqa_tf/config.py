@@ -510,6 +510,9 @@ class TrainConfig(Config):
         3, "Least number of timed rounds of the --mixed_precision=auto probe (a training step "
         "in each precision, after 2 untimed ones); more, up to 25, while they take under 5 s.")
     jit_compile: bool = option(False, "Compile train/predict steps with XLA.")
+    run_eagerly: bool = option(
+        False, "Run the training step op by op, without tracing it as a graph: for debugging, "
+        "and for runs of a few steps, where tracing costs more than the steps.")
     init_weights: str = option(
         "", "Weights to start from, read as --init_weights_source says (e.g. a .weights.h5 "
         "written by `python -m aqa_tf.weights.convert`: Sports-1M C3D, Kinetics ResNets). "

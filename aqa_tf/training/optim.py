@@ -63,7 +63,8 @@ def compile_model(model: keras.Model, model_config: ModelConfig, train_config: T
     says (paper 001, eq. 4)."""
     losses, weights = model.loss_dicts(train_config)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
-                  jit_compile=uses_xla(train_config))
+                  jit_compile=uses_xla(train_config) and not train_config.run_eagerly,
+                  run_eagerly=train_config.run_eagerly)
 
 
 def uses_xla(train_config: TrainConfig) -> bool:
