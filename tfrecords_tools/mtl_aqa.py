@@ -318,12 +318,12 @@ def convert(annotations_dir: str, out_dir: str, frames_dir: Optional[str] = None
     with shards_lib.fresh_folder(out_dir, overwrite) as out_dir:
         shutil.copy(os.path.join(annotations_dir, "vocab.json"),
                     os.path.join(out_dir, "vocab.json"))
-        workers = num_workers or os.cpu_count() or 1
         shards = {"train": num_shards_train, "test": num_shards_test}
         if runner != beam_pipeline.LOCAL:
             _convert_with_beam(splits, data, judges, options, out_dir, shards, report, runner,
                                num_workers, beam_pipeline_options)
         else:
+            workers = num_workers or os.cpu_count() or 1
             for split in splits:
                 jobs = _split_jobs(split, data, judges["bad_judge_scores"], options, report)
                 pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
