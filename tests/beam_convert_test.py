@@ -13,11 +13,11 @@ import re
 import numpy as np
 import pytest
 
+from aqa_tf import beam_lib
 from aqa_tf.config import ConfigError
 from aqa_tf.data import features
 from aqa_tf.data import synthetic
 from tests.helpers import run_cli, user_error
-from tfrecords_tools import beam_pipeline
 from tfrecords_tools import mtl_aqa
 from tfrecords_tools import mtl_aqa_raw
 
@@ -116,7 +116,8 @@ def test_the_beam_command_writes_the_records_of_the_process_pool(raw, tmp_path):
 def test_a_beam_runner_without_beam_is_one_line(raw, tmp_path, monkeypatch):
     """Runs everywhere (Beam installed or not): the refusal names the install command, before
     any output folder is made."""
-    monkeypatch.setattr(beam_pipeline, "beam_available", lambda: False)
+
+    monkeypatch.setattr(beam_lib, "beam_available", lambda: False)
     with pytest.raises(ConfigError, match=re.escape(
             "--runner=DirectRunner needs Apache Beam, which is not installed: "
             "pip install -r requirements-beam.txt")):
