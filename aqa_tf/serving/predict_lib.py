@@ -123,6 +123,23 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
     contributions, the window's times; for models that compare with exemplars, the exemplars
     used and each one's verdict) plus `"window"` (its uint8 frames) and, for those models,
     `"exemplar_thumbnails"` (JPEG frames), for plots."""
+    video, end, window = dive_window(scorer, path, end_time, end_frame, progress, video)
+    model_window = scorer.model_frames(window)[None]
+    outputs = scorer.score(model_window, None if difficulty is None else np.array([difficulty]),
+                           None if action is None else np.array([action]),
+                           None if dive_type is None else [dive_type])
+    texts = {label: values[0] for label, values in scorer.texts(model_window).items()}
+    result = dive_result(scorer.meta, path, video, end, outputs, texts)
+    result["window"] = window
+    return result
+
+
+def dive_window(scorer: Scorer, path: str, end_time: Optional[float] = None,
+                end_frame: Optional[int] = None, progress: bool = True,
+                video: Optional[video_lib.Video] = None):
+    """The window a dive is scored on (`score_dive`): `(video, index of the window's last
+    frame, uint8 window [frames, h, w, 3])`. Needs only the scorer's metadata (frame rate,
+    stored size, window length, padding)."""
     video = video or read_video(scorer, path, progress)
     end = end_index(video, end_time, end_frame)
     length = scorer.window_length
@@ -130,18 +147,22 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
         warn(f"{path}: the window ends at frame {end + 1} at {video.frame_rate:.3g} frames/s, "
              f"fewer than the model's {length}-frame window: the first frame is repeated in "
              "front, as the signature does")
-    window = window_ending_at(video.frames, end, length, _blank(scorer, video.frames))
-    model_window = scorer.model_frames(window)[None]
-    outputs = scorer.score(model_window, None if difficulty is None else np.array([difficulty]),
-                           None if action is None else np.array([action]),
-                           None if dive_type is None else [dive_type])
+    return video, end, window_ending_at(video.frames, end, length, _blank(scorer, video.frames))
+
+
+def dive_result(meta: Dict, path: str, video: video_lib.Video, end: int, outputs: Dict,
+                texts: Dict[str, str]) -> Dict:
+    """The JSON-ready result of `score_dive` from the model's outputs for the one window
+    (`outputs`: `serving_default`'s arrays, batch of 1; `texts`: label -> what a head wrote)
+    that ends at frame `end` of `video`."""
+    length = int(meta["window_length"])
     result = {
         "video": path, "source_size": list(video.source_size),
         "source_frame_rate": video.source_rate, "frame_rate": video.frame_rate,
         "window_start_time": float(video.times[max(0, end - length + 1)]),
         "window_end_time": float(video.times[end]),
         "score": float(outputs["score"][0]),
-        "sub_actions": _top_classes(outputs, 0, scorer.meta),
+        "sub_actions": _top_classes(outputs, 0, meta),
     }
     if "score_interval_low" in outputs:  # distribution heads (usdl, musdl): the 90% interval
         result["score_interval"] = [float(outputs["score_interval_low"][0]),
@@ -151,7 +172,7 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
         result["score_distribution"] = np.asarray(outputs["score_distribution"][0]).tolist()
     if "judge_scores" in outputs:
         result["judge_scores"] = [float(v) for v in outputs["judge_scores"][0]]
-    kind = scorer.meta.get("clip_contribution")
+    kind = meta.get("clip_contribution")
     if kind and kind in outputs:
         result[kind] = [float(v) for v in outputs[kind][0]]
     if "exemplar_keys" in outputs:  # contrastive regression (CoRe): the voters
@@ -164,15 +185,13 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
         result["exemplar_thumbnails"] = [outputs["exemplar_thumbnails_bytes"][0][i] for i in used]
     if "step_transitions" in outputs:  # procedure-aware heads (TSA): the dive's steps
         result["steps"] = dive_steps(outputs["step_transitions"][0],
-                                     outputs["step_contributions"][0], scorer.meta,
+                                     outputs["step_contributions"][0], meta,
                                      video.times[max(0, end - length + 1):end + 1], length)
-    for label, texts in scorer.texts(model_window).items():
-        result[label] = texts[0]
-    warning = outside_training_range(result["score"], scorer.meta)
+    result.update(texts)
+    warning = outside_training_range(result["score"], meta)
     if warning:
         warn(f"{path}: {warning}")
         result["warning"] = warning
-    result["window"] = window
     return result
 
 
