@@ -1,0 +1,316 @@
+r"""Scores many video files with an exported model, as one Apache Beam pipeline.
+
+  python -m aqa_tf.batch_predict --model saved_models/quickstart/1 \
+      --inputs 'videos/*.mp4' --output results/
+  python -m aqa_tf.batch_predict ... --runner=FlinkRunner \
+      --beam_pipeline_options='--flink_master=HOST:8081 --parallelism=16'
+
+Each video is read as `aqa_tf.predict` reads it (resampled to the model's frame rate, resized
+to its stored size) and cut to the model's window ending at its last frame (`--end_time`: at
+that time instead); the windows travel as the JPEG frames of the export's `serving_jpeg`
+signature, and Beam's `RunInference` scores them in batches with the SavedModel
+(`SavedModelHandler`). The output folder gets `results.jsonl`, one JSON line per video: the
+entry `aqa_tf.predict --output_json` writes for it (score, sub-actions, per-clip
+contributions, commentary, ...), or `{"video": ..., "error": ...}` for a file that could not be
+scored, which never ends the job; and `summary.csv` with the table printed at the end.
+
+`--runner=local` scores in this process without Beam (what `aqa_tf.predict` does, one video
+after the other); the DirectRunner, the default where Beam is installed
+(`pip install -r requirements-beam.txt`), runs `--num_workers` processes on this machine.
+Another runner's workers must see the model folder, the videos and the output folder at the
+same paths (a shared file system), with this project and its requirements installed.
+"""
+
+import csv
+import functools
+import glob
+import json
+import os
+import sys
+from typing import Dict, List, Optional
+
+import numpy as np
+from absl import flags
+
+from aqa_tf import beam_lib
+from aqa_tf.config import ConfigError
+
+RESULTS, SUMMARY = "results.jsonl", "summary.csv"
+ERRORS = "errors"  # tag of the side output of the videos that could not be read
+
+
+def define_flags():
+    flags.DEFINE_string("model", None, "The exported model: <export_dir>/<name>/<version>.")
+    flags.DEFINE_list("inputs", None, "Video files: paths or glob patterns, comma-separated.")
+    flags.DEFINE_string("output", None, f"Output folder ({RESULTS}, {SUMMARY}).")
+    flags.DEFINE_float("end_time", None, "The window ends at this time (s) of every video "
+                       "(default: at its last frame).")
+    flags.DEFINE_float("difficulty", None, "Degree of difficulty, for models that multiply by "
+                       "it (the same for every video).")
+    flags.DEFINE_integer("batch_size", 8, "Most windows RunInference scores in one call.")
+    flags.DEFINE_integer("num_workers", 0, "DirectRunner processes (0: one per CPU).")
+    beam_lib.define_flags("this process, one video after the other")
+
+
+def input_videos(patterns: List[str]) -> List[str]:
+    """The files `patterns` (paths or globs) name, in order, each once.
+
+    Raises:
+      ConfigError: no pattern, or a pattern that names no file.
+    """
+    if not patterns:
+        raise ConfigError("--inputs: give the videos (paths or glob patterns, comma-separated)")
+    videos = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else (
+            [pattern] if os.path.exists(pattern) else [])
+        if not found:
+            raise ConfigError(f"--inputs: {pattern}: no such file")
+        videos += [v for v in found if v not in videos]
+    return videos
+
+
+def model_metadata(model: str) -> Dict:
+    """The export's metadata (`assets.extra/aqa_tf.json`), read without TensorFlow: what the
+    readers need (frame rate, stored size, window, JPEG quality), and the refusals that
+    `aqa_tf.predict` makes before any video is read.
+
+    Raises:
+      ConfigError: not an export, or a model that needs an input this command does not give.
+    """
+    from aqa_tf.serving import contract
+    if not model:
+        raise ConfigError("--model: give the exported model (<export_dir>/<name>/<version>)")
+    path = os.path.join(model, contract.ASSETS_EXTRA, contract.METADATA_FILE)
+    if not os.path.isdir(model):
+        raise ConfigError(f"--model={model}: no such folder")
+    if not os.path.exists(path):
+        raise ConfigError(f"--model={model}: no {contract.ASSETS_EXTRA}/"
+                          f"{contract.METADATA_FILE} (not an aqa-tf export)")
+    with open(path) as f:
+        meta = json.load(f)
+    if meta.get("exemplar_match") == "dive_number" or meta.get("uses_action"):
+        raise ConfigError(f"--model={model}: this model needs each video's dive type or action, "
+                          "which batch scoring does not take yet: use aqa_tf.predict")
+    return meta
+
+
+def _reader(meta: Dict):
+    """A `Scorer` that only knows the export's metadata: what `predict_lib.dive_window` and
+    `Scorer.model_frames` need, without loading the model."""
+    from aqa_tf.serving.scorer import Scorer
+    return Scorer(None, None, meta, "metadata")
+
+
+def read_window(path: str, meta: Dict, end_time: Optional[float]):
+    """`(key, model window)` of the video `path` (the JPEG frames of its window), where `key`
+    is the JSON of what its result needs besides the model's outputs; raises the readers'
+    errors (`predict_lib.USER_ERRORS`)."""
+    from aqa_tf.serving import predict_lib
+    reader = _reader(meta)
+    video, end, window = predict_lib.dive_window(reader, path, end_time, None, progress=False)
+    info = {"video": path, "end": int(end), "frame_rate": video.frame_rate,
+            "source_rate": video.source_rate, "source_size": list(video.source_size),
+            "times": [float(t) for t in video.times[max(0, end - reader.window_length + 1):
+                                                     end + 1]]}
+    return json.dumps(info), reader.model_frames(window)
+
+
+def result_line(info_json: str, outputs: Dict, texts: Dict, meta: Dict) -> str:
+    """The JSON line of one video: `predict_lib.dive_result` of its window's outputs."""
+    from aqa_tf.data.video import Video
+    from aqa_tf.serving import predict_lib
+    info = json.loads(info_json)
+    # The window's times, placed where `dive_result` reads them (frames before the window are
+    # never read).
+    times = np.zeros(info["end"] + 1)
+    times[info["end"] + 1 - len(info["times"]):] = info["times"]
+    video = Video(info["video"], np.empty([0], np.uint8), info["frame_rate"],
+                  info["source_rate"], tuple(info["source_size"]), times)
+    result = predict_lib.dive_result(meta, info["video"], video, info["end"], outputs, texts)
+    result.pop("exemplar_thumbnails", None)
+    return json.dumps(predict_lib.json_ready(result))
+
+
+def error_line(path: str, error: Exception) -> str:
+    from aqa_tf.serving import predict_lib
+    return json.dumps({"video": path, "error": predict_lib.error_message(path, error)})
+
+
+def score_windows(scorer, windows: List[np.ndarray], difficulty: Optional[float]):
+    """Per window: (outputs of `serving_default` as a batch of 1, texts of the heads)."""
+    batch = np.stack(windows)
+    difficulties = np.full([len(batch)], difficulty or 0.0, np.float32)
+    outputs = scorer.score(batch, difficulties)
+    texts = scorer.texts(batch)
+    return [({k: v[i:i + 1] for k, v in outputs.items()},
+             {label: values[i] for label, values in texts.items()})
+            for i in range(len(batch))]
+
+
+@functools.lru_cache(maxsize=None)
+def _beam_classes():
+    """The `DoFn` and the `ModelHandler` (defined once Beam is imported: Beam is optional)."""
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+    class ReadWindowFn(beam.DoFn):
+        """Video path -> `(key, JPEG window)`; a video that cannot be read -> its error line on
+        the `ERRORS` output."""
+
+        def __init__(self, meta: Dict, end_time: Optional[float]):
+            super().__init__()
+            self._meta, self._end_time = meta, end_time
+
+        def process(self, path: str):
+            from aqa_tf.serving import predict_lib
+            try:
+                yield read_window(path, self._meta, self._end_time)
+            except predict_lib.USER_ERRORS as error:
+                yield beam.pvalue.TaggedOutput(ERRORS, error_line(path, error))
+
+    class SavedModelHandler(ModelHandler):
+        """RunInference's handler of an aqa-tf SavedModel: loads it with the project's
+        `Scorer` (its `serving_jpeg` signature for JPEG windows, and the heads' text
+        signatures) and scores a batch of windows in one call. (Beam's own
+        `TFModelHandlerTensor` loads with `tf.keras.models.load_model`, which Keras 3 cannot
+        do for a SavedModel of signatures.)"""
+
+        def __init__(self, model: str, difficulty: Optional[float], max_batch_size: int):
+            super().__init__()
+            self._model, self._difficulty = model, difficulty
+            self._max_batch_size = max_batch_size
+
+        def load_model(self):
+            from aqa_tf.serving import predict_lib
+            return predict_lib.open_scorer(self._model)
+
+        def run_inference(self, batch, model, inference_args=None):
+            scored = score_windows(model, list(batch), self._difficulty)
+            return [PredictionResult(None, item) for item in scored]
+
+        def get_num_bytes(self, batch) -> int:
+            return sum(len(frame) for window in batch for frame in window)
+
+        def batch_elements_kwargs(self):
+            return {"max_batch_size": self._max_batch_size}
+
+    return ReadWindowFn, SavedModelHandler
+
+
+def _format(element, meta: Dict) -> str:
+    key, prediction = element
+    outputs, texts = prediction.inference
+    return result_line(key, outputs, texts, meta)
+
+
+def run_beam(videos: List[str], model: str, meta: Dict, output: str, end_time, difficulty,
+             batch_size: int, runner: str, num_workers: int = 0, extra: str = "") -> str:
+    """Scores `videos` in one Beam pipeline; returns the results file (its lines unsorted)."""
+    options = beam_lib.pipeline_options(runner, num_workers, extra)
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+    read_fn, handler = _beam_classes()
+    pipeline = beam_lib.make_pipeline(runner, options)
+    with beam_lib.quiet_local_runner(runner), pipeline:
+        windows = (pipeline
+                   | "list videos" >> beam.Create(videos)
+                   | "read windows" >> beam.ParDo(read_fn(meta, end_time)).with_outputs(
+                       ERRORS, main="windows"))
+        scored = (windows.windows
+                  | "score" >> RunInference(KeyedModelHandler(
+                      handler(model, difficulty, batch_size)))
+                  | "result lines" >> beam.Map(_format, meta=meta))
+        _ = ((scored, windows[ERRORS]) | "all lines" >> beam.Flatten()
+             | "write" >> beam.io.WriteToText(os.path.join(output, RESULTS),
+                                              shard_name_template="", num_shards=1))
+    return os.path.join(output, RESULTS)
+
+
+def run_local(videos: List[str], model: str, meta: Dict, output: str, end_time, difficulty,
+              progress=print) -> str:
+    """Scores `videos` one after the other in this process; each line is written (and
+    flushed) as its video is done, so that a kill loses at most the video in progress."""
+    from aqa_tf.serving import predict_lib
+    scorer = predict_lib.open_scorer(model)
+    path = os.path.join(output, RESULTS)
+    with open(path, "w") as f:
+        for video in videos:
+            try:
+                key, window = read_window(video, meta, end_time)
+            except predict_lib.USER_ERRORS as error:
+                line = error_line(video, error)
+            else:
+                (outputs, texts), = score_windows(scorer, [window], difficulty)
+                line = result_line(key, outputs, texts, meta)
+            f.write(line + "\n")
+            f.flush()
+            progress(f"{video}: done")
+    return path
+
+
+def summarize(path: str, videos: List[str], summary_path: str) -> List[Dict]:
+    """Reads the results file, rewrites it in the order of `videos`, writes the summary table
+    (CSV) and returns the entries."""
+    with open(path) as f:
+        entries = {e["video"]: e for e in map(json.loads, f)}
+    ordered = [entries[v] for v in videos if v in entries]
+    partial = path + ".partial"
+    with open(partial, "w") as f:
+        f.writelines(json.dumps(e) + "\n" for e in ordered)
+    os.replace(partial, path)
+    with open(summary_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["video", "score", "sub_actions", "error"])
+        for e in ordered:
+            top = "; ".join(f"{name} {ranked[0][0]}" for name, ranked in
+                            e.get("sub_actions", {}).items())
+            writer.writerow([e["video"], "" if "error" in e else f"{e['score']:.4f}", top,
+                             e.get("error", "")])
+    return ordered
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ConfigError(f"unexpected arguments {' '.join(argv[1:])}: give the videos with "
+                          "--inputs")
+    f = flags.FLAGS
+    if not f.output:
+        raise ConfigError("--output: give the output folder")
+    if f.batch_size < 1:
+        raise ConfigError(f"--batch_size={f.batch_size}: must be at least 1")
+    runner = beam_lib.runner_from_flags("scoring")
+    beam_lib.check_runner(runner, f.num_workers, f.beam_pipeline_options)
+    meta = model_metadata(f.model)
+    videos = input_videos(f.inputs)
+    if os.path.exists(f.output) and not os.path.isdir(f.output):
+        raise ConfigError(f"--output={f.output} is a file, not a folder")
+    os.makedirs(f.output, exist_ok=True)
+    print(f"Scoring {len(videos)} videos with {f.model} on --runner={runner}", flush=True)
+    if runner == beam_lib.LOCAL:
+        path = run_local(videos, f.model, meta, f.output, f.end_time, f.difficulty)
+    else:
+        path = run_beam(videos, f.model, meta, f.output, f.end_time, f.difficulty,
+                        f.batch_size, runner, f.num_workers, f.beam_pipeline_options)
+    entries = summarize(path, videos, os.path.join(f.output, SUMMARY))
+    width = max(len(e["video"]) for e in entries) if entries else 5
+    print(f"{'video':<{width}}  {'score':>8}")
+    failed = []
+    for e in entries:
+        if "error" in e:
+            failed.append(e["video"])
+            print(f"{e['video']:<{width}}  {'error':>8}  {e['error']}")
+        else:
+            print(f"{e['video']:<{width}}  {e['score']:8.2f}")
+    print(f"Results: {path}\nSummary: {os.path.join(f.output, SUMMARY)}", flush=True)
+    if failed:
+        print(f"error: {len(failed)} of {len(videos)} videos failed ({', '.join(failed)}); the "
+              "others' results are kept", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    from aqa_tf import flag_defs
+    define_flags()
+    flag_defs.run(main)

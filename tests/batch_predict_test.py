@@ -1,0 +1,125 @@
+"""Batch scoring as an Apache Beam pipeline (`aqa_tf.batch_predict`, issue 29): six synthetic
+videos, one of them corrupt, scored on the DirectRunner (2 worker processes, RunInference with
+the project's SavedModel handler on the export's `serving_jpeg` signature): five scores equal to
+`aqa_tf.predict`'s for the same files (within 1e-4 points, same top sub-actions), one error line
+naming the corrupt file, exit status 2, the results in the order of the inputs and the summary
+table. `--runner=local` (no Beam) gives the same lines. Apache Beam is optional
+(requirements-beam.txt): without it the Beam run skips; the local runner runs everywhere."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from aqa_tf.data import video as video_lib
+from tests.helpers import run_cli, user_error
+from tests.predict_test import dive_frames, quickstart_model
+
+CORRUPT = "04_broken.mp4"
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """The quickstart model (random weights) exported in-process (score and dive heads)."""
+    from aqa_tf.serving import export_lib
+    model, data_config = quickstart_model()
+    folder = tmp_path_factory.mktemp("saved_models")
+    return export_lib.export_saved_model(model, data_config, str(folder / "quickstart" / "1"))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Five synthetic test dives at 25 and 30 frames/s, sizes 86x64 to 320x180, and one file
+    that is not a video."""
+    folder = tmp_path_factory.mktemp("videos")
+    for i, (height, width, rate) in enumerate(((64, 86, 25), (64, 86, 30), (180, 320, 25),
+                                               (96, 128, 30), (72, 96, 25))):
+        name = f"{i if i < 4 else 5:02d}_dive.mp4"
+        video_lib.write_video(str(folder / name), dive_frames(height, width, index=i), rate)
+    with open(folder / CORRUPT, "wb") as f:
+        f.write(b"\x00\x00\x00\x18ftypmp42 not really a video" * 40)
+    return folder
+
+
+def _lines(output):
+    with open(os.path.join(output, "results.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _predicted(export, videos, tmp_path):
+    """`aqa_tf.predict` on the five good files: video -> its entry."""
+    good = sorted(str(p) for p in videos.glob("*_dive.mp4"))
+    out = str(tmp_path / "predict.json")
+    run_cli("aqa_tf.predict", *good, f"--model={export}", f"--output_json={out}",
+            "--noprogress", "--noplot")
+    with open(out) as f:
+        return {e["video"]: e for e in json.load(f)}
+
+
+def _check(lines, predicted, videos):
+    names = sorted(os.listdir(videos))
+    assert [os.path.basename(e["video"]) for e in lines] == names  # the inputs' order
+    errors = [e for e in lines if "error" in e]
+    assert len(errors) == 1 and CORRUPT in errors[0]["error"], errors
+    assert os.path.basename(errors[0]["video"]) == CORRUPT
+    scored = [e for e in lines if "error" not in e]
+    assert len(scored) == 5
+    for entry in scored:
+        expected = predicted[entry["video"]]
+        assert entry["score"] == pytest.approx(expected["score"], abs=1e-4), entry["video"]
+        assert {h: r[0][0] for h, r in entry["sub_actions"].items()} == {
+            h: r[0][0] for h, r in expected["sub_actions"].items()}
+        for key in ("window_start_time", "window_end_time", "source_size",
+                    "source_frame_rate", "frame_rate"):
+            assert entry[key] == pytest.approx(expected[key]), (entry["video"], key)
+        contributions = [k for k in ("clip_scores", "clip_weights") if k in expected]
+        assert contributions
+        for key in contributions:
+            assert entry[key] == pytest.approx(expected[key], abs=1e-4), (entry["video"], key)
+    return scored
+
+
+def test_beam_scores_as_predict_does_and_reports_the_corrupt_file(export, videos, tmp_path):
+    pytest.importorskip("apache_beam", reason="Apache Beam is optional: "
+                        "pip install -r requirements-beam.txt")
+    predicted = _predicted(export, videos, tmp_path)
+    output = str(tmp_path / "beam")
+    proc = run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={videos}/*.mp4",
+                   f"--output={output}", "--runner=DirectRunner", "--num_workers=2",
+                   "--batch_size=4", expect=2)
+    assert f"{CORRUPT}" in proc.stderr.splitlines()[-1]
+    assert "1 of 6 videos failed" in proc.stderr
+    scored = _check(_lines(output), predicted, videos)
+    with open(os.path.join(output, "summary.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [os.path.basename(r["video"]) for r in rows] == sorted(os.listdir(videos))
+    assert {r["video"]: float(r["score"]) for r in rows if r["score"]} == pytest.approx(
+        {e["video"]: e["score"] for e in scored}, abs=1e-4)
+    for entry in scored:  # the printed table
+        assert f"{entry['score']:8.2f}" in proc.stdout
+
+    # The same without Beam (this process, one video after the other).
+    local = str(tmp_path / "local")
+    run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={videos}/*.mp4",
+            f"--output={local}", "--runner=local", expect=2)
+    _check(_lines(local), predicted, videos)
+
+
+def test_local_runner_and_mistakes(export, videos, tmp_path):
+    """Runs everywhere: `--runner=local` scores as `aqa_tf.predict`; a user's mistakes are one
+    line, exit status 2, before any video is read."""
+    predicted = _predicted(export, videos, tmp_path)
+    output = str(tmp_path / "local")
+    run_cli("aqa_tf.batch_predict", f"--model={export}",
+            f"--inputs={videos}/0[0-3]_dive.mp4,{videos}/{CORRUPT},{videos}/05_dive.mp4",
+            f"--output={output}", "--runner=local", expect=2)
+    _check(_lines(output), predicted, videos)
+    common = [f"--output={tmp_path / 'x'}", "--runner=local"]
+    user_error(run_cli("aqa_tf.batch_predict", f"--model={export}",
+                       f"--inputs={videos}/*.avi", *common, expect=2), "--inputs", "*.avi")
+    user_error(run_cli("aqa_tf.batch_predict", f"--model={tmp_path}/nothing",
+                       f"--inputs={videos}/*.mp4", *common, expect=2), "--model", "nothing")
+    user_error(run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={videos}/*.mp4",
+                       *common, "--batch_size=0", expect=2), "--batch_size")
+    assert not os.path.exists(tmp_path / "x")
