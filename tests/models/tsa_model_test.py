@@ -146,11 +146,13 @@ def test_tsa_trains_on_pairs_and_switches_to_its_own_transitions(records):
 
 
 def test_export_scores_with_its_bank_and_predict_shows_the_steps(records, tmp_path):
-    """With as many voters as training dives of a type, the export's bank and the evaluation
-    use the same exemplars: each test window's exported score, transitions and step shares
-    equal the evaluation's. `aqa_tf.predict --dive_type --plot` prints the steps with their
-    frames and times and writes the step plot. (Weights are untrained: the check is about the
-    bank, the lookup and the outputs.)"""
+    """With as many voters as training dives of a type, the export's bank and the evaluation use the
+    same exemplars: each test window's exported score, transitions and step shares equal the
+    evaluation's, and the TFLite flatbuffer's (`tflite_lib.convert`: builtin ops, the bank
+    inside, the dive type's row looked up in its metadata) equal the SavedModel's.
+    `aqa_tf.predict --dive_type --plot` prints the steps with their frames and times and writes
+    the step plot. (Weights are untrained: the check is about the bank, the lookup and the
+    outputs.)"""
     from aqa_tf.data import pipeline, video
     from aqa_tf.models.heads import tsa
     from aqa_tf.serving import export_lib
@@ -161,6 +163,12 @@ def test_export_scores_with_its_bank_and_predict_shows_the_steps(records, tmp_pa
     # Evaluation batches of one: a batch's queries share the smallest voter count among them.
     data = dataclasses.replace(_data_config(records), batch_size=1)
     model = _model(data, exemplar_match="dive_number", voters=16)
+    # PSNet's last layer drawn wider (sd 3): untrained, its transition probabilities are nearly
+    # flat, and float round-off, which differs between TensorFlow and TFLite, then decides
+    # where they peak (one window of six moved by two frames in a trial).
+    last = max((layer for layer in model._flatten_layers() if layer.name.startswith(
+        "tas_dense")), key=lambda layer: int(layer.name[len("tas_dense"):]))
+    last.kernel.assign(np.random.default_rng(0).normal(0, 3, last.kernel.shape))
     predictions = evaluation.Evaluator(model, data, (0.0, 100.0)).predict("test")
     by_key = {k: i for i, k in enumerate(predictions.keys)}
     path = export_lib.export_saved_model(model, data, str(tmp_path / "tsa" / "1"))
@@ -213,3 +221,31 @@ def test_export_scores_with_its_bank_and_predict_shows_the_steps(records, tmp_pa
     table = demo_app.exemplars_text(shown)
     for step in steps:
         assert f"| {step['name']} | {step['first_frame']}-{step['last_frame']} |" in table
+
+    # TFLite (LiteRT), on the same windows as the SavedModel.
+    from aqa_tf.serving import tflite_lib
+    lite_path = str(tmp_path / "tsa.tflite")
+    with open(lite_path, "wb") as f:
+        f.write(tflite_lib.convert(model, data))
+    lite = tflite_lib.scorer(lite_path)
+    assert lite.meta["step_names"] == ["take-off", "flight", "entry"]
+    for window in pipeline.serving_windows(data, "test").as_numpy_iterator():
+        args = (np.asarray([window["frames"]], object), [window["difficulty"]])
+        dive_number = [window["dive_number"].decode()]
+        a, b = lite.score(*args, dive_number=dive_number), scorer.score(
+            *args, dive_number=dive_number)
+        assert abs(float(a["score"][0]) - float(b["score"][0])) < 1e-3
+        np.testing.assert_array_equal(a["step_transitions"], b["step_transitions"])
+        np.testing.assert_allclose(a[tsa.STEP_CONTRIBUTIONS], b[tsa.STEP_CONTRIBUTIONS],
+                                   atol=1e-3)
+        assert list(a["exemplar_keys"][0]) == list(b["exemplar_keys"][0])
+    # aqa_tf.predict on the flatbuffer: the same steps as on the SavedModel, and the step plot.
+    proc = run_cli("aqa_tf.predict", video_path, f"--model={lite_path}", f"--dive_type={dive}",
+                   "--plot", f"--output_dir={tmp_path / 'lite_out'}",
+                   f"--output_json={tmp_path / 'lite.json'}", "--noprogress")
+    with open(tmp_path / "lite.json") as f:
+        (lite_result,) = json.load(f)
+    assert lite_result["score"] == pytest.approx(result["score"], abs=1e-3)
+    assert [(s["name"], s["first_frame"], s["last_frame"]) for s in lite_result["steps"]] == [
+        (s["name"], s["first_frame"], s["last_frame"]) for s in steps]
+    assert os.path.getsize(tmp_path / "lite_out" / "dive_steps.png") > 10_000
