@@ -33,23 +33,19 @@ import numpy as np
 from absl import flags
 
 from aqa_tf import beam_lib
-from aqa_tf.config import ConfigError
+from aqa_tf.config import BatchScoringOptions, ConfigError, PredictOptions, ScoringOptions
 
 RESULTS, SUMMARY = "results.jsonl", "summary.csv"
 ERRORS = "errors"  # tag of the side output of the videos that could not be read
 
 
 def define_flags():
-    flags.DEFINE_string("model", None, "The exported model: <export_dir>/<name>/<version>.")
-    flags.DEFINE_list("inputs", None, "Video files: paths or glob patterns, comma-separated.")
-    flags.DEFINE_string("output", None, f"Output folder ({RESULTS}, {SUMMARY}).")
-    flags.DEFINE_float("end_time", None, "The window ends at this time (s) of every video "
-                       "(default: at its last frame).")
-    flags.DEFINE_float("difficulty", None, "Degree of difficulty, for models that multiply by "
-                       "it (the same for every video).")
-    flags.DEFINE_integer("batch_size", 8, "Most windows RunInference scores in one call.")
-    flags.DEFINE_integer("num_workers", 0, "DirectRunner processes (0: one per CPU).")
-    beam_lib.define_flags("this process, one video after the other")
+    """The exported model (`PredictOptions.model`), the window's end and the difficulty
+    (`ScoringOptions`), and the inputs, output and runner (`BatchScoringOptions`)."""
+    from aqa_tf import flag_defs
+    flag_defs.define_config_flags(PredictOptions, only=("model",))
+    flag_defs.define_config_flags(ScoringOptions, only=("end_time", "difficulty"))
+    flag_defs.define_config_flags(BatchScoringOptions)
 
 
 def input_videos(patterns: List[str]) -> List[str]:
@@ -81,6 +77,9 @@ def model_metadata(model: str) -> Dict:
     from aqa_tf.serving import contract
     if not model:
         raise ConfigError("--model: give the exported model (<export_dir>/<name>/<version>)")
+    if model.endswith(".tflite"):
+        raise ConfigError(f"--model={model}: batch scoring takes a SavedModel export "
+                          "(<export_dir>/<name>/<version>), not a .tflite file")
     path = os.path.join(model, contract.ASSETS_EXTRA, contract.METADATA_FILE)
     if not os.path.isdir(model):
         raise ConfigError(f"--model={model}: no such folder")
@@ -271,28 +270,32 @@ def summarize(path: str, videos: List[str], summary_path: str) -> List[Dict]:
 
 
 def main(argv):
+    from aqa_tf import flag_defs
     if len(argv) > 1:
         raise ConfigError(f"unexpected arguments {' '.join(argv[1:])}: give the videos with "
                           "--inputs")
-    f = flags.FLAGS
-    if not f.output:
+    options = flag_defs.config_from_flags(BatchScoringOptions)
+    scoring = flag_defs.config_from_flags(ScoringOptions)
+    model = flag_defs.config_from_flags(PredictOptions).model
+    if not options.output:
         raise ConfigError("--output: give the output folder")
-    if f.batch_size < 1:
-        raise ConfigError(f"--batch_size={f.batch_size}: must be at least 1")
-    runner = beam_lib.runner_from_flags("scoring")
-    beam_lib.check_runner(runner, f.num_workers, f.beam_pipeline_options)
-    meta = model_metadata(f.model)
-    videos = input_videos(f.inputs)
-    if os.path.exists(f.output) and not os.path.isdir(f.output):
-        raise ConfigError(f"--output={f.output} is a file, not a folder")
-    os.makedirs(f.output, exist_ok=True)
-    print(f"Scoring {len(videos)} videos with {f.model} on --runner={runner}", flush=True)
+    runner = beam_lib.resolve_runner(options.runner, flags.FLAGS["runner"].present, "scoring")
+    beam_lib.check_runner(runner, options.num_workers, options.beam_pipeline_options)
+    meta = model_metadata(model)
+    videos = input_videos(list(options.inputs))
+    if os.path.exists(options.output) and not os.path.isdir(options.output):
+        raise ConfigError(f"--output={options.output} is a file, not a folder")
+    os.makedirs(options.output, exist_ok=True)
+    print(f"Scoring {len(videos)} videos with {model} on --runner={runner}", flush=True)
     if runner == beam_lib.LOCAL:
-        path = run_local(videos, f.model, meta, f.output, f.end_time, f.difficulty)
+        path = run_local(videos, model, meta, options.output, scoring.end_time,
+                         scoring.difficulty)
     else:
-        path = run_beam(videos, f.model, meta, f.output, f.end_time, f.difficulty,
-                        f.batch_size, runner, f.num_workers, f.beam_pipeline_options)
-    entries = summarize(path, videos, os.path.join(f.output, SUMMARY))
+        path = run_beam(videos, model, meta, options.output, scoring.end_time,
+                        scoring.difficulty, options.inference_batch_size, runner,
+                        options.num_workers, options.beam_pipeline_options)
+    summary = os.path.join(options.output, SUMMARY)
+    entries = summarize(path, videos, summary)
     width = max(len(e["video"]) for e in entries) if entries else 5
     print(f"{'video':<{width}}  {'score':>8}")
     failed = []
@@ -302,7 +305,7 @@ def main(argv):
             print(f"{e['video']:<{width}}  {'error':>8}  {e['error']}")
         else:
             print(f"{e['video']:<{width}}  {e['score']:8.2f}")
-    print(f"Results: {path}\nSummary: {os.path.join(f.output, SUMMARY)}", flush=True)
+    print(f"Results: {path}\nSummary: {summary}", flush=True)
     if failed:
         print(f"error: {len(failed)} of {len(videos)} videos failed ({', '.join(failed)}); the "
               "others' results are kept", file=sys.stderr, flush=True)

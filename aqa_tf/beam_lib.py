@@ -1,6 +1,7 @@
 """Apache Beam plumbing shared by the project's pipelines (the dataset converters'
-`tfrecords_tools.beam_pipeline`, batch scoring's `aqa_tf.batch_predict`): the runner flags, the
-pipeline options, the DirectRunner on local processes, and functions Beam's workers can import.
+`tfrecords_tools.beam_pipeline`, batch scoring's `aqa_tf.batch_predict`): the choice of runner,
+the pipeline options, the DirectRunner on local processes, and functions Beam's workers can
+import.
 
 Apache Beam is optional (`pip install -r requirements-beam.txt`: it moves protobuf) and imported
 only when a Beam runner is used.
@@ -133,29 +134,12 @@ def importable(fn):
     return fn
 
 
-def define_flags(local: str = "this machine's process pool"):
-    """`--runner` and `--beam_pipeline_options` (a command's `--num_workers` is the
-    DirectRunner's process count); `local`: what `--runner=local` runs on."""
-    from absl import flags
-    flags.DEFINE_string(
-        "runner", DEFAULT_RUNNER,
-        f"'{LOCAL}': {local}, without Beam; otherwise an Apache Beam "
-        f"runner ({DEFAULT_RUNNER}: on this machine, --num_workers processes; FlinkRunner, "
-        f"SparkRunner, ...: see --beam_pipeline_options). Without Beam installed "
-        f"({INSTALL}) the default is '{LOCAL}'.")
-    flags.DEFINE_string(
-        "beam_pipeline_options", "",
-        "More Beam pipeline options, as on a command line, e.g. '--flink_master=HOST:8081 "
-        "--parallelism=16' (the workers need this project and its requirements installed).")
-
-
-def runner_from_flags(doing: str = "converting") -> str:
-    """`--runner`; its default (`DEFAULT_RUNNER`) is `LOCAL` where Beam is not installed, with a
-    line saying so (a runner given explicitly is kept: without Beam it is refused)."""
-    from absl import flags
-    f = flags.FLAGS
-    if f["runner"].present or beam_available():
-        return f.runner
+def resolve_runner(runner: str, given: bool, doing: str = "converting") -> str:
+    """The runner to use: `runner`, except that its default (`DEFAULT_RUNNER`, not `given` by
+    the user) becomes `LOCAL` where Beam is not installed, with a line saying so (a runner given
+    explicitly is kept: without Beam, `pipeline_options` refuses it)."""
+    if given or runner != DEFAULT_RUNNER or beam_available():
+        return runner
     print(f"note: Apache Beam is not installed ({INSTALL}): {doing} with --runner={LOCAL}",
           file=sys.stderr, flush=True)
     return LOCAL

@@ -691,6 +691,34 @@ class PredictOptions(Config):
 
 
 @dataclasses.dataclass(frozen=True)
+class BatchScoringOptions(Config):
+    """What `aqa_tf.batch_predict` scores, where it writes, and on which Apache Beam runner
+    (the exported model: `PredictOptions.model`; the window's end and the difficulty:
+    `ScoringOptions`)."""
+
+    inputs: Tuple[str, ...] = option((), "Video files: paths or glob patterns, comma-separated.")
+    output: str = option("", "Output folder: results.jsonl (one JSON line per video) and "
+                         "summary.csv.")
+    inference_batch_size: int = option(8, "Most windows RunInference scores in one call.")
+    runner: str = option(
+        "DirectRunner", "'local': this process, one video after the other, without Beam; "
+        "otherwise an Apache Beam runner (DirectRunner: on this machine, --num_workers "
+        "processes; FlinkRunner, SparkRunner: see --beam_pipeline_options). Without Beam "
+        "installed (pip install -r requirements-beam.txt) the default is 'local'.")
+    num_workers: int = option(0, "DirectRunner processes (0: one per CPU).")
+    beam_pipeline_options: str = option(
+        "", "More Beam pipeline options, as on a command line, e.g. '--flink_master=HOST:8081 "
+        "--parallelism=16' (the workers need this project and its requirements installed).")
+
+    def check(self):
+        if self.inference_batch_size < 1:
+            raise ConfigError(f"inference_batch_size={self.inference_batch_size}: must be at "
+                              "least 1")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers={self.num_workers}: must be 0 (one per CPU) or more")
+
+
+@dataclasses.dataclass(frozen=True)
 class ServingClientOptions(Config):
     """Which TF Serving server and model `aqa_tf.serving_client` asks."""
 
@@ -818,5 +846,5 @@ class ConvertOptions(Config):
 
 # Every class of command-line options of the entries.
 ENTRY_OPTIONS = (CheckpointOptions, ConversionOptions, ScoringOptions, PredictOptions,
-                 ServingClientOptions, DemoOptions, EvaluateOptions, BenchmarkOptions,
-                 ProtocolOptions, ConvertOptions)
+                 BatchScoringOptions, ServingClientOptions, DemoOptions, EvaluateOptions,
+                 BenchmarkOptions, ProtocolOptions, ConvertOptions)

@@ -87,7 +87,7 @@ def test_beam_scores_as_predict_does_and_reports_the_corrupt_file(export, videos
     output = str(tmp_path / "beam")
     proc = run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={videos}/*.mp4",
                    f"--output={output}", "--runner=DirectRunner", "--num_workers=2",
-                   "--batch_size=4", expect=2)
+                   "--inference_batch_size=4", expect=2)
     assert f"{CORRUPT}" in proc.stderr.splitlines()[-1]
     assert "1 of 6 videos failed" in proc.stderr
     scored = _check(_lines(output), predicted, videos)
@@ -121,5 +121,6 @@ def test_local_runner_and_mistakes(export, videos, tmp_path):
     user_error(run_cli("aqa_tf.batch_predict", f"--model={tmp_path}/nothing",
                        f"--inputs={videos}/*.mp4", *common, expect=2), "--model", "nothing")
     user_error(run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={videos}/*.mp4",
-                       *common, "--batch_size=0", expect=2), "--batch_size")
+                       *common, "--inference_batch_size=0", expect=2),
+               "inference_batch_size")
     assert not os.path.exists(tmp_path / "x")

@@ -93,7 +93,7 @@ def test_helpfull_lists_every_registry_name():
 
 ENTRY_MODULES = ("aqa_tf.train", "aqa_tf.evaluate", "aqa_tf.predict", "aqa_tf.export",
                  "aqa_tf.benchmark", "aqa_tf.serving_client", "aqa_tf.protocols", "aqa_tf.demo",
-                 "aqa_tf.weights.convert")
+                 "aqa_tf.weights.convert", "aqa_tf.batch_predict")
 # Options that several config classes declare on purpose, with the same default and help.
 SHARED_OPTIONS = {"seed"}
 

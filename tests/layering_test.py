@@ -25,8 +25,10 @@ from tests.conftest import REPO_ROOT
 MODELLING_IMPORTS = ("aqa_tf.models", "aqa_tf.config", "aqa_tf.tasks", "aqa_tf.registry",
                      "aqa_tf.metrics", "aqa_tf.data.captions", "aqa_tf.data.exemplars")
 ENTRIES = ("train", "evaluate", "predict", "export", "benchmark", "serving_client", "protocols",
-           "demo")
-SHARED = ("config", "flag_defs", "registry", "tasks", "devices")
+           "demo", "batch_predict")
+# (`beam_lib`: Apache Beam's runners and options, for the converters of tfrecords_tools and
+# for batch_predict.)
+SHARED = ("config", "flag_defs", "registry", "tasks", "devices", "beam_lib")
 
 
 def module_name(path: str) -> str:

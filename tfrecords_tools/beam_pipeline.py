@@ -32,8 +32,8 @@ import shutil
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from aqa_tf.beam_lib import (  # noqa: F401 (the converters' names for them)
-    DEFAULT_RUNNER, INSTALL, LOCAL, beam_available, check_runner, define_flags, importable,
-    make_pipeline, pipeline_options, quiet_local_runner, runner_from_flags)
+    DEFAULT_RUNNER, INSTALL, LOCAL, beam_available, check_runner, importable, make_pipeline,
+    pipeline_options, quiet_local_runner, resolve_runner)
 from aqa_tf.data import shards as shards_lib
 
 SKIPPED = "skipped"  # tag of the side output of bad samples
@@ -150,3 +150,25 @@ def write_splits(jobs: Dict[str, Sequence], job_fn: JobFn, out_dir: str,
     for split in jobs:
         _drop_empty_shards(out_dir, split)
     return written, dict(sorted(skipped.items()))
+
+
+def define_flags():
+    """`--runner` and `--beam_pipeline_options` (a converter's `--num_workers` is the
+    DirectRunner's process count)."""
+    from absl import flags
+    flags.DEFINE_string(
+        "runner", DEFAULT_RUNNER,
+        f"'{LOCAL}': this machine's process pool, without Beam; otherwise an Apache Beam "
+        f"runner ({DEFAULT_RUNNER}: on this machine, --num_workers processes; FlinkRunner, "
+        f"SparkRunner, ...: see --beam_pipeline_options). Without Beam installed "
+        f"({INSTALL}) the default is '{LOCAL}'.")
+    flags.DEFINE_string(
+        "beam_pipeline_options", "",
+        "More Beam pipeline options, as on a command line, e.g. '--flink_master=HOST:8081 "
+        "--parallelism=16' (the workers need this project and its requirements installed).")
+
+
+def runner_from_flags() -> str:
+    """`--runner` (`resolve_runner`: its default is `LOCAL` where Beam is not installed)."""
+    from absl import flags
+    return resolve_runner(flags.FLAGS.runner, flags.FLAGS["runner"].present)
