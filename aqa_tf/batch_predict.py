@@ -282,6 +282,9 @@ def main(argv):
     runner = beam_lib.resolve_runner(options.runner, flags.FLAGS["runner"].present, "scoring")
     beam_lib.check_runner(runner, options.num_workers, options.beam_pipeline_options)
     meta = model_metadata(model)
+    if meta.get("uses_difficulty") and scoring.difficulty is None:
+        raise ConfigError("this model multiplies its prediction by the degree of difficulty: "
+                          "give --difficulty (the same for every video)")
     videos = input_videos(list(options.inputs))
     if os.path.exists(options.output) and not os.path.isdir(options.output):
         raise ConfigError(f"--output={options.output} is a file, not a folder")
