@@ -26,7 +26,6 @@ import functools
 import glob
 import json
 import os
-import sys
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -108,25 +107,17 @@ def read_window(path: str, meta: Dict, end_time: Optional[float]):
     from aqa_tf.serving import predict_lib
     reader = _reader(meta)
     video, end, window = predict_lib.dive_window(reader, path, end_time, None, progress=False)
-    info = {"video": path, "end": int(end), "frame_rate": video.frame_rate,
-            "source_rate": video.source_rate, "source_size": list(video.source_size),
-            "times": [float(t) for t in video.times[max(0, end - reader.window_length + 1):
-                                                     end + 1]]}
+    info = {"video": path, "source": predict_lib.source_fields(video),
+            "times": predict_lib.window_times(video, end, reader.window_length)}
     return json.dumps(info), reader.model_frames(window)
 
 
 def result_line(info_json: str, outputs: Dict, texts: Dict, meta: Dict) -> str:
     """The JSON line of one video: `predict_lib.dive_result` of its window's outputs."""
-    from aqa_tf.data.video import Video
     from aqa_tf.serving import predict_lib
     info = json.loads(info_json)
-    # The window's times, placed where `dive_result` reads them (frames before the window are
-    # never read).
-    times = np.zeros(info["end"] + 1)
-    times[info["end"] + 1 - len(info["times"]):] = info["times"]
-    video = Video(info["video"], np.empty([0], np.uint8), info["frame_rate"],
-                  info["source_rate"], tuple(info["source_size"]), times)
-    result = predict_lib.dive_result(meta, info["video"], video, info["end"], outputs, texts)
+    result = predict_lib.dive_result(meta, info["video"], info["source"], info["times"],
+                                     outputs, texts)
     result.pop("exemplar_thumbnails", None)
     return json.dumps(predict_lib.json_ready(result))
 
@@ -310,8 +301,8 @@ def main(argv):
             print(f"{e['video']:<{width}}  {e['score']:8.2f}")
     print(f"Results: {path}\nSummary: {summary}", flush=True)
     if failed:
-        print(f"error: {len(failed)} of {len(videos)} videos failed ({', '.join(failed)}); the "
-              "others' results are kept", file=sys.stderr, flush=True)
+        from aqa_tf.serving import predict_lib
+        predict_lib.report_failures(failed, len(videos))
         return 2
     return 0
 

@@ -47,10 +47,11 @@ def _lines(output):
         return [json.loads(line) for line in f]
 
 
-def _predicted(export, videos, tmp_path):
-    """`aqa_tf.predict` on the five good files: video -> its entry."""
+@pytest.fixture(scope="module")
+def predicted(export, videos, tmp_path_factory):
+    """`aqa_tf.predict` on the five good files (once for both tests): video -> its entry."""
     good = sorted(str(p) for p in videos.glob("*_dive.mp4"))
-    out = str(tmp_path / "predict.json")
+    out = str(tmp_path_factory.mktemp("predict") / "predict.json")
     run_cli("aqa_tf.predict", *good, f"--model={export}", f"--output_json={out}",
             "--noprogress", "--noplot")
     with open(out) as f:
@@ -80,10 +81,10 @@ def _check(lines, predicted, videos):
     return scored
 
 
-def test_beam_scores_as_predict_does_and_reports_the_corrupt_file(export, videos, tmp_path):
+def test_beam_scores_as_predict_does_and_reports_the_corrupt_file(export, videos, predicted,
+                                                                  tmp_path):
     pytest.importorskip("apache_beam", reason="Apache Beam is optional: "
                         "pip install -r requirements-beam.txt")
-    predicted = _predicted(export, videos, tmp_path)
     output = str(tmp_path / "beam")
     proc = run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={videos}/*.mp4",
                    f"--output={output}", "--runner=DirectRunner", "--num_workers=2",
@@ -106,10 +107,9 @@ def test_beam_scores_as_predict_does_and_reports_the_corrupt_file(export, videos
     _check(_lines(local), predicted, videos)
 
 
-def test_local_runner_and_mistakes(export, videos, tmp_path):
+def test_local_runner_and_mistakes(export, videos, predicted, tmp_path):
     """Runs everywhere: `--runner=local` scores as `aqa_tf.predict`; a user's mistakes are one
     line, exit status 2, before any video is read."""
-    predicted = _predicted(export, videos, tmp_path)
     output = str(tmp_path / "local")
     run_cli("aqa_tf.batch_predict", f"--model={export}",
             f"--inputs={videos}/0[0-3]_dive.mp4,{videos}/{CORRUPT},{videos}/05_dive.mp4",

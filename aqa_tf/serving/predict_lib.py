@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import traceback
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -129,7 +129,8 @@ def score_dive(scorer: Scorer, path: str, end_time: Optional[float] = None,
                            None if action is None else np.array([action]),
                            None if dive_type is None else [dive_type])
     texts = {label: values[0] for label, values in scorer.texts(model_window).items()}
-    result = dive_result(scorer.meta, path, video, end, outputs, texts)
+    result = dive_result(scorer.meta, path, source_fields(video),
+                         window_times(video, end, scorer.window_length), outputs, texts)
     result["window"] = window
     return result
 
@@ -150,17 +151,28 @@ def dive_window(scorer: Scorer, path: str, end_time: Optional[float] = None,
     return video, end, window_ending_at(video.frames, end, length, _blank(scorer, video.frames))
 
 
-def dive_result(meta: Dict, path: str, video: video_lib.Video, end: int, outputs: Dict,
+def source_fields(video: video_lib.Video) -> Dict:
+    """What a result says of the file it scored: its frame size and rate, and the rate it was
+    read at."""
+    return {"source_size": list(video.source_size), "source_frame_rate": video.source_rate,
+            "frame_rate": video.frame_rate}
+
+
+def window_times(video: video_lib.Video, end: int, length: int) -> List[float]:
+    """The times of the window's frames that are in the video (fewer than `length` when the
+    window starts before the video's first frame)."""
+    return [float(t) for t in video.times[max(0, end - length + 1):end + 1]]
+
+
+def dive_result(meta: Dict, path: str, source: Dict, times: Sequence[float], outputs: Dict,
                 texts: Dict[str, str]) -> Dict:
-    """The JSON-ready result of `score_dive` from the model's outputs for the one window
-    (`outputs`: `serving_default`'s arrays, batch of 1; `texts`: label -> what a head wrote)
-    that ends at frame `end` of `video`."""
+    """The JSON-ready result of `score_dive` from the model's outputs for one window
+    (`outputs`: `serving_default`'s arrays, batch of 1; `texts`: label -> what a head wrote);
+    `source`: `source_fields` of the video; `times`: `window_times`."""
     length = int(meta["window_length"])
     result = {
-        "video": path, "source_size": list(video.source_size),
-        "source_frame_rate": video.source_rate, "frame_rate": video.frame_rate,
-        "window_start_time": float(video.times[max(0, end - length + 1)]),
-        "window_end_time": float(video.times[end]),
+        "video": path, **source,
+        "window_start_time": float(times[0]), "window_end_time": float(times[-1]),
         "score": float(outputs["score"][0]),
         "sub_actions": _top_classes(outputs, 0, meta),
     }
@@ -185,8 +197,8 @@ def dive_result(meta: Dict, path: str, video: video_lib.Video, end: int, outputs
         result["exemplar_thumbnails"] = [outputs["exemplar_thumbnails_bytes"][0][i] for i in used]
     if "step_transitions" in outputs:  # procedure-aware heads (TSA): the dive's steps
         result["steps"] = dive_steps(outputs["step_transitions"][0],
-                                     outputs["step_contributions"][0], meta,
-                                     video.times[max(0, end - length + 1):end + 1], length)
+                                     outputs["step_contributions"][0], meta, np.asarray(times),
+                                     length)
     result.update(texts)
     warning = outside_training_range(result["score"], meta)
     if warning:
@@ -346,11 +358,15 @@ class Results:
             print(f"Results: {self.path}", flush=True)
         if not self.failures:
             return 0
-        names = ", ".join(self.failures)
         if total > 1:  # one video: its own error line says it all
-            print(f"error: {len(self.failures)} of {total} videos failed ({names}); the "
-                  "others' results are kept", file=sys.stderr, flush=True)
+            report_failures(self.failures, total)
         return 1 if self.defects else 2
+
+
+def report_failures(failures: Sequence[str], total: int):
+    """The last line of a scoring command some of whose videos failed."""
+    print(f"error: {len(failures)} of {total} videos failed ({', '.join(failures)}); the "
+          "others' results are kept", file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass
