@@ -19,9 +19,15 @@ stops the conversion with one `error:` line (exit status 2).
 Beside the shards: `conversion_report.json` (as the MTL-AQA converter) and
 `aqa7_actions.json`, per action its index, name, sample counts and the mean and standard
 deviation of its training scores (the per-action normaliser of paper 003, Sec. 5).
+
+`--runner=DirectRunner` (the default where Apache Beam is installed) converts as one Beam
+pipeline on `--num_workers` local processes, another Beam runner with `--beam_pipeline_options`;
+`--runner=local` with this machine's process pool, without Beam (`tfrecords_tools.beam_pipeline`:
+the same records either way).
 """
 
 import concurrent.futures
+import functools
 import json
 import os
 import re
@@ -35,6 +41,7 @@ from aqa_tf.data import features
 from aqa_tf.data import shards as shards_lib
 from aqa_tf.data.shards import DataError, ShardedWriter
 from aqa_tf.data.video import resize_frame
+from tfrecords_tools import beam_pipeline
 from tfrecords_tools import common
 from tfrecords_tools.common import ConversionReport
 
@@ -160,6 +167,13 @@ def _job(args):
         return split, key, None, f"sample {key}: {error}"
 
 
+def _beam_job(shared, job):
+    """`_job` for `beam_pipeline`: its jobs leave out the release folder and the options that
+    every sample shares (`shared`, pickled once with the DoFn)."""
+    _, key, record, error = _job((*job, *shared))
+    return key, record, error
+
+
 def action_summary(scores: Dict[str, Dict[str, List[float]]],
                    actions: Sequence[str]) -> List[Dict[str, object]]:
     """Per action: index, name, samples written per split, mean and std of its training scores.
@@ -183,9 +197,12 @@ def action_summary(scores: Dict[str, Dict[str, List[float]]],
 def convert(root: str, out_dir: str, actions: Sequence[str] = aqa7.ACTIONS, width: int = 171,
             height: int = 128, num_shards_train: int = 8, num_shards_test: int = 4,
             num_workers: int = 0, jpeg_quality: int = 90, splits=("train", "test"),
-            progress: bool = True,
-            overwrite: bool = False) -> ConversionReport:
+            progress: bool = True, overwrite: bool = False, runner: str = beam_pipeline.LOCAL,
+            beam_pipeline_options: str = "") -> ConversionReport:
     """Converts the AQA-7 splits; returns the report (also saved as conversion_report.json).
+
+    `runner`: `beam_pipeline.LOCAL` (a process pool of `num_workers`) or a Beam runner
+    (`beam_pipeline.write_splits`, with `beam_pipeline_options`): the same records and report.
 
     Rows of the split files that name no valid sample (action index outside 1..6, a sample
     number that is not a whole number, a score that is not finite) are reported even when
@@ -203,6 +220,7 @@ def convert(root: str, out_dir: str, actions: Sequence[str] = aqa7.ACTIONS, widt
         if split not in aqa7.SPLIT_FILES:
             raise ValueError(f"unknown split {split!r}; known: {', '.join(aqa7.SPLIT_FILES)}")
     shards_lib.check_out_dir(out_dir, overwrite)
+    beam_pipeline.check_runner(runner, num_workers, beam_pipeline_options)
     rows = {split: load_split(root, split) for split in splits}
     options = dict(width=width, height=height, jpeg_quality=jpeg_quality)
     report = ConversionReport()
@@ -212,6 +230,7 @@ def convert(root: str, out_dir: str, actions: Sequence[str] = aqa7.ACTIONS, widt
     with shards_lib.fresh_folder(out_dir, overwrite) as out_dir:
         workers = num_workers or os.cpu_count() or 1
         shards = {"train": num_shards_train, "test": num_shards_test}
+        split_jobs = {}
         for split in splits:
             jobs = []
             for i, row in enumerate(rows[split]):
@@ -233,24 +252,30 @@ def convert(root: str, out_dir: str, actions: Sequence[str] = aqa7.ACTIONS, widt
                 listed[key] = split
                 jobs.append((aqa7.action_index(name), number, (split, key, name, number, score,
                                                                root, options)))
-            jobs = [job for *_, job in sorted(jobs, key=lambda j: j[:2])]
-            pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
-            results = pool.map(_job, jobs, chunksize=4) if pool else map(_job, jobs)
-            try:
-                with ShardedWriter(out_dir, split, min(shards[split], max(len(jobs), 1))) as writer:
-                    for job, (_, key, record, error) in tqdm(
-                            zip(jobs, results), total=len(jobs), disable=not progress,
-                            desc=f"converting {split}", unit="sample"):
-                        if error:
-                            report.skipped[key] = error
-                            print(f"SKIPPED {error}", file=sys.stderr, flush=True)
-                        else:
-                            writer.write(record)
-                            scores[split].setdefault(job[2], []).append(job[4])
-                    report.written[split] = writer.count
-            finally:
-                if pool:
-                    pool.shutdown()
+            split_jobs[split] = [job for *_, job in sorted(jobs, key=lambda j: j[:2])]
+        if runner != beam_pipeline.LOCAL:
+            _convert_with_beam(split_jobs, (root, options), out_dir, shards, report, scores,
+                               runner, num_workers, beam_pipeline_options)
+        else:  # this machine's process pool
+            for split, jobs in split_jobs.items():
+                pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+                results = pool.map(_job, jobs, chunksize=4) if pool else map(_job, jobs)
+                try:
+                    num_shards = min(shards[split], max(len(jobs), 1))
+                    with ShardedWriter(out_dir, split, num_shards) as writer:
+                        for job, (_, key, record, error) in tqdm(
+                                zip(jobs, results), total=len(jobs), disable=not progress,
+                                desc=f"converting {split}", unit="sample"):
+                            if error:
+                                report.skipped[key] = error
+                                print(f"SKIPPED {error}", file=sys.stderr, flush=True)
+                            else:
+                                writer.write(record)
+                                scores[split].setdefault(job[2], []).append(job[4])
+                        report.written[split] = writer.count
+                finally:
+                    if pool:
+                        pool.shutdown()
         summary = action_summary(scores, actions)
         report.notes = {"actions": summary}
         with open(os.path.join(out_dir, aqa7.ACTIONS_FILE), "w") as f:
@@ -258,6 +283,25 @@ def convert(root: str, out_dir: str, actions: Sequence[str] = aqa7.ACTIONS, widt
                        "splits": list(splits)}, f, indent=2)
         report.save(os.path.join(out_dir, "conversion_report.json"))
     return report
+
+
+def _convert_with_beam(split_jobs, shared, out_dir, shards, report, scores, runner, num_workers,
+                       beam_pipeline_options):
+    """The splits' conversion as one Beam pipeline (`beam_pipeline.write_splits`), reported as
+    the process pool's (`report.written`, `report.skipped`, a SKIPPED line each, and the
+    training scores of the samples written, by action)."""
+    jobs = {split: [job[:5] for job in jobs] for split, jobs in split_jobs.items()}
+    written, skipped = beam_pipeline.write_splits(
+        jobs, functools.partial(_beam_job, shared), out_dir, shards, runner=runner,
+        num_workers=num_workers, beam_pipeline_options=beam_pipeline_options)
+    report.written.update(written)
+    for split in jobs:
+        for _, key, action, _, score in jobs[split]:
+            if key in skipped:
+                report.skipped[key] = skipped[key]
+                print(f"SKIPPED {skipped[key]}", file=sys.stderr, flush=True)
+            else:
+                scores[split].setdefault(action, []).append(score)
 
 
 def format_actions(summary: List[Dict[str, object]]) -> str:
@@ -286,7 +330,9 @@ def main(argv):
     report = convert(f.root, f.out_dir, actions=tuple(f.actions), width=f.width, height=f.height,
                      num_shards_train=f.num_shards_train, num_shards_test=f.num_shards_test,
                      num_workers=f.num_workers, jpeg_quality=f.jpeg_quality,
-                     splits=tuple(f.splits), overwrite=f.overwrite)
+                     splits=tuple(f.splits), overwrite=f.overwrite,
+                     runner=beam_pipeline.runner_from_flags(),
+                     beam_pipeline_options=f.beam_pipeline_options)
     print(report.summary())
     print(format_actions(report.notes["actions"]))
     return 1 if report.skipped else 0
@@ -298,6 +344,7 @@ def define_flags():
                         f"{aqa7.SPLIT_DIR}/ split files.")
     flags.DEFINE_list("actions", list(aqa7.ACTIONS), "Actions to convert (names).")
     common.define_output_flags()
+    beam_pipeline.define_flags()
     flags.mark_flags_as_required(["root", "out_dir"])
 
 
