@@ -31,11 +31,17 @@ written.
 Beside the task folders: `conversion_report.json` (as the other converters: written per
 `<Task>/fold<k>`, skipped, notes) and `jigsaws_folds.json` (per task and fold: the trials
 written, their count, mean and population standard deviation of their total GRS).
+
+`--runner=DirectRunner` (the default where Apache Beam is installed) converts as one Beam
+pipeline on `--num_workers` local processes, another Beam runner with `--beam_pipeline_options`;
+`--runner=local` with this machine's process pool, without Beam (`tfrecords_tools.beam_pipeline`:
+the records, folds and report are the same).
 """
 
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -49,6 +55,7 @@ from aqa_tf.data import jigsaws
 from aqa_tf.data import shards as shards_lib
 from aqa_tf.data.shards import DataError, ShardedWriter
 from aqa_tf.data.video import VideoError, read_uniform_frames
+from tfrecords_tools import beam_pipeline
 from tfrecords_tools import common
 from tfrecords_tools.common import ConversionReport
 
@@ -230,6 +237,14 @@ def _job(args):
         return None, str(error)
 
 
+def _beam_job(shared, job):
+    """`_job` for `beam_pipeline`: its jobs `(task, fold, trial, elements)` leave out the root
+    and options that every trial shares (`shared`, pickled once with the DoFn, not once per
+    trial); returns (trial, record, None) or (trial, None, reason)."""
+    record, error = _job((*job, *shared))
+    return job[2], record, error
+
+
 def trial_labels(trial: str, meta: Optional[Dict[str, MetaEntry]],
                  labels: Optional[Dict[str, list]], notes: dict) -> Tuple[int, ...]:
     """The 6 GRS elements a trial is written with: `labels`' when given and it has the trial,
@@ -314,14 +329,20 @@ def fold_summary(written: Dict[Tuple[str, int], List[Tuple[str, int]]],
     return summary
 
 
+def _groups(jobs: List[tuple]) -> Dict[Tuple[str, int], List[tuple]]:
+    """(task, fold) -> its jobs, in the order of `jobs` (a fold without jobs has no shards)."""
+    groups = {}
+    for job in jobs:
+        groups.setdefault(job[:2], []).append(job)
+    return groups
+
+
 def _write(jobs: List[tuple], out_dir: str, num_shards: int, num_workers: int, progress: bool,
            report: ConversionReport) -> Dict[Tuple[str, int], List[Tuple[str, int]]]:
     """Converts `jobs` in worker processes into `<out_dir>/<Task>/fold<k>-*` shards; returns
     (task, fold) -> [(trial, total GRS)] written."""
     from tqdm import tqdm
-    groups = {}
-    for job in jobs:
-        groups.setdefault(job[:2], []).append(job)
+    groups = _groups(jobs)
     workers = num_workers or os.cpu_count() or 1
     pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
     results = pool.map(_job, jobs) if pool else map(_job, jobs)
@@ -346,6 +367,31 @@ def _write(jobs: List[tuple], out_dir: str, num_shards: int, num_workers: int, p
     return written
 
 
+def _write_with_beam(jobs: List[tuple], root: str, options: dict, out_dir: str, num_shards: int,
+                     report: ConversionReport, runner: str, num_workers: int,
+                     beam_pipeline_options: str) -> Dict[Tuple[str, int], List[Tuple[str, int]]]:
+    """`_write` as one Beam pipeline (`beam_pipeline.write_splits`): each (task, fold) is a
+    split named `<Task>/fold<k>`, so its shards land in the task's folder as `_write` leaves
+    them. The trials written and skipped are reported in the order of `jobs`, as `_write`
+    reports them (the same SKIPPED lines, the same report)."""
+    groups = _groups(jobs)
+    if not groups:  # nothing to convert: no pipeline (and no shards, as `_write` leaves none)
+        return {}
+    splits = {group: f"{group[0]}/{jigsaws.fold_split(group[1])}" for group in groups}
+    _, skipped = beam_pipeline.write_splits(
+        {splits[group]: [job[:4] for job in members] for group, members in groups.items()},
+        functools.partial(_beam_job, (root, options)), out_dir,
+        {split: num_shards for split in splits.values()}, runner=runner,
+        num_workers=num_workers, beam_pipeline_options=beam_pipeline_options)
+    written = {}
+    for job in jobs:
+        if job[2] in skipped:
+            _skip(report, job[2], skipped[job[2]])
+        else:
+            written.setdefault(job[:2], []).append((job[2], int(sum(job[3]))))
+    return written
+
+
 def check_inputs(root: str, tasks: Sequence[str], **counts: int):
     """Refuses an unknown task or a count (`num_frames=160`, `width=320`, ...) below 1
     (ValueError naming the option), and a missing `root` (FileNotFoundError naming --root)."""
@@ -366,18 +412,25 @@ def convert(root: str, splits_path: str, out_dir: str, labels_path: Optional[str
             tasks: Sequence[str] = jigsaws.TASKS, num_frames: int = jigsaws.NUM_FRAMES,
             width: int = 320, height: int = 240, num_shards_per_fold: int = 1,
             num_workers: int = 0, jpeg_quality: int = 90, progress: bool = True,
-            overwrite: bool = False) -> ConversionReport:
+            overwrite: bool = False, runner: str = beam_pipeline.LOCAL,
+            beam_pipeline_options: str = "") -> ConversionReport:
     """Converts the trials of `tasks` listed in the splits file; returns the report (also
     saved as conversion_report.json).
+
+    `runner`: `beam_pipeline.LOCAL` (a process pool of `num_workers`) or a Beam runner
+    (`beam_pipeline.write_splits`, with `beam_pipeline_options`): the same shards and report.
 
     Raises:
       ValueError: an unknown task, a count below 1 (`check_inputs`).
       FileNotFoundError, DataError: a missing root, a missing or malformed splits or labels
         file, an unusable out_dir (all checked before anything is written).
+      ConfigError: a Beam runner without Beam installed, or bad Beam options (checked before
+        anything is read or written).
     """
     check_inputs(root, tasks, num_frames=num_frames, num_shards_per_fold=num_shards_per_fold,
                  width=width, height=height)
     shards_lib.check_out_dir(out_dir, overwrite)
+    beam_pipeline.check_runner(runner, num_workers, beam_pipeline_options)
     folds = load_splits(splits_path, tasks)
     labels = load_labels(labels_path) if labels_path else None
     options = dict(num_frames=num_frames, width=width, height=height, jpeg_quality=jpeg_quality)
@@ -389,7 +442,11 @@ def convert(root: str, splits_path: str, out_dir: str, labels_path: Optional[str
             for job in plan_task(root, task, folds[task], labels, options, report)]
     # Written into a staging folder that replaces out_dir when complete.
     with shards_lib.fresh_folder(out_dir, overwrite) as staging:
-        written = _write(jobs, staging, num_shards_per_fold, num_workers, progress, report)
+        if runner != beam_pipeline.LOCAL:
+            written = _write_with_beam(jobs, root, options, staging, num_shards_per_fold, report,
+                                       runner, num_workers, beam_pipeline_options)
+        else:
+            written = _write(jobs, staging, num_shards_per_fold, num_workers, progress, report)
         for task in tasks:
             for k in range(jigsaws.NUM_FOLDS):
                 report.written[f"{task}/{jigsaws.fold_split(k)}"] = len(written.get((task, k), []))
@@ -435,7 +492,9 @@ def main(argv):
     report = convert(f.root, f.splits, f.out_dir, labels_path=f.labels, tasks=tuple(f.tasks),
                      num_frames=f.num_frames, width=f.width, height=f.height,
                      num_shards_per_fold=f.num_shards_per_fold, num_workers=f.num_workers,
-                     jpeg_quality=f.jpeg_quality, overwrite=f.overwrite)
+                     jpeg_quality=f.jpeg_quality, overwrite=f.overwrite,
+                     runner=beam_pipeline.runner_from_flags(),
+                     beam_pipeline_options=f.beam_pipeline_options)
     print(report.summary())
     print(format_notes(report.notes))
     return 1 if report.skipped else 0
@@ -456,6 +515,7 @@ def define_flags():
     common.define_output_flags(
         "Stored frame width (the authors: 320).", "Stored frame height (the authors: 240).",
         width=320, height=240, splits=False)
+    beam_pipeline.define_flags()
     flags.mark_flags_as_required(["root", "splits", "out_dir"])
 
 
