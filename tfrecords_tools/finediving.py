@@ -42,9 +42,15 @@ Beside the shards, `conversion_report.json`: written per split, skipped (key -> 
 (per split the dives listed, written and their dive types, the number of dive types written,
 the step label table's size, the dives shorter than `--num_frames` and those whose file
 numbers differ from the coarse annotation's start/end frame).
+
+`--runner=DirectRunner` (the default where Apache Beam is installed) converts as one Beam
+pipeline on `--num_workers` local processes, another Beam runner with `--beam_pipeline_options`;
+`--runner=local` with this machine's process pool, without Beam (`tfrecords_tools.beam_pipeline`:
+the records, the report and its notes are the same).
 """
 
 import concurrent.futures
+import functools
 import os
 import re
 import sys
@@ -56,6 +62,7 @@ from aqa_tf.data import features
 from aqa_tf.data import shards as shards_lib
 from aqa_tf.data.shards import DataError, ShardedWriter
 from aqa_tf.data.video import resize_frame
+from tfrecords_tools import beam_pipeline
 from tfrecords_tools import common
 from tfrecords_tools.common import ConversionReport
 
@@ -301,9 +308,44 @@ def _job(args):
         return None, None, str(error)
 
 
+def _beam_job(shared, job):
+    """`_job` for `beam_pipeline`: its jobs `(split, key, labels)` leave out the frames folder
+    and options that every dive shares (`shared`, pickled once with the DoFn, not once per
+    dive)."""
+    _, key, _ = job
+    record, _, error = _job((*job, *shared))
+    return sample_key(key), record, error
+
+
 def _skip(report: ConversionReport, key: str, reason: str):
     report.skipped[key] = reason
     print(f"SKIPPED {key}: {reason}", file=sys.stderr, flush=True)
+
+
+def _split_jobs(split: str, data: Dict[str, object], frames_dir: str, options: dict,
+                report: ConversionReport) -> list:
+    """The conversion jobs of a split's dives, in list order; a dive whose labels are unusable
+    (`sample_labels`) is reported skipped instead."""
+    jobs = []
+    for key in data["splits"][split]:
+        try:
+            jobs.append((split, key, sample_labels(key, data), frames_dir, options))
+        except SampleError as error:
+            _skip(report, sample_key(key), str(error))
+    return jobs
+
+
+def _note_written(notes: dict, types: set, key: Key, labels: dict,
+                  numbers: Tuple[int, int]):
+    """Adds a written dive to the notes: its dive type to the split's `types`, whether it is
+    shorter than `num_frames`, and its first and last file numbers (`numbers`) where they are
+    not the coarse annotation's start and end frame."""
+    types.add(labels["dive_number"])
+    notes["shorter_than_num_frames"] += len(labels["frame_step_labels"]) < notes["num_frames"]
+    if numbers != (labels["start_frame"], labels["end_frame"]):
+        notes["frame_numbers_differ_from_annotation"][sample_key(key)] = (
+            f"files {numbers[0]:05d}..{numbers[1]:05d}.jpg, {COARSE_FILE} start_frame "
+            f"{labels['start_frame']}, end_frame {labels['end_frame']} (stored)")
 
 
 def check_inputs(frames_dir: str, splits: Sequence[str], **counts: int):
@@ -328,12 +370,19 @@ def convert(frames_dir: str, annotations_dir: str, out_dir: str,
             splits: Sequence[str] = tuple(SPLIT_FILES), num_frames: int = NUM_FRAMES,
             width: int = WIDTH, height: int = HEIGHT, num_shards_train: int = 8,
             num_shards_test: int = 4, num_workers: int = 0, jpeg_quality: int = 90,
-            progress: bool = True, overwrite: bool = False) -> ConversionReport:
+            progress: bool = True, overwrite: bool = False, runner: str = beam_pipeline.LOCAL,
+            beam_pipeline_options: str = "") -> ConversionReport:
     """Converts the dives of `splits`; returns the report (also saved as
     conversion_report.json).
 
+    `runner`: `beam_pipeline.LOCAL` (a process pool of `num_workers`) or a Beam runner
+    (`beam_pipeline.write_splits`, with `beam_pipeline_options`): the same records, report and
+    notes.
+
     Raises:
       ValueError: an unknown split, a count below 1 (`check_inputs`).
+      ConfigError: a Beam runner without Beam installed, or bad Beam options
+        (`beam_pipeline.check_runner`).
       FileNotFoundError, DataError: a missing frames folder, a missing or malformed annotation
         file, an unusable out_dir (all checked before anything is written).
     """
@@ -341,57 +390,81 @@ def convert(frames_dir: str, annotations_dir: str, out_dir: str,
     check_inputs(frames_dir, splits, num_frames=num_frames, width=width, height=height,
                  num_shards_train=num_shards_train, num_shards_test=num_shards_test)
     shards_lib.check_out_dir(out_dir, overwrite)
+    beam_pipeline.check_runner(runner, num_workers, beam_pipeline_options)
     data = load_annotations(annotations_dir, splits)
     options = dict(num_frames=num_frames, width=width, height=height, jpeg_quality=jpeg_quality)
     report = ConversionReport()
     notes = {"num_frames": num_frames, "splits": {}, "step_label_table_size": len(data["table"]),
              "shorter_than_num_frames": 0, "frame_numbers_differ_from_annotation": {}}
-    all_types = set()
     workers = num_workers or os.cpu_count() or 1
     shards = {"train": num_shards_train, "test": num_shards_test}
     # Written into a staging folder that replaces out_dir when complete.
     with shards_lib.fresh_folder(out_dir, overwrite) as staging:
-        for split in splits:
-            jobs = []
-            for key in data["splits"][split]:
+        if runner != beam_pipeline.LOCAL:
+            types = _convert_with_beam(splits, data, frames_dir, options, staging, shards,
+                                       report, notes, runner, num_workers,
+                                       beam_pipeline_options)
+        else:
+            types = {}
+            for split in splits:
+                jobs = _split_jobs(split, data, frames_dir, options, report)
+                pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
+                results = pool.map(_job, jobs, chunksize=8) if pool else map(_job, jobs)
+                types[split] = set()
                 try:
-                    jobs.append((split, key, sample_labels(key, data), frames_dir, options))
-                except SampleError as error:
-                    _skip(report, sample_key(key), str(error))
-            pool = concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else None
-            results = pool.map(_job, jobs, chunksize=8) if pool else map(_job, jobs)
-            types = set()
-            try:
-                with ShardedWriter(staging, split, min(shards[split], max(len(jobs), 1))) \
-                        as writer:
-                    for job, (record, numbers, error) in tqdm(
-                            zip(jobs, results), total=len(jobs), disable=not progress,
-                            desc=f"converting {split}", unit="dive"):
-                        key, labels = job[1], job[2]
-                        if error:
-                            _skip(report, sample_key(key), error)
-                            continue
-                        writer.write(record)
-                        types.add(labels["dive_number"])
-                        notes["shorter_than_num_frames"] += \
-                            len(labels["frame_step_labels"]) < num_frames
-                        if numbers != (labels["start_frame"], labels["end_frame"]):
-                            notes["frame_numbers_differ_from_annotation"][sample_key(key)] = (
-                                f"files {numbers[0]:05d}..{numbers[1]:05d}.jpg, {COARSE_FILE} "
-                                f"start_frame {labels['start_frame']}, end_frame "
-                                f"{labels['end_frame']} (stored)")
-                    report.written[split] = writer.count
-            finally:
-                if pool:
-                    pool.shutdown()
+                    with ShardedWriter(staging, split, min(shards[split], max(len(jobs), 1))) \
+                            as writer:
+                        for job, (record, numbers, error) in tqdm(
+                                zip(jobs, results), total=len(jobs), disable=not progress,
+                                desc=f"converting {split}", unit="dive"):
+                            if error:
+                                _skip(report, sample_key(job[1]), error)
+                                continue
+                            writer.write(record)
+                            _note_written(notes, types[split], job[1], job[2], numbers)
+                        report.written[split] = writer.count
+                finally:
+                    if pool:
+                        pool.shutdown()
+        for split in splits:
             notes["splits"][split] = {"listed": len(data["splits"][split]),
                                       "written": report.written[split],
-                                      "dive_types": len(types)}
-            all_types |= types
-        notes["dive_types"] = len(all_types)
+                                      "dive_types": len(types[split])}
+        notes["dive_types"] = len(set().union(*types.values()))
         report.notes = notes
         report.save(os.path.join(staging, "conversion_report.json"))
     return report
+
+
+def _convert_with_beam(splits, data, frames_dir, options, staging, shards, report, notes,
+                       runner, num_workers, beam_pipeline_options) -> Dict[str, set]:
+    """The splits' conversion as one Beam pipeline (`beam_pipeline.write_splits`), reported as
+    the process pool's: `report.written`, `report.skipped` and a SKIPPED line each, and the
+    notes of the written dives (the jobs that were not skipped). Their first and last file
+    numbers, which the pool's workers hand back with the record, are read here from the
+    folders' listings (`frame_files`, as the workers read them). Returns split -> the dive
+    types written."""
+    jobs = {split: _split_jobs(split, data, frames_dir, options, report) for split in splits}
+    written, skipped = beam_pipeline.write_splits(
+        {split: [job[:3] for job in split_jobs] for split, split_jobs in jobs.items()},
+        functools.partial(_beam_job, (frames_dir, options)), staging, shards, runner=runner,
+        num_workers=num_workers, beam_pipeline_options=beam_pipeline_options)
+    report.written.update(written)
+    types = {}
+    for split in splits:
+        types[split] = set()
+        for _, key, labels, _, _ in jobs[split]:
+            name = sample_key(key)
+            if name in skipped:
+                _skip(report, name, skipped[name])
+                continue
+            try:
+                _, first, last = frame_files(dive_dir(frames_dir, key))
+            except SampleError as error:
+                raise DataError(f"{name}: its frames changed while it was converted "
+                                f"({error})") from None
+            _note_written(notes, types[split], key, labels, (first, last))
+    return types
 
 
 def format_notes(notes: Dict[str, object]) -> str:
@@ -422,7 +495,8 @@ def main(argv):
         raise ConfigError(str(error)) from None
     report = convert(f.frames_dir, f.annotations_dir, f.out_dir, splits=tuple(f.splits),
                      num_workers=f.num_workers, jpeg_quality=f.jpeg_quality,
-                     overwrite=f.overwrite, **counts)
+                     overwrite=f.overwrite, runner=beam_pipeline.runner_from_flags(),
+                     beam_pipeline_options=f.beam_pipeline_options, **counts)
     print(report.summary())
     print(format_notes(report.notes))
     return 1 if report.skipped else 0
@@ -440,6 +514,7 @@ def define_flags():
         f"Stored frame width (default {WIDTH}: the authors' frames, see the module's WIDTH).",
         f"Stored frame height (default {HEIGHT}: the authors' frames).",
         width=WIDTH, height=HEIGHT)
+    beam_pipeline.define_flags()
     flags.mark_flags_as_required(["frames_dir", "annotations_dir", "out_dir"])
 
 
