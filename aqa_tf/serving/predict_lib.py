@@ -7,6 +7,7 @@ exactly as the converter stores them. `aqa_tf.predict` is the command line.
 """
 
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -232,44 +233,79 @@ def dive_steps(transitions, contributions, meta: Dict, times, length: int) -> Li
     return steps
 
 
+def scan_ends(num_frames: int, length: int, stride: int) -> range:
+    """End indices of the scanned windows of a video of `num_frames` frames (at the model's
+    rate): the first full window's, then every `stride` frames."""
+    if stride <= 0:
+        raise ConfigError(f"--scan_stride={stride} must be positive")
+    return range(min(length, num_frames) - 1, num_frames, stride)
+
+
+def scan_windows(scorer: Scorer, video: video_lib.Video, stride: int):
+    """`(end index, window)` of every window position of `video` (`scan_ends`), in the form
+    the scorer takes (each frame encoded once); lazily, so that a long video is never held as
+    windows at once."""
+    length = scorer.window_length
+    ends = scan_ends(len(video.frames), length, stride)
+    frames = scorer.model_frames(video.frames)  # each frame encoded once
+    blank = _blank(scorer, frames)  # and the padding frame once
+    for end in ends:
+        yield end, window_ending_at(frames, end, length, blank)
+
+
+def scan_place(video: video_lib.Video, end: int, length: int) -> Dict:
+    """Where the scanned window ending at `end` lies: its start and end time, its end index."""
+    return {"start_time": float(video.times[max(0, end - length + 1)]),
+            "end_time": float(video.times[end]), "end_index": end}
+
+
+def scan_row(place: Dict, outputs: Dict, index: int, meta: Dict) -> Dict:
+    """The timeline row of a scanned window: its place (`scan_place`), score and top-1
+    sub-actions (row `index` of the batch `outputs`)."""
+    row = {**place, "score": float(outputs["score"][index])}
+    for name, ranked in _top_classes(outputs, index, meta, top=1).items():
+        row[name], row[f"{name}_probability"] = ranked[0]
+    return row
+
+
+def warn_far_windows(path: str, rows: List[Dict], meta: Dict):
+    """One warning when scanned windows score far outside the training scores."""
+    far = [row for row in rows if outside_training_range(row["score"], meta)]
+    if far:
+        worst = max(far, key=lambda row: abs(row["score"]))
+        warn(f"{path}: {len(far)} of {len(rows)} windows score far outside the training "
+             f"scores; e.g. at {worst['end_time']:.1f} s: "
+             + outside_training_range(worst["score"], meta))
+
+
 def scan(scorer: Scorer, path: str, stride: int, batch_size: int = 8,
          difficulty: Optional[float] = None, progress: bool = True,
          video: Optional[video_lib.Video] = None, action: Optional[int] = None,
          dive_type: Optional[str] = None) -> List[Dict]:
     """Scores every window position of a long video, ends `stride` frames apart (at the
-    model's rate). Returns one row per window: its start and end time, score and top-1
-    sub-actions."""
+    model's rate). Returns one row per window (`scan_row`)."""
     from tqdm import tqdm
     video = video or read_video(scorer, path, progress)
     length = scorer.window_length
-    if stride <= 0:
-        raise ConfigError(f"--scan_stride={stride} must be positive")
-    ends = list(range(min(length, len(video.frames)) - 1, len(video.frames), stride))
-    frames = scorer.model_frames(video.frames)  # each frame encoded once
-    blank = _blank(scorer, frames)  # and the padding frame once
+    total = len(scan_ends(len(video.frames), length, stride))
+    windows = scan_windows(scorer, video, stride)
     rows = []
-    for first in tqdm(range(0, len(ends), batch_size), desc=f"scanning {os.path.basename(path)}",
-                      unit="batch", disable=not progress, leave=False):
-        batch_ends = ends[first:first + batch_size]
-        windows = np.stack([window_ending_at(frames, e, length, blank)
-                            for e in batch_ends])
-        difficulties = None if difficulty is None else np.full([len(windows)], difficulty)
-        actions = None if action is None else np.full([len(windows)], action)
-        outputs = scorer.score(windows, difficulties, actions,
-                               None if dive_type is None else [dive_type] * len(windows))
-        for i, end in enumerate(batch_ends):
-            row = {"start_time": float(video.times[max(0, end - length + 1)]),
-                   "end_time": float(video.times[end]), "end_index": end,
-                   "score": float(outputs["score"][i])}
-            for name, ranked in _top_classes(outputs, i, scorer.meta, top=1).items():
-                row[name], row[f"{name}_probability"] = ranked[0]
-            rows.append(row)
-    far = [row for row in rows if outside_training_range(row["score"], scorer.meta)]
-    if far:
-        worst = max(far, key=lambda row: abs(row["score"]))
-        warn(f"{path}: {len(far)} of {len(rows)} windows score far outside the training "
-             f"scores; e.g. at {worst['end_time']:.1f} s: "
-             + outside_training_range(worst["score"], scorer.meta))
+    with tqdm(total=-(-total // batch_size), desc=f"scanning {os.path.basename(path)}",
+              unit="batch", disable=not progress, leave=False) as bar:
+        while True:
+            batch = list(itertools.islice(windows, batch_size))
+            if not batch:
+                break
+            ends = [end for end, _ in batch]
+            stacked = np.stack([window for _, window in batch])
+            difficulties = None if difficulty is None else np.full([len(batch)], difficulty)
+            actions = None if action is None else np.full([len(batch)], action)
+            outputs = scorer.score(stacked, difficulties, actions,
+                                   None if dive_type is None else [dive_type] * len(batch))
+            rows += [scan_row(scan_place(video, end, length), outputs, i, scorer.meta)
+                     for i, end in enumerate(ends)]
+            bar.update()
+    warn_far_windows(path, rows, scorer.meta)
     return rows
 
 
