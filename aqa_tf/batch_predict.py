@@ -7,12 +7,14 @@ r"""Scores many video files with an exported model, as one Apache Beam pipeline.
 
 Each video is read as `aqa_tf.predict` reads it (resampled to the model's frame rate, resized
 to its stored size) and cut to the model's window ending at its last frame (`--end_time`: at
-that time instead); the windows travel as the JPEG frames of the export's `serving_jpeg`
-signature, and Beam's `RunInference` scores them in batches with the SavedModel
-(`SavedModelHandler`). The output folder gets `results.jsonl`, one JSON line per video: the
-entry `aqa_tf.predict --output_json` writes for it (score, sub-actions, per-clip
+that time instead), or, with `--scan`, to a window every `--scan_stride` frames (a broadcast's
+timeline, as `aqa_tf.predict --scan` writes it); the windows travel as the JPEG frames of the
+export's `serving_jpeg` signature, and Beam's `RunInference` scores them in batches with the
+SavedModel (`SavedModelHandler`). The output folder gets `results.jsonl`, one JSON line per
+video: the entry `aqa_tf.predict --output_json` writes for it (score, sub-actions, per-clip
 contributions, commentary, ...), or `{"video": ..., "error": ...}` for a file that could not be
-scored, which never ends the job; and `summary.csv` with the table printed at the end.
+scored, which never ends the job; and `summary.csv` with the table printed at the end (for a
+scan, its best window).
 
 `--runner=local` scores in this process without Beam (what `aqa_tf.predict` does, one video
 after the other); the DirectRunner, the default where Beam is installed
@@ -26,7 +28,7 @@ import functools
 import glob
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from absl import flags
@@ -39,10 +41,10 @@ ERRORS = "errors"  # tag of the side output of the videos that could not be read
 
 
 def define_flags():
-    """The exported model (`PredictOptions.model`), the window's end and the difficulty
+    """The exported model and the scan (`PredictOptions`), the window's end and the difficulty
     (`ScoringOptions`), and the inputs, output and runner (`BatchScoringOptions`)."""
     from aqa_tf import flag_defs
-    flag_defs.define_config_flags(PredictOptions, only=("model",))
+    flag_defs.define_config_flags(PredictOptions, only=("model", "scan", "scan_stride"))
     flag_defs.define_config_flags(ScoringOptions, only=("end_time", "difficulty"))
     flag_defs.define_config_flags(BatchScoringOptions)
 
@@ -112,6 +114,34 @@ def read_window(path: str, meta: Dict, end_time: Optional[float]):
     return json.dumps(info), reader.model_frames(window)
 
 
+def read_scan(path: str, meta: Dict, stride: int):
+    """`(key, model window)` of every scanned window of the video `path`
+    (`predict_lib.scan_windows`), where `key` is the JSON of the video and the window's place
+    (`predict_lib.scan_place`), as a generator; raises the readers' errors
+    (`predict_lib.USER_ERRORS`) here, before the first window (the video is read at the call)."""
+    from aqa_tf.serving import predict_lib
+    reader = _reader(meta)
+    video = predict_lib.read_video(reader, path, progress=False)
+    predict_lib.scan_ends(len(video.frames), reader.window_length, stride)  # checks the stride
+    return ((json.dumps({"video": path, "place": predict_lib.scan_place(
+        video, end, reader.window_length)}), window)
+        for end, window in predict_lib.scan_windows(reader, video, stride))
+
+
+def scan_row(info_json: str, outputs: Dict, meta: Dict) -> Tuple[str, Dict]:
+    """`(video, timeline row)` of one scanned window (`predict_lib.scan_row`)."""
+    from aqa_tf.serving import predict_lib
+    info = json.loads(info_json)
+    return info["video"], predict_lib.scan_row(info["place"], outputs, 0, meta)
+
+
+def timeline_line(video: str, rows) -> str:
+    """The JSON line of a scanned video: `{"video", "timeline"}`, as `aqa_tf.predict --scan
+    --output_json` writes it, its rows in time order."""
+    return json.dumps({"video": video,
+                       "timeline": sorted(rows, key=lambda row: row["end_index"])})
+
+
 def result_line(info_json: str, outputs: Dict, texts: Dict, meta: Dict) -> str:
     """The JSON line of one video: `predict_lib.dive_result` of its window's outputs."""
     from aqa_tf.serving import predict_lib
@@ -148,16 +178,21 @@ def _beam_classes():
         """Video path -> `(key, JPEG window)`; a video that cannot be read -> its error line on
         the `ERRORS` output."""
 
-        def __init__(self, meta: Dict, end_time: Optional[float]):
+        def __init__(self, meta: Dict, end_time: Optional[float], scan_stride: int = 0):
             super().__init__()
-            self._meta, self._end_time = meta, end_time
+            self._meta, self._end_time, self._stride = meta, end_time, scan_stride
 
         def process(self, path: str):
             from aqa_tf.serving import predict_lib
             try:
-                yield read_window(path, self._meta, self._end_time)
+                if self._stride:  # every scanned window, each its own element
+                    windows = read_scan(path, self._meta, self._stride)
+                else:
+                    windows = [read_window(path, self._meta, self._end_time)]
             except predict_lib.USER_ERRORS as error:
                 yield beam.pvalue.TaggedOutput(ERRORS, error_line(path, error))
+                return
+            yield from windows
 
     class SavedModelHandler(ModelHandler):
         """RunInference's handler of an aqa-tf SavedModel: loads it with the project's
@@ -194,9 +229,17 @@ def _format(element, meta: Dict) -> str:
     return result_line(key, outputs, texts, meta)
 
 
+def _format_row(element, meta: Dict) -> Tuple[str, Dict]:  # (a key-value pair for Beam)
+    key, prediction = element
+    outputs, _ = prediction.inference
+    return scan_row(key, outputs, meta)
+
+
 def run_beam(videos: List[str], model: str, meta: Dict, output: str, end_time, difficulty,
-             batch_size: int, runner: str, num_workers: int = 0, extra: str = "") -> str:
-    """Scores `videos` in one Beam pipeline; returns the results file (its lines unsorted)."""
+             batch_size: int, runner: str, num_workers: int = 0, extra: str = "",
+             scan_stride: int = 0) -> str:
+    """Scores `videos` in one Beam pipeline (with `scan_stride`, every scanned window, the
+    rows grouped back by video); returns the results file (its lines unsorted)."""
     options = beam_lib.pipeline_options(runner, num_workers, extra)
     import apache_beam as beam
     from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -205,12 +248,18 @@ def run_beam(videos: List[str], model: str, meta: Dict, output: str, end_time, d
     with beam_lib.quiet_local_runner(runner), pipeline:
         windows = (pipeline
                    | "list videos" >> beam.Create(videos)
-                   | "read windows" >> beam.ParDo(read_fn(meta, end_time)).with_outputs(
-                       ERRORS, main="windows"))
+                   | "read windows" >> beam.ParDo(read_fn(meta, end_time, scan_stride))
+                   .with_outputs(ERRORS, main="windows"))
         scored = (windows.windows
                   | "score" >> RunInference(KeyedModelHandler(
-                      handler(model, difficulty, batch_size)))
-                  | "result lines" >> beam.Map(_format, meta=meta))
+                      handler(model, difficulty, batch_size))))
+        if scan_stride:
+            scored = (scored
+                      | "timeline rows" >> beam.Map(_format_row, meta=meta)
+                      | "by video" >> beam.GroupByKey()
+                      | "timeline lines" >> beam.MapTuple(timeline_line))
+        else:
+            scored = scored | "result lines" >> beam.Map(_format, meta=meta)
         _ = ((scored, windows[ERRORS]) | "all lines" >> beam.Flatten()
              | "write" >> beam.io.WriteToText(os.path.join(output, RESULTS),
                                               shard_name_template="", num_shards=1))
@@ -218,21 +267,29 @@ def run_beam(videos: List[str], model: str, meta: Dict, output: str, end_time, d
 
 
 def run_local(videos: List[str], model: str, meta: Dict, output: str, end_time, difficulty,
-              progress=print) -> str:
-    """Scores `videos` one after the other in this process; each line is written (and
-    flushed) as its video is done, so that a kill loses at most the video in progress."""
+              progress=print, scan_stride: int = 0, batch_size: int = 8) -> str:
+    """Scores `videos` one after the other in this process (with `scan_stride`, as
+    `aqa_tf.predict --scan` does); each line is written (and flushed) as its video is done,
+    so that a kill loses at most the video in progress."""
     from aqa_tf.serving import predict_lib
     scorer = predict_lib.open_scorer(model)
     path = os.path.join(output, RESULTS)
     with open(path, "w") as f:
         for video in videos:
             try:
-                key, window = read_window(video, meta, end_time)
+                if scan_stride:
+                    rows = predict_lib.scan(scorer, video, scan_stride, batch_size,
+                                            difficulty, progress=False)
+                else:
+                    key, window = read_window(video, meta, end_time)
             except predict_lib.USER_ERRORS as error:
                 line = error_line(video, error)
             else:
-                (outputs, texts), = score_windows(scorer, [window], difficulty)
-                line = result_line(key, outputs, texts, meta)
+                if scan_stride:
+                    line = timeline_line(video, rows)
+                else:
+                    (outputs, texts), = score_windows(scorer, [window], difficulty)
+                    line = result_line(key, outputs, texts, meta)
             f.write(line + "\n")
             f.flush()
             progress(f"{video}: done")
@@ -251,13 +308,31 @@ def summarize(path: str, videos: List[str], summary_path: str) -> List[Dict]:
     os.replace(partial, path)
     with open(summary_path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["video", "score", "sub_actions", "error"])
+        writer.writerow(["video", "score", "window_start_time", "window_end_time",
+                         "sub_actions", "error"])
         for e in ordered:
-            top = "; ".join(f"{name} {ranked[0][0]}" for name, ranked in
-                            e.get("sub_actions", {}).items())
-            writer.writerow([e["video"], "" if "error" in e else f"{e['score']:.4f}", top,
-                             e.get("error", "")])
+            best = summary_row(e)
+            writer.writerow([e["video"], *(f"{best[k]:.4f}" if best else "" for k in (
+                "score", "window_start_time", "window_end_time")),
+                best.get("sub_actions", ""), e.get("error", "")])
     return ordered
+
+
+def summary_row(entry: Dict) -> Dict:
+    """A video's line of the summary: its window's score, times and top sub-actions (a scan's
+    best window); empty for an error."""
+    if "error" in entry:
+        return {}
+    if "timeline" in entry:
+        best = max(entry["timeline"], key=lambda row: row["score"])
+        names = [k for k in best if f"{k}_probability" in best]
+        return {"score": best["score"], "window_start_time": best["start_time"],
+                "window_end_time": best["end_time"],
+                "sub_actions": "; ".join(f"{name} {best[name]}" for name in names)}
+    return {"score": entry["score"], "window_start_time": entry["window_start_time"],
+            "window_end_time": entry["window_end_time"],
+            "sub_actions": "; ".join(f"{name} {ranked[0][0]}" for name, ranked in
+                                     entry.get("sub_actions", {}).items())}
 
 
 def main(argv):
@@ -267,7 +342,8 @@ def main(argv):
                           "--inputs")
     options = flag_defs.config_from_flags(BatchScoringOptions)
     scoring = flag_defs.config_from_flags(ScoringOptions)
-    model = flag_defs.config_from_flags(PredictOptions).model
+    predict_options = flag_defs.config_from_flags(PredictOptions)
+    model = predict_options.model
     if not options.output:
         raise ConfigError("--output: give the output folder")
     runner = beam_lib.resolve_runner(options.runner, flags.FLAGS["runner"].present, "scoring")
@@ -276,6 +352,13 @@ def main(argv):
     if meta.get("uses_difficulty") and scoring.difficulty is None:
         raise ConfigError("this model multiplies its prediction by the degree of difficulty: "
                           "give --difficulty (the same for every video)")
+    stride = 0
+    if predict_options.scan:
+        if scoring.end_time is not None:
+            raise ConfigError("--end_time: a scan scores every window; give one or the other")
+        stride = predict_options.scan_stride or int(meta["clip_length"])
+        if stride <= 0:
+            raise ConfigError(f"--scan_stride={stride} must be positive")
     videos = input_videos(list(options.inputs))
     if os.path.exists(options.output) and not os.path.isdir(options.output):
         raise ConfigError(f"--output={options.output} is a file, not a folder")
@@ -283,22 +366,29 @@ def main(argv):
     print(f"Scoring {len(videos)} videos with {model} on --runner={runner}", flush=True)
     if runner == beam_lib.LOCAL:
         path = run_local(videos, model, meta, options.output, scoring.end_time,
-                         scoring.difficulty)
+                         scoring.difficulty, scan_stride=stride,
+                         batch_size=options.inference_batch_size)
     else:
         path = run_beam(videos, model, meta, options.output, scoring.end_time,
                         scoring.difficulty, options.inference_batch_size, runner,
-                        options.num_workers, options.beam_pipeline_options)
+                        options.num_workers, options.beam_pipeline_options, stride)
     summary = os.path.join(options.output, SUMMARY)
     entries = summarize(path, videos, summary)
     width = max(len(e["video"]) for e in entries) if entries else 5
-    print(f"{'video':<{width}}  {'score':>8}")
+    print(f"{'video':<{width}}  {'score':>8}  window (s)" + ("  (best of the scan)" if stride
+                                                             else ""))
     failed = []
     for e in entries:
         if "error" in e:
             failed.append(e["video"])
             print(f"{e['video']:<{width}}  {'error':>8}  {e['error']}")
-        else:
-            print(f"{e['video']:<{width}}  {e['score']:8.2f}")
+            continue
+        if stride and runner != beam_lib.LOCAL:  # (the local scan warned as it went)
+            from aqa_tf.serving import predict_lib
+            predict_lib.warn_far_windows(e["video"], e["timeline"], meta)
+        best = summary_row(e)
+        print(f"{e['video']:<{width}}  {best['score']:8.2f}  "
+              f"{best['window_start_time']:.2f}-{best['window_end_time']:.2f}")
     print(f"Results: {path}\nSummary: {summary}", flush=True)
     if failed:
         from aqa_tf.serving import predict_lib

@@ -3,13 +3,15 @@ videos, one of them corrupt, scored on the DirectRunner (2 worker processes, Run
 the project's SavedModel handler on the export's `serving_jpeg` signature): five scores equal to
 `aqa_tf.predict`'s for the same files (within 1e-4 points, same top sub-actions), one error line
 naming the corrupt file, exit status 2, the results in the order of the inputs and the summary
-table. `--runner=local` (no Beam) gives the same lines. Apache Beam is optional
-(requirements-beam.txt): without it the Beam run skips; the local runner runs everywhere."""
+table. `--runner=local` (no Beam) gives the same lines. With `--scan`, each video's timeline
+equals `aqa_tf.predict --scan`'s, row by row. Apache Beam is optional (requirements-beam.txt):
+without it the Beam runs skip; the local runner runs everywhere."""
 
 import csv
 import json
 import os
 
+import numpy as np
 import pytest
 
 from aqa_tf.data import video as video_lib
@@ -40,6 +42,54 @@ def videos(tmp_path_factory):
     with open(folder / CORRUPT, "wb") as f:
         f.write(b"\x00\x00\x00\x18ftypmp42 not really a video" * 40)
     return folder
+
+
+@pytest.fixture(scope="module")
+def broadcasts(tmp_path_factory):
+    """Two 'broadcasts' of two test dives each, one after the other (about 90 frames, at 25 and
+    30 frames/s), and a file that is not a video."""
+    folder = tmp_path_factory.mktemp("broadcasts")
+    for i, rate in enumerate((25, 30)):
+        frames = np.concatenate([dive_frames(64, 86, index=2 * i + j) for j in (0, 1)])
+        video_lib.write_video(str(folder / f"{i:02d}_broadcast.mp4"), frames, rate)
+    with open(folder / CORRUPT, "wb") as f:
+        f.write(b"\x00\x00\x00\x18ftypmp42 not really a video" * 40)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def scanned(export, broadcasts, tmp_path_factory):
+    """`aqa_tf.predict --scan` on the two broadcasts: video -> its timeline rows."""
+    good = sorted(str(p) for p in broadcasts.glob("*_broadcast.mp4"))
+    folder = tmp_path_factory.mktemp("predict_scan")
+    run_cli("aqa_tf.predict", *good, f"--model={export}", "--scan", "--scan_stride=8",
+            f"--output_dir={folder}", f"--output_json={folder / 'scan.json'}", "--noprogress")
+    with open(folder / "scan.json") as f:
+        return {e["video"]: e["timeline"] for e in json.load(f)}
+
+
+def _check_scan(output, scanned, broadcasts):
+    lines = _lines(output)
+    assert [os.path.basename(e["video"]) for e in lines] == sorted(os.listdir(broadcasts))
+    errors = [e for e in lines if "error" in e]
+    assert len(errors) == 1 and CORRUPT in errors[0]["error"], errors
+    for entry in (e for e in lines if "error" not in e):
+        expected = scanned[entry["video"]]
+        assert len(entry["timeline"]) == len(expected) >= 5, entry["video"]
+        for row, want in zip(entry["timeline"], expected):
+            assert sorted(row) == sorted(want)
+            for key, value in want.items():
+                if isinstance(value, float):
+                    assert row[key] == pytest.approx(value, abs=1e-4), (entry["video"], key)
+                else:
+                    assert row[key] == value, (entry["video"], key)
+    with open(os.path.join(output, "summary.csv"), newline="") as f:
+        rows = {r["video"]: r for r in csv.DictReader(f)}
+    for video, timeline in scanned.items():  # the summary names each scan's best window
+        best = max(timeline, key=lambda row: row["score"])
+        assert float(rows[video]["score"]) == pytest.approx(best["score"], abs=1e-4)
+        assert float(rows[video]["window_end_time"]) == pytest.approx(best["end_time"],
+                                                                      abs=1e-4)
 
 
 def _lines(output):
@@ -105,6 +155,34 @@ def test_beam_scores_as_predict_does_and_reports_the_corrupt_file(export, videos
     run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={videos}/*.mp4",
             f"--output={local}", "--runner=local", expect=2)
     _check(_lines(local), predicted, videos)
+
+
+def test_beam_scan_gives_the_timelines_of_predict(export, broadcasts, scanned, tmp_path):
+    """`--scan` on the DirectRunner: every window of every video scored by RunInference (in
+    batches that mix videos), the rows grouped back by video: each timeline equals `aqa_tf.predict
+    --scan`'s, and the corrupt file is an error line."""
+    pytest.importorskip("apache_beam", reason="Apache Beam is optional: "
+                        "pip install -r requirements-beam.txt")
+    output = str(tmp_path / "beam_scan")
+    run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={broadcasts}/*.mp4",
+            f"--output={output}", "--runner=DirectRunner", "--num_workers=2", "--scan",
+            "--scan_stride=8", "--inference_batch_size=4", expect=2)
+    _check_scan(output, scanned, broadcasts)
+
+
+def test_local_scan_gives_the_timelines_of_predict(export, broadcasts, scanned, tmp_path):
+    """Runs everywhere: `--scan --runner=local` writes `aqa_tf.predict --scan`'s timelines;
+    `--scan` with `--end_time` is one line, exit status 2."""
+    output = str(tmp_path / "local_scan")
+    proc = run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={broadcasts}/*.mp4",
+                   f"--output={output}", "--runner=local", "--scan", "--scan_stride=8",
+                   expect=2)
+    assert "best of the scan" in proc.stdout
+    _check_scan(output, scanned, broadcasts)
+    user_error(run_cli("aqa_tf.batch_predict", f"--model={export}",
+                       f"--inputs={broadcasts}/*.mp4", f"--output={tmp_path / 'x'}",
+                       "--runner=local", "--scan", "--end_time=1", expect=2),
+               "--end_time", "scan")
 
 
 def test_local_runner_and_mistakes(export, videos, predicted, tmp_path):
