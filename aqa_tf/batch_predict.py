@@ -14,7 +14,9 @@ SavedModel (`SavedModelHandler`). The output folder gets `results.jsonl`, one JS
 video: the entry `aqa_tf.predict --output_json` writes for it (score, sub-actions, per-clip
 contributions, commentary, ...), or `{"video": ..., "error": ...}` for a file that could not be
 scored, which never ends the job; and `summary.csv` with the table printed at the end (for a
-scan, its best window).
+scan, its best window). What a model needs besides the frames (the degree of difficulty,
+the dive type of CoRe's exemplars, the action of a multi-action model) comes per video from the
+`--labels` CSV file (`read_labels`).
 
 `--runner=local` scores in this process without Beam (what `aqa_tf.predict` does, one video
 after the other); the DirectRunner, the default where Beam is installed
@@ -42,7 +44,8 @@ ERRORS = "errors"  # tag of the side output of the videos that could not be read
 
 def define_flags():
     """The exported model and the scan (`PredictOptions`), the window's end and the difficulty
-    (`ScoringOptions`), and the inputs, output and runner (`BatchScoringOptions`)."""
+    (`ScoringOptions`), and the inputs, their labels, output and runner
+    (`BatchScoringOptions`)."""
     from aqa_tf import flag_defs
     flag_defs.define_config_flags(PredictOptions, only=("model", "scan", "scan_stride"))
     flag_defs.define_config_flags(ScoringOptions, only=("end_time", "difficulty"))
@@ -88,11 +91,97 @@ def model_metadata(model: str) -> Dict:
         raise ConfigError(f"--model={model}: no {contract.ASSETS_EXTRA}/"
                           f"{contract.METADATA_FILE} (not an aqa-tf export)")
     with open(path) as f:
-        meta = json.load(f)
-    if meta.get("exemplar_match") == "dive_number" or meta.get("uses_action"):
-        raise ConfigError(f"--model={model}: this model needs each video's dive type or action, "
-                          "which batch scoring does not take yet: use aqa_tf.predict")
-    return meta
+        return json.load(f)
+
+
+LABEL_COLUMNS = ("difficulty", "dive_type", "action")
+
+
+def read_labels(path: str, videos: List[str]) -> Dict[str, Dict]:
+    """`--labels`: video -> its labels (`LABEL_COLUMNS`, those the file gives), from a CSV
+    file whose `video` column names each video as --inputs does or by its file name.
+
+    Raises:
+      ConfigError: a missing file, no `video` column, an unknown column, a difficulty that is
+        not a positive number, a row naming no input video or one named twice.
+    """
+    if not path:
+        return {}
+    if not os.path.isfile(path):
+        raise ConfigError(f"--labels={path}: no such file")
+    by_name = {}
+    for video in videos:
+        by_name.setdefault(video, video)
+        by_name.setdefault(os.path.basename(video), video)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        if "video" not in columns:
+            raise ConfigError(f"--labels={path}: no `video` column (columns: "
+                              f"{', '.join(columns) or 'none'})")
+        unknown = [c for c in columns if c != "video" and c not in LABEL_COLUMNS]
+        if unknown:
+            raise ConfigError(f"--labels={path}: unknown column {unknown[0]!r} (known: video, "
+                              f"{', '.join(LABEL_COLUMNS)})")
+        labels = {}
+        for row_number, row in enumerate(reader, start=2):
+            where = f"--labels={path} line {row_number}"
+            video = by_name.get(row["video"])
+            if video is None:
+                raise ConfigError(f"{where}: {row['video']!r} is not one of the --inputs")
+            if video in labels:
+                raise ConfigError(f"{where}: {row['video']!r} is labelled twice")
+            entry = {k: row[k].strip() for k in LABEL_COLUMNS if (row.get(k) or "").strip()}
+            if "difficulty" in entry:
+                try:
+                    entry["difficulty"] = float(entry["difficulty"])
+                except ValueError:
+                    entry["difficulty"] = float("nan")
+                if not entry["difficulty"] > 0:
+                    raise ConfigError(f"{where}: difficulty {row['difficulty']!r} is not a "
+                                      "positive number")
+            labels[video] = entry
+    return labels
+
+
+def video_inputs(meta: Dict, videos: List[str], labels: Dict[str, Dict],
+                 difficulty: Optional[float]) -> Dict[str, Dict]:
+    """Video -> what the model takes besides the frames: `difficulty` (the labels', else
+    --difficulty), `action` (the model's index of the labelled action) and `dive_type`, each
+    None where the model does not use it.
+
+    Raises:
+      ConfigError: a video without what the model needs (named, with the option that gives
+        it), an action the model does not know.
+    """
+    from aqa_tf import flag_defs
+    needs = {"difficulty": bool(meta.get("uses_difficulty")),
+             "dive_type": meta.get("exemplar_match") == "dive_number",
+             "action": bool(meta.get("uses_action"))}
+    what = {"difficulty": "the degree of difficulty (--difficulty, or a `difficulty` column "
+                          "in --labels)",
+            "dive_type": "its dive type (a `dive_type` column in --labels: this model "
+                         "compares the dive with exemplars of its type)",
+            "action": "its action (an `action` column in --labels: "
+                      + ", ".join(meta.get("actions", [])) + ")"}
+    inputs = {}
+    for video in videos:
+        given = dict(labels.get(video, {}))
+        given.setdefault("difficulty", difficulty)
+        inputs[video] = {k: given.get(k) if needs[k] else None for k in needs}
+    for name, needed in needs.items():
+        missing = [v for v in videos if needed and inputs[v][name] is None]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise ConfigError(f"this model needs {what[name]}; none for "
+                              f"{', '.join(missing[:3])}{more}")
+    for video, entry in inputs.items():
+        if entry["action"] is not None:
+            if entry["action"] not in meta.get("actions", []):
+                raise ConfigError(f"--labels: {video}: action {entry['action']!r} is not one "
+                                  f"of the model's ({', '.join(meta.get('actions', []))})")
+            entry["action"] = flag_defs.scoring_action(meta, entry["action"])
+    return inputs
 
 
 def _reader(meta: Dict):
@@ -157,11 +246,16 @@ def error_line(path: str, error: Exception) -> str:
     return json.dumps({"video": path, "error": predict_lib.error_message(path, error)})
 
 
-def score_windows(scorer, windows: List[np.ndarray], difficulty: Optional[float]):
-    """Per window: (outputs of `serving_default` as a batch of 1, texts of the heads)."""
+def score_windows(scorer, windows: List[np.ndarray], inputs: List[Dict]):
+    """Per window: (outputs of `serving_default` as a batch of 1, texts of the heads);
+    `inputs`: per window, its video's `video_inputs`."""
     batch = np.stack(windows)
-    difficulties = np.full([len(batch)], difficulty or 0.0, np.float32)
-    outputs = scorer.score(batch, difficulties)
+    difficulties = np.array([i["difficulty"] or 0.0 for i in inputs], np.float32)
+    actions = (np.array([i["action"] for i in inputs], np.int32)
+               if inputs[0]["action"] is not None else None)
+    dive_types = ([i["dive_type"] for i in inputs]
+                  if inputs[0]["dive_type"] is not None else None)
+    outputs = scorer.score(batch, difficulties, actions, dive_types)
     texts = scorer.texts(batch)
     return [({k: v[i:i + 1] for k, v in outputs.items()},
              {label: values[i] for label, values in texts.items()})
@@ -178,9 +272,11 @@ def _beam_classes():
         """Video path -> `(key, JPEG window)`; a video that cannot be read -> its error line on
         the `ERRORS` output."""
 
-        def __init__(self, meta: Dict, end_time: Optional[float], scan_stride: int = 0):
+        def __init__(self, meta: Dict, end_time: Optional[float], scan_stride: int,
+                     inputs: Dict[str, Dict]):
             super().__init__()
             self._meta, self._end_time, self._stride = meta, end_time, scan_stride
+            self._inputs = inputs
 
         def process(self, path: str):
             from aqa_tf.serving import predict_lib
@@ -192,7 +288,8 @@ def _beam_classes():
             except predict_lib.USER_ERRORS as error:
                 yield beam.pvalue.TaggedOutput(ERRORS, error_line(path, error))
                 return
-            yield from windows
+            for key, window in windows:  # each window with its video's other inputs
+                yield key, (window, self._inputs[path])
 
     class SavedModelHandler(ModelHandler):
         """RunInference's handler of an aqa-tf SavedModel: loads it with the project's
@@ -201,21 +298,21 @@ def _beam_classes():
         `TFModelHandlerTensor` loads with `tf.keras.models.load_model`, which Keras 3 cannot
         do for a SavedModel of signatures.)"""
 
-        def __init__(self, model: str, difficulty: Optional[float], max_batch_size: int):
+        def __init__(self, model: str, max_batch_size: int):
             super().__init__()
-            self._model, self._difficulty = model, difficulty
-            self._max_batch_size = max_batch_size
+            self._model, self._max_batch_size = model, max_batch_size
 
         def load_model(self):
             from aqa_tf.serving import predict_lib
             return predict_lib.open_scorer(self._model)
 
         def run_inference(self, batch, model, inference_args=None):
-            scored = score_windows(model, list(batch), self._difficulty)
+            scored = score_windows(model, [window for window, _ in batch],
+                                   [inputs for _, inputs in batch])
             return [PredictionResult(None, item) for item in scored]
 
         def get_num_bytes(self, batch) -> int:
-            return sum(len(frame) for window in batch for frame in window)
+            return sum(len(frame) for window, _ in batch for frame in window)
 
         def batch_elements_kwargs(self):
             return {"max_batch_size": self._max_batch_size}
@@ -235,11 +332,12 @@ def _format_row(element, meta: Dict) -> Tuple[str, Dict]:  # (a key-value pair f
     return scan_row(key, outputs, meta)
 
 
-def run_beam(videos: List[str], model: str, meta: Dict, output: str, end_time, difficulty,
-             batch_size: int, runner: str, num_workers: int = 0, extra: str = "",
-             scan_stride: int = 0) -> str:
-    """Scores `videos` in one Beam pipeline (with `scan_stride`, every scanned window, the
-    rows grouped back by video); returns the results file (its lines unsorted)."""
+def run_beam(videos: List[str], model: str, meta: Dict, output: str, end_time,
+             inputs: Dict[str, Dict], batch_size: int, runner: str, num_workers: int = 0,
+             extra: str = "", scan_stride: int = 0) -> str:
+    """Scores `videos` (with their `video_inputs`) in one Beam pipeline (with `scan_stride`,
+    every scanned window, the rows grouped back by video); returns the results file (its
+    lines unsorted)."""
     options = beam_lib.pipeline_options(runner, num_workers, extra)
     import apache_beam as beam
     from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -248,11 +346,10 @@ def run_beam(videos: List[str], model: str, meta: Dict, output: str, end_time, d
     with beam_lib.quiet_local_runner(runner), pipeline:
         windows = (pipeline
                    | "list videos" >> beam.Create(videos)
-                   | "read windows" >> beam.ParDo(read_fn(meta, end_time, scan_stride))
+                   | "read windows" >> beam.ParDo(read_fn(meta, end_time, scan_stride, inputs))
                    .with_outputs(ERRORS, main="windows"))
         scored = (windows.windows
-                  | "score" >> RunInference(KeyedModelHandler(
-                      handler(model, difficulty, batch_size))))
+                  | "score" >> RunInference(KeyedModelHandler(handler(model, batch_size))))
         if scan_stride:
             scored = (scored
                       | "timeline rows" >> beam.Map(_format_row, meta=meta)
@@ -266,8 +363,9 @@ def run_beam(videos: List[str], model: str, meta: Dict, output: str, end_time, d
     return os.path.join(output, RESULTS)
 
 
-def run_local(videos: List[str], model: str, meta: Dict, output: str, end_time, difficulty,
-              progress=print, scan_stride: int = 0, batch_size: int = 8) -> str:
+def run_local(videos: List[str], model: str, meta: Dict, output: str, end_time,
+              inputs: Dict[str, Dict], progress=print, scan_stride: int = 0,
+              batch_size: int = 8) -> str:
     """Scores `videos` one after the other in this process (with `scan_stride`, as
     `aqa_tf.predict --scan` does); each line is written (and flushed) as its video is done,
     so that a kill loses at most the video in progress."""
@@ -277,9 +375,12 @@ def run_local(videos: List[str], model: str, meta: Dict, output: str, end_time, 
     with open(path, "w") as f:
         for video in videos:
             try:
+                given = inputs[video]
                 if scan_stride:
                     rows = predict_lib.scan(scorer, video, scan_stride, batch_size,
-                                            difficulty, progress=False)
+                                            given["difficulty"], progress=False,
+                                            action=given["action"],
+                                            dive_type=given["dive_type"])
                 else:
                     key, window = read_window(video, meta, end_time)
             except predict_lib.USER_ERRORS as error:
@@ -288,7 +389,7 @@ def run_local(videos: List[str], model: str, meta: Dict, output: str, end_time, 
                 if scan_stride:
                     line = timeline_line(video, rows)
                 else:
-                    (outputs, texts), = score_windows(scorer, [window], difficulty)
+                    (outputs, texts), = score_windows(scorer, [window], [given])
                     line = result_line(key, outputs, texts, meta)
             f.write(line + "\n")
             f.flush()
@@ -349,9 +450,6 @@ def main(argv):
     runner = beam_lib.resolve_runner(options.runner, flags.FLAGS["runner"].present, "scoring")
     beam_lib.check_runner(runner, options.num_workers, options.beam_pipeline_options)
     meta = model_metadata(model)
-    if meta.get("uses_difficulty") and scoring.difficulty is None:
-        raise ConfigError("this model multiplies its prediction by the degree of difficulty: "
-                          "give --difficulty (the same for every video)")
     stride = 0
     if predict_options.scan:
         if scoring.end_time is not None:
@@ -360,18 +458,18 @@ def main(argv):
         if stride <= 0:
             raise ConfigError(f"--scan_stride={stride} must be positive")
     videos = input_videos(list(options.inputs))
+    inputs = video_inputs(meta, videos, read_labels(options.labels, videos), scoring.difficulty)
     if os.path.exists(options.output) and not os.path.isdir(options.output):
         raise ConfigError(f"--output={options.output} is a file, not a folder")
     os.makedirs(options.output, exist_ok=True)
     print(f"Scoring {len(videos)} videos with {model} on --runner={runner}", flush=True)
     if runner == beam_lib.LOCAL:
-        path = run_local(videos, model, meta, options.output, scoring.end_time,
-                         scoring.difficulty, scan_stride=stride,
-                         batch_size=options.inference_batch_size)
+        path = run_local(videos, model, meta, options.output, scoring.end_time, inputs,
+                         scan_stride=stride, batch_size=options.inference_batch_size)
     else:
-        path = run_beam(videos, model, meta, options.output, scoring.end_time,
-                        scoring.difficulty, options.inference_batch_size, runner,
-                        options.num_workers, options.beam_pipeline_options, stride)
+        path = run_beam(videos, model, meta, options.output, scoring.end_time, inputs,
+                        options.inference_batch_size, runner, options.num_workers,
+                        options.beam_pipeline_options, stride)
     summary = os.path.join(options.output, SUMMARY)
     entries = summarize(path, videos, summary)
     width = max(len(e["video"]) for e in entries) if entries else 5

@@ -699,6 +699,11 @@ class BatchScoringOptions(Config):
     inputs: Tuple[str, ...] = option((), "Video files: paths or glob patterns, comma-separated.")
     output: str = option("", "Output folder: results.jsonl (one JSON line per video) and "
                          "summary.csv.")
+    labels: str = option(
+        "", "CSV file of what each video needs besides its frames: a `video` column (the path "
+        "as --inputs names it, or its file name) and any of `difficulty` (models that multiply "
+        "by it), `dive_type` (FINA number, CoRe with --exemplar_match=dive_number) and `action` "
+        "(multi-action AQA-7 models). --difficulty is the default for videos it leaves out.")
     inference_batch_size: int = option(8, "Most windows RunInference scores in one call.")
     runner: str = option(
         "DirectRunner", "'local': this process, one video after the other, without Beam; "

@@ -202,3 +202,80 @@ def test_local_runner_and_mistakes(export, videos, predicted, tmp_path):
                        *common, "--inference_batch_size=0", expect=2),
                "inference_batch_size")
     assert not os.path.exists(tmp_path / "x")
+
+
+@pytest.fixture(scope="module")
+def difficulty_export(tmp_path_factory):
+    """The quickstart model with `--multiply_difficulty` (score = difficulty x execution),
+    random weights, exported in-process."""
+    from aqa_tf.serving import export_lib
+    model, data_config = quickstart_model("--multiply_difficulty")
+    folder = tmp_path_factory.mktemp("difficulty_model")
+    return export_lib.export_saved_model(model, data_config, str(folder / "dd" / "1"))
+
+
+@pytest.fixture(scope="module")
+def labelled(difficulty_export, videos, tmp_path_factory):
+    """A `--labels` file giving two videos their own difficulty (one by its path, one by its
+    file name) and the corrupt file one; `aqa_tf.predict --difficulty` on each good video."""
+    folder = tmp_path_factory.mktemp("labels")
+    chosen = {str(videos / "00_dive.mp4"): 2.0, "02_dive.mp4": 3.5, CORRUPT: 3.0}
+    path = folder / "labels.csv"
+    path.write_text("video,difficulty\n" + "".join(f"{v},{d}\n" for v, d in chosen.items()))
+    expected = {}
+    for name, difficulty in list(chosen.items())[:2]:
+        video = str(videos / os.path.basename(name))
+        out = folder / f"{os.path.basename(name)}.json"
+        run_cli("aqa_tf.predict", video, f"--model={difficulty_export}",
+                f"--difficulty={difficulty}", f"--output_json={out}", "--noprogress",
+                "--noplot")
+        with open(out) as f:
+            expected[video] = json.load(f)[0]["score"]
+    inputs = [str(videos / n) for n in ("00_dive.mp4", "02_dive.mp4", CORRUPT)]
+    return str(path), inputs, expected
+
+
+def _labelled_scores(output):
+    lines = _lines(output)
+    assert [os.path.basename(e["video"]) for e in lines] == ["00_dive.mp4", "02_dive.mp4",
+                                                             CORRUPT]
+    assert "error" in lines[2]
+    return {e["video"]: e["score"] for e in lines[:2]}
+
+
+def test_labels_give_each_video_its_difficulty(difficulty_export, labelled, videos, tmp_path):
+    """Runs everywhere: `--labels` gives each video its own degree of difficulty
+    (`--runner=local`): each score equals `aqa_tf.predict --difficulty=<its own>`'s. A video
+    the model cannot score without a label, a bad value, an unknown column or a row naming no
+    input: one line each, exit status 2, before any video is read."""
+    labels, inputs, expected = labelled
+    output = str(tmp_path / "local")
+    run_cli("aqa_tf.batch_predict", f"--model={difficulty_export}",
+            f"--inputs={','.join(inputs)}", f"--labels={labels}", f"--output={output}",
+            "--runner=local", expect=2)
+    assert _labelled_scores(output) == pytest.approx(expected, abs=1e-4)
+
+    def refused(text, *words, extra_inputs=()):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        user_error(run_cli("aqa_tf.batch_predict", f"--model={difficulty_export}",
+                           f"--inputs={','.join([*inputs, *extra_inputs])}", f"--labels={bad}",
+                           f"--output={tmp_path / 'x'}", "--runner=local", expect=2), *words)
+
+    refused("video,difficulty\n00_dive.mp4,2.0\n", "difficulty", "02_dive.mp4")
+    refused("video,difficulty\n00_dive.mp4,hard\n", "line 2", "hard")
+    refused("video,dd\n00_dive.mp4,2\n", "unknown column", "dd")
+    refused("video,difficulty\n09_dive.mp4,2\n", "line 2", "09_dive.mp4")
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_beam_labels_give_each_video_its_difficulty(difficulty_export, labelled, tmp_path):
+    """The same labels on the DirectRunner: the scores of `aqa_tf.predict --difficulty`."""
+    pytest.importorskip("apache_beam", reason="Apache Beam is optional: "
+                        "pip install -r requirements-beam.txt")
+    labels, inputs, expected = labelled
+    output = str(tmp_path / "beam")
+    run_cli("aqa_tf.batch_predict", f"--model={difficulty_export}",
+            f"--inputs={','.join(inputs)}", f"--labels={labels}", f"--output={output}",
+            "--runner=DirectRunner", "--num_workers=2", expect=2)
+    assert _labelled_scores(output) == pytest.approx(expected, abs=1e-4)
