@@ -1,7 +1,8 @@
 """CoRe from the command line, as a user runs it: `aqa_tf.train --heads=core` trains on exemplar
 pairs, evaluates against training exemplars and exports with its bank inside; `aqa_tf.predict
 --dive_type` prints the exemplars and their verdicts and plots the dive beside the closest
-one. (Learning is shown by `tests/models/core_learning_test.py`; here one short epoch.)"""
+one; `aqa_tf.batch_predict --labels` gives each video its own dive type. (Learning is shown
+by `tests/models/core_learning_test.py`; here one short epoch.)"""
 
 import json
 import os
@@ -117,6 +118,72 @@ def test_tf_serving_clients_send_the_dive_type_and_get_the_exemplars(core_run, t
             assert result["exemplar_thumbnails"] == reference["exemplar_thumbnails"]
             assert result["exemplar_thumbnails"][0][:2] == b"\xff\xd8"  # a JPEG
             connection.close()
+
+
+@pytest.fixture(scope="module")
+def labelled_dives(core_run, tmp_path_factory):
+    """Two test dives as videos, a `--labels` file giving each its own dive type and
+    difficulty, and `predict_lib.score_dive`'s result for each (the reference)."""
+    from aqa_tf.data import video
+    from aqa_tf.serving import predict_lib
+    _, model_dir, _ = core_run
+    export = next(root for root, _, files in os.walk(os.path.join(model_dir, "export"))
+                  if "saved_model.pb" in files)
+    with open(os.path.join(export, "assets.extra", "aqa_tf.json")) as f:
+        dives = json.load(f)["exemplar_values"][2:4]
+    folder = tmp_path_factory.mktemp("labelled")
+    scorer = predict_lib.Scorer.from_saved_model(export)
+    rows, expected = ["video,dive_type,difficulty"], {}
+    for i, dive in enumerate(dives):
+        sample = synthetic_sample("test", 2 + i, 54, 64, 86)
+        path = str(folder / f"dive_{i}.mp4")
+        video.write_video(path, sample.frames, 25)
+        rows.append(f"dive_{i}.mp4,{dive},{sample.labels.difficulty}")
+        expected[path] = predict_lib.score_dive(scorer, path, progress=False, dive_type=dive,
+                                                difficulty=sample.labels.difficulty)
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return export, str(folder / "labels.csv"), expected
+
+
+def _check_batch_scores(output, expected):
+    with open(os.path.join(output, "results.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    assert [e["video"] for e in lines] == sorted(expected)
+    for entry in lines:
+        reference = expected[entry["video"]]
+        assert entry["score"] == pytest.approx(reference["score"], abs=1e-4)
+        assert entry["exemplar_group"] == reference["exemplar_group"]
+        assert [e["key"] for e in entry["exemplars"]] == [
+            e["key"] for e in reference["exemplars"]]
+        np.testing.assert_allclose([e["verdict"] for e in entry["exemplars"]],
+                                   [e["verdict"] for e in reference["exemplars"]], atol=1e-4)
+
+
+def test_batch_scoring_takes_each_videos_dive_type_from_labels(labelled_dives, tmp_path):
+    """`aqa_tf.batch_predict --labels` (`--runner=local`): each video compared with the
+    exemplars of its own dive type and scaled by its own difficulty, as `aqa_tf.predict
+    --dive_type --difficulty` scores it; without the labels, one line naming the dive type."""
+    export, labels, expected = labelled_dives
+    inputs = ",".join(sorted(expected))
+    output = str(tmp_path / "local")
+    run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={inputs}",
+            f"--labels={labels}", f"--output={output}", "--runner=local")
+    _check_batch_scores(output, expected)
+    proc = run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={inputs}",
+                   "--difficulty=3", f"--output={tmp_path / 'x'}", "--runner=local", expect=2)
+    assert "dive type" in user_error(proc)
+
+
+def test_beam_batch_scoring_takes_each_videos_dive_type(labelled_dives, tmp_path):
+    """The same on the DirectRunner (where Apache Beam is installed)."""
+    pytest.importorskip("apache_beam", reason="Apache Beam is optional: "
+                        "pip install -r requirements-beam.txt")
+    export, labels, expected = labelled_dives
+    output = str(tmp_path / "beam")
+    run_cli("aqa_tf.batch_predict", f"--model={export}", f"--inputs={','.join(sorted(expected))}",
+            f"--labels={labels}", f"--output={output}", "--runner=DirectRunner",
+            "--num_workers=2")
+    _check_batch_scores(output, expected)
 
 
 def test_tflite_holds_the_bank_and_scores_as_the_saved_model(core_run, tmp_path):
