@@ -8,22 +8,19 @@ without it the Beam test skips, and asking for a Beam runner is one line naming 
 command."""
 
 import collections
-import glob
 import json
 import os
 import pickle
 import re
 
-import numpy as np
 import pytest
 
 from aqa_tf import beam_lib
 from aqa_tf.config import ConfigError
-from aqa_tf.data import features
 from aqa_tf.data import jigsaws as layout
 from aqa_tf.data import shards as shards_lib
 from aqa_tf.data import synthetic
-from tests.helpers import run_cli, user_error
+from tests.helpers import assert_same_records, run_cli, user_error
 from tfrecords_tools import jigsaws
 
 TASKS = ("Suturing", "Knot_Tying")
@@ -51,19 +48,6 @@ def raw(tmp_path_factory):
     with open(layout.video_path(root, "Suturing", bad), "wb") as f:
         f.write(b"RIFF, but not a video at all" * 10)
     return root, bad
-
-
-def _records(out_dir):
-    """sample key -> (`<Task>/fold<k>`, parsed record) of every record of every shard."""
-    import tensorflow as tf
-    records = {}
-    for path in sorted(glob.glob(os.path.join(out_dir, "*", "*.tfrecord"))):
-        split = f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path).split('-')[0]}"
-        for serialized in tf.data.TFRecordDataset(path):
-            record = features.parse_to_numpy(serialized.numpy())
-            assert record["sample_key"] not in records, f"{record['sample_key']} twice"
-            records[record["sample_key"]] = split, record
-    return records
 
 
 def _check_shards(out, written):
@@ -115,22 +99,8 @@ def test_the_beam_command_writes_the_records_of_the_process_pool(raw, tmp_path):
             open(os.path.join(local_dir, layout.FOLDS_FILE)) as g:
         assert json.load(f) == json.load(g)
 
-    expected, got = _records(local_dir), _records(out)
-    assert sorted(got) == sorted(expected) and bad not in got
-    assert len(got) == len(TASKS) * TRIALS_PER_TASK - 1
-    for key, (split, record) in expected.items():
-        beam_split, beam_record = got[key]
-        assert beam_split == split, key
-        assert sorted(beam_record) == sorted(record), key
-        for name, value in record.items():
-            if name == features.FRAMES:  # the JPEG bytes of every frame
-                assert len(beam_record[name]) == len(value), key
-                for a, b in zip(value, beam_record[name]):
-                    np.testing.assert_array_equal(np.frombuffer(b, np.uint8),
-                                                  np.frombuffer(a, np.uint8), err_msg=key)
-            else:
-                np.testing.assert_array_equal(np.asarray(beam_record[name]), np.asarray(value),
-                                              err_msg=f"{key} {name}")
+    expected = assert_same_records(local_dir, out)
+    assert bad not in expected and len(expected) == len(TASKS) * TRIALS_PER_TASK - 1
 
     assert sorted(os.listdir(out)) == sorted(os.listdir(local_dir)) == sorted(
         [*TASKS, "conversion_report.json", layout.FOLDS_FILE])

@@ -7,20 +7,17 @@ equal, reports the bad sample with the same reason, and leaves shards named and 
 (requirements-beam.txt): without it the Beam tests skip, and asking for a Beam runner is one
 line naming the install command."""
 
-import glob
 import json
 import os
 import re
 
-import numpy as np
 import pytest
 
 from aqa_tf import beam_lib
 from aqa_tf.config import ConfigError
 from aqa_tf.data import aqa7 as aqa7_layout
-from aqa_tf.data import features
 from aqa_tf.data import synthetic
-from tests.helpers import run_cli, user_error
+from tests.helpers import assert_same_records, run_cli, user_error
 from tfrecords_tools import aqa7
 from tfrecords_tools import mtl_aqa
 from tfrecords_tools import mtl_aqa_raw
@@ -44,40 +41,6 @@ def raw(tmp_path_factory):
     with open(os.path.join(out, "frames", "01", f"{end - 3:06d}.jpg"), "wb") as f:
         f.write(b"\xff\xd8 this is not a jpeg")
     return out
-
-
-def _records(out_dir):
-    """sample key -> (split, parsed record) of every record of every shard in `out_dir`."""
-    import tensorflow as tf
-    records = {}
-    for path in sorted(glob.glob(os.path.join(out_dir, "*.tfrecord"))):
-        split = os.path.basename(path).split("-")[0]
-        for serialized in tf.data.TFRecordDataset(path):
-            record = features.parse_to_numpy(serialized.numpy())
-            assert record["sample_key"] not in records, f"{record['sample_key']} twice"
-            records[record["sample_key"]] = split, record
-    return records
-
-
-def _same_records(expected_dir, got_dir):
-    """Asserts that the two folders hold the same records, every field equal (the JPEG bytes of
-    every frame included), each in the same split; returns their sample keys, sorted."""
-    expected, got = _records(expected_dir), _records(got_dir)
-    assert sorted(got) == sorted(expected)
-    for key, (split, record) in expected.items():
-        beam_split, beam_record = got[key]
-        assert beam_split == split, key
-        assert sorted(beam_record) == sorted(record), key
-        for name, value in record.items():
-            if name == features.FRAMES:  # the JPEG bytes of every frame
-                assert len(beam_record[name]) == len(value), key
-                for a, b in zip(value, beam_record[name]):
-                    np.testing.assert_array_equal(np.frombuffer(b, np.uint8),
-                                                  np.frombuffer(a, np.uint8), err_msg=key)
-            else:
-                np.testing.assert_array_equal(np.asarray(beam_record[name]), np.asarray(value),
-                                              err_msg=f"{key} {name}")
-    return sorted(expected)
 
 
 def _check_shards(out, max_shards, other_files):
@@ -118,7 +81,7 @@ def test_the_beam_command_writes_the_records_of_the_process_pool(raw, tmp_path):
     assert report["skipped"] == local.skipped and report["written"] == local.written
     assert report["notes"] == json.loads(json.dumps(local.notes))
 
-    assert _same_records(str(tmp_path / "local"), out) == [
+    assert sorted(assert_same_records(str(tmp_path / "local"), out)) == [
         "01_001", "01_003", "01_004", "02_001", "02_002"]
     _check_shards(out, 2, ["conversion_report.json", "vocab.json"])
     assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
@@ -170,6 +133,6 @@ def test_the_aqa7_beam_command_writes_the_records_of_the_process_pool(tmp_path):
     with open(os.path.join(out, aqa7_layout.ACTIONS_FILE)) as f, \
             open(os.path.join(tmp_path / "local", aqa7_layout.ACTIONS_FILE)) as g:
         assert json.load(f) == json.load(g)
-    keys = _same_records(str(tmp_path / "local"), out)
+    keys = sorted(assert_same_records(str(tmp_path / "local"), out))
     assert len(keys) == 17 and bad.sample_key not in keys
     _check_shards(out, 2, ["conversion_report.json", aqa7_layout.ACTIONS_FILE])

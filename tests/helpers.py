@@ -230,6 +230,48 @@ def user_error(proc: subprocess.CompletedProcess, *names: str) -> str:
     return error_line(proc.stderr, *names)
 
 
+def shard_records(out_dir: str) -> dict:
+    """sample key -> (split, parsed record) of every record of every shard under `out_dir`
+    (`<split>-*.tfrecord`, or `<Task>/<fold>-*.tfrecord`: the split is then `<Task>/<fold>`),
+    each key once."""
+    import glob
+    import tensorflow as tf
+    from aqa_tf.data import features
+    records = {}
+    paths = glob.glob(os.path.join(out_dir, "*.tfrecord")) + glob.glob(
+        os.path.join(out_dir, "*", "*.tfrecord"))
+    for path in sorted(paths):
+        rel = os.path.relpath(path, out_dir)
+        split = os.path.join(os.path.dirname(rel), os.path.basename(rel).split("-")[0])
+        for serialized in tf.data.TFRecordDataset(path):
+            record = features.parse_to_numpy(serialized.numpy())
+            assert record["sample_key"] not in records, f"{record['sample_key']} twice"
+            records[record["sample_key"]] = split, record
+    return records
+
+
+def assert_same_records(expected_dir: str, got_dir: str) -> dict:
+    """Asserts that two converters' outputs hold the same records (`shard_records`), every
+    field equal (the JPEG bytes of every frame included), each in the same split; returns the
+    expected ones."""
+    import numpy as np
+    from aqa_tf.data import features
+    expected, got = shard_records(expected_dir), shard_records(got_dir)
+    assert sorted(got) == sorted(expected)
+    for key, (split, record) in expected.items():
+        other_split, other = got[key]
+        assert other_split == split, key
+        assert sorted(other) == sorted(record), key
+        for name, value in record.items():
+            if name == features.FRAMES:  # the JPEG bytes of every frame
+                assert len(other[name]) == len(value), key
+                assert all(a == b for a, b in zip(value, other[name])), key
+            else:
+                np.testing.assert_array_equal(np.asarray(other[name]), np.asarray(value),
+                                              err_msg=f"{key} {name}")
+    return expected
+
+
 def synthetic_sample(split: str, index: int, num_frames: int, height: int, width: int,
                      seed: int = 0):
     """`synthetic.make_sample` at `height` x `width`; from 720 rows up, a render at half the
