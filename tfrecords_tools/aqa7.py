@@ -291,7 +291,7 @@ def _convert_with_beam(split_jobs, shared, out_dir, shards, report, scores, runn
     the process pool's (`report.written`, `report.skipped`, a SKIPPED line each, and the
     training scores of the samples written, by action)."""
     jobs = {split: [job[:5] for job in jobs] for split, jobs in split_jobs.items()}
-    written, skipped = beam_pipeline.write_splits(
+    written, skipped, _ = beam_pipeline.write_splits(
         jobs, functools.partial(_beam_job, shared), out_dir, shards, runner=runner,
         num_workers=num_workers, beam_pipeline_options=beam_pipeline_options)
     report.written.update(written)

@@ -29,7 +29,7 @@ import glob
 import json
 import os
 import shutil
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 from aqa_tf.beam_lib import (  # noqa: F401 (the converters' names for them)
     DEFAULT_RUNNER, INSTALL, LOCAL, beam_available, check_runner, importable, make_pipeline,
@@ -39,8 +39,11 @@ from aqa_tf.data import shards as shards_lib
 SKIPPED = "skipped"  # tag of the side output of bad samples
 _OUTCOME = ".beam-outcome"  # file of the skipped samples and counts, beside the shards
 
-# job -> (sample key, serialized record or None, reason or None): exactly one of the two.
-JobFn = Callable[[object], Tuple[str, Optional[bytes], Optional[str]]]
+# job -> (sample key, serialized record or None, reason or None): exactly one of the two; a
+# fourth element, when the function gives one, is what the converter's report needs of a written
+# sample besides its record (JSON-serializable: it reaches the converter through a file).
+JobFn = Callable[[object], Tuple]
+INFO = "info"  # tag of the side output of the written samples' report information
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,17 +60,23 @@ def _convert_fn_class():
             self._job_fn = job_fn
 
         def process(self, job):
-            key, record, reason = self._job_fn(job)
+            key, record, reason, *info = self._job_fn(job)
             if reason is not None:
                 yield beam.pvalue.TaggedOutput(SKIPPED, (key, reason))
             else:
                 yield record
+                if info:
+                    yield beam.pvalue.TaggedOutput(INFO, (key, info[0]))
 
     return ConvertFn
 
 
 def _skipped_line(item: Tuple[str, str], split: str) -> str:
     return json.dumps({"split": split, "key": item[0], "reason": item[1]})
+
+
+def _info_line(item: Tuple[str, object]) -> str:
+    return json.dumps({"key": item[0], "info": item[1]})
 
 
 def _count_line(count: int, split: str) -> str:
@@ -95,20 +104,23 @@ def _drop_empty_shards(out_dir: str, split: str) -> List[str]:
 
 def write_splits(jobs: Dict[str, Sequence], job_fn: JobFn, out_dir: str,
                  num_shards: Dict[str, int], runner: str = DEFAULT_RUNNER, num_workers: int = 0,
-                 beam_pipeline_options: str = "") -> Tuple[Dict[str, int], Dict[str, str]]:
+                 beam_pipeline_options: str = ""
+                 ) -> Tuple[Dict[str, int], Dict[str, str], Dict[str, object]]:
     """Converts the jobs of every split in one Beam pipeline, writing `<split>-*.tfrecord` into
     `out_dir` (the converter's staging folder).
 
     Args:
       jobs: split -> the converter's jobs (picklable; each is given to `job_fn` on a worker).
-      job_fn: job -> (sample key, serialized record, None) or (sample key, None, reason); a
+      job_fn: job -> (sample key, serialized record, None) or (sample key, None, reason),
+        optionally with a fourth element, the written sample's report information (`JobFn`); a
         module-level function (or a `functools.partial` of one): it is pickled to the workers.
       out_dir: the folder of the shards.
       num_shards: split -> shard count (at most one per job; empty shards are removed).
       runner, num_workers, beam_pipeline_options: see `pipeline_options`.
 
     Returns:
-      (written, skipped): split -> records written; sample key -> reason, sorted by key.
+      (written, skipped, info): split -> records written; sample key -> reason, sorted by key;
+      sample key -> the fourth element `job_fn` gave for a written sample (empty without).
 
     Raises:
       ConfigError: see `pipeline_options`, or an unknown runner.
@@ -124,32 +136,35 @@ def write_splits(jobs: Dict[str, Sequence], job_fn: JobFn, out_dir: str,
             results = (
                 pipeline
                 | f"{split}: list samples" >> beam.Create(list(split_jobs))
-                | f"{split}: convert" >> beam.ParDo(convert_fn).with_outputs(SKIPPED,
-                                                                             main="records"))
+                | f"{split}: convert" >> beam.ParDo(convert_fn).with_outputs(
+                    SKIPPED, INFO, main="records"))
             if split_jobs:  # an empty split writes no shard, as ShardedWriter leaves none
                 _ = results.records | f"{split}: write" >> beam.io.WriteToTFRecord(
                     os.path.join(out_dir, split), file_name_suffix=".tfrecord",
                     num_shards=min(num_shards[split], len(split_jobs)))
             lines.append(results[SKIPPED]
                          | f"{split}: skipped" >> beam.Map(_skipped_line, split=split))
+            lines.append(results[INFO] | f"{split}: info" >> beam.Map(_info_line))
             lines.append(results.records
                          | f"{split}: count" >> beam.combiners.Count.Globally()
                          | f"{split}: count line" >> beam.Map(_count_line, split=split))
         _ = (lines | "outcome" >> beam.Flatten()
              | "write outcome" >> beam.io.WriteToText(os.path.join(outcome_dir, "outcome"),
                                                       shard_name_template="", num_shards=1))
-    written, skipped = {split: 0 for split in jobs}, {}
+    written, skipped, info = {split: 0 for split in jobs}, {}, {}
     with open(os.path.join(outcome_dir, "outcome")) as f:
         for line in f:
             item = json.loads(line)
             if "written" in item:
                 written[item["split"]] += item["written"]
+            elif "info" in item:
+                info[item["key"]] = item["info"]
             else:
                 skipped[item["key"]] = item["reason"]
     shutil.rmtree(outcome_dir, ignore_errors=True)
     for split in jobs:
         _drop_empty_shards(out_dir, split)
-    return written, dict(sorted(skipped.items()))
+    return written, dict(sorted(skipped.items())), info
 
 
 def define_flags():

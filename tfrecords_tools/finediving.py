@@ -311,10 +311,11 @@ def _job(args):
 def _beam_job(shared, job):
     """`_job` for `beam_pipeline`: its jobs `(split, key, labels)` leave out the frames folder
     and options that every dive shares (`shared`, pickled once with the DoFn, not once per
-    dive)."""
+    dive); a written dive's first and last file numbers come back as its report information,
+    as the pool's workers hand them back."""
     _, key, _ = job
-    record, _, error = _job((*job, *shared))
-    return sample_key(key), record, error
+    record, numbers, error = _job((*job, *shared))
+    return sample_key(key), record, error, numbers and list(numbers)
 
 
 def _skip(report: ConversionReport, key: str, reason: str):
@@ -440,12 +441,10 @@ def _convert_with_beam(splits, data, frames_dir, options, staging, shards, repor
                        runner, num_workers, beam_pipeline_options) -> Dict[str, set]:
     """The splits' conversion as one Beam pipeline (`beam_pipeline.write_splits`), reported as
     the process pool's: `report.written`, `report.skipped` and a SKIPPED line each, and the
-    notes of the written dives (the jobs that were not skipped). Their first and last file
-    numbers, which the pool's workers hand back with the record, are read here from the
-    folders' listings (`frame_files`, as the workers read them). Returns split -> the dive
-    types written."""
+    notes of the written dives (the jobs that were not skipped, with the first and last file
+    numbers their workers found). Returns split -> the dive types written."""
     jobs = {split: _split_jobs(split, data, frames_dir, options, report) for split in splits}
-    written, skipped = beam_pipeline.write_splits(
+    written, skipped, numbers = beam_pipeline.write_splits(
         {split: [job[:3] for job in split_jobs] for split, split_jobs in jobs.items()},
         functools.partial(_beam_job, (frames_dir, options)), staging, shards, runner=runner,
         num_workers=num_workers, beam_pipeline_options=beam_pipeline_options)
@@ -458,12 +457,7 @@ def _convert_with_beam(splits, data, frames_dir, options, staging, shards, repor
             if name in skipped:
                 _skip(report, name, skipped[name])
                 continue
-            try:
-                _, first, last = frame_files(dive_dir(frames_dir, key))
-            except SampleError as error:
-                raise DataError(f"{name}: its frames changed while it was converted "
-                                f"({error})") from None
-            _note_written(notes, types[split], key, labels, (first, last))
+            _note_written(notes, types[split], key, labels, tuple(numbers[name]))
     return types
 
 

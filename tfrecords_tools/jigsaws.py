@@ -378,7 +378,7 @@ def _write_with_beam(jobs: List[tuple], root: str, options: dict, out_dir: str, 
     if not groups:  # nothing to convert: no pipeline (and no shards, as `_write` leaves none)
         return {}
     splits = {group: f"{group[0]}/{jigsaws.fold_split(group[1])}" for group in groups}
-    _, skipped = beam_pipeline.write_splits(
+    _, skipped, _ = beam_pipeline.write_splits(
         {splits[group]: [job[:4] for job in members] for group, members in groups.items()},
         functools.partial(_beam_job, (root, options)), out_dir,
         {split: num_shards for split in splits.values()}, runner=runner,

@@ -358,7 +358,7 @@ def _convert_with_beam(splits, data, judges, options, out_dir, shards, report, r
     for split in splits:
         split_jobs = _split_jobs(split, data, judges["bad_judge_scores"], options, report)
         jobs[split] = [job[:4] for job in split_jobs]  # (split, key, annotation, caption)
-    written, skipped = beam_pipeline.write_splits(
+    written, skipped, _ = beam_pipeline.write_splits(
         jobs, functools.partial(_beam_job, shared), out_dir, shards, runner=runner,
         num_workers=num_workers, beam_pipeline_options=beam_pipeline_options)
     report.written.update(written)
