@@ -108,9 +108,14 @@ def _print_results(results, model_name: str, options: BenchmarkOptions):
             print(line)
     if "forward_gflop_per_sample" in results:
         peak = "x".join(str(v) for v in options.peak_conv)
+        pair = results.get("train_forward_gflop_per_sample")
+        training = (f"training: {pair:.2f} per pair of query and exemplar, 3x" if pair
+                    else "training counted 3x")
         print(f"  FLOPs: {results['forward_gflop_per_sample']:.2f} GFLOP per sample forward "
-              f"(training counted 3x); peak: Conv3D {peak} alone, "
+              f"({training}); peak: Conv3D {peak} alone, "
               f"{results['peak_conv3d_gflop_per_s']:.1f} GFLOP/s in {results['precision']}")
+    if results.get("core_groups_note"):
+        print(f"  ({results['core_groups_note']})")
     if results.get("train_fraction_of_training_peak") is not None:
         print(f"  Training peak: the same Conv3D's training step alone (forward + both "
               f"gradients, 3x), {results['peak_conv3d_training_gflop_per_s']:.1f} GFLOP/s; "

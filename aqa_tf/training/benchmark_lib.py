@@ -87,20 +87,22 @@ def on_device(arrays: Dict) -> Dict:
         return {k: tf.identity(v) for k, v in arrays.items()}
 
 
-def forward_flops(model, x) -> float:
+def forward_flops(model, x, training: bool = False) -> float:
     """Floating-point operations of one sample's forward pass (multiply-adds count 2), on the
-    inference graph at batch 1: TensorFlow's profiler on TensorFlow; on JAX, the convolutions and
+    inference graph at batch 1 (`training`: the training graph's, e.g. a query and its exemplar
+    for CoRe and TSA): TensorFlow's profiler on TensorFlow; on JAX, the convolutions and
     matrix products of the traced computation (`jaxpr_flops`: XLA's own cost analysis counts
     cuDNN's convolutions as nothing on a GPU, and skips the multiply-adds on zero padding)."""
     from aqa_tf.models import aqa_model
     import keras
-    inference = aqa_model.inference_model(model)
+    inference = model if training else aqa_model.inference_model(model)
     names = list(inference.input.keys())
     if keras.backend.backend() == "jax":
         import jax
 
         def forward(trainable, non_trainable, inputs):
-            return inference.stateless_call(trainable, non_trainable, inputs, training=False)[0]
+            return inference.stateless_call(trainable, non_trainable, inputs,
+                                            training=training)[0]
 
         one = {k: x[k][:1] for k in names}
         jaxpr = jax.make_jaxpr(forward)(
@@ -110,7 +112,7 @@ def forward_flops(model, x) -> float:
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
     specs = {k: tf.TensorSpec((1,) + tuple(x[k].shape[1:]), x[k].dtype) for k in names}
-    graph = tf.function(lambda inputs: inference(inputs, training=False)).get_concrete_function(
+    graph = tf.function(lambda inputs: inference(inputs, training=training)).get_concrete_function(
         specs).graph
     options = option_builder.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
@@ -180,9 +182,10 @@ def _header(data_config: DataConfig, model_config: ModelConfig, train_config: Tr
     }
 
 
-def _model_speeds(model, x, y, data_config: DataConfig, train_config: TrainConfig,
-                  options: BenchmarkOptions) -> Dict:
-    """Training, inference and (caption models) caption generation samples/s on `(x, y)`."""
+def _model_speeds(model, x, y, x_inference, data_config: DataConfig,
+                  train_config: TrainConfig, options: BenchmarkOptions) -> Dict:
+    """Training samples/s on `(x, y)`, inference and (caption models) caption generation
+    samples/s on `x_inference` (`x` with the exemplar bank's rows, where a head reads them)."""
     import keras
     import numpy as np
     from aqa_tf.training import evaluation
@@ -190,11 +193,12 @@ def _model_speeds(model, x, y, data_config: DataConfig, train_config: TrainConfi
     results = {"train_samples_per_s": batch * steps / fit_seconds(model, x, y, warmup, steps),
                # The optimizer's step count: `fit` trained exactly warm-up + timed steps.
                "train_steps_run": int(np.asarray(model.optimizer.iterations))}
-    predictor = evaluation.Predictor(model, jit_compile=train_config.jit_compile)
+    predictor = evaluation.Predictor(model, jit_compile=train_config.jit_compile,
+                                     exemplar_banks=False)
     on_tf = keras.backend.backend() == "tensorflow"
     if on_tf:
         import tensorflow as tf
-    x_in = {k: tf.convert_to_tensor(v) if on_tf else v for k, v in x.items()
+    x_in = {k: tf.convert_to_tensor(v) if on_tf else v for k, v in x_inference.items()
             if k in predictor.input_names}
     seconds = timed(lambda: np.asarray(predictor.predict_batch(x_in)["score"]), warmup, steps)
     results["inference_samples_per_s"] = batch * steps / seconds
@@ -213,10 +217,14 @@ def _model_speeds(model, x, y, data_config: DataConfig, train_config: TrainConfi
 
 
 def _achieved(results: Dict) -> Dict:
-    """GFLOP/s of training (3x forward) and inference, and their fractions of the peaks."""
-    flop, figures = results["forward_gflop_per_sample"], {}
+    """GFLOP/s of training (3x forward: the training graph's forward where it differs) and
+    inference, and their fractions of the peaks."""
+    figures = {}
+    flops = {"train": results.get("train_forward_gflop_per_sample")
+             or results["forward_gflop_per_sample"],
+             "inference": results["forward_gflop_per_sample"]}
     for name, multiple in (("train", 3.0), ("inference", 1.0)):
-        achieved = multiple * flop * results[f"{name}_samples_per_s"]
+        achieved = multiple * flops[name] * results[f"{name}_samples_per_s"]
         figures[f"{name}_gflop_per_s"] = achieved
         figures[f"{name}_fraction_of_peak"] = achieved / results["peak_conv3d_gflop_per_s"]
     if results["peak_conv3d_training_gflop_per_s"]:
@@ -235,9 +243,12 @@ def measure_keras(data_config: DataConfig, model_config: ModelConfig, train_conf
     from aqa_tf.models import aqa_model
     from aqa_tf.training import optim
     from aqa_tf.training import precision as precision_lib
+    model_config, groups_note = _groups_without_records(model_config, data_config)
     precision = precision_lib.choose(model_config, data_config, train_config)
     devices.configure_run(train_config.seed, precision)
     results = _header(data_config, model_config, train_config, precision, options)
+    if groups_note:
+        results["core_groups_note"] = groups_note
     results.update(input_pipeline(data_config, options.warmup_steps, options.benchmark_steps))
     # Model: one fixed batch, the configured optimizer and losses.
     model = aqa_model.build_aqa_model(model_config, data_config)
@@ -245,15 +256,63 @@ def measure_keras(data_config: DataConfig, model_config: ModelConfig, train_conf
                         optim.make_optimizer(train_config, aqa_model.backbone_of(model)))
     x, y = precision_lib.random_batch(model, model_config, data_config,
                                       np.random.default_rng(0))
+    # Inference also reads the exemplar bank's rows (CoRe, TSA): random ones, beside the batch.
+    bank = exemplar_inputs(model, x, model_config.voters, np.random.default_rng(1))
     results["batch_on_device"] = bool(options.batch_on_device and devices.gpu_devices())
     if results["batch_on_device"]:
         x, y = on_device(x), on_device(y)
+        bank = on_device(bank) if bank else bank
+    x_inference = {**x, **bank}
     results["parameters"] = int(model.count_params())
-    results["forward_gflop_per_sample"] = forward_flops(model, x) / 1e9
+    results["forward_gflop_per_sample"] = forward_flops(model, x_inference) / 1e9
+    if bank:
+        # A training sample is a pair (query and exemplar): its own forward count.
+        results["train_forward_gflop_per_sample"] = forward_flops(model, x, training=True) / 1e9
     results.update(peak_figures(precision, options))
-    results.update(_model_speeds(model, x, y, data_config, train_config, options))
+    results.update(_model_speeds(model, x, y, x_inference, data_config, train_config,
+                                 options))
     results.update(_achieved(results))
     return results, model.name
+
+
+def _groups_without_records(model_config: ModelConfig, data_config: DataConfig
+                            ) -> Tuple[ModelConfig, str]:
+    """CoRe's tree needs its groups (`--core_groups`, else cut from the training records).
+    Without either, the benchmark cuts them from the differences of random scores: what the
+    groups are does not change the work of a step."""
+    import dataclasses
+    if "core" not in model_config.heads or model_config.core_groups or data_config.data_dir:
+        return model_config, ""
+    import numpy as np
+    from aqa_tf.data import exemplars
+    scores = np.random.default_rng(0).uniform(5, 25, 64)
+    deltas = exemplars.pair_deltas(scores, {"all": list(range(len(scores)))})
+    groups = exemplars.group_boundaries(deltas, model_config.core_tree_depth,
+                                        model_config.core_score_range)
+    return (dataclasses.replace(model_config, core_groups=tuple(float(v) for v in
+                                                                groups.reshape(-1))),
+            "no --data_dir or --core_groups: the tree's groups cut from random score "
+            "differences (they do not change a step's work)")
+
+
+def exemplar_inputs(model, x: Dict, voters: int, rng) -> Dict:
+    """Random values of the inference model's inputs that `x` lacks: the exemplar bank's rows
+    that the evaluation and the export look up for heads that compare a video with training
+    exemplars (CoRe, TSA: `exemplar_features`, ... of `voters` exemplars per query), at the
+    batch size of `x` (the one axis a bank input leaves open after the batch is the voters')."""
+    from aqa_tf.models import aqa_model
+    batch = len(x["video"])
+    out = {}
+    for name, spec in aqa_model.inference_model(model).input.items():
+        if name in x:
+            continue
+        shape = [batch] + [voters if d is None else int(d) for d in spec.shape[1:]]
+        dtype = str(getattr(spec.dtype, "name", spec.dtype))
+        if "int" in dtype:
+            out[name] = rng.integers(0, 2, shape).astype(dtype)
+        else:
+            out[name] = rng.standard_normal(shape).astype(dtype)
+    return out
 
 
 def random_windows(data_config: DataConfig, count: int = 8):

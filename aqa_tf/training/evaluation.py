@@ -39,12 +39,14 @@ class Predictor:
     """
 
     def __init__(self, model: keras.Model, jit_compile: bool = False,
-                 generators: Sequence[Callable] = ()):
+                 generators: Sequence[Callable] = (), exemplar_banks: bool = True):
         self.model = aqa_model.inference_model(model)
-        # Inputs the dataset does not hold: the training exemplars of CoRe's head.
+        # Inputs the dataset does not hold: the training exemplars of CoRe's head (read from
+        # the training records; `exemplar_banks=False` where the caller gives them, as the
+        # benchmark does).
         self.extra_inputs = [exemplar_bank_of(model, h) for h in
                              getattr(aqa_model.owner(model), "heads", {}).values()
-                             if h.compares_exemplars]
+                             if h.compares_exemplars and exemplar_banks]
         self.input_names = list(self.model.input.keys())
         self.native = keras.backend.backend() == "tensorflow"
         if self.native:
