@@ -19,6 +19,7 @@ import tarfile
 
 import pytest
 
+from tests.benchmark_reference_test import _error_line
 from tests.conftest import REPO_ROOT
 
 SCRIPT = os.path.join(REPO_ROOT, "tools", "benchmark_reference_methods.py")
@@ -38,14 +39,6 @@ def no_torch(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(fake)] + [p for p in [env.get("PYTHONPATH")] if p])
     return env
-
-
-def _error_line(proc) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
-    assert proc.stdout == ""
-    return lines[0]
 
 
 def test_missing_or_unknown_method_is_one_error_line(tmp_path, no_torch):

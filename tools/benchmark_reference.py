@@ -319,20 +319,27 @@ def _print_results(results):
               "fallback kernels)")
 
 
-def main(argv):
-    del argv
-    folder, root = _check_flags()
+def _import_torch(device: str, precision: str):
+    """torch, checked for `device` ("cpu" or "cuda") and `precision` ("fp32" or "bf16"): a
+    missing PyTorch, GPU or bf16 support is a ConfigError (one line)."""
     try:
         import torch
     except ImportError:
         raise ConfigError("the reference benchmark needs PyTorch: pip install -r "
                           "requirements-torch.txt")
-    if FLAGS.device == "cuda":
+    if device == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"--device=cuda: torch {torch.__version__} sees no CUDA GPU")
-        if FLAGS.precision == "bf16" and not torch.cuda.is_bf16_supported():
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
             raise ConfigError(f"--precision=bf16: {torch.cuda.get_device_name(0)} has no "
                               "bfloat16 support")
+    return torch
+
+
+def main(argv):
+    del argv
+    folder, root = _check_flags()
+    torch = _import_torch(FLAGS.device, FLAGS.precision)
     opts, modules, utils_1 = _import_reference(folder, root)
     threads = FLAGS.threads or _usable_cores()
     torch.set_num_threads(threads)

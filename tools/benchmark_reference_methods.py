@@ -59,11 +59,11 @@ from aqa_tf.config import ConfigError  # noqa: E402  (after the repository is on
 
 
 def _load_sibling():
-    """tools/benchmark_reference.py, for its helpers (`_cpu_description`, `_usable_cores`,
-    `_cpu_bf16_kernels`, `_timed`, `_cuda_calls_stay`, `run`). It defines absl flags of the same
-    names as this script's (--precision, --batch_size, ...): they go into a FlagValues of their
-    own while it loads, so that the two scripts' flags do not collide (absl.app, which defines
-    flags of its own as it first loads, is imported above)."""
+    """tools/benchmark_reference.py, for its helpers (`_import_torch`, `_cpu_description`,
+    `_usable_cores`, `_cpu_bf16_kernels`, `_timed`, `_cuda_calls_stay`, `run`). It defines absl
+    flags of the same names as this script's (--precision, --batch_size, ...): they go into a
+    FlagValues of their own while it loads, so that the two scripts' flags do not collide
+    (absl.app, which defines flags of its own as it first loads, is imported above)."""
     scratch = flags.FlagValues()
     names = ("DEFINE_string", "DEFINE_enum", "DEFINE_integer", "DEFINE_boolean")
     originals = {name: getattr(flags, name) for name in names}
@@ -492,7 +492,28 @@ class Usdl(Method):
                 "clip_starts": [10 * i for i in range(9)] + [self.frames - CLIP_LENGTH]}
 
 
-class Core(Method):
+class PairMethod(Method):
+    """CoRe and TSA: their runners keep the I3D's BatchNorm in eval mode while training
+    (`fix_bn`, utils/misc.py of both repositories)."""
+
+    def _setup(self, args, models, voters, train_batch, test_batch):
+        """Their config `args` (voters and batch sizes overridden where given) and their
+        I3D_backbone(I3D_class=400), random weights (both builders build it so)."""
+        self.paper_voters, args.voter_number = args.voter_number, voters or args.voter_number
+        self.args = args
+        self.train_batch = train_batch or args.bs_train
+        self.inference_batch = test_batch or args.bs_test
+        self.base_model = models.I3D_backbone(I3D_class=400)
+        self._clip_pool(self.base_model.backbone)
+
+    def train(self, training: bool):
+        for part in self.parts:
+            part.train(training)
+        if training and self.args.fix_bn:
+            self.base_model.apply(self.misc.fix_bn)  # runner.py: BatchNorm kept in eval mode
+
+
+class Core(PairMethod):
     """CoRe (MTL-AQA) through their tools/helper.py, as their tools/runner.py calls it."""
 
     def __init__(self, root, device, precision, crop, frames, seed, patch_pool, train_batch,
@@ -510,14 +531,9 @@ class Core(Method):
         args.benchmark, args.fix_bn = "MTL", True
         if not args.usingDD:
             args.score_range = 100
-        self.paper_voters, args.voter_number = args.voter_number, voters or args.voter_number
-        self.args = args
-        self.train_batch = train_batch or args.bs_train
-        self.inference_batch = test_batch or args.bs_test
         # tools/builder.py model_builder: I3D_backbone(I3D_class=400) (their checkpoint not
         # loaded), RegressTree(2 * 1024 + 1, 256, RT_depth).
-        self.base_model = models.I3D_backbone(I3D_class=400)
-        self._clip_pool(self.base_model.backbone)
+        self._setup(args, models, voters, train_batch, test_batch)
         self.regressor = models.RegressTree(in_channel=2 * self.base_model.get_feature_dim() + 1,
                                             hidden_channel=256, depth=args.RT_depth)
         self.parts = [self.base_model, self.regressor]
@@ -565,12 +581,6 @@ class Core(Method):
                 "video_2_list": [self._video(batch) for _ in range(voters)],
                 "label_2_list": [self._labels(batch) for _ in range(voters)]}
 
-    def train(self, training: bool):
-        for part in self.parts:
-            part.train(training)
-        if training and self.args.fix_bn:
-            self.base_model.apply(self.misc.fix_bn)  # runner.py: BatchNorm kept in eval mode
-
     def train_step(self):
         """runner.py run_net's loop body: the batch to the device, opti_flag every
         step_per_update iterations, then their network_forward_train (forward, losses,
@@ -615,7 +625,7 @@ class Core(Method):
                 "clip_starts": [0, 10, 20, 30, 40, 50, 60, 70, 80, 86]}
 
 
-class Tsa(Method):
+class Tsa(PairMethod):
     """TSA (FineDiving) through their tools/helper.py, as their tools/runner.py calls it."""
 
     def __init__(self, root, device, precision, crop, frames, seed, patch_pool, train_batch,
@@ -632,13 +642,8 @@ class Tsa(Method):
         # FineDiving_TSA.yaml, with utils/parser.py's --fix_bn default (True).
         args = types.SimpleNamespace(**_their_config(os.path.join(root, "FineDiving_TSA.yaml")))
         args.fix_bn = True
-        self.paper_voters, args.voter_number = args.voter_number, voters or args.voter_number
-        self.args = args
-        self.train_batch = train_batch or args.bs_train
-        self.inference_batch = test_batch or args.bs_test
         # tools/builder.py model_builder (their checkpoint not loaded).
-        self.base_model = models.I3D_backbone(I3D_class=400)
-        self._clip_pool(self.base_model.backbone)
+        self._setup(args, models, voters, train_batch, test_batch)
         self.psnet = ps.PSNet(n_channels=9)
         self.decoder = models.decoder_fuser(dim=64, num_heads=8, num_layers=3)
         self.regressor_delta = models.MLP_score(in_channel=64, out_channel=1)
@@ -684,12 +689,6 @@ class Tsa(Method):
                 "video_2_list": [self._video(batch) for _ in range(voters)],
                 "label_2_tas_list": [self._transits(batch) for _ in range(voters)],
                 "label_2_score_list": [self._scores(batch) for _ in range(voters)]}
-
-    def train(self, training: bool):
-        for part in self.parts:
-            part.train(training)
-        if training and self.args.fix_bn:
-            self.base_model.apply(self.misc.fix_bn)  # runner.py: BatchNorm kept in eval mode
 
     def train_step(self):
         """runner.py train_net's loop body: the batch to the device, their
@@ -806,17 +805,7 @@ def main(argv):
     del argv
     spec, root = _check_flags()
     method_name = FLAGS.method
-    try:
-        import torch
-    except ImportError:
-        raise ConfigError("the reference benchmark needs PyTorch: pip install -r "
-                          "requirements-torch.txt")
-    if FLAGS.device == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device=cuda: torch {torch.__version__} sees no CUDA GPU")
-        if FLAGS.precision == "bf16" and not torch.cuda.is_bf16_supported():
-            raise ConfigError(f"--precision=bf16: {torch.cuda.get_device_name(0)} has no "
-                              "bfloat16 support")
+    torch = _sibling._import_torch(FLAGS.device, FLAGS.precision)
     threads = FLAGS.threads or _sibling._usable_cores()
     torch.set_num_threads(threads)
     torch.manual_seed(FLAGS.seed)
