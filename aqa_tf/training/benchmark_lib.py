@@ -296,14 +296,15 @@ def _groups_without_records(model_config: ModelConfig, data_config: DataConfig
 
 
 def exemplar_inputs(model, x: Dict, voters: int, rng) -> Dict:
-    """Random values of the inference model's inputs that `x` lacks: the exemplar bank's rows
-    that the evaluation and the export look up for heads that compare a video with training
-    exemplars (CoRe, TSA: `exemplar_features`, ... of `voters` exemplars per query), at the
-    batch size of `x` (the one axis a bank input leaves open after the batch is the voters')."""
-    from aqa_tf.models import aqa_model
+    """Random values of the inputs that a head adds to the inference model (`inference_inputs`)
+    and `x` lacks: the exemplar bank's rows that the evaluation and the export look up for heads
+    that compare a video with training exemplars (CoRe, TSA: `exemplar_features`, ... of
+    `voters` exemplars per query), at the batch size of `x` (the one axis a bank input leaves
+    open after the batch is the voters')."""
     batch = len(x["video"])
     out = {}
-    for name, spec in aqa_model.inference_model(model).input.items():
+    specs = {k: v for head in model.heads.values() for k, v in head.inference_inputs.items()}
+    for name, spec in specs.items():
         if name in x:
             continue
         shape = [batch] + [voters if d is None else int(d) for d in spec.shape[1:]]
