@@ -21,6 +21,7 @@ import pytest
 
 from tests.benchmark_reference_test import _error_line
 from tests.conftest import REPO_ROOT
+from tests.helpers import authors_repository
 
 SCRIPT = os.path.join(REPO_ROOT, "tools", "benchmark_reference_methods.py")
 
@@ -97,8 +98,7 @@ REPOSITORIES = {"usdl": ("nzl-thu/MUSDL", "MUSDL_REPO", "MTL-AQA/main.py"),
 def _checkout(tmp_path, repo: str, env: str, marker: str) -> str:
     """A checkout of `repo`: $`env` or the mirror, as a checkout, or a git directory (its HEAD
     extracted into `tmp_path`); skipped where there is none."""
-    mirror = os.path.join(os.path.dirname(REPO_ROOT), ".mirror", repo.replace("/", "+"), "repo")
-    where = os.environ.get(env, mirror)
+    where = authors_repository(repo, env)
     if os.path.isfile(os.path.join(where, marker)):
         return where
     for git_dir in (os.path.join(where, ".git"), where):  # a checkout's or a bare one

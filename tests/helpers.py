@@ -307,6 +307,14 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def authors_repository(repo: str, env: str) -> str:
+    """Where the authors' repository `repo` ("owner/name") is looked for: $`env` (a checkout or
+    its git directory), else the local mirror of this project's machines
+    (`../.mirror/<owner>+<name>/repo`)."""
+    mirror = os.path.join(os.path.dirname(REPO_ROOT), ".mirror", repo.replace("/", "+"), "repo")
+    return os.environ.get(env, mirror)
+
+
 def authors_module(tmp_path_factory, repo: str, path: str, env: str, fallback: str):
     """An authors' PyTorch file (`path` in the GitHub repository `repo`, e.g.
     "piergiaj/pytorch-i3d"), imported from a temporary copy. It is read from $`env` (the file,
@@ -316,8 +324,7 @@ def authors_module(tmp_path_factory, repo: str, path: str, env: str, fallback: s
     import importlib.util
 
     import pytest
-    mirror = os.path.join(os.path.dirname(REPO_ROOT), ".mirror", repo.replace("/", "+"), "repo")
-    where = os.environ.get(env, mirror)
+    where = authors_repository(repo, env)
     text = None
     for candidate in (os.path.join(where, path), os.path.join(where, os.path.basename(path)),
                       where):
