@@ -279,3 +279,60 @@ def test_beam_labels_give_each_video_its_difficulty(difficulty_export, labelled,
             f"--inputs={','.join(inputs)}", f"--labels={labels}", f"--output={output}",
             "--runner=DirectRunner", "--num_workers=2", expect=2)
     assert _labelled_scores(output) == pytest.approx(expected, abs=1e-4)
+
+
+# Paper 003's per-action scales (index 0 unused: actions are 1-based), far apart so that a
+# video scored as the wrong action is far from its own score.
+ACTION_STD = (1.0, 2.0, 5.0, 9.0, 14.0, 20.0, 27.0)
+
+
+@pytest.fixture(scope="module")
+def action_export(tmp_path_factory):
+    """The quickstart model with AQA-7's per-action score normalisation (paper 003: each
+    action's score is the regressor's output times that action's deviation), random weights,
+    exported in-process: it needs each video's action."""
+    from aqa_tf.serving import export_lib
+    model, data_config = quickstart_model("--score_normalization=per_action",
+                                          action_score_std=ACTION_STD)
+    folder = tmp_path_factory.mktemp("action_model")
+    return export_lib.export_saved_model(model, data_config, str(folder / "aqa7" / "1"))
+
+
+def test_labels_give_each_video_its_action(action_export, videos, tmp_path):
+    """Runs everywhere: the `action` column gives each video the action a multi-action model
+    scores it as. Each score equals `aqa_tf.predict --action=<its own>`'s within 1e-4 and is
+    far from the score as the other video's action. A video without an action, or an action
+    the model does not know: one line naming it, exit status 2."""
+    chosen = {"00_dive.mp4": "gym_vault", "02_dive.mp4": "sync_diving_10m", CORRUPT: "diving"}
+    labels = tmp_path / "actions.csv"
+    labels.write_text("video,action\n" + "".join(f"{v},{a}\n" for v, a in chosen.items()))
+    inputs = [str(videos / name) for name in chosen]
+    predicted = {}
+    for name in list(chosen)[:2]:
+        for action in ("gym_vault", "sync_diving_10m"):
+            out = tmp_path / f"{name}.{action}.json"
+            run_cli("aqa_tf.predict", str(videos / name), f"--model={action_export}",
+                    f"--action={action}", f"--output_json={out}", "--noprogress", "--noplot")
+            with open(out) as f:
+                predicted[name, action] = json.load(f)[0]["score"]
+    output = str(tmp_path / "local")
+    run_cli("aqa_tf.batch_predict", f"--model={action_export}", f"--inputs={','.join(inputs)}",
+            f"--labels={labels}", f"--output={output}", "--runner=local", expect=2)
+    scores = _labelled_scores(output)
+    print(f"batch: {scores}; predict --action: {predicted}")
+    for name, action in list(chosen.items())[:2]:
+        other = next(a for a in ("gym_vault", "sync_diving_10m") if a != action)
+        assert scores[str(videos / name)] == pytest.approx(predicted[name, action], abs=1e-4)
+        assert abs(scores[str(videos / name)] - predicted[name, other]) > 0.1
+
+    def refused(text, *words):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        user_error(run_cli("aqa_tf.batch_predict", f"--model={action_export}",
+                           f"--inputs={','.join(inputs)}", f"--labels={bad}",
+                           f"--output={tmp_path / 'x'}", "--runner=local", expect=2), *words)
+
+    refused("video,action\n00_dive.mp4,diving\n02_dive.mp4,diving\n", "action", CORRUPT)
+    refused("video,action\n00_dive.mp4,hurdles\n02_dive.mp4,diving\n" f"{CORRUPT},diving\n",
+            "hurdles", "00_dive.mp4")
+    assert not os.path.exists(tmp_path / "x")

@@ -15,8 +15,11 @@ from tests.conftest import REPO_ROOT
 from tests.helpers import run_cli, synthetic_sample
 
 
-def quickstart_model(*extra_flags):
-    """The quickstart model (random weights, seed 1) and its data config."""
+def quickstart_model(*extra_flags, **data_overrides):
+    """The quickstart model (random weights, seed 1) and its data config (`data_overrides`:
+    fields that are not flags, such as the per-action score deviations)."""
+    import dataclasses
+
     import keras
     from absl import flags
     from aqa_tf import flag_defs
@@ -24,7 +27,7 @@ def quickstart_model(*extra_flags):
     flag_defs.define_flags()
     flags.FLAGS.unparse_flags()
     flags.FLAGS([sys.argv[0], f"--flagfile={REPO_ROOT}/configs/quickstart.cfg", *extra_flags])
-    data_config = flag_defs.data_config_from_flags()
+    data_config = dataclasses.replace(flag_defs.data_config_from_flags(), **data_overrides)
     model_config = flag_defs.model_config_from_flags()
     flags.FLAGS.unparse_flags()
     keras.utils.set_random_seed(1)
