@@ -321,6 +321,12 @@ class ModelConfig(Config):
     backbone_batch_norm: bool = option(
         False, "C3D: BatchNorm after each convolution (not in the paper's C3D, which starts from "
         "Sports-1M weights; needed to train it from scratch).")
+    backbone_bn_momentum: float = option(
+        0.0, "Momentum of the backbone's BatchNorm moving statistics, in Keras' terms (the "
+        "weight of the old statistics; PyTorch's momentum is 1 minus it). 0: the backbone's own "
+        "(I3D 0.99, as pytorch-i3d's 0.01). Lower it (0.9) to train a backbone from random "
+        "weights in a few hundred steps: at 0.99 the statistics the model evaluates with lag "
+        "behind the weights it trained.")
     backbone_fc6: int = option(
         0, "C3D: end the backbone with fc6 of this width (4096: Sports-1M fc6, imported with the "
         "convolutions; paper 003's C3D-LSTM); 0: pool5 features.")
@@ -458,6 +464,9 @@ class ModelConfig(Config):
                               "(score, usdl, musdl or core)")
         if self.width_multiplier <= 0:
             raise ConfigError(f"width_multiplier={self.width_multiplier} must be positive")
+        if not 0.0 <= self.backbone_bn_momentum < 1.0:
+            raise ConfigError(f"backbone_bn_momentum={self.backbone_bn_momentum} must be in "
+                              "[0, 1) (0: the backbone's own)")
         if self.fc_units < 0 or any(u <= 0 for u in self.projection_units):
             raise ConfigError(f"fc_units={self.fc_units}, projection_units="
                               f"{self.projection_units}: widths must be positive (fc_units 0: "

@@ -34,10 +34,15 @@ def build_clip_backbone(model_config: ModelConfig, data_config: DataConfig) -> k
     options = {"batch_norm": True} if model_config.backbone_batch_norm else {}
     if model_config.backbone_fc6:
         options["fc6_units"] = model_config.backbone_fc6
-    return build_backbone(model_config.backbone, clip_length=data_config.clip_length,
-                          image_size=data_config.crop_size,
-                          width_multiplier=model_config.width_multiplier,
-                          name=model_config.backbone, **options)
+    backbone = build_backbone(model_config.backbone, clip_length=data_config.clip_length,
+                              image_size=data_config.crop_size,
+                              width_multiplier=model_config.width_multiplier,
+                              name=model_config.backbone, **options)
+    if model_config.backbone_bn_momentum:
+        for layer in backbone._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = model_config.backbone_bn_momentum
+    return backbone
 
 
 @keras.saving.register_keras_serializable(package="aqa_tf")

@@ -62,6 +62,28 @@ def test_bad_config_fails_fast_with_the_value():
         aqa_model.build_aqa_model(ModelConfig(), DataConfig(sample_length=8, num_frames=8))
 
 
+def test_backbone_bn_momentum_sets_the_backbones_batch_norms():
+    """`--backbone_bn_momentum` sets the momentum of every BatchNorm of the backbone (here
+    C3D's with `--backbone_batch_norm`, Keras' default 0.99), and only there; 0 keeps the
+    backbone's own; a value outside [0, 1) names the option."""
+    from aqa_tf.config import ConfigError
+
+    def momenta(**options):
+        model = aqa_model.build_aqa_model(ModelConfig(
+            width_multiplier=0.125, fc_units=16, heads=("score",), backbone_batch_norm=True,
+            **options), DATA)
+        found = {layer.momentum for layer in aqa_model.backbone_of(model)._flatten_layers()
+                 if isinstance(layer, keras.layers.BatchNormalization)}
+        assert found
+        return found
+
+    assert momenta() == {0.99}
+    assert momenta(backbone_bn_momentum=0.9) == {0.9}
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigError, match=f"backbone_bn_momentum={bad} must be in"):
+            ModelConfig(backbone_bn_momentum=bad).validate()
+
+
 @pytest.mark.parametrize("aggregation", ["weight_decider", "lstm_encoder", "lstm"])
 def test_other_aggregations_build_run_and_round_trip(aggregation, tmp_path):
     # `lstm` is paper 003's C3D-LSTM: fc6 per clip inside the backbone, LSTM, regressor.
