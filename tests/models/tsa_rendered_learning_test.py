@@ -4,9 +4,8 @@
 from the synthetic generator's videos, whose steps (take-off on the platform, flight, entry in
 the splash) have known transition frames (`synthetic.dive_steps`). 64 training dives of 40
 frames (48x64), windows of 36 frames in 8 clips of 8 frames every 4, 32x32 crops, a 1/8-width
-I3D from random weights, exemplars of the query's dive number (3 types), 5 voters. It trains
-with the transition loss alone (`--score_loss_weight=0`), Adam 3e-3, 24 epochs (192 steps of 8
-pairs), and is scored on 24 held-out dives.
+I3D from random weights, exemplars of the query's dive number (3 types), 5 voters, Adam 3e-3,
+24 epochs (192 steps of 8 pairs), scored on 24 held-out dives.
 
 `--backbone_bn_momentum=0.9`: with I3D's own 0.99 (pytorch-i3d's 0.01) the moving statistics
 lag behind a backbone that trains from random weights in 200 steps, and the evaluation, which
@@ -16,12 +15,15 @@ training split's mean transitions: 2.75 / 1.71), on the training split itself wo
 mean although the transition loss had fallen from 0.108 to 0.052; at 0.9, 2.17 / 1.12 after 16
 epochs and 1.96 / 0.71 after 32 (correlation with the true transitions 0.72 / 0.90).
 
-What the 1:1 loss then does on these dives, measured but not asserted: 16 more epochs of the
-authors' loss (score differences of both directions + transitions) reached a held-out Spearman
-of 0.51 (untrained 0.25, whose exemplars of the query's dive number already rank the dives a
-little) while the transitions eroded to 2.92 / 3.79 frames, as on the designed features: the
-score's gradient outweighs the transitions' through the shared layers. Score learning is
-asserted on the designed features (`tsa_learning_test.py`).
+Two runs of the same model, as two tests. The transition loss alone (`--score_loss_weight=0`)
+learns the transitions. The authors' loss (score differences of both directions +
+transitions, 1:1) from the start learns the score: held-out Spearman 0.879 / 0.958 / 0.884 for
+seeds 0 / 1 / 2 (untrained 0.25-0.27, whose exemplars of the query's dive number already rank
+the dives a little), but not the transitions: the transition loss stays at ~0.10, a flat
+guess's level, and the transitions miss by 3.3-5.7 frames, as on the designed features
+(`tsa_learning_test.py`). With the score loss at 0.002 instead of 1 it is the same (Spearman
+0.91, transitions 3.75 / 3.92 frames off), and 16 epochs of the 1:1 loss after the transitions
+erode them (2.92 / 3.79 frames off, Spearman 0.51).
 """
 
 import numpy as np
@@ -39,6 +41,9 @@ FRAMES, TRAIN, TEST, EPOCHS = 36, 64, 24, 24
 # ratio 0.64 / 0.64 / 0.69, lower correlation 0.66 / 0.62 / 0.54; the untrained AIoU@0.5 is
 # 0.71 / 0.75 / 0.96 (a flat guess often catches the long middle step), hence the fixed seed.
 AIOU_BARS, ERROR_RATIO, CORR = {0.5: 0.9, 0.75: 0.85}, 0.85, 0.5
+# Under the authors' loss: held-out Spearman >= 0.75, the untrained model's under 0.5 (its
+# exemplars of the query's dive number already rank the dives a little: 0.25).
+LEARNED_RHO, UNTRAINED_RHO = 0.75, 0.5
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +74,11 @@ def _summary(truth, guess):
                      if guess[:, i].std() > 0 else 0.0 for i in (0, 1)]}
 
 
-def test_tsa_finds_the_steps_of_rendered_dives(records):
+def _train(records, score_loss_weight):
+    """The model untrained (its held-out transitions and metrics), then trained for `EPOCHS`
+    with the score loss at `score_loss_weight` (the transition loss at 1): `(truth,
+    untrained transitions, untrained metrics, trained transitions, trained metrics, loss
+    history)`."""
     import keras
 
     from aqa_tf.data import pipeline
@@ -86,9 +95,9 @@ def test_tsa_finds_the_steps_of_rendered_dives(records):
         backbone="i3d", width_multiplier=0.125, backbone_bn_momentum=0.9,
         aggregation="average", fc_units=0, dropout=0.0, heads=("tsa",), tsa_heads=2,
         tsa_layers=1, exemplar_match="dive_number", voters=5), data)
-    truth, untrained_cut, _ = _held_out(model, data)
+    truth, untrained_cut, untrained_metrics = _held_out(model, data)
 
-    losses, weights = model.loss_dicts(TrainConfig(score_loss_weight=0.0))
+    losses, weights = model.loss_dicts(TrainConfig(score_loss_weight=score_loss_weight))
     model.compile(keras.optimizers.Adam(3e-3), loss=losses, loss_weights=weights)
     pairs = pipeline.build_dataset(data, "train", training=True,
                                    exemplar_pairs=("dive_number", False), include_steps=True,
@@ -97,17 +106,37 @@ def test_tsa_finds_the_steps_of_rendered_dives(records):
                         callbacks=model.heads["tsa"].callbacks(TrainConfig(epochs=EPOCHS)))
     truth_after, cut, metrics = _held_out(model, data)
     np.testing.assert_array_equal(truth_after, truth)
+    return truth, untrained_cut, untrained_metrics, cut, metrics, history.history
 
+
+def _report(truth, cut, untrained_cut, history):
     constant = np.repeat(np.round(truth.mean(0))[None], TEST, 0)
     result = {name: _summary(truth, guess) for name, guess in
               (("trained", cut), ("untrained", untrained_cut), ("constant", constant))}
-    loss = history.history["step_probs_loss"]
+    loss = history["step_probs_loss"]
     print(f"transition loss {loss[0]:.3f} -> {loss[-1]:.3f}; " + "; ".join(
         f"{name}: AIoU {r['aiou']}, error {np.round(r['error'], 2).tolist()} frames, "
         f"correlation {np.round(r['corr'], 2).tolist()}" for name, r in result.items()))
+    return result
+
+
+def test_tsa_finds_the_steps_of_rendered_dives(records):
+    """The transition loss alone (`--score_loss_weight=0`)."""
+    truth, untrained_cut, _, cut, metrics, history = _train(records, 0.0)
+    result = _report(truth, cut, untrained_cut, history)
     trained, untrained = result["trained"], result["untrained"]
     assert metrics["aiou@0.5"] == pytest.approx(trained["aiou"][0.5])
     for threshold, bar in AIOU_BARS.items():
         assert trained["aiou"][threshold] >= bar > untrained["aiou"][threshold], threshold
     assert trained["error"].mean() < ERROR_RATIO * result["constant"]["error"].mean()
     assert min(trained["corr"]) >= CORR > max(untrained["corr"])
+
+
+def test_tsa_scores_rendered_dives_under_the_authors_loss(records):
+    """The authors' loss (score differences of both directions + transitions, 1:1) from the
+    start learns the score; the transitions it does not learn (measured, not asserted)."""
+    truth, untrained_cut, untrained, cut, trained, history = _train(records, 1.0)
+    _report(truth, cut, untrained_cut, history)
+    print(f"held-out Spearman: trained {trained['spearman']:.3f}, untrained "
+          f"{untrained['spearman']:.3f}")
+    assert trained["spearman"] >= LEARNED_RHO > UNTRAINED_RHO > untrained["spearman"]
