@@ -29,7 +29,8 @@ if REPO_ROOT not in sys.path:
 # trained-quickstart fixture of train_test.py (about 9 of the suite's 20 minutes on the 2-core
 # machines) runs beside the rest of the suite instead of ending last, alone, and the short
 # modules fill the end. (xdist's own reordering, by number of tests, started it 7 minutes in.)
-FIRST_MODULES = ("tests/train_test.py", "tests/protocols_test.py", "tests/train_resume_test.py",
+FIRST_MODULES = ("tests/train_test.py", "tests/protocols_test.py",
+                 "tests/models/tsa_rendered_learning_test.py", "tests/train_resume_test.py",
                  "tests/multi_worker_test.py", "tests/serving_load_test.py",
                  "tests/tflite_test.py", "tests/predict_test.py", "tests/configs_test.py",
                  "tests/weights/convert_test.py", "tests/demo_test.py")
