@@ -11,9 +11,10 @@ I3D from random weights, exemplars of the query's dive number (3 types), 5 voter
 lag behind a backbone that trains from random weights in 200 steps, and the evaluation, which
 uses them, misses what training learned. Measured (AMD EPYC Zen 4, seed 0, 64 dives): at 0.99
 the test transitions were 2.67 / 1.38 frames off after 16 epochs and 2.62 / 2.04 after 32 (the
-training split's mean transitions: 2.75 / 1.71), on the training split itself worse than that
-mean although the transition loss had fallen from 0.108 to 0.052; at 0.9, 2.17 / 1.12 after 16
-epochs and 1.96 / 0.71 after 32 (correlation with the true transitions 0.72 / 0.90).
+held-out dives' own mean transitions, rounded: 2.75 / 1.71), on the training split itself worse
+than the training split's mean although the transition loss had fallen from 0.108 to 0.052;
+at 0.9, 2.17 / 1.12 after 16 epochs and 1.96 / 0.71 after 32 (correlation with the true
+transitions 0.72 / 0.90).
 
 Two runs of the same model, as two tests. The transition loss alone (`--score_loss_weight=0`)
 learns the transitions. The authors' loss (score differences of both directions +
@@ -34,8 +35,9 @@ from aqa_tf.config import DataConfig, ModelConfig, TrainConfig
 FRAMES, TRAIN, TEST, EPOCHS = 36, 64, 24, 24
 # Bars: the trained model finds the middle step (AIoU@0.5) of at least 0.9 of the held-out
 # dives and at IoU 0.75 of at least 0.85, the untrained one under both; it misses the
-# transitions by less than 0.85 of what the training split's mean transitions miss them by
-# (that constant guess: 2.75 / 1.71 frames, AIoU 1.0 and 0.83, since the middle step is long);
+# transitions by less than 0.85 of what the held-out dives' own mean transitions miss them by
+# (that constant guess, which knows the test split's mean: 2.75 / 1.71 frames off, AIoU 1.0 and
+# 0.83, since the middle step is long);
 # its transitions follow the true ones (mean correlation of the two >= 0.5; the untrained
 # model's under it). Five runs (AMD EPYC Zen 4; seeds 0, 1, 2 with 2 threads, seeds 0, 1 with
 # the suite's 1 thread per worker): AIoU@0.75 0.92-0.96 (untrained 0.29-0.38), error ratio
