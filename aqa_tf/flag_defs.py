@@ -247,6 +247,14 @@ def model_config_from_flags() -> ModelConfig:
     return config_from_flags(ModelConfig, vocab_size=vocab_size)
 
 
+def check_model_flags() -> None:
+    """Refuses a mistake in the model's options (a ConfigError naming it) before a command
+    writes or generates anything: the model config of the flags, validated with a stand-in for
+    the vocabulary size, which `model_config_from_flags` reads from a vocabulary that may only
+    exist once the data is generated."""
+    config_from_flags(ModelConfig, vocab_size=max(FLAGS.caption_vocab_size, 3))
+
+
 def train_config_from_flags() -> TrainConfig:
     return config_from_flags(TrainConfig)
 

@@ -52,6 +52,7 @@ def main(argv):
     data_config = flag_defs.data_config_from_flags()
     eval_config = flag_defs.eval_config_from_flags()
     export_config = flag_defs.export_config_from_flags()
+    flag_defs.check_model_flags()  # before the run folder and the data are made
     if train_config.export_after_training:  # refused now, not after the training
         flag_defs.writable_folder(export_config.export_dir, "--export_dir")
 

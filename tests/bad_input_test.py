@@ -69,6 +69,16 @@ def test_train(place, args, names):
     _check(place, "aqa_tf.train", args, names)
 
 
+def test_train_refuses_a_model_option_before_writing_anything(place):
+    """A mistake in the model's options, here with the quickstart, whose dataset is generated
+    where it is missing: refused before the run folder or the dataset is made (before, the
+    dataset was generated and the run folder created, then the model config refused)."""
+    _check(place, "aqa_tf.train", [QUICKSTART, "--model_dir={p}/run", "--data_dir={p}/data",
+                                   "--backbone_bn_momentum=1.5"],
+           ["backbone_bn_momentum=1.5", "[0, 1)"])
+    assert not (place / "run").exists() and not (place / "data").exists()
+
+
 @pytest.mark.parametrize("args, names", [
     ([], ["--checkpoint is required"]),
     (["--split=foo", "--checkpoint=x"], ["--split=foo", "test|val"]),
