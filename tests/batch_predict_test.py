@@ -243,6 +243,16 @@ def _labelled_scores(output):
     return {e["video"]: e["score"] for e in lines[:2]}
 
 
+def _refused_labels(model, inputs, folder, text, *words):
+    """`--labels` holding `text` is refused before any video is read: one line naming `words`,
+    exit status 2, no `<folder>/x` output."""
+    bad = folder / "bad.csv"
+    bad.write_text(text)
+    user_error(run_cli("aqa_tf.batch_predict", f"--model={model}", f"--inputs={','.join(inputs)}",
+                       f"--labels={bad}", f"--output={folder / 'x'}", "--runner=local",
+                       expect=2), *words)
+
+
 def test_labels_give_each_video_its_difficulty(difficulty_export, labelled, videos, tmp_path):
     """Runs everywhere: `--labels` gives each video its own degree of difficulty
     (`--runner=local`): each score equals `aqa_tf.predict --difficulty=<its own>`'s. A video
@@ -255,12 +265,8 @@ def test_labels_give_each_video_its_difficulty(difficulty_export, labelled, vide
             "--runner=local", expect=2)
     assert _labelled_scores(output) == pytest.approx(expected, abs=1e-4)
 
-    def refused(text, *words, extra_inputs=()):
-        bad = tmp_path / "bad.csv"
-        bad.write_text(text)
-        user_error(run_cli("aqa_tf.batch_predict", f"--model={difficulty_export}",
-                           f"--inputs={','.join([*inputs, *extra_inputs])}", f"--labels={bad}",
-                           f"--output={tmp_path / 'x'}", "--runner=local", expect=2), *words)
+    def refused(text, *words):
+        _refused_labels(difficulty_export, inputs, tmp_path, text, *words)
 
     refused("video,difficulty\n00_dive.mp4,2.0\n", "difficulty", "02_dive.mp4")
     refused("video,difficulty\n00_dive.mp4,hard\n", "line 2", "hard")
@@ -326,11 +332,7 @@ def test_labels_give_each_video_its_action(action_export, videos, tmp_path):
         assert abs(scores[str(videos / name)] - predicted[name, other]) > 0.1
 
     def refused(text, *words):
-        bad = tmp_path / "bad.csv"
-        bad.write_text(text)
-        user_error(run_cli("aqa_tf.batch_predict", f"--model={action_export}",
-                           f"--inputs={','.join(inputs)}", f"--labels={bad}",
-                           f"--output={tmp_path / 'x'}", "--runner=local", expect=2), *words)
+        _refused_labels(action_export, inputs, tmp_path, text, *words)
 
     refused("video,action\n00_dive.mp4,diving\n02_dive.mp4,diving\n", "action", CORRUPT)
     refused("video,action\n00_dive.mp4,hurdles\n02_dive.mp4,diving\n" f"{CORRUPT},diving\n",
